@@ -1,0 +1,295 @@
+"""The forwarder process: builds the pipeline from Settings, runs the main loop, handles SIGTERM/SIGHUP and systemd."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+from . import config
+from .backoff import Backoff
+from .framing import UBX, Frame
+from .health import Health, start_metrics
+from .inputs import Input
+from .inputs.mqtt import MqttInput
+from .inputs.ntrip import NtripInput
+from .keys import spartnkey_frame
+from .outputs import make_output
+from .receiver import Receiver
+from .stats import Stats
+from .systemd import Notifier
+from .writer import Writer
+
+log = logging.getLogger(__name__)
+STATUS_EVERY = 2.0  # seconds between status file writes
+CREDENTIALS_CHECK_EVERY = 5.0  # seconds between checks of credentials.json for a change (then reload)
+STALL_LIMIT = 30.0  # seconds a loop may go without a heartbeat (beyond its longest wait) before it counts as wedged
+
+
+class Pipeline:
+    """One configured input -> writer -> output chain with its reader, receiver handling and health."""
+
+    def __init__(self, settings: config.Settings, started_at: float | None = None):
+        self.settings = settings
+        self.stats = Stats(settings.input, settings.input_endpoint(), settings.output["type"], settings.output_target())
+        if started_at:
+            self.stats.started_at = started_at
+        self.output = make_output(settings.output)
+        self._key_frame = spartnkey_frame(settings.keys) if settings.keys else None
+        self._mga_full_wanted = True
+        self._stop = threading.Event()
+        b = settings.backoff
+        self.writer = Writer(
+            self.output,
+            self.stats,
+            settings.output["queue_bytes"],
+            Backoff(b["initial"], b["max"], b["reset_after"]),
+            on_open=self._output_opened,
+        )
+        self.output_ready = self.writer.opened
+        configure = bool(settings.receiver["configure"]) and self.output.readable
+        self.receiver = Receiver(
+            self.stats,
+            lambda f: self.writer.submit(f, priority=True),
+            self._receiver_reset,
+            configure,
+            settings.receiver["port"],
+            settings.receiver["source"],
+            have_keys=lambda: self._key_frame is not None,
+        )
+        self.health = Health(
+            self.stats, lambda: self.settings.keys, settings.watchdog["no_data_timeout"], settings.certificate_not_after
+        )
+        in_backoff = Backoff(b["initial"], b["max"], b["reset_after"])
+        args = (self.stats, self, in_backoff, settings.watchdog["no_data_timeout"])
+        self.input: Input = (
+            MqttInput(settings.mqtt, settings.ca_file, *args)
+            if settings.input == "mqtt"
+            else NtripInput(settings.ntrip, settings.ca_file, *args)
+        )
+        self.reader_heartbeat = time.monotonic()
+        self._reader = threading.Thread(target=self._read_loop, name="reader", daemon=True)
+
+    # --- what inputs call ------------------------------------------------------------------------------------------
+
+    def submit(self, frame: Frame, priority: bool = False) -> None:
+        self.writer.submit(frame, priority)
+
+    def new_keys(self, frame: Frame) -> None:
+        """Keys from the key topic: forwarded unchanged, before corrections, and kept for receiver resets."""
+        self._key_frame = frame.data
+        self.writer.submit(frame, priority=True)
+        self.stats.keys_last_sent_at = time.time()
+
+    def gga(self) -> bytes | None:
+        n = self.settings.ntrip
+        return self.receiver.gga(n.gga_grace, n.fixed_position) if n else None
+
+    def assistnow_full_wanted(self) -> bool:
+        return self._mga_full_wanted
+
+    def assistnow_full_done(self) -> None:
+        self._mga_full_wanted = False
+
+    # --- receiver events -------------------------------------------------------------------------------------------
+
+    def _send_keys(self) -> None:
+        if self._key_frame is not None:
+            self.writer.submit(Frame(UBX, self._key_frame), priority=True)
+            self.stats.keys_last_sent_at = time.time()
+
+    def _output_opened(self) -> None:
+        # runs in the writer thread before the output counts as ready: keys go ahead of everything else
+        self._send_keys()
+        self.receiver.output_opened()
+
+    def _receiver_reset(self, why: str) -> None:
+        self._send_keys()
+        self._mga_full_wanted = True
+
+    def _read_loop(self) -> None:
+        while not self._stop.is_set():
+            self.reader_heartbeat = time.monotonic()
+            if not self.writer.opened.wait(0.5):
+                continue
+            generation = self.writer.generation
+            try:
+                data = self.output.read()
+            except OSError as exc:
+                self.writer.fail(generation, str(exc) or exc.__class__.__name__)
+                self._stop.wait(0.2)
+                continue
+            if data:
+                self.receiver.feed(data)
+            self.receiver.tick()
+
+    # --- lifecycle -------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.writer.start()
+        if self.output.readable:
+            self._reader.start()
+        self.input.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.input.stop()
+        if self._reader.is_alive():
+            self._reader.join(2)
+        self.writer.stop()
+
+    def alive(self) -> bool:
+        """No thread died or wedged (slow networks and backoff waits are not wedging)."""
+        now = time.monotonic()
+        longest_wait = self.settings.backoff["max"] + STALL_LIMIT + 20
+        ok = self.writer.alive() and now - self.writer.heartbeat < longest_wait
+        ok = ok and self.input.alive() and now - self.input.heartbeat < longest_wait
+        if self.output.readable:
+            ok = ok and self._reader.is_alive() and now - self.reader_heartbeat < STALL_LIMIT
+        return ok
+
+
+class Forwarder:
+    """Runs pipelines until SIGTERM; SIGHUP (or a changed credentials file) rebuilds the pipeline from the config."""
+
+    def __init__(self, settings: config.Settings, notifier: Notifier | None = None, redactor=None):
+        self.settings = settings
+        self.notifier = notifier or Notifier()
+        self.redactor = redactor
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.started_at = time.time()
+        self.pipeline: Pipeline | None = None
+        self._metrics = None
+        self.metrics_port: int | None = None
+
+    def request_stop(self, *_args) -> None:
+        self._stop.set()
+
+    def request_reload(self, *_args) -> None:
+        self._reload.set()
+
+    def _credentials_mtime(self) -> float | None:
+        try:
+            return os.stat(self.settings.credentials_file).st_mtime
+        except OSError:
+            return None
+
+    def _start(self) -> None:
+        if self.redactor is not None:
+            self.redactor.set_secrets(self.settings.secrets())
+        logging.getLogger().setLevel(self.settings.log_level.upper())
+        self.pipeline = Pipeline(self.settings, self.started_at)
+        self.pipeline.start()
+        h = self.settings.health
+        if h["metrics_port"] is not None:
+            try:
+                self._metrics, self.metrics_port = start_metrics(
+                    self.pipeline.health, h["metrics_address"], h["metrics_port"]
+                )
+                log.info("metrics on http://%s:%d/metrics", h["metrics_address"], self.metrics_port)
+            except OSError as exc:
+                log.error("metrics: cannot listen on %s:%s: %s", h["metrics_address"], h["metrics_port"], exc)
+        s = self.settings
+        log.info(
+            "forwarding %s %s -> %s %s (queue %d B)",
+            s.input,
+            s.input_endpoint(),
+            s.output["type"],
+            s.output_target(),
+            s.output["queue_bytes"],
+        )
+
+    def _stop_pipeline(self) -> None:
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics.server_close()
+            self._metrics = None
+        if self.pipeline is not None:
+            self.pipeline.stop()
+
+    def _do_reload(self, why: str) -> None:
+        self.notifier.reloading()
+        try:
+            new = config.load(self.settings.path)
+        except config.ConfigError as exc:
+            log.error("reload (%s) refused, keeping the running configuration: %s", why, exc)
+            self.notifier.ready(self._status_line())
+            return
+        log.info("reloading (%s)", why)
+        self._stop_pipeline()
+        self.settings = new
+        self._start()
+        self.notifier.ready(self._status_line())
+
+    def _status_line(self) -> str:
+        p = self.pipeline
+        if p is None:
+            return "starting"
+        s = p.stats
+        return f"{s.input_type} {s.input_state}, output {s.output_state}, {s.input_frames} frames in"
+
+    def _write_status(self) -> None:
+        path = self.settings.health["status_file"]
+        if path and self.pipeline is not None:
+            try:
+                self.pipeline.health.write_status(path)
+            except OSError as exc:
+                log.warning("status file %s: %s", path, exc)
+
+    def run(self) -> int:
+        self._start()
+        self.notifier.ready(self._status_line())
+        last_status = last_summary = last_ping = last_cred_check = 0.0
+        cred_mtime = self._credentials_mtime()
+        last_status_line = ""
+        while not self._stop.is_set():
+            now = time.monotonic()
+            try:
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self._do_reload("SIGHUP")
+                    cred_mtime = self._credentials_mtime()
+                if now - last_cred_check >= CREDENTIALS_CHECK_EVERY:
+                    last_cred_check = now
+                    mtime = self._credentials_mtime()
+                    if mtime is not None and mtime != cred_mtime:
+                        cred_mtime = mtime
+                        self._do_reload("credentials file changed")
+                p = self.pipeline
+                if now - last_status >= STATUS_EVERY:
+                    last_status = now
+                    self._write_status()
+                    line = self._status_line()
+                    if line != last_status_line:
+                        self.notifier.status(line)
+                        last_status_line = line
+                if now - last_summary >= self.settings.health["summary_interval"]:
+                    if last_summary:
+                        log.info(p.health.summary())
+                    else:
+                        p.health.summary()  # start the first interval
+                    last_summary = now
+                interval = self.notifier.watchdog_interval
+                if interval and now - last_ping >= interval and p.alive():
+                    self.notifier.watchdog()
+                    last_ping = now
+            except Exception:
+                log.exception("main loop error (continuing)")
+            self._stop.wait(0.25)
+        log.info("stopping")
+        self.notifier.stopping()
+        self._stop_pipeline()
+        if self.pipeline is not None:
+            self.pipeline.stats.set_input("stopped")
+            self._write_status()
+        self.notifier.close()
+        return 0
+
+
+def install_signals(fwd: Forwarder) -> None:
+    signal.signal(signal.SIGTERM, fwd.request_stop)
+    signal.signal(signal.SIGINT, fwd.request_stop)
+    signal.signal(signal.SIGHUP, fwd.request_reload)

@@ -1,0 +1,45 @@
+"""Jittered exponential reconnect backoff with a cap, reset after a session that lived long enough."""
+
+from __future__ import annotations
+
+import random
+import time
+
+
+class Backoff:
+    def __init__(self, initial: float = 1.0, maximum: float = 60.0, reset_after: float = 60.0, rng=None, clock=None):
+        self.initial = initial
+        self.maximum = maximum
+        self.reset_after = reset_after
+        self.attempt = 0
+        self._rng = rng or random.Random()
+        self._clock = clock or time.monotonic
+        self._session_start: float | None = None
+
+    def session_started(self) -> None:
+        """A connection was established and data may flow."""
+        self._session_start = self._clock()
+
+    def session_ended(self) -> None:
+        """A connection ended: a long-enough session earns a fresh start."""
+        if self._session_start is not None and self._clock() - self._session_start >= self.reset_after:
+            self.reset()
+        self._session_start = None
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+    def ceiling(self) -> float:
+        """The un-jittered delay of the next attempt."""
+        return min(self.maximum, self.initial * (2 ** min(self.attempt, 30)))
+
+    def next_delay(self) -> float:
+        """Delay before the next attempt: between half and all of the exponential step (never a tight loop)."""
+        ceiling = self.ceiling()
+        self.attempt += 1
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def at_cap(self) -> float:
+        """Delay for failures that retrying soon cannot fix (e.g. credentials rejected): jittered cap."""
+        self.attempt = max(self.attempt + 1, 31)
+        return self._rng.uniform(self.maximum / 2, self.maximum)

@@ -1,0 +1,91 @@
+"""Command line entry point `pointperfect-forwarder`: run the daemon or check its configuration."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__, config
+from .app import Forwarder, install_signals
+
+EXIT_OK = 0
+EXIT_CONFIG = 2
+
+
+class RedactFilter(logging.Filter):
+    """Last line of defence: replaces any known secret in a formatted log record."""
+
+    def __init__(self):
+        super().__init__()
+        self._secrets: list[str] = []
+
+    def set_secrets(self, secrets: list[str]) -> None:
+        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._secrets:
+            msg = record.getMessage()
+            redacted = msg
+            for secret in self._secrets:
+                redacted = redacted.replace(secret, "***")
+            if redacted != msg:
+                record.msg, record.args = redacted, None
+        return True
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pointperfect-forwarder",
+        description="Forward u-blox PointPerfect corrections (MQTT or NTRIP) and dynamic keys to a GNSS receiver. "
+        "Only a bad configuration ends the process (exit 2); network and port faults are retried.",
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        default=config.DEFAULT_CONFIG_PATH,
+        help=f"forwarder config file (JSON, default {config.DEFAULT_CONFIG_PATH})",
+    )
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config and the credentials it names, print a one-line summary, exit 0 or 2",
+    )
+    p.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), help="override log_level from the config"
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = config.load(args.config)
+    except config.ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    if args.log_level:
+        settings.log_level = args.log_level
+    if args.check_config:
+        print(
+            f"config ok: {settings.input} {settings.input_endpoint()} -> {settings.output['type']} "
+            f"{settings.output_target()}, keys {len(settings.keys)}, receiver configure "
+            f"{'on' if settings.receiver['configure'] else 'off'}"
+        )
+        return EXIT_OK
+    redact = RedactFilter()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(redact)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    logging.getLogger("paho").setLevel(logging.WARNING)
+    fwd = Forwarder(settings, redactor=redact)
+    install_signals(fwd)
+    return fwd.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

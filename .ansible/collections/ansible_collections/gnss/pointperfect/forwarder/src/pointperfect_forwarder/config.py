@@ -1,0 +1,377 @@
+"""Loads and validates forwarder.json (Contract 2) and credentials.json (Contract 1) into one resolved Settings."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .keys import DynamicKey, parse_dynamickeys
+
+DEFAULT_CONFIG_PATH = "/etc/pointperfect/forwarder.json"
+MQTT_DEFAULT_PORT = 8883
+
+DEFAULTS: dict[str, Any] = {
+    "credentials_file": "/etc/pointperfect/credentials.json",
+    "input": "mqtt",
+    "ca_file": None,
+    "mqtt": {"host": None, "port": None, "region": None, "assistnow": False, "keepalive": 60},
+    "ntrip": {
+        "host": None,
+        "port": None,
+        "tls": True,
+        "mountpoint": None,
+        "version": 2,
+        "gga_interval": 10,
+        "gga_grace": 120,
+        "fixed_position": None,
+    },
+    "output": {
+        "type": "serial",
+        "device": "/dev/ttyACM0",
+        "baudrate": 38400,
+        "host": None,
+        "port": None,
+        "path": None,
+        "queue_bytes": 1048576,
+    },
+    "receiver": {"configure": True, "port": "USB", "source": "ip"},
+    "backoff": {"initial": 1, "max": 60, "reset_after": 60},
+    "watchdog": {"no_data_timeout": 30},
+    "health": {
+        "status_file": "/run/pointperfect/status.json",
+        "metrics_address": "127.0.0.1",
+        "metrics_port": 9661,
+        "summary_interval": 60,
+    },
+    "log_level": "info",
+}
+
+
+class ConfigError(Exception):
+    """Bad configuration: str() is the one-line message naming the field."""
+
+    def __init__(self, where: str, problem: str):
+        super().__init__(f"config error: {where}: {problem}")
+        self.where = where
+
+
+@dataclass
+class MqttSettings:
+    host: str
+    port: int
+    client_id: str
+    certificate: str
+    private_key: str
+    keepalive: int
+    key_topic: str | None
+    correction_topics: list[str]
+    assistnow_topic: str | None
+
+
+@dataclass
+class NtripSettings:
+    host: str
+    port: int
+    tls: bool
+    mountpoint: str
+    version: int
+    username: str
+    password: str
+    gga_interval: float
+    gga_grace: float
+    fixed_position: dict[str, float] | None
+
+
+@dataclass
+class Settings:
+    path: str
+    raw: dict[str, Any]
+    credentials_file: str
+    input: str
+    ca_file: str | None
+    mqtt: MqttSettings | None
+    ntrip: NtripSettings | None
+    output: dict[str, Any]
+    receiver: dict[str, Any]
+    backoff: dict[str, float]
+    watchdog: dict[str, float]
+    health: dict[str, Any]
+    log_level: str
+    plan: str | None = None
+    keys: dict[str, DynamicKey] = field(default_factory=dict)
+    certificate_not_after: float | None = None
+
+    def secrets(self) -> list[str]:
+        """Strings that must never reach a log line."""
+        out = [key.value.hex() for key in self.keys.values()]
+        if self.ntrip:
+            out.append(self.ntrip.password)
+        return [s for s in out if s]
+
+    def input_endpoint(self) -> str:
+        conn = self.mqtt if self.input == "mqtt" else self.ntrip
+        return f"{conn.host}:{conn.port}"
+
+    def output_target(self) -> str:
+        out = self.output
+        if out["type"] == "serial":
+            return out["device"]
+        if out["type"] == "tcp":
+            return f"{out['host']}:{out['port']}"
+        return out["path"]
+
+
+# --- field checks --------------------------------------------------------------------------------------------------
+
+
+def _merge(where: str, defaults: dict, given: Any) -> dict:
+    if not isinstance(given, dict):
+        raise ConfigError(where or "config", "must be an object")
+    out = copy.deepcopy(defaults)
+    for key, value in given.items():
+        name = f"{where}.{key}" if where else key
+        if key not in defaults:
+            raise ConfigError(name, "unknown field")
+        if isinstance(defaults[key], dict):
+            out[key] = _merge(name, defaults[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _int(where: str, value: Any, lo: int | None = None, hi: int | None = None, null: bool = False) -> int | None:
+    if value is None and null:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(where, "must be an integer" + (" or null" if null else ""))
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(where, f"must be between {lo} and {hi}" if hi is not None else f"must be >= {lo}")
+    return value
+
+
+def _num(where: str, value: Any, lo: float = 0.0, positive: bool = False) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ConfigError(where, "must be a number")
+    if value < lo or (positive and value <= 0):
+        raise ConfigError(where, "must be > 0" if positive else f"must be >= {lo}")
+    return float(value)
+
+
+def _str(where: str, value: Any, null: bool = False) -> str | None:
+    if value is None and null:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(where, "must be a non-empty string" + (" or null" if null else ""))
+    return value
+
+
+def _bool(where: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(where, "must be true or false")
+    return value
+
+
+def _choice(where: str, value: Any, choices: tuple) -> Any:
+    if value not in choices:
+        raise ConfigError(where, "must be one of " + ", ".join(str(c) for c in choices))
+    return value
+
+
+def _validate(cfg: dict) -> None:
+    _str("credentials_file", cfg["credentials_file"])
+    _choice("input", cfg["input"], ("mqtt", "ntrip"))
+    _str("ca_file", cfg["ca_file"], null=True)
+    m = cfg["mqtt"]
+    _str("mqtt.host", m["host"], null=True)
+    _int("mqtt.port", m["port"], 1, 65535, null=True)
+    if m["region"] is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", str(m["region"])):
+        raise ConfigError("mqtt.region", "must be a region name like eu, us, au, kr, jp, or null")
+    _bool("mqtt.assistnow", m["assistnow"])
+    _int("mqtt.keepalive", m["keepalive"], 5, 65535)
+    n = cfg["ntrip"]
+    _str("ntrip.host", n["host"], null=True)
+    _int("ntrip.port", n["port"], 1, 65535, null=True)
+    _bool("ntrip.tls", n["tls"])
+    if n["mountpoint"] is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", str(n["mountpoint"])):
+        raise ConfigError("ntrip.mountpoint", "must be a mountpoint name (letters, digits, . _ -) or null")
+    _choice("ntrip.version", n["version"], (1, 2))
+    _num("ntrip.gga_interval", n["gga_interval"], positive=True)
+    _num("ntrip.gga_grace", n["gga_grace"])
+    fp = n["fixed_position"]
+    if fp is not None:
+        if not isinstance(fp, dict):
+            raise ConfigError("ntrip.fixed_position", "must be an object {lat, lon, alt} or null")
+        for key in fp:
+            if key not in ("lat", "lon", "alt"):
+                raise ConfigError(f"ntrip.fixed_position.{key}", "unknown field")
+        for key, lim in (("lat", 90), ("lon", 180)):
+            value = _num(f"ntrip.fixed_position.{key}", fp.get(key), lo=-lim)
+            if value > lim:
+                raise ConfigError(f"ntrip.fixed_position.{key}", f"must be between -{lim} and {lim}")
+        _num("ntrip.fixed_position.alt", fp.get("alt", 0.0), lo=-1000)
+    o = cfg["output"]
+    _choice("output.type", o["type"], ("serial", "tcp", "file"))
+    if o["type"] == "serial":
+        _str("output.device", o["device"])
+        _int("output.baudrate", o["baudrate"], 1)
+    elif o["type"] == "tcp":
+        _str("output.host", o["host"])
+        _int("output.port", o["port"], 1, 65535)
+    else:
+        _str("output.path", o["path"])
+    _int("output.queue_bytes", o["queue_bytes"], 4096)
+    r = cfg["receiver"]
+    _bool("receiver.configure", r["configure"])
+    _choice("receiver.port", r["port"], ("USB", "UART1", "UART2"))
+    _choice("receiver.source", r["source"], ("ip", "lband"))
+    b = cfg["backoff"]
+    _num("backoff.initial", b["initial"], positive=True)
+    _num("backoff.max", b["max"], positive=True)
+    if b["max"] < b["initial"]:
+        raise ConfigError("backoff.max", "must be >= backoff.initial")
+    _num("backoff.reset_after", b["reset_after"])
+    _num("watchdog.no_data_timeout", cfg["watchdog"]["no_data_timeout"], positive=True)
+    h = cfg["health"]
+    _str("health.status_file", h["status_file"], null=True)
+    _str("health.metrics_address", h["metrics_address"])
+    _int("health.metrics_port", h["metrics_port"], 0, 65535, null=True)
+    _num("health.summary_interval", h["summary_interval"], positive=True)
+    _choice("log_level", cfg["log_level"], ("debug", "info", "warning", "error"))
+
+
+# --- credentials -----------------------------------------------------------------------------------------------------
+
+
+def _read_json(where: str, path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(where, f"{path}: no such file") from None
+    except PermissionError:
+        raise ConfigError(where, f"{path}: permission denied") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(where, f"{path}: cannot read ({exc.__class__.__name__})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(where, f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
+
+
+def _timestamp(where: str, value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        raise ConfigError(where, "must be an ISO 8601 UTC time like 2027-11-25T21:00:00Z") from None
+
+
+def _resolve_mqtt(cfg: dict, creds: dict) -> MqttSettings:
+    m = cfg["mqtt"]
+    cm = creds.get("mqtt")
+    if not isinstance(cm, dict):
+        raise ConfigError("credentials.mqtt", "null: this plan has no MQTT service (use input ntrip)")
+    host = m["host"] or _str("credentials.mqtt.host", cm.get("host"))
+    port = m["port"] or _int("credentials.mqtt.port", cm.get("port", MQTT_DEFAULT_PORT) or MQTT_DEFAULT_PORT, 1, 65535)
+    client_id = _str("credentials.mqtt.client_id", cm.get("client_id") or creds.get("client_id"))
+    cert = _str("credentials.mqtt.certificate", cm.get("certificate"))
+    key = _str("credentials.mqtt.private_key", cm.get("private_key"))
+    for where, path in (("credentials.mqtt.certificate", cert), ("credentials.mqtt.private_key", key)):
+        if not os.path.isfile(path):
+            raise ConfigError(where, f"{path}: no such file")
+        if not os.access(path, os.R_OK):
+            raise ConfigError(where, f"{path}: permission denied")
+    topics = creds.get("topics") or {}
+    if not isinstance(topics, dict):
+        raise ConfigError("credentials.topics", "must be an object")
+    key_topic = _str("credentials.topics.keys", topics.get("keys"), null=True)
+    corr = topics.get("corrections") or []
+    if not isinstance(corr, list) or not all(isinstance(t, str) and t for t in corr):
+        raise ConfigError("credentials.topics.corrections", "must be a list of topics")
+    if m["region"]:
+        # a region override swaps the last path element (/pp/ip/eu -> /pp/ip/us)
+        corr = list(dict.fromkeys(re.sub(r"/[^/]+$", "/" + m["region"], t) for t in corr))
+    if not corr:
+        raise ConfigError("credentials.topics.corrections", "no correction topic")
+    assist = None
+    if m["assistnow"]:
+        assist = _str("credentials.topics.assistnow", topics.get("assistnow") or "/pp/ubx/mga")
+    return MqttSettings(host, port, client_id, cert, key, m["keepalive"], key_topic, corr, assist)
+
+
+def _resolve_ntrip(cfg: dict, creds: dict) -> NtripSettings:
+    n = cfg["ntrip"]
+    cn = creds.get("ntrip")
+    if not isinstance(cn, dict):
+        raise ConfigError("credentials.ntrip", "null: this plan has no NTRIP service (use input mqtt)")
+    host = n["host"] or _str("credentials.ntrip.host", cn.get("host"))
+    if n["port"]:
+        port = n["port"]
+    elif n["tls"]:
+        tls_port = cn.get("tls_port")
+        if tls_port is None and cn.get("port") is not None:
+            tls_port = int(cn["port"]) + 1
+        port = _int("credentials.ntrip.tls_port", tls_port, 1, 65535)
+    else:
+        raw = cn.get("port")
+        port = _int("credentials.ntrip.port", int(raw) if isinstance(raw, str) and raw.isdigit() else raw, 1, 65535)
+    mount = n["mountpoint"] or _str("credentials.ntrip.mountpoint", cn.get("mountpoint"))
+    user = _str("credentials.ntrip.username", cn.get("username"))
+    password = cn.get("password")
+    if not isinstance(password, str):
+        raise ConfigError("credentials.ntrip.password", "must be a string")
+    return NtripSettings(
+        host,
+        port,
+        n["tls"],
+        mount,
+        n["version"],
+        user,
+        password,
+        float(n["gga_interval"]),
+        float(n["gga_grace"]),
+        n["fixed_position"],
+    )
+
+
+def load(path: str) -> Settings:
+    """Read, validate and resolve the config at `path` and the credentials it names. Raises ConfigError."""
+    raw = _read_json("config", path)
+    cfg = _merge("", DEFAULTS, raw)
+    _validate(cfg)
+    creds = _read_json("credentials_file", cfg["credentials_file"])
+    if not isinstance(creds, dict):
+        raise ConfigError("credentials_file", f"{cfg['credentials_file']}: must hold a JSON object")
+    if creds.get("format", 1) != 1:
+        raise ConfigError("credentials.format", f"unsupported format {creds.get('format')!r} (expected 1)")
+    try:
+        keys = parse_dynamickeys(creds.get("dynamickeys"), "credentials.dynamickeys")
+    except ValueError as exc:
+        where, _, problem = str(exc).partition(": ")
+        raise ConfigError(where, problem) from None
+    settings = Settings(
+        path=path,
+        raw=cfg,
+        credentials_file=cfg["credentials_file"],
+        input=cfg["input"],
+        ca_file=cfg["ca_file"],
+        mqtt=_resolve_mqtt(cfg, creds) if cfg["input"] == "mqtt" else None,
+        ntrip=_resolve_ntrip(cfg, creds) if cfg["input"] == "ntrip" else None,
+        output=cfg["output"],
+        receiver=cfg["receiver"],
+        backoff={k: float(v) for k, v in cfg["backoff"].items()},
+        watchdog={k: float(v) for k, v in cfg["watchdog"].items()},
+        health=cfg["health"],
+        log_level=cfg["log_level"],
+        plan=creds.get("plan"),
+        keys=keys,
+        certificate_not_after=_timestamp("credentials.certificate_not_after", creds.get("certificate_not_after")),
+    )
+    if settings.ca_file is not None and not os.path.isfile(settings.ca_file):
+        raise ConfigError("ca_file", f"{settings.ca_file}: no such file")
+    return settings

@@ -1,0 +1,219 @@
+"""Health: Contract 3 status file (atomic, every ~2 s), Contract 4 Prometheus metrics, periodic summary log line."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from . import __version__
+from .framing import STREAMS
+from .keys import DynamicKey, iso, key_status
+from .stats import Stats
+
+log = logging.getLogger(__name__)
+PREFIX = "pointperfect_forwarder_"
+
+
+class Health:
+    """Builds the status document and metrics from Stats; `healthy` means data flows from input to an open output."""
+
+    def __init__(
+        self,
+        stats: Stats,
+        keys: Callable[[], dict[str, DynamicKey]],
+        no_data_timeout: float,
+        certificate_not_after: float | None,
+    ):
+        self.stats = stats
+        self.keys = keys
+        self.no_data_timeout = no_data_timeout
+        self.certificate_not_after = certificate_not_after
+        self._rate_samples: list[tuple[float, int]] = []
+        self._summary_last: tuple[float, int, int] | None = None
+
+    def healthy(self) -> bool:
+        s = self.stats
+        if s.input_state != "connected" or s.output_state != "open":
+            return False
+        age = s.last_data_age()
+        if age is None:  # connected but nothing yet: healthy while within the watchdog time
+            since = s.connected_since
+            return since is not None and time.time() - since <= self.no_data_timeout
+        return age <= self.no_data_timeout
+
+    def bytes_per_second(self) -> float:
+        """Input rate over the last ~10 s."""
+        now = time.monotonic()
+        self._rate_samples.append((now, self.stats.input_bytes))
+        while len(self._rate_samples) > 2 and now - self._rate_samples[1][0] >= 10:
+            self._rate_samples.pop(0)
+        t0, b0 = self._rate_samples[0]
+        return round((self.stats.input_bytes - b0) / (now - t0), 1) if now > t0 else 0.0
+
+    def status(self) -> dict:
+        s = self.stats
+        now = time.time()
+        age = s.last_data_age()
+        with s.lock:
+            streams = {name: dict(s.in_streams[name]) for name in STREAMS}
+        return {
+            "format": 1,
+            "updated_at": iso(now),
+            "started_at": iso(s.started_at),
+            "pid": os.getpid(),
+            "version": __version__,
+            "healthy": self.healthy(),
+            "input": {
+                "type": s.input_type,
+                "state": s.input_state,
+                "endpoint": s.endpoint,
+                "connected_since": iso(s.connected_since),
+                "last_data_at": iso(s.last_data_at),
+                "last_data_age": None if age is None else round(age, 1),
+                "bytes": s.input_bytes,
+                "frames": s.input_frames,
+                "reconnects": s.reconnects,
+                "last_error": s.input_error,
+            },
+            "output": {
+                "type": s.output_type,
+                "target": s.target,
+                "state": s.output_state,
+                "bytes": s.output_bytes,
+                "frames": s.output_frames,
+                "dropped_frames": s.dropped_frames,
+                "dropped_bytes": s.dropped_bytes,
+            },
+            "streams": streams,
+            "bytes_per_second": self.bytes_per_second(),
+            "keys": {**key_status(self.keys(), now), "last_sent_at": iso(s.keys_last_sent_at)},
+            "certificate_not_after": iso(self.certificate_not_after),
+            "receiver": {"config_state": s.receiver_state, "resets_detected": s.receiver_resets},
+            "last_error": s.last_error,
+        }
+
+    def write_status(self, path: str) -> None:
+        """Atomic replace: readers never see a partial file."""
+        doc = json.dumps(self.status(), indent=2, sort_keys=True) + "\n"
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".status.", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(doc)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+    def summary(self) -> str:
+        """One line for the log every summary_interval: rates since the previous summary, no per-message noise."""
+        s = self.stats
+        now = time.monotonic()
+        prev = self._summary_last or (now, s.input_bytes, s.output_frames)
+        self._summary_last = (now, s.input_bytes, s.output_frames)
+        span = max(now - prev[0], 1e-9)
+        age = s.last_data_age()
+        return (
+            f"summary: input {s.input_type} {s.input_state} ({s.endpoint}), "
+            f"{(s.input_bytes - prev[1]) / span:.0f} B/s, {s.output_frames - prev[2]} frames out "
+            f"(total in {s.input_bytes} B/{s.input_frames} frames, out {s.output_bytes} B), "
+            f"dropped {s.dropped_frames}, reconnects {s.reconnects}, "
+            f"last data {'never' if age is None else f'{age:.1f} s ago'}, output {s.output_state}, "
+            f"receiver {s.receiver_state}, healthy {self.healthy()}"
+        )
+
+
+class MetricsCollector:
+    """Contract 4 metrics, computed from Stats at scrape time."""
+
+    def __init__(self, health: Health):
+        self.health = health
+
+    def collect(self):
+        s = self.health.stats
+        p = PREFIX
+
+        def gauge(name, doc, value):
+            g = GaugeMetricFamily(p + name, doc)
+            g.add_metric([], value)
+            return g
+
+        def counter(name, doc, value, labels=None, values=None):
+            c = CounterMetricFamily(p + name, doc, labels=labels)
+            if labels:
+                for lab, v in values:
+                    c.add_metric(lab, v)
+            else:
+                c.add_metric([], value)
+            return c
+
+        yield gauge("up", "The forwarder process is running.", 1)
+        yield gauge("healthy", "1 while corrections flow from the input to an open output.", int(self.health.healthy()))
+        yield gauge("input_connected", "1 while the input is connected.", int(s.input_state == "connected"))
+        with s.lock:
+            ins = {k: dict(v) for k, v in s.in_streams.items()}
+            outs = {k: dict(v) for k, v in s.out_streams.items()}
+        yield counter(
+            "input_bytes", "Bytes received per stream.", None, ["stream"], [([k], ins[k]["bytes"]) for k in STREAMS]
+        )
+        yield counter(
+            "input_frames",
+            "Whole frames received per stream.",
+            None,
+            ["stream"],
+            [([k], ins[k]["frames"]) for k in STREAMS],
+        )
+        yield counter("output_bytes", "Bytes written to the output.", s.output_bytes)
+        yield counter(
+            "output_frames",
+            "Frames written to the output per stream.",
+            None,
+            ["stream"],
+            [([k], outs[k]["frames"]) for k in STREAMS],
+        )
+        yield counter("frames_dropped", "Frames dropped because the output queue was full.", s.dropped_frames)
+        yield counter("reconnects", "Input reconnects.", s.reconnects)
+        age = s.last_data_age()
+        yield gauge(
+            "last_data_age_seconds", "Seconds since the last input data (-1 before any).", -1 if age is None else age
+        )
+        kv = GaugeMetricFamily(
+            p + "key_valid_until_timestamp_seconds", "End of validity of the dynamic keys.", labels=["key"]
+        )
+        for name, key in self.health.keys().items():
+            kv.add_metric([name], key.valid_until)
+        yield kv
+        if self.health.certificate_not_after is not None:
+            yield gauge(
+                "certificate_not_after_timestamp_seconds",
+                "Client certificate expiry.",
+                self.health.certificate_not_after,
+            )
+        yield gauge(
+            "receiver_configured",
+            "1 once the receiver acknowledged its configuration.",
+            int(s.receiver_state == "applied"),
+        )
+        yield counter("receiver_resets", "Receiver resets detected.", s.receiver_resets)
+        yield gauge("start_time_seconds", "Start time of the forwarder (Unix seconds).", s.started_at)
+
+
+def start_metrics(health: Health, address: str, port: int):
+    """Serve /metrics; returns (server, bound port)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MetricsCollector(health))
+    server, _thread = start_http_server(port, addr=address, registry=registry)
+    return server, server.server_address[1]

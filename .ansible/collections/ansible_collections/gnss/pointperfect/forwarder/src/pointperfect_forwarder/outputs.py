@@ -1,0 +1,151 @@
+"""Output targets for corrections: serial port (pyserial), TCP client (e.g. ser2net) and file; all reopenable."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+
+import serial
+
+
+class Output:
+    """One target. open/write/read raise OSError on failure; the writer closes and reopens."""
+
+    kind = "none"
+    readable = False
+
+    def __init__(self, target: str):
+        self.target = target
+
+    def open(self) -> None:
+        raise NotImplementedError
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read(self) -> bytes:
+        """Bytes the receiver sent (waits up to ~0.2 s); b"" when none."""
+        return b""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class SerialOutput(Output):
+    kind = "serial"
+    readable = True
+
+    def __init__(self, device: str, baudrate: int):
+        super().__init__(device)
+        self.baudrate = baudrate
+        self._ser: serial.Serial | None = None
+
+    def open(self) -> None:
+        try:
+            # exclusive: one process owns the port for both the corrections and the NMEA it reads back
+            self._ser = serial.Serial(self.target, self.baudrate, timeout=0.2, write_timeout=10, exclusive=True)
+        except serial.SerialException as exc:
+            raise OSError(str(exc)) from None
+
+    def write(self, data: bytes) -> None:
+        ser = self._ser
+        if ser is None:
+            raise OSError("serial port closed")
+        try:
+            ser.write(data)
+        except serial.SerialException as exc:  # includes SerialTimeoutException
+            raise OSError(str(exc)) from None
+
+    def read(self) -> bytes:
+        ser = self._ser
+        if ser is None:
+            raise OSError("serial port closed")
+        try:
+            data = ser.read(1)
+            waiting = ser.in_waiting if data else 0
+            return data + ser.read(waiting) if waiting else data
+        except (serial.SerialException, TypeError, ValueError) as exc:
+            # pyserial raises TypeError/ValueError when the port is closed under it by the writer thread
+            raise OSError(str(exc)) from None
+
+    def close(self) -> None:
+        ser, self._ser = self._ser, None
+        if ser is not None:
+            with contextlib.suppress(Exception):
+                ser.close()
+
+
+class TcpOutput(Output):
+    kind = "tcp"
+    readable = True
+
+    def __init__(self, host: str, port: int):
+        super().__init__(f"{host}:{port}")
+        self.host, self.port = host, port
+        self._sock: socket.socket | None = None
+
+    def open(self) -> None:
+        sock = socket.create_connection((self.host, self.port), timeout=10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.settimeout(10)
+        self._sock = sock
+
+    def write(self, data: bytes) -> None:
+        sock = self._sock
+        if sock is None:
+            raise OSError("socket closed")
+        sock.sendall(data)
+
+    def read(self) -> bytes:
+        sock = self._sock
+        if sock is None:
+            raise OSError("socket closed")
+        ready, _, _ = select.select([sock], [], [], 0.2)
+        if not ready:
+            return b""
+        data = sock.recv(65536)
+        if not data:
+            raise OSError("connection closed by peer")
+        return data
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+class FileOutput(Output):
+    kind = "file"
+
+    def __init__(self, path: str):
+        super().__init__(path)
+        self._fd: int | None = None
+
+    def open(self) -> None:
+        self._fd = os.open(self.target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+
+    def write(self, data: bytes) -> None:
+        if self._fd is None:
+            raise OSError("file closed")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+    def close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def make_output(spec: dict) -> Output:
+    """Output from the validated `output` config section."""
+    if spec["type"] == "serial":
+        return SerialOutput(spec["device"], spec["baudrate"])
+    if spec["type"] == "tcp":
+        return TcpOutput(spec["host"], spec["port"])
+    return FileOutput(spec["path"])

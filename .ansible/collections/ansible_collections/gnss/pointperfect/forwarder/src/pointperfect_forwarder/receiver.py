@@ -1,0 +1,185 @@
+"""The receiver side of the serial port: GGA for NTRIP, reset detection, CFG-VALSET with ACK, key presence polls."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from pynmeagps import GET as NMEA_GET
+from pynmeagps import NMEAMessage, NMEAReader
+from pyubx2 import UBXMessage
+
+from .framing import NMEA, RTCM, UBX, Frame, Framer
+from .keys import keys_in_frame, spartnkey_poll
+from .stats import Stats
+
+log = logging.getLogger(__name__)
+
+ACK_TIMEOUT = 2.0  # seconds to wait for ACK-ACK of a CFG-VALSET
+CONFIG_ATTEMPTS = 3  # VALSET tries before the state becomes failed
+CONFIG_RETRY = 60.0  # seconds before trying again after a failure
+KEY_POLL_INTERVAL = 30.0  # seconds between RXM-SPARTNKEY polls (a receiver that lost its keys has reset)
+RESET_DEBOUNCE = 5.0  # one boot banner is several lines: count one reset
+BOOT_MARKERS = (b"u-blox AG", b"HW UBX", b"ROM BASE", b"ROM CORE", b"FWVER=", b"PROTVER=", b"boot", b"Boot", b"RESET")
+_INPROT = {"USB": "CFG_USBINPROT_SPARTN", "UART1": "CFG_UART1INPROT_SPARTN", "UART2": "CFG_UART2INPROT_SPARTN"}
+_SOURCE = {"ip": 0, "lband": 1}
+
+
+def valset_frame(port: str, source: str) -> bytes:
+    """CFG-VALSET (RAM layer): SPARTN input on the port the forwarder writes to, and the correction source."""
+    data = [("CFG_SPARTN_USE_SOURCE", _SOURCE[source]), (_INPROT[port], 1)]
+    return UBXMessage.config_set(1, 0, data).serialize()
+
+
+def fixed_gga(position: dict) -> bytes:
+    """A GGA for a fixed position (receivers that output none), built with pynmeagps; time is now."""
+    msg = NMEAMessage(
+        "GP",
+        "GGA",
+        NMEA_GET,
+        lat=float(position["lat"]),
+        lon=float(position["lon"]),
+        quality=1,
+        numSV=12,
+        HDOP=1.0,
+        alt=float(position.get("alt", 0.0)),
+        altUnit="M",
+        sep=0.0,
+        sepUnit="M",
+        diffAge="",
+        diffStation="",
+    )
+    return msg.serialize()
+
+
+class Receiver:
+    """Fed with what the receiver sends; asks the writer (priority queue) to send config, keys and polls."""
+
+    def __init__(
+        self,
+        stats: Stats,
+        send: Callable[[Frame], None],
+        on_reset: Callable[[str], None],
+        configure: bool,
+        port: str = "USB",
+        source: str = "ip",
+        have_keys: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.stats = stats
+        self._send = send
+        self._on_reset = on_reset
+        self.configure = configure
+        self.port = port
+        self.source = source
+        self._have_keys = have_keys
+        self._clock = clock
+        self.framer = Framer((NMEA, UBX, RTCM))
+        self.last_gga: bytes | None = None
+        self.last_gga_at: float | None = None
+        self._attempts = 0
+        self._next_action = 0.0
+        self._next_poll = clock() + KEY_POLL_INTERVAL
+        self._last_reset = -RESET_DEBOUNCE
+        stats.receiver_state = "pending" if configure else "disabled"
+
+    # --- events ----------------------------------------------------------------------------------------------------
+
+    def output_opened(self) -> None:
+        """A (re)opened port may be a new or power-cycled receiver: configure it again."""
+        self.framer.reset()
+        self.request_config()
+
+    def request_config(self) -> None:
+        if self.configure:
+            self.stats.receiver_state = "pending"
+            self._attempts = 0
+            self._next_action = self._clock()
+
+    def feed(self, data: bytes) -> None:
+        for frame in self.framer.feed(data):
+            self.handle(frame)
+
+    def handle(self, frame: Frame) -> None:
+        raw = frame.data
+        if frame.stream == NMEA:
+            kind = raw[3:6]
+            if kind == b"GGA":
+                self._gga(raw)
+            elif kind == b"TXT" and any(m in raw for m in BOOT_MARKERS):
+                self._reset("boot banner")
+        elif frame.stream == UBX:
+            cls_id = raw[2:4]
+            if cls_id in (b"\x05\x01", b"\x05\x00") and raw[6:8] == b"\x06\x8a":
+                self._ack(cls_id == b"\x05\x01")
+            elif cls_id == b"\x04\x02" and any(m in raw for m in BOOT_MARKERS):
+                self._reset("boot notice")
+            elif cls_id == b"\x02\x36" and len(raw) >= 12:
+                if keys_in_frame(raw) == 0 and self._have_keys():
+                    self._reset("receiver holds no keys")
+
+    def _gga(self, raw: bytes) -> None:
+        try:
+            msg = NMEAReader.parse(raw)
+            good = int(msg.quality or 0) > 0 and msg.lat != ""
+        except Exception:  # a sentence pynmeagps cannot decode is not a position
+            return
+        if good:
+            self.last_gga = raw
+            self.last_gga_at = self._clock()
+
+    def _ack(self, ok: bool) -> None:
+        if self.stats.receiver_state != "pending" or not self.configure:
+            return
+        if ok:
+            self.stats.receiver_state = "applied"
+            log.info("receiver: configuration applied (SPARTN input on %s, source %s)", self.port, self.source)
+        else:
+            self.stats.receiver_state = "failed"
+            self._next_action = self._clock() + CONFIG_RETRY
+            self.stats.error("receiver rejected CFG-VALSET (NAK): is it a SPARTN-capable receiver?")
+            log.warning("receiver: CFG-VALSET rejected (NAK)")
+
+    def _reset(self, why: str) -> None:
+        now = self._clock()
+        if now - self._last_reset < RESET_DEBOUNCE:
+            return
+        self._last_reset = now
+        self.stats.receiver_resets += 1
+        log.warning("receiver: reset detected (%s): sending keys and configuration again", why)
+        self.request_config()
+        self._on_reset(why)
+
+    # --- periodic work (called from the reader loop) ---------------------------------------------------------------
+
+    def tick(self) -> None:
+        now = self._clock()
+        state = self.stats.receiver_state
+        if self.configure and state in ("pending", "failed") and now >= self._next_action:
+            if state == "failed":
+                self.stats.receiver_state = "pending"
+                self._attempts = 0
+            if self._attempts >= CONFIG_ATTEMPTS:
+                self.stats.receiver_state = "failed"
+                self.stats.error("receiver did not acknowledge CFG-VALSET")
+                log.warning(
+                    "receiver: no ACK to CFG-VALSET after %d tries; retrying in %.0f s", self._attempts, CONFIG_RETRY
+                )
+                self._next_action = now + CONFIG_RETRY
+            else:
+                self._attempts += 1
+                self._send(Frame(UBX, valset_frame(self.port, self.source)))
+                self._next_action = now + ACK_TIMEOUT
+        if now >= self._next_poll:
+            self._next_poll = now + KEY_POLL_INTERVAL
+            if self._have_keys():
+                self._send(Frame(UBX, spartnkey_poll()))
+
+    def gga(self, grace: float, fixed: dict | None) -> bytes | None:
+        """The GGA to send to a caster: the receiver's last good one within `grace` s, else the fixed position."""
+        if self.last_gga is not None and self._clock() - (self.last_gga_at or 0) <= grace:
+            return self.last_gga
+        if fixed:
+            return fixed_gga(fixed)
+        return None

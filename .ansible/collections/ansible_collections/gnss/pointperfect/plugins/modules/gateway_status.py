@@ -1,0 +1,335 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Read-only snapshot of one gateway in one round trip: credentials summary (Contract 1), forwarder status file
+# (Contract 3) and the forwarder's systemd state. Never changes anything and never returns secrets.
+
+# Copyright (c) gnss.pointperfect maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: gateway_status
+short_description: Report the PointPerfect state of a gateway without changing it
+version_added: 0.1.0
+description:
+  - Reads, in one round trip, the summary of C(credentials.json) in O(dest), the forwarder status file
+    O(status_file) and the systemd state of O(service) on the target.
+  - Never returns key values, private keys or passwords, and never changes the target.
+  - Missing pieces are reported as states, not failures, so one pass over a fleet always completes
+    (not provisioned, service absent, status file stale or corrupt, systemd not available).
+  - Python 3 standard library only on the target.
+author:
+  - gnss.pointperfect maintainers
+options:
+  dest:
+    description: Directory holding C(credentials.json) as written by M(gnss.pointperfect.ztp).
+    type: path
+    default: /etc/pointperfect
+  status_file:
+    description: Status file the forwarder rewrites every few seconds.
+    type: path
+    default: /run/pointperfect/status.json
+  service:
+    description: systemd unit name of the forwarder (C(.service) may be omitted).
+    type: str
+    default: pointperfect-forwarder
+  stale_after:
+    description:
+      - Age in seconds of the status file's C(updated_at) (or, without it, of its mtime) after which the file
+        is reported as V(stale). The forwarder rewrites it about every 2 seconds.
+    type: int
+    default: 30
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads, so check mode runs it unchanged.
+  diff_mode:
+    support: none
+    description: Nothing is changed, so there is nothing to diff.
+  idempotent:
+    support: full
+    description: Never changes anything; RV(changed) is always V(false).
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+notes:
+  - Reading C(credentials.json) usually needs privileges (mode 0600 or 0640); run with O(ignore:become=true) or
+    the file is reported as V(unreadable).
+  - Timestamps are ISO 8601 UTC strings ending in C(Z); day and second counts use the target's clock.
+seealso:
+  - module: gnss.pointperfect.ztp
+"""
+
+EXAMPLES = r"""
+- name: Read the gateway's PointPerfect state
+  gnss.pointperfect.gateway_status:
+  register: gw
+
+- name: Show days until the certificate expires
+  ansible.builtin.debug:
+    msg: "{{ gw.gateway.credentials.certificate_days_remaining }}"
+
+- name: Non-default locations
+  gnss.pointperfect.gateway_status:
+    dest: /opt/pp/etc
+    status_file: /opt/pp/run/status.json
+    service: pp-forwarder
+    stale_after: 60
+"""
+
+RETURN = r"""
+gateway:
+  description: Snapshot of the gateway.
+  returned: always
+  type: dict
+  contains:
+    collected_at:
+      description: Target clock when the snapshot was taken.
+      type: str
+      returned: always
+      sample: "2025-11-25T21:00:00Z"
+    credentials:
+      description:
+        - Summary of C(credentials.json). C(state) is V(ok), V(missing) (not provisioned), V(unreadable) or
+          V(corrupt); other keys are present when C(state=ok).
+        - Contains no key value, private key or password.
+      type: dict
+      returned: always
+      sample:
+        state: ok
+        path: /etc/pointperfect/credentials.json
+        last_confirmed_at: "2025-11-20T10:00:00Z"
+        hardware_id: gw-01
+        given_name: gw-01
+        plan: ip
+        service: mqtt
+        client_id: 4f1b0e0c-0000-4000-8000-000000000001
+        regions: [eu]
+        certificate_not_after: "2026-11-25T21:00:00Z"
+        certificate_days_remaining: 365.0
+        dynamickeys:
+          current: {valid_from: "2025-11-01T00:00:00Z", valid_until: "2025-11-29T00:00:00Z", valid: true,
+                    days_remaining: 3.1}
+          next: {valid_from: "2025-11-29T00:00:00Z", valid_until: "2025-12-27T00:00:00Z", valid: false,
+                 days_remaining: 31.1}
+    status:
+      description:
+        - The forwarder status file (Contract 3) under C(data), with C(state) V(ok), V(missing), V(unreadable),
+          V(corrupt) or V(stale), and C(age) in seconds since C(updated_at) (or the file's mtime).
+      type: dict
+      returned: always
+      sample:
+        state: ok
+        path: /run/pointperfect/status.json
+        age: 1.4
+        data: {format: 1, healthy: true, bytes_per_second: 512.0}
+    service:
+      description:
+        - systemd state of the forwarder. C(state) is V(active), V(activating), V(inactive), V(failed),
+          V(absent) (unit not installed) or V(unknown) (no systemd, or systemctl failed; see C(error)).
+      type: dict
+      returned: always
+      sample:
+        state: active
+        name: pointperfect-forwarder.service
+        load_state: loaded
+        active_state: active
+        sub_state: running
+        n_restarts: 0
+        exec_main_start_timestamp: "Tue 2025-11-25 20:00:00 UTC"
+        main_pid: 1234
+        error: null
+"""
+
+# ruff: noqa: E402 -- Ansible plugins keep DOCUMENTATION/EXAMPLES/RETURN above the imports.
+import datetime
+import json
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+# The only fields copied from credentials.json; everything else (ntrip password, key values, mqtt paths) stays put.
+CREDENTIAL_FIELDS = ("format", "hardware_id", "given_name", "plan", "service", "client_id", "certificate_not_after",
+                     "regions")
+SYSTEMD_PROPERTIES = ("LoadState", "ActiveState", "SubState", "NRestarts", "ExecMainStartTimestamp", "MainPID")
+DAY = 86400.0
+
+
+def iso(ts):
+    """Epoch seconds -> ISO 8601 UTC with Z."""
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(value):
+    """ISO 8601 (Z or offset) -> epoch seconds, or None when absent/unparsable."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    if text.endswith("Z") or text.endswith("z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.timestamp()
+
+
+def _read_json(path):
+    """(state, data, error, mtime) for a JSON object file; state is ok|missing|unreadable|corrupt."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+            mtime = os.fstat(handle.fileno()).st_mtime
+    except FileNotFoundError:
+        return "missing", None, None, None
+    except OSError as exc:
+        return "unreadable", None, "%s: %s" % (path, exc.strerror or exc), None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        return "corrupt", None, "%s: not valid JSON (%s)" % (path, exc), mtime
+    if not isinstance(data, dict):
+        return "corrupt", None, "%s: not a JSON object" % path, mtime
+    return "ok", data, None, mtime
+
+
+def _key_summary(key, now):
+    """Validity of one dynamic key {start, duration, value} (ms) without its value."""
+    if not isinstance(key, dict):
+        return None
+    try:
+        start = float(key["start"]) / 1000.0
+        end = start + float(key["duration"]) / 1000.0
+    except (KeyError, TypeError, ValueError):
+        return {"valid_from": None, "valid_until": None, "valid": False, "days_remaining": None,
+                "error": "malformed key entry"}
+    return {"valid_from": iso(start), "valid_until": iso(end), "valid": start <= now < end,
+            "days_remaining": round((end - now) / DAY, 2)}
+
+
+def credentials_summary(dest, now):
+    """Summary of <dest>/credentials.json; never includes secrets."""
+    path = os.path.join(dest, "credentials.json")
+    state, data, error, mtime = _read_json(path)
+    result = {"state": state, "path": path, "error": error}
+    if state != "ok":
+        return result
+    for field in CREDENTIAL_FIELDS:
+        result[field] = data.get(field)
+    result["last_confirmed_at"] = iso(mtime) if mtime is not None else None
+    not_after = parse_iso(data.get("certificate_not_after"))
+    result["certificate_days_remaining"] = round((not_after - now) / DAY, 2) if not_after is not None else None
+    keys = data.get("dynamickeys")
+    if isinstance(keys, dict):
+        result["dynamickeys"] = {"current": _key_summary(keys.get("current"), now),
+                                 "next": _key_summary(keys.get("next"), now)}
+    else:
+        result["dynamickeys"] = None
+    result["has_certificate"] = os.path.exists(os.path.join(dest, "client.crt"))
+    return result
+
+
+def status_summary(path, now, stale_after):
+    """The Contract 3 status file with its age and a state (ok|missing|unreadable|corrupt|stale)."""
+    state, data, error, mtime = _read_json(path)
+    result = {"state": state, "path": path, "error": error, "age": None, "data": data}
+    if state != "ok":
+        if mtime is not None:
+            result["age"] = round(now - mtime, 1)
+        return result
+    updated = parse_iso(data.get("updated_at"))
+    reference = updated if updated is not None else mtime
+    result["age"] = round(now - reference, 1)
+    if result["age"] > stale_after:
+        result["state"] = "stale"
+    return result
+
+
+def parse_systemctl_show(text):
+    """`systemctl show` KEY=VALUE lines -> dict."""
+    props = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            props[key.strip()] = value.strip()
+    return props
+
+
+def service_summary(unit, run):
+    """systemd state via `systemctl show`; run(argv) -> (rc, out, err), or run is None when there is no systemctl."""
+    name = unit if "." in unit else unit + ".service"
+    result = {"state": "unknown", "name": name, "load_state": None, "active_state": None, "sub_state": None,
+              "n_restarts": None, "exec_main_start_timestamp": None, "main_pid": None, "error": None}
+    if run is None:
+        result["error"] = "systemctl not found"
+        return result
+    rc, out, err = run(["show", name, "--property=" + ",".join(SYSTEMD_PROPERTIES)])
+    props = parse_systemctl_show(out)
+    if rc != 0 or "ActiveState" not in props:
+        # e.g. "System has not been booted with systemd as init system"
+        result["error"] = (err or out or "systemctl show exited %d" % rc).strip().splitlines()[0]
+        return result
+    result["load_state"] = props.get("LoadState") or None
+    result["active_state"] = props.get("ActiveState") or None
+    result["sub_state"] = props.get("SubState") or None
+    try:
+        result["n_restarts"] = int(props.get("NRestarts", ""))
+    except ValueError:
+        result["n_restarts"] = None
+    try:
+        pid = int(props.get("MainPID", ""))
+        result["main_pid"] = pid or None
+    except ValueError:
+        result["main_pid"] = None
+    result["exec_main_start_timestamp"] = props.get("ExecMainStartTimestamp") or None
+    if result["load_state"] == "not-found":
+        result["state"] = "absent"
+    elif result["active_state"] in ("active", "reloading"):
+        result["state"] = "active"
+    elif result["active_state"] in ("activating", "deactivating", "inactive", "failed"):
+        result["state"] = result["active_state"]
+    return result
+
+
+def gather(dest, status_file, service, stale_after, run, *, now=None):
+    """The whole snapshot; `run` as in service_summary."""
+    now = time.time() if now is None else now
+    return {
+        "collected_at": iso(now),
+        "credentials": credentials_summary(dest, now),
+        "status": status_summary(status_file, now, stale_after),
+        "service": service_summary(service, run),
+    }
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            dest=dict(type="path", default="/etc/pointperfect"),
+            status_file=dict(type="path", default="/run/pointperfect/status.json"),
+            service=dict(type="str", default="pointperfect-forwarder"),
+            stale_after=dict(type="int", default=30),
+        ),
+        supports_check_mode=True,
+    )
+    systemctl = module.get_bin_path("systemctl")
+    run = None
+    if systemctl:
+        def run(args):
+            return module.run_command([systemctl] + args, environ_update={"LC_ALL": "C", "SYSTEMD_PAGER": ""})
+    gateway = gather(module.params["dest"], module.params["status_file"], module.params["service"],
+                     module.params["stale_after"], run)
+    module.exit_json(changed=False, gateway=gateway)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""Unit tests of the ZTP client: retry policy (backoff, jitter, Retry-After), error mapping, no network."""
+
+import json
+
+import pytest
+import requests
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _ztp_client as c
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response import ZtpError
+
+TOKEN = "8f6b2f0c-1c1e-4d0a-9a51-0000000000aa"
+
+
+class FakeResponse:
+    def __init__(self, status, body=b"", headers=None):
+        self.status_code = status
+        self.content = body if isinstance(body, bytes) else body.encode()
+        self.text = self.content.decode("utf-8", "replace")
+        self.headers = headers or {}
+
+
+class FakeSession:
+    """Replays a script of responses or exceptions and records each request."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.requests = []
+
+    def post(self, url, json=None, timeout=None, verify=None, headers=None):
+        self.requests.append({"url": url, "json": json, "timeout": timeout, "verify": verify, "headers": headers})
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+def client(script, **kw):
+    sleeps = []
+    session = FakeSession(script)
+    kw.setdefault("retries", 3)
+    cl = c.ZtpClient("https://ztp.test/credentials", session=session, sleep=sleeps.append, rng=lambda: 0.5, **kw)
+    return cl, session, sleeps
+
+
+def test_request_shape_and_success():
+    cl, session, sleeps = client([FakeResponse(200, b'{"ok": 1}')], timeout=7, ca_path="/ca.pem")
+    assert cl.request(TOKEN, "gw-01", None, ["ztp"]) == b'{"ok": 1}'
+    req = session.requests[0]
+    assert req["json"] == {"token": TOKEN, "hardwareId": "gw-01", "givenName": "gw-01", "tags": ["ztp"]}
+    assert req["headers"] == {"Content-Type": "application/json", "Accept": "application/json"}
+    assert (req["timeout"], req["verify"]) == (7, "/ca.pem")
+    assert sleeps == []
+
+
+def test_verify_modes():
+    assert c.ZtpClient(session=object()).verify is True
+    assert c.ZtpClient(session=object(), validate_certs=False, ca_path="/x").verify is False
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_retryable_then_success(status):
+    cl, session, sleeps = client([FakeResponse(status), FakeResponse(status), FakeResponse(200, b"{}")])
+    assert cl.request(TOKEN, "gw-01") == b"{}"
+    assert len(session.requests) == 3
+    assert len(sleeps) == 2
+
+
+def test_retry_after_is_honoured_as_floor():
+    cl, _, sleeps = client([FakeResponse(429, headers={"Retry-After": "17"}), FakeResponse(200, b"{}")])
+    cl.request(TOKEN, "gw-01")
+    assert sleeps == [17.0]
+
+
+def test_retry_after_http_date():
+    assert c.parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
+    assert c.parse_retry_after("garbage") is None
+    assert c.parse_retry_after(None) is None
+    assert c.parse_retry_after("3") == 3.0
+
+
+def test_retry_after_too_long_fails_at_once():
+    cl, session, sleeps = client([FakeResponse(429, headers={"Retry-After": "3600"})])
+    with pytest.raises(ZtpError, match="retry after 3600 seconds"):
+        cl.request(TOKEN, "gw-01")
+    assert len(session.requests) == 1 and sleeps == []
+
+
+def test_backoff_grows_exponentially_with_bounded_jitter():
+    for attempt in range(8):
+        base = min(c.BACKOFF_CAP, c.BACKOFF_BASE * 2 ** attempt)
+        low = c.backoff_delay(attempt, rng=lambda: 0.0)
+        high = c.backoff_delay(attempt, rng=lambda: 0.999999)
+        assert low == pytest.approx(base / 2)
+        assert base / 2 <= high < base + 1e-6
+    assert c.backoff_delay(20, rng=lambda: 1.0) <= c.BACKOFF_CAP
+    assert c.backoff_delay(0, retry_after=5, rng=lambda: 1.0) == 5
+    assert c.backoff_delay(5, retry_after=1, rng=lambda: 1.0) == 32
+
+
+def test_jitter_uses_real_randomness_within_bounds():
+    delays = {c.backoff_delay(2) for _ in range(50)}
+    assert len(delays) > 1
+    assert all(2.0 <= d <= 4.0 for d in delays)
+
+
+@pytest.mark.parametrize(("status", "message"), [
+    (429, r"rate limit \(HTTP 429\) persisted after 3 retries"),
+    (503, r"unavailable \(HTTP 503\) after 3 retries"),
+    (408, r"unavailable \(HTTP 408\) after 3 retries"),
+])
+def test_gives_up_after_retries(status, message):
+    cl, session, sleeps = client([FakeResponse(status)] * 4)
+    with pytest.raises(ZtpError, match=message):
+        cl.request(TOKEN, "gw-01")
+    assert len(session.requests) == 4 and len(sleeps) == 3
+
+
+def test_zero_retries():
+    cl, session, _ = client([FakeResponse(500)], retries=0)
+    with pytest.raises(ZtpError, match="after 0 retries"):
+        cl.request(TOKEN, "gw-01")
+    assert len(session.requests) == 1
+
+
+@pytest.mark.parametrize(("status", "body", "message"), [
+    (403, "Device already registered", "already registered on another device profile"),
+    (403, "No plan for device device:0b1c", "no plan for device; assign a PointPerfect plan"),
+    (403, "Device hardware code not whitelisted", "hardware code not whitelisted; allow it"),
+    (403, json.dumps({"message": "Device hardware code not whitelisted"}), "not whitelisted"),
+    (403, "Forbidden for reasons", r"HTTP 403: Forbidden for reasons"),
+    (401, "Invalid token", r"rejected the token \(HTTP 401\)"),
+    (400, "Bad Request", r"rejected the token \(HTTP 400\)"),
+    (404, "", "check api_url"),
+    (418, "teapot", "unexpected HTTP 418"),
+])
+def test_error_mapping_not_retried(status, body, message):
+    cl, session, sleeps = client([FakeResponse(status, body)])
+    with pytest.raises(ZtpError, match=message) as exc:
+        cl.request(TOKEN, "gw-01")
+    assert len(session.requests) == 1 and sleeps == []
+    assert "\n" not in str(exc.value)
+
+
+def test_token_echoed_by_server_is_censored():
+    cl, _, _ = client([FakeResponse(403, f"token {TOKEN} is odd")])
+    with pytest.raises(ZtpError) as exc:
+        cl.request(TOKEN, "gw-01")
+    assert TOKEN not in str(exc.value) and "********" in str(exc.value)
+
+
+def test_connection_errors_retried_then_one_line():
+    err = requests.exceptions.ConnectionError(
+        "HTTPSConnectionPool(host='ztp.test', port=443): Max retries exceeded (Caused by NewConnectionError("
+        "'<urllib3.connection.HTTPSConnection object>: Failed to establish a new connection: "
+        "[Errno 111] Connection refused'))")
+    cl, session, sleeps = client([err] * 4)
+    with pytest.raises(ZtpError, match=r"cannot connect to the ZTP API .*\(Connection refused\) after 3 retries"):
+        cl.request(TOKEN, "gw-01")
+    assert len(session.requests) == 4 and len(sleeps) == 3
+
+
+def test_timeouts_retried_then_message():
+    cl, session, _ = client([requests.exceptions.ReadTimeout("read timed out")] * 2
+                            + [requests.exceptions.ConnectTimeout("x")] * 2, timeout=5)
+    with pytest.raises(ZtpError, match=r"did not answer within timeout=5 s \(after 3 retries\)"):
+        cl.request(TOKEN, "gw-01")
+    assert len(session.requests) == 4
+
+
+def test_timeout_then_success():
+    cl, _, sleeps = client([requests.exceptions.ReadTimeout("x"), FakeResponse(200, b"{}")])
+    assert cl.request(TOKEN, "gw-01") == b"{}"
+    assert len(sleeps) == 1
+
+
+def test_tls_failure_not_retried():
+    cl, session, sleeps = client([requests.exceptions.SSLError("certificate verify failed")])
+    with pytest.raises(ZtpError, match=r"TLS verification of the ZTP API failed .*check ca_path"):
+        cl.request(TOKEN, "gw-01")
+    assert len(session.requests) == 1 and sleeps == []
+
+
+def test_unknown_exception_is_mapped():
+    cl, _, _ = client([ValueError("boom " + TOKEN)])
+    with pytest.raises(ZtpError, match=r"ZTP request failed \(ValueError\)") as exc:
+        cl.request(TOKEN, "gw-01")
+    assert TOKEN not in str(exc.value)
+
+
+def test_missing_token():
+    cl, session, _ = client([])
+    with pytest.raises(ZtpError, match="POINTPERFECT_ZTP_TOKEN"):
+        cl.request("", "gw-01")
+    assert session.requests == []
+
+
+def test_fetch_parses(monkeypatch):
+    cl, _, _ = client([FakeResponse(200, b"not json")])
+    with pytest.raises(ZtpError, match="malformed JSON"):
+        cl.fetch(TOKEN, "gw-01")

@@ -1,0 +1,231 @@
+"""Unit tests of the ZTP response parser: both shapes, topics/regions/plan derivation, validation errors."""
+
+import contextlib
+import copy
+import json
+
+import pytest
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _ztp_response as r
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ztp_samples import KEY_A, KEY_B, mqtt_body, ntrip_body
+
+
+def test_mqtt_shape(pki):
+    m = r.parse_body(json.dumps(mqtt_body(pki)).encode())
+    assert m["plan"] == "ip"
+    assert m["service"] == "mqtt"
+    assert m["client_id"] == "9f1c2d3e-4b5a-6c7d-8e9f-0a1b2c3d4e5f"
+    assert m["broker_host"] == "pp.services.u-blox.com"
+    assert m["broker_port"] == 8883
+    assert m["regions"] == ["eu"]
+    assert m["topics"] == {"keys": "/pp/ubx/0236/ip", "corrections": ["/pp/ip/eu"], "assistnow": "/pp/ubx/mga"}
+    assert m["ntrip"] is None
+    assert m["certificate_not_after"] == pki["not_after"].strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert len(m["fingerprint"].split(":")) == 32
+    assert m["dynamickeys"]["next"]["value"] == KEY_B
+    assert r.keys_end_ms(m["dynamickeys"]) == 1663977582000 + 2419199999
+
+
+def test_ntrip_shape_port_string_and_int():
+    for port in ("2101", 2101, " 2101 "):
+        m = r.parse_body(json.dumps(ntrip_body(port)))
+        assert m["plan"] == "ntrip"
+        assert m["service"] == "ntrip"
+        assert m["ntrip"] == {"host": "ppntrip.services.u-blox.com", "port": 2101, "tls_port": 2102,
+                              "mountpoint": "NEAR-RTCM", "username": "user-1", "password": "s3cret-pass"}
+        assert m["client_id"] is None
+        assert m["certificate_pem"] is None
+        assert m["topics"] == {"keys": None, "corrections": [], "assistnow": None}
+
+
+def test_ntrip_without_flags_is_ntrip_plan():
+    body = ntrip_body()
+    del body["supportsMqtt"], body["supportsLband"]
+    assert r.parse_body(json.dumps(body))["plan"] == "ntrip"
+
+
+def test_mqtt_plan_with_rtcm_credentials_uses_ntrip_service(pki):
+    body = mqtt_body(pki, rtcmCredentials=ntrip_body()["rtcmCredentials"])
+    m = r.parse_body(json.dumps(body))
+    assert (m["plan"], m["service"]) == ("ip", "ntrip")
+    assert m["certificate_pem"] is not None and m["ntrip"]["tls_port"] == 2102
+
+
+@pytest.mark.parametrize(("mqtt", "lband", "plan", "keys"), [
+    (True, False, "ip", "/pp/ubx/0236/ip"),
+    (False, True, "lband", "/pp/ubx/0236/Lb"),
+    (True, True, "ip+lband", "/pp/ubx/0236/ip"),
+])
+def test_plan_from_flags_and_path_only_subscriptions(pki, mqtt, lband, plan, keys):
+    subs = [
+        {"description": "L-band correction topic for US region", "path": "/pp/Lb/us"},
+        {"description": "IP geographic area definition topic for US region", "path": "/pp/ip/us/gad"},
+        {"path": "/pp/ubx/0236/Lb;/pp/ubx/0236/ip;/pp/ip/us"},
+        {"path": "/pp/ubx/mga;/pp/ubx/mga/updates"},
+        {"description": "JSON key distribution topic", "path": "/pp/key/ip"},
+        {"path": "pp/ip/L2N5375E00900/dict"},
+    ]
+    m = r.parse_body(json.dumps(mqtt_body(pki, supportsMqtt=mqtt, supportsLband=lband, subscriptions=subs)))
+    assert m["plan"] == plan
+    assert m["regions"] == ["us"]
+    assert m["topics"]["keys"] == keys
+    assert m["topics"]["assistnow"] == "/pp/ubx/mga"
+    assert m["topics"]["corrections"] == (["/pp/Lb/us"] if plan == "lband" else ["/pp/ip/us"])
+
+
+def test_regions_from_description_and_several_regions(pki):
+    subs = [{"description": "IP correction topic for EU region", "path": "/pp/ip/eu"},
+            {"description": "IP correction topic for US region", "path": "/pp/ip/us"}]
+    m = r.parse_body(json.dumps(mqtt_body(pki, subscriptions=subs)))
+    assert m["regions"] == ["eu", "us"]
+    assert m["topics"]["corrections"] == ["/pp/ip/eu", "/pp/ip/us"]
+
+
+def test_no_flags_with_certificate_is_ip(pki):
+    body = mqtt_body(pki)
+    del body["supportsMqtt"], body["supportsLband"]
+    assert r.parse_body(json.dumps(body))["plan"] == "ip"
+
+
+@pytest.mark.parametrize("body", [
+    {"clientId": "x", "supportsMqtt": True, "brokerHost": "h"},
+    {"clientId": "x", "certificate": "", "privateKey": ""},
+    {"rtcmCredentials": None},
+    {},
+])
+def test_not_activated(body):
+    with pytest.raises(r.ZtpError, match="not activated yet"):
+        r.parse_body(json.dumps(body))
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"<html>oops</html>", b"\xff\xfe", b'{"clientId": "x", "certificate": "-'])
+def test_malformed_json(raw):
+    with pytest.raises(r.ZtpResponseError, match="malformed JSON"):
+        r.parse_body(raw)
+
+
+@pytest.mark.parametrize("raw", [b"[]", b"null", b"42", b'"text"'])
+def test_not_an_object(raw):
+    with pytest.raises(r.ZtpResponseError, match="not a JSON object"):
+        r.parse_body(raw)
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (lambda b: b.pop("clientId"), "missing field clientId"),
+    (lambda b: b.pop("brokerHost"), "missing field brokerHost"),
+    (lambda b: b.pop("privateKey"), "missing field privateKey"),
+    (lambda b: b.update(clientId=42), "field clientId has the wrong type"),
+    (lambda b: b.update(supportsMqtt="yes"), "field supportsMqtt has the wrong type"),
+    (lambda b: b.update(subscriptions={"path": "/pp/ip/eu"}), "field subscriptions has the wrong type"),
+    (lambda b: b.update(subscriptions=["/pp/ip/eu"]), r"subscriptions\[0\] has the wrong type"),
+    (lambda b: b.update(subscriptions=[{"description": "x"}]), r"missing field subscriptions\[0\]\.path"),
+    (lambda b: b["dynamickeys"]["current"].update(start="1661558382000"), "dynamickeys.current.start"),
+    (lambda b: b["dynamickeys"]["next"].update(duration=True), "dynamickeys.next.duration"),
+    (lambda b: b["dynamickeys"]["current"].update(value="abc"), "not 32 hex characters"),
+    (lambda b: b.update(dynamickeys=[]), "field dynamickeys has the wrong type"),
+    (lambda b: b.update(supportsMqtt=False, supportsLband=False, certificate=None, privateKey=None,
+                        rtcmCredentials={"endpoint": "h", "httpPort": "abc", "userName": "u", "password": "p",
+                                         "mountPoint": "M"}), "httpPort is not a port number"),
+])
+def test_wrong_fields(pki, mutate, message):
+    body = copy.deepcopy(mqtt_body(pki))
+    mutate(body)
+    with pytest.raises(r.ZtpResponseError, match=message):
+        r.parse_credentials(body)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("httpPort", 70000, "not a port number"),
+    ("httpPort", True, "wrong type"),
+    ("httpPort", None, "not a port number"),
+    ("password", 5, "wrong type"),
+    ("mountPoint", None, "missing field rtcmCredentials.mountPoint"),
+])
+def test_wrong_rtcm_fields(field, value, message):
+    body = ntrip_body()
+    body["rtcmCredentials"][field] = value
+    with pytest.raises(r.ZtpResponseError, match=message):
+        r.parse_credentials(body)
+
+
+def test_rtcm_not_an_object():
+    with pytest.raises(r.ZtpResponseError, match="rtcmCredentials has the wrong type"):
+        r.parse_credentials({"rtcmCredentials": "user:pass"})
+
+
+def test_broken_certificate_pem(pki):
+    body = mqtt_body(pki, certificate="-----BEGIN CERTIFICATE-----\nMIIDbroken\n-----END CERTIFICATE-----\n")
+    with pytest.raises(r.ZtpResponseError, match="not a valid PEM certificate"):
+        r.parse_credentials(body)
+
+
+def test_broken_key_pem_never_echoes_key(pki):
+    broken = pki["key"][:200]
+    with pytest.raises(r.ZtpResponseError, match="not a valid unencrypted PEM key") as exc:
+        r.parse_credentials(mqtt_body(pki, privateKey=broken))
+    assert broken[40:80] not in str(exc.value)
+
+
+def test_key_certificate_mismatch(pki):
+    with pytest.raises(r.ZtpResponseError, match="does not match its certificate") as exc:
+        r.parse_credentials(mqtt_body(pki, privateKey=pki["other_key"]))
+    assert "PRIVATE KEY" not in str(exc.value)
+
+
+def test_certificate_with_both_plan_flags_false_is_an_error(pki):
+    with pytest.raises(r.ZtpResponseError, match="no plan"):
+        r.parse_credentials(mqtt_body(pki, supportsMqtt=False, supportsLband=False))
+
+
+def test_credentials_document_contract(pki):
+    m = r.parse_credentials(mqtt_body(pki))
+    raw = r.credentials_document(m, "gw-01", "gw-01", "/etc/pointperfect/")
+    assert raw.endswith(b"}\n")
+    doc = json.loads(raw)
+    assert list(doc) == sorted(doc)
+    assert raw == (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+    assert doc["format"] == 1
+    assert doc["mqtt"] == {"host": "pp.services.u-blox.com", "port": 8883, "client_id": m["client_id"],
+                           "certificate": "/etc/pointperfect/client.crt",
+                           "private_key": "/etc/pointperfect/client.key"}
+    assert doc["ntrip"] is None
+    assert doc["dynamickeys"]["current"]["value"] == KEY_A
+    # identical input gives identical bytes
+    assert r.credentials_document(r.parse_credentials(mqtt_body(pki)), "gw-01", "gw-01", "/etc/pointperfect") == raw
+
+
+def test_public_view_has_no_secrets(pki):
+    m = r.parse_credentials(mqtt_body(pki, rtcmCredentials=ntrip_body()["rtcmCredentials"]))
+    view = json.dumps(r.public_view(m))
+    for secret in ("s3cret-pass", KEY_A, KEY_B, "PRIVATE KEY", "user-1"):
+        assert secret not in view
+    assert r.public_view(m)["ntrip"] == {"host": "ppntrip.services.u-blox.com", "port": 2101,
+                                         "mountpoint": "NEAR-RTCM", "tls": 2102}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    max_leaves=12,
+)
+field_names = st.sampled_from(["clientId", "certificate", "privateKey", "brokerHost", "supportsMqtt",
+                               "supportsLband", "dynamickeys", "subscriptions", "rtcmCredentials"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_fuzz_raw_bodies_raise_only_ztp_error(raw):
+    with contextlib.suppress(r.ZtpError):
+        r.parse_body(raw)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(field_names, json_values, max_size=6), st.booleans())
+def test_fuzz_mutated_bodies_raise_only_ztp_error(pki, mutation, keep_valid_pair):
+    body = mqtt_body(pki) if keep_valid_pair else ntrip_body()
+    body.update(mutation)
+    try:
+        r.parse_body(json.dumps(body))
+    except r.ZtpError as e:
+        assert "\n" not in str(e)

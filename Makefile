@@ -1,0 +1,74 @@
+# Entry points: `make demo` (the whole job against the simulator) and `make test` (every test and linter).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BUILD := .build
+COLL := $(BUILD)/collections
+COLL_DIR := $(COLL)/ansible_collections/gnss/pointperfect
+VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
+APT_PACKAGES := python3-venv openssh-client mosquitto rtklib stunnel4 debootstrap systemd-container iproute2 \
+	chromium prometheus default-jre-headless
+PYTEST_ARGS ?=
+
+.PHONY: help deps venv build lint sanity test unit demo demo-down clean
+
+help:
+	@echo "make demo       simulator + broker + caster + 3 gateways, provision, status report"
+	@echo "make demo-down  stop what make demo left running"
+	@echo "make test       install what is missing, lint, then run every test"
+
+# System packages the tests and the demo run for real (root on Debian/Ubuntu).
+deps: $(BUILD)/.apt-stamp
+$(BUILD)/.apt-stamp: Makefile
+	@mkdir -p $(BUILD)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "missing Debian packages (run as root or install them): $$missing" >&2; exit 1; fi; \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@touch $@
+
+venv: $(VENV)/.stamp
+$(VENV)/.stamp: requirements.txt requirements-test.txt forwarder/pyproject.toml simulator/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-test.txt
+	$(BIN)/pip install -q --no-deps -e forwarder -e simulator
+	@touch $@
+
+# The collection as users get it: built with ansible-galaxy and installed into a private tree.
+build: venv
+	rm -rf $(BUILD)/dist $(COLL)
+	$(BIN)/ansible-galaxy collection build --force --output-path $(BUILD)/dist . >/dev/null
+	$(BIN)/ansible-galaxy collection install --force -p $(COLL) $(BUILD)/dist/gnss-pointperfect-$(VERSION).tar.gz >/dev/null
+	@echo "installed $(COLL_DIR)"
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/ansible-lint --profile production -q
+	$(BIN)/antsibull-changelog lint
+
+# ansible-test sanity over the installed collection: every test it has (see README, Development).
+sanity: build
+	scripts/sanity.sh $(COLL_DIR)
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLL) $(BIN)/ansible-doc gnss.pointperfect.ztp >/dev/null
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLL) $(BIN)/ansible-doc -t role gnss.pointperfect.gateway >/dev/null
+
+test: deps venv lint sanity
+	PP_COLLECTIONS_PATH=$(CURDIR)/$(COLL) $(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) \
+		tests simulator/tests forwarder/tests
+
+unit: venv
+	$(BIN)/python -m pytest -p no:cacheprovider -q tests/unit simulator/tests forwarder/tests -m "not lab"
+
+demo: deps venv build
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLL) $(BIN)/python scripts/demo.py up
+
+demo-down: venv
+	$(BIN)/python scripts/demo.py down
+
+clean: demo-down
+	rm -rf $(BUILD) $(VENV)

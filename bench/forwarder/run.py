@@ -1,0 +1,599 @@
+"""Benchmark: pointperfect-forwarder vs pygnssutils 1.2.5 (gnssmqttclient, gnssntripclient) against a real
+Mosquitto (mutual TLS) and a real str2str caster: latency, zero-loss throughput, RSS and CPU at the real rate.
+
+Run from the repo root: `python bench/forwarder/run.py` (`--quick` for a smoke run). Writes docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path[:0] = [str(HERE), str(REPO / "simulator"), str(REPO / "forwarder" / "src")]
+
+import measure as M  # noqa: E402
+from pointperfect_sim import frames as F  # noqa: E402
+from pointperfect_sim import lab  # noqa: E402
+from pointperfect_sim.pki import PKI  # noqa: E402
+from pointperfect_sim.receiver import ReceiverSim  # noqa: E402
+from pointperfect_sim.replay import DEFAULT_TOPICS, REAL_RATE, MqttReplayer  # noqa: E402
+
+CAPTURE = REPO.parent / "shared" / "captures" / "spartnmqtt_rollover_20240428235040.log"
+PEER_VERSION = "1.2.5"
+PEER_REQUIREMENTS = HERE / "peer-requirements.txt"
+KEY_TOPIC = DEFAULT_TOPICS["keys"]
+CORR_TOPIC = DEFAULT_TOPICS["corrections"]
+POSITION = (52.0, 5.0, 10.0)
+RAMP_RATES = [50_000, 100_000, 200_000, 400_000, 700_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000]
+OURS, PEER = "ours", "peer"
+ONLY = None
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- peer venv
+
+
+def ensure_peer_venv(venv: Path) -> Path:
+    """pygnssutils 1.2.5 in its own venv (created here if absent, with pinned dependencies); returns its bin dir."""
+    bindir = venv / "bin"
+    probe = [str(bindir / "python"), "-c", "import pygnssutils; print(pygnssutils.version)"]
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        if subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip() == PEER_VERSION:
+            return bindir
+    log(f"creating peer venv {venv} (pygnssutils {PEER_VERSION})")
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    pip = [str(bindir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "-r", str(PEER_REQUIREMENTS)], check=True)
+    subprocess.run(probe, check=True, capture_output=True)
+    return bindir
+
+
+# ---------------------------------------------------------------- clients
+
+
+class Lab:
+    """The shared world of one run: PKI, broker, caster, credentials, publisher."""
+
+    def __init__(self, tmp: Path, peer_bin: Path, ntrip: bool) -> None:
+        self.tmp = tmp
+        self.peer_bin = peer_bin
+        self.pki = PKI(tmp / "pki")
+        self.broker = lab.Mosquitto(self.pki, tmp / "broker").start()
+        self.caster = lab.Caster(tmp / "caster", pki=self.pki, user="bench", password="bench-pw").start() if ntrip else None
+        self.keys = lab.lab_keys()
+        with MqttReplayer(self.broker) as replayer:  # the retained key frame, as the service publishes it
+            replayer.publish_keys(self.keys)
+        tls = self.broker.publisher_tls()
+        self.publisher = M.PacedPublisher(tls, self.broker.host, self.broker.port)
+        self.runs = 0
+
+    def close(self) -> None:
+        self.publisher.close()
+        if self.caster is not None:
+            self.caster.stop()
+        self.broker.stop()
+
+    def _identity(self, name: str) -> tuple[str, Path, Path]:
+        client_id = f"{name}-{uuid.uuid4()}"
+        cert, key = self.broker.issue_device(client_id)
+        return client_id, cert, key
+
+    def start_ours(self, proto: str, device: str, *, configure: bool, fixed: bool) -> lab.Proc:
+        self.runs += 1
+        work = self.tmp / f"ours-{self.runs}"
+        work.mkdir()
+        client_id, cert, key = self._identity("ours")
+        c = self.caster
+        creds = {
+            "format": 1,
+            "hardware_id": "bench-gw",
+            "given_name": "bench-gw",
+            "plan": "ip",
+            "service": "mqtt",
+            "client_id": client_id,
+            "certificate_not_after": None,
+            "mqtt": {
+                "host": self.broker.host,
+                "port": self.broker.port,
+                "client_id": client_id,
+                "certificate": str(cert),
+                "private_key": str(key),
+            },
+            "regions": ["eu"],
+            "topics": {"keys": KEY_TOPIC, "corrections": [CORR_TOPIC], "assistnow": "/pp/ubx/mga"},
+            "ntrip": None
+            if c is None
+            else {
+                "host": c.host,
+                "port": c.port,
+                "tls_port": c.tls_port,
+                "mountpoint": c.mountpoint,
+                "username": c.user,
+                "password": c.password,
+            },
+            "dynamickeys": self.keys,
+        }
+        (work / "credentials.json").write_text(json.dumps(creds, indent=2, sort_keys=True) + "\n")
+        lat, lon, alt = POSITION
+        config = {
+            "credentials_file": str(work / "credentials.json"),
+            "input": proto,
+            "ca_file": str(self.pki.ca_path),
+            "ntrip": {"tls": True, "fixed_position": {"lat": lat, "lon": lon, "alt": alt} if fixed else None},
+            "output": {"type": "serial", "device": device, "baudrate": 38400},
+            "receiver": {"configure": configure},
+            "health": {"status_file": str(work / "status.json"), "metrics_port": lab.free_port()},
+        }
+        (work / "forwarder.json").write_text(json.dumps(config, indent=2) + "\n")
+        exe = Path(sys.executable).parent / "pointperfect-forwarder"
+        if exe.exists():
+            argv = [str(exe)]
+        else:  # not installed in this venv: same entry point from the source tree
+            argv = [sys.executable, "-c", "import sys; from pointperfect_forwarder.cli import main; sys.exit(main())"]
+        os.environ["PYTHONPATH"] = str(REPO / "forwarder" / "src")
+        try:
+            return lab.Proc([*argv, "--config", str(work / "forwarder.json")], work / "forwarder.log").start()
+        finally:
+            del os.environ["PYTHONPATH"]
+
+    def start_peer(self, proto: str, device: str) -> lab.Proc:
+        self.runs += 1
+        work = self.tmp / f"peer-{self.runs}"
+        work.mkdir()
+        if proto == "mqtt":
+            client_id, cert, key = self._identity("peer")
+            argv = [
+                str(self.peer_bin / "gnssmqttclient"),
+                "--clientid", client_id, "--server", self.broker.host, "--port", str(self.broker.port),
+                "--region", "eu", "--mode", "0", "--topic_ip", "1", "--topic_mga", "0", "--topic_key", "1",
+                "--tlscrt", str(cert), "--tlskey", str(key), "--clioutput", "2", "--output", f"{device}@38400",
+            ]  # fmt: skip
+        else:
+            c = self.caster
+            lat, lon, alt = POSITION
+            argv = [
+                str(self.peer_bin / "gnssntripclient"),
+                "--server", c.host, "--port", str(c.tls_port), "--https", "1", "--selfsign", "1",
+                "--tlscrtpath", str(self.pki.ca_path), "--mountpoint", c.mountpoint, "--ntripversion", "2.0",
+                "--datatype", "SPARTN", "--ntripuser", c.user, "--ntrippassword", c.password,
+                "--ggainterval", "10", "--reflat", str(lat), "--reflon", str(lon), "--refalt", str(alt),
+                "--clioutput", "2", "--output", f"{device}@38400",
+            ]  # fmt: skip
+        # gnssmqttclient verifies the broker with the default trust store (no CA option): point it at the lab CA
+        os.environ["SSL_CERT_FILE"] = str(self.pki.ca_path)
+        try:
+            return lab.Proc(argv, work / "client.log", cwd=work).start()
+        finally:
+            del os.environ["SSL_CERT_FILE"]
+
+    def start(self, who: str, proto: str, device: str, *, configure: bool = True, fixed: bool = False) -> lab.Proc:
+        if who == OURS:
+            return self.start_ours(proto, device, configure=configure, fixed=fixed)
+        return self.start_peer(proto, device)
+
+    # ------------------------------------------------------------ sending
+
+    def send(self, proto: str, frames: list[bytes], rate: float) -> list[float]:
+        """Publish (MQTT, one frame per message, separate process) or feed the caster (NTRIP) at `rate` B/s;
+        returns each frame's send time."""
+        if proto == "mqtt":
+            return self.publisher.publish(CORR_TOPIC, frames, rate)
+        sent, offset, start = [], 0, time.monotonic()
+        for frame in frames:
+            delay = start + offset / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            sent.append(time.monotonic())
+            self.caster.feed(frame)
+            offset += len(frame)
+        return sent
+
+
+class Segment(contextlib.AbstractContextManager):
+    """One client run: a fresh receiver (ReceiverSim or raw reader), the client started on it, stopped at exit."""
+
+    def __init__(self, world: Lab, who: str, proto: str, receiver: str, factory: M.FrameFactory, **kw) -> None:
+        self.world, self.who, self.proto, self.factory = world, who, proto, factory
+        if receiver == "sim":
+            self.rx = ReceiverSim(position=POSITION).start()
+            self.raw = None
+            device = self.rx.slave_path
+        else:
+            self.rx = None
+            self.raw = M.RawPtyReader(world.tmp, f"raw-{who}-{proto}-{world.runs}")
+            device = self.raw.slave_path
+        self.proc = world.start(who, proto, device, **kw)
+        self.cursor = 0
+
+    def alive(self) -> bool:
+        return self.proc.alive()
+
+    def arrivals(self, frames: list[bytes]) -> list[float | None]:
+        """Arrival time of each frame at the receiver (None: never arrived byte-exact)."""
+        if self.rx is not None:
+            seen = {f.raw: f.t for f in self.rx.frames_of("spartn")}
+            return [seen.get(fr) for fr in frames]
+        raw, times, ends = self.raw.data()
+        got, self.cursor = M.match_frames(frames, raw, times, ends, self.cursor)
+        return got
+
+    def wait_ready(self, timeout: float = 40.0) -> float:
+        """Send probe frames until one arrives (client connected, subscribed, writing); returns the time taken."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if not self.alive():
+                raise RuntimeError(f"{self.who} {self.proto} exited: {self.proc.log_tail()}")
+            probe = self.factory.make(1)
+            self.world.send(self.proto, probe, 1e6)
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline:
+                if self.arrivals(probe)[0] is not None:
+                    time.sleep(0.5)
+                    self.drain()
+                    return time.monotonic() - start
+                time.sleep(0.05)
+        raise TimeoutError(f"{self.who} {self.proto} delivered nothing in {timeout}s: {self.proc.log_tail()}")
+
+    def drain(self, quiet: float = 0.7, limit: float = 15.0) -> None:
+        """Wait until the receiver got nothing new for `quiet` s (at most `limit` s)."""
+        start = last_change = time.monotonic()
+        last = -1
+        while time.monotonic() - start < limit:
+            size = self.raw.total_bytes() if self.raw else len(self.rx.frames)
+            if size != last:
+                last, last_change = size, time.monotonic()
+            elif time.monotonic() - last_change >= quiet:
+                return
+            time.sleep(0.1)
+
+    def __exit__(self, *exc) -> None:
+        self.proc.stop()
+        if self.rx is not None:
+            self.rx.close()
+        if self.raw is not None:
+            self.raw.close()
+
+
+# ---------------------------------------------------------------- phases
+
+
+def latencies_ms(sent: list[float], got: list[float | None]) -> tuple[list[float], int]:
+    lat = [(g - s) * 1000.0 for s, g in zip(sent, got, strict=True) if g is not None]
+    return lat, sum(1 for g in got if g is None)
+
+
+def phase_real_rate(world: Lab, who: str, proto: str, frames: list[bytes], factory, window: float) -> dict:
+    """Real rate through the ReceiverSim: CPU% and RSS over `window` s, plus latency and loss at that rate."""
+    with Segment(world, who, proto, "sim", factory) as seg:
+        ready = seg.wait_ready()
+        sampler = M.ProcSampler(seg.proc.pid).start()
+        sent = world.send(proto, frames, REAL_RATE)
+        rest = window - (time.monotonic() - sampler._t0)
+        if rest > 0:
+            time.sleep(rest)
+        sampler.stop()
+        seg.drain()
+        lat, lost = latencies_ms(sent, seg.arrivals(frames))
+        res = {
+            "ready_s": ready,
+            "cpu_percent": sampler.cpu_percent,
+            "window_s": sampler.window,
+            "rss_steady_mb": sampler.steady_kb * 1024 / 1e6,
+            "rss_peak_mb": sampler.peak_kb * 1024 / 1e6,
+            "frames": len(frames),
+            "lost": lost,
+            "garbage_bytes": seg.rx.garbage_bytes,
+            "lat_p50": M.percentile(lat, 50),
+            "lat_p99": M.percentile(lat, 99),
+            "alive": seg.alive(),
+        }
+        if who == OURS and proto == "mqtt":
+            res["receiver_configured"] = bool(seg.rx.config)
+            res["receiver_keys"] = len(seg.rx.keys)
+    log(f"  {who:4} {proto} real rate: cpu {res['cpu_percent']:.3f}% rss {res['rss_steady_mb']:.1f}/"
+        f"{res['rss_peak_mb']:.1f} MB lost {lost}/{len(frames)} p50 {_f(res['lat_p50'])} p99 {_f(res['lat_p99'])} ms")  # fmt: skip
+    return res
+
+
+def phase_latency(world: Lab, who: str, proto: str, factory, count: int, msg_rate: float) -> dict:
+    """`count` unique frames at `msg_rate` frames/s through the raw reader: publish-to-pty latency."""
+    with Segment(world, who, proto, "raw", factory, configure=False, fixed=True) as seg:
+        seg.wait_ready()
+        frames = factory.make(count)
+        rate = msg_rate * sum(map(len, frames)) / len(frames)
+        sent = world.send(proto, frames, rate)
+        seg.drain()
+        lat, lost = latencies_ms(sent, seg.arrivals(frames))
+    res = {"n": len(lat), "lost": lost, "p50": M.percentile(lat, 50), "p99": M.percentile(lat, 99),
+           "max": max(lat) if lat else None, "mean": sum(lat) / len(lat) if lat else None}  # fmt: skip
+    log(f"  {who:4} {proto} latency: n={res['n']} lost={lost} p50 {_f(res['p50'])} p99 {_f(res['p99'])} ms")
+    return res
+
+
+def phase_ramp(world: Lab, who: str, factory, rates: list[int], step_s: float) -> dict:
+    """Raise the MQTT publish rate step by step; the max rate is the last step where every frame arrived
+    byte-exact. Stops at the first lossy step (or when the bench publisher cannot reach the rate)."""
+    steps, best, limit = [], 0.0, None
+    with Segment(world, who, "mqtt", "raw", factory, configure=False, fixed=True) as seg:
+        seg.wait_ready()
+        for rate in rates:
+            frames = factory.make(max(20, int(rate * step_s / factory_avg(factory))))
+            sent = world.send("mqtt", frames, rate)
+            seg.drain(quiet=1.0, limit=20.0)
+            got = seg.arrivals(frames)
+            lost = sum(1 for g in got if g is None)
+            size = sum(map(len, frames))
+            achieved = size / max(sent[-1] - sent[0], 1e-6)
+            step = {"target": rate, "achieved": achieved, "frames": len(frames), "lost": lost}
+            steps.append(step)
+            log(f"  {who:4} ramp {rate / 1e3:7.0f} kB/s: sent at {achieved / 1e3:7.0f} kB/s, lost {lost}/{len(frames)}")
+            if achieved < 0.9 * rate:
+                limit = "bench publisher could not reach the next rate"
+                if lost == 0:
+                    best = max(best, achieved)
+                break
+            if lost or not seg.alive():
+                limit = "frames lost" if lost else "client exited"
+                break
+            best = achieved
+        else:
+            limit = "top of the ramp reached"
+    return {"max_zero_loss": best, "steps": steps, "stopped_by": limit}
+
+
+def factory_avg(factory: M.FrameFactory) -> float:
+    return sum(factory.sizes) / len(factory.sizes)
+
+
+def _f(value, fmt: str = ".2f") -> str:
+    return "n/a" if value is None else format(value, fmt)
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine_info(peer_bin: Path) -> dict:
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln),
+        platform.processor(),
+    )
+    mem = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1]
+    mosq = subprocess.run([lab.MOSQUITTO, "-h"], capture_output=True, text=True).stdout.split("\n", 1)[0]
+    try:
+        from pointperfect_forwarder import __version__ as ours  # noqa: PLC0415
+    except ImportError:
+        ours = "?"
+    return {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": f"{cpu}, {os.cpu_count()} cores",
+        "memory": f"{int(mem) // 1024} MiB",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "broker": mosq.strip(),
+        "caster": "RTKLIB str2str (ntripc) + stunnel4 (TLS)",
+        "ours": f"pointperfect-forwarder {ours}",
+        "peer": f"pygnssutils {PEER_VERSION} ({peer_bin.parent})",
+    }
+
+
+def ratio(a, b) -> str:
+    return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}"
+
+
+def build_rows(res: dict) -> list[tuple[str, str, str, str, str]]:
+    """(metric, ours, peer, ratio, target) rows."""
+    rows = []
+    mq = res.get("mqtt", {})
+    nt = res.get("ntrip", {})
+
+    def row(label, getter, fmt=".2f", target="", unit_scale=1.0):
+        o, p = getter(OURS), getter(PEER)
+        o = None if o is None else o * unit_scale
+        p = None if p is None else p * unit_scale
+        rows.append((label, _f(o, fmt), _f(p, fmt), ratio(o, p), target))
+
+    def get(section, phase, key):
+        return lambda who: section.get(phase, {}).get(who, {}).get(key)
+
+    if mq:
+        p99_o, p99_p = get(mq, "latency", "p99")(OURS), get(mq, "latency", "p99")(PEER)
+        t_lat = _target(p99_o is not None and p99_p is not None and p99_o <= p99_p / 2, "p99 ≤ ½ peer")
+        row("MQTT latency p50, ms", get(mq, "latency", "p50"))
+        row("MQTT latency p99, ms", get(mq, "latency", "p99"), target=t_lat)
+        row("MQTT latency p99 at real rate, ms", get(mq, "real", "lat_p99"))
+        tp = get(mq, "ramp", "max_zero_loss")(OURS)
+        row("MQTT max zero-loss throughput, kB/s", get(mq, "ramp", "max_zero_loss"), ".0f",
+            _target(tp is not None and tp >= 1e6, "≥ 1000 kB/s"), 1e-3)  # fmt: skip
+        rss = get(mq, "real", "rss_peak_mb")(OURS)
+        row("MQTT RSS steady, MB", get(mq, "real", "rss_steady_mb"), ".1f")
+        row("MQTT RSS peak, MB", get(mq, "real", "rss_peak_mb"), ".1f", _target(rss is not None and rss <= 30, "≤ 30 MB"))
+        cpu = get(mq, "real", "cpu_percent")(OURS)
+        row("MQTT CPU at real rate, %", get(mq, "real", "cpu_percent"), ".3f",
+            _target(cpu is not None and cpu <= 0.5, "≤ 0.5 %"))  # fmt: skip
+        row("MQTT frames lost at real rate", get(mq, "real", "lost"), ".0f")
+    if nt:
+        p99_o, p99_p = get(nt, "latency", "p99")(OURS), get(nt, "latency", "p99")(PEER)
+        row("NTRIP latency p50, ms", get(nt, "latency", "p50"))
+        row("NTRIP latency p99, ms", get(nt, "latency", "p99"),
+            target=_target(p99_o is not None and p99_p is not None and p99_o <= p99_p / 2, "p99 ≤ ½ peer"))  # fmt: skip
+        row("NTRIP latency p99 at real rate, ms", get(nt, "real", "lat_p99"))
+        rss = get(nt, "real", "rss_peak_mb")(OURS)
+        row("NTRIP RSS steady, MB", get(nt, "real", "rss_steady_mb"), ".1f")
+        row("NTRIP RSS peak, MB", get(nt, "real", "rss_peak_mb"), ".1f", _target(rss is not None and rss <= 30, "≤ 30 MB"))
+        cpu = get(nt, "real", "cpu_percent")(OURS)
+        row("NTRIP CPU at real rate, %", get(nt, "real", "cpu_percent"), ".3f",
+            _target(cpu is not None and cpu <= 0.5, "≤ 0.5 %"))  # fmt: skip
+        row("NTRIP frames lost at real rate", get(nt, "real", "lost"), ".0f")
+    return rows
+
+
+def _target(met: bool, text: str) -> str:
+    return f"{text}: {'met' if met else 'MISSED'}"
+
+
+def table(rows) -> str:
+    head = ("metric", "ours", "peer (pygnssutils)", "ours/peer", "target")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render(res: dict, info: dict, args, notes: list[str]) -> str:
+    cmd = "python bench/forwarder/run.py" + (" --quick" if args.quick else "")
+    out = [
+        "## Forwarder",
+        "",
+        "pointperfect-forwarder (ours) against pygnssutils "
+        f"{PEER_VERSION} `gnssmqttclient` / `gnssntripclient` (peer), in one run, same broker, caster and data, "
+        "alternating which client goes first. Generated by `bench/forwarder/run.py` (method: `bench/forwarder/README.md`).",
+        "",
+        f"Reproduce (repo root, dev venv or `.venv`): `{cmd}`",
+        "",
+        "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()),
+        "",
+        f"Settings: real-rate window {args.window:.0f} s at {REAL_RATE} B/s "
+        f"({'capture ' + CAPTURE.name if CAPTURE.exists() and not args.synthetic else 'synthetic frames'}); "
+        f"latency {args.latency_frames} frames at {args.latency_rate:.0f} frames/s; "
+        f"ramp steps of {args.step:.0f} s, one SPARTN frame per MQTT message, capture-sized frames.",
+        "",
+        table(build_rows(res)),
+        "",
+    ]
+    ramp = res.get("mqtt", {}).get("ramp", {})
+    for who in (OURS, PEER):
+        if who in ramp:
+            steps = ", ".join(
+                f"{s['target'] / 1e3:.0f}→{s['achieved'] / 1e3:.0f} kB/s lost {s['lost']}/{s['frames']}"
+                for s in ramp[who]["steps"]
+            )
+            out.append(f"- ramp {who}: {steps} (stopped: {ramp[who]['stopped_by']})")
+    out += [f"- {n}" for n in notes]
+    return "\n".join(out) + "\n"
+
+
+def write_doc(path: Path, section: str) -> None:
+    """Replace (or append) the `## Forwarder` section; other sections are left as they are."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nMeasured, never timed tests.\n"
+    pattern = re.compile(r"^## Forwarder\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section + "\n", text, count=1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text.rstrip("\n") + "\n")
+
+
+# ---------------------------------------------------------------- main
+
+
+def capture_frames(synthetic: bool, factory: M.FrameFactory, seconds: float) -> list[bytes]:
+    """Frames for `seconds` at the real rate: the capture when present, else synthetic frames."""
+    need = REAL_RATE * seconds
+    source = [] if synthetic or not CAPTURE.exists() else list(F.iter_spartn_file(CAPTURE))
+    out, total, i = [], 0, 0
+    while total < need:
+        frame = source[i % len(source)] if source and i < len(source) else factory.make(1)[0]
+        out.append(frame)
+        total += len(frame)
+        i += 1
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: short windows, fewer frames")
+    ap.add_argument("--window", type=float, help="real-rate CPU/RSS window, s (default 60, quick 10)")
+    ap.add_argument("--latency-frames", type=int, help="frames per latency run (default 1000, quick 200)")
+    ap.add_argument("--latency-rate", type=float, default=50.0, help="frames/s in the latency runs")
+    ap.add_argument("--step", type=float, help="ramp step length, s (default 4, quick 2)")
+    ap.add_argument("--peer-venv", default=os.environ.get("PEER_VENV", "/work/venv-pygnssutils"))
+    ap.add_argument("--synthetic", action="store_true", help="synthetic frames even if the capture is present")
+    ap.add_argument("--no-ntrip", action="store_true", help="skip the NTRIP part")
+    ap.add_argument("--only", choices=(OURS, PEER), help="run one client only (to validate the bench)")
+    ap.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"), help="results file ('' = do not write)")
+    ap.add_argument("--json", help="also dump raw results to this file")
+    args = ap.parse_args()
+    global ONLY  # noqa: PLW0603
+    ONLY = args.only
+    args.window = args.window or (10.0 if args.quick else 60.0)
+    args.latency_frames = args.latency_frames or (200 if args.quick else 1000)
+    args.step = args.step or (2.0 if args.quick else 4.0)
+
+    peer_bin = ensure_peer_venv(Path(args.peer_venv))
+    sizes = [len(f) for f in F.iter_spartn_file(CAPTURE)] if CAPTURE.exists() else [80, 120, 200, 350, 598]
+    factory = M.FrameFactory(sizes, F)
+    real_frames = capture_frames(args.synthetic, factory, args.window)
+    res: dict = {"mqtt": {"real": {}, "latency": {}, "ramp": {}}}
+    notes: list[str] = []
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-forwarder-") as tmpdir:
+        world = Lab(Path(tmpdir), peer_bin, ntrip=not args.no_ntrip)
+        try:
+            log("MQTT: real rate (ReceiverSim)")
+            for who in (OURS, PEER):
+                res["mqtt"]["real"][who] = _guard(notes, who, "mqtt real rate", phase_real_rate,
+                                                  world, who, "mqtt", real_frames, factory, args.window)  # fmt: skip
+            log("MQTT: latency (raw pty reader)")
+            for who in (PEER, OURS):
+                res["mqtt"]["latency"][who] = _guard(notes, who, "mqtt latency", phase_latency,
+                                                     world, who, "mqtt", factory, args.latency_frames, args.latency_rate)  # fmt: skip
+            log("MQTT: zero-loss throughput ramp (raw pty reader)")
+            for who in (OURS, PEER):
+                res["mqtt"]["ramp"][who] = _guard(notes, who, "mqtt ramp", phase_ramp,
+                                                  world, who, factory, RAMP_RATES, args.step)  # fmt: skip
+            if not args.no_ntrip:
+                res["ntrip"] = {"real": {}, "latency": {}}
+                log("NTRIP: real rate (ReceiverSim)")
+                for who in (PEER, OURS):
+                    res["ntrip"]["real"][who] = _guard(notes, who, "ntrip real rate", phase_real_rate,
+                                                       world, who, "ntrip", real_frames, factory, args.window)  # fmt: skip
+                log("NTRIP: latency (raw pty reader)")
+                for who in (OURS, PEER):
+                    res["ntrip"]["latency"][who] = _guard(notes, who, "ntrip latency", phase_latency, world, who,
+                                                          "ntrip", factory, args.latency_frames // 2, args.latency_rate)  # fmt: skip
+        finally:
+            world.close()
+    log(f"done in {time.monotonic() - t0:.0f} s")
+    info = machine_info(peer_bin)
+    section = render(res, info, args, notes)
+    print()
+    print(table(build_rows(res)))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": res, "machine": info, "notes": notes}, indent=2, default=str))
+    if args.doc:
+        write_doc(Path(args.doc), section)
+        log(f"wrote {args.doc}")
+    return 0
+
+
+def _guard(notes: list[str], who: str, what: str, fn, *a) -> dict:
+    """Run one phase; a client that fails to run is reported, not fatal."""
+    if ONLY and who != ONLY:
+        return {}
+    try:
+        return fn(*a)
+    except Exception as exc:  # any failure of a client is a result to report
+        msg = f"{who} {what} failed: {str(exc)[:400]}"
+        log("  " + msg)
+        notes.append(msg)
+        return {"error": str(exc)[:400]}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

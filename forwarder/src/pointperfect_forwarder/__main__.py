@@ -1,0 +1,7 @@
+"""`python -m pointperfect_forwarder` runs the CLI."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

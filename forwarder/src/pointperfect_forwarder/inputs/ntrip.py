@@ -1,0 +1,250 @@
+"""NTRIP input: own socket client for rev1 and rev2 (chunked), TLS with verification, Basic auth, periodic GGA."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+import ssl
+import time
+
+from .. import __version__
+from ..config import NtripSettings
+from ..framing import RTCM, SPARTN, Framer
+from . import AUTH_FAILED, Input
+
+log = logging.getLogger(__name__)
+HEADER_LIMIT = 16384
+IO_TIMEOUT = 10.0
+
+
+class ProtocolError(Exception):
+    """The caster answered something this client cannot use."""
+
+
+class ChunkedDecoder:
+    """Incremental HTTP/1.1 chunked transfer decoding; `done` after the last (zero-size) chunk."""
+
+    def __init__(self):
+        self._buf = bytearray()
+        self._left = 0  # data bytes left in the current chunk
+        self._crlf = False  # a CRLF after chunk data is expected
+        self.done = False
+
+    def feed(self, data: bytes) -> bytes:
+        buf = self._buf
+        buf += data
+        out = bytearray()
+        while buf and not self.done:
+            if self._left:
+                take = min(self._left, len(buf))
+                out += buf[:take]
+                del buf[:take]
+                self._left -= take
+                if not self._left:
+                    self._crlf = True
+                continue
+            if self._crlf:
+                if len(buf) < 2:
+                    break
+                if buf[:2] != b"\r\n":
+                    raise ProtocolError("chunk not followed by CRLF")
+                del buf[:2]
+                self._crlf = False
+                continue
+            end = buf.find(b"\r\n")
+            if end < 0:
+                if len(buf) > 1024:
+                    raise ProtocolError("chunk size line too long")
+                break
+            line = bytes(buf[:end]).split(b";", 1)[0].strip()
+            del buf[: end + 2]
+            try:
+                size = int(line, 16)
+            except ValueError:
+                raise ProtocolError("bad chunk size") from None
+            if size == 0:
+                self.done = True
+            self._left = size
+        return bytes(out)
+
+
+def build_request(cfg: NtripSettings) -> bytes:
+    auth = base64.b64encode(f"{cfg.username}:{cfg.password}".encode()).decode()
+    agent = f"NTRIP pointperfect-forwarder/{__version__}"
+    if cfg.version == 1:
+        lines = [
+            f"GET /{cfg.mountpoint} HTTP/1.0",
+            f"User-Agent: {agent}",
+            f"Authorization: Basic {auth}",
+            "Accept: */*",
+            "Connection: close",
+        ]
+    else:
+        lines = [
+            f"GET /{cfg.mountpoint} HTTP/1.1",
+            f"Host: {cfg.host}:{cfg.port}",
+            "Ntrip-Version: Ntrip/2.0",
+            f"User-Agent: {agent}",
+            f"Authorization: Basic {auth}",
+            "Connection: close",
+        ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def parse_response(head: bytes) -> tuple[int, dict[str, str], bytes] | None:
+    """(status, headers, body start) once the response head is complete, else None. Handles ICY and HTTP."""
+    if head.startswith(b"ICY "):
+        end = head.find(b"\r\n")
+        if end < 0:
+            return None
+        status = head[4:end].split(b" ", 1)[0]
+        rest = head[end + 2 :]
+        if rest.startswith(b"\r\n"):
+            rest = rest[2:]
+        return int(status) if status.isdigit() else 0, {}, rest
+    end = head.find(b"\r\n\r\n")
+    if end < 0:
+        if head.startswith(b"SOURCETABLE"):
+            return 404, {}, b""
+        return None
+    lines = head[:end].decode("latin-1").split("\r\n")
+    first = lines[0].split(" ", 2)
+    if first[0].startswith("SOURCETABLE"):
+        return 404, {}, b""
+    if len(first) < 2 or not first[0].startswith("HTTP/") or not first[1].isdigit():
+        raise ProtocolError(f"not an NTRIP response: {lines[0][:60]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(first[1]), headers, head[end + 4 :]
+
+
+class NtripInput(Input):
+    kind = "ntrip"
+
+    def __init__(self, settings: NtripSettings, ca_file: str | None, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cfg = settings
+        self.ca_file = ca_file
+        self.framer = Framer((SPARTN, RTCM))
+        self.gga_sent = 0
+        self._gga_missing_logged = False
+
+    def _connect(self) -> socket.socket:
+        sock = socket.create_connection((self.cfg.host, self.cfg.port), timeout=IO_TIMEOUT)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if self.cfg.tls:
+            ctx = ssl.create_default_context(cafile=self.ca_file)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+            try:
+                sock = ctx.wrap_socket(sock, server_hostname=self.cfg.host)
+            except BaseException:
+                sock.close()
+                raise
+        sock.settimeout(IO_TIMEOUT)
+        return sock
+
+    def _send_gga(self, sock: socket.socket) -> None:
+        gga = self.pipeline.gga()
+        if gga is None:
+            if not self._gga_missing_logged:
+                log.warning("ntrip input: no position for GGA yet (no fix and no ntrip.fixed_position)")
+                self._gga_missing_logged = True
+            return
+        self._gga_missing_logged = False
+        sock.sendall(gga)
+        self.gga_sent += 1
+
+    def session(self) -> float | None:
+        endpoint = f"{self.cfg.host}:{self.cfg.port}"
+        self.framer.reset()
+        try:
+            sock = self._connect()
+        except ssl.SSLError as exc:
+            self.stats.set_input("connecting", f"TLS error with {endpoint}: {exc.reason or exc}")
+            log.warning("ntrip input: TLS error with %s: %s", endpoint, exc.reason or exc)
+            return None
+        except OSError as exc:
+            reason = exc.strerror or str(exc) or exc.__class__.__name__
+            self.stats.set_input("connecting", f"connect to {endpoint} failed: {reason}")
+            log.warning("ntrip input: connect to %s failed: %s", endpoint, reason)
+            return None
+        try:
+            return self._stream(sock, endpoint)
+        except (OSError, ProtocolError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
+            if self.stats.input_state != "auth_failed":
+                self.stats.set_input("backoff", f"{endpoint}: {reason}")
+            log.warning("ntrip input: %s: %s", endpoint, reason)
+            return None
+        finally:
+            sock.close()
+
+    def _stream(self, sock: socket.socket, endpoint: str) -> float | None:
+        sock.sendall(build_request(self.cfg))
+        head = b""
+        while True:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ProtocolError("connection closed before a response")
+            head += chunk
+            parsed = parse_response(head)
+            if parsed:
+                break
+            if len(head) > HEADER_LIMIT:
+                raise ProtocolError("response header too long")
+        status, headers, body = parsed
+        if status == 401:
+            self.stats.set_input("auth_failed", AUTH_FAILED)
+            log.error("ntrip input: %s answered 401: %s", endpoint, AUTH_FAILED)
+            return None
+        if status == 404:
+            raise ProtocolError(f"mountpoint {self.cfg.mountpoint!r} not found (caster sent its source table)")
+        if status != 200:
+            raise ProtocolError(f"caster answered status {status}")
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        decoder = ChunkedDecoder() if chunked else None
+        self.stats.set_input("connected")
+        self.backoff.session_started()
+        log.info(
+            "ntrip input: connected to %s mountpoint %s (NTRIP %d%s)",
+            endpoint,
+            self.cfg.mountpoint,
+            self.cfg.version,
+            ", TLS" if self.cfg.tls else "",
+        )
+        started = time.monotonic()
+        self._send_gga(sock)
+        next_gga = started + self.cfg.gga_interval
+        sock.settimeout(0.5)
+        data = body
+        while not self.stopping():
+            self.heartbeat = time.monotonic()
+            if data:
+                if decoder is not None:
+                    data = decoder.feed(data)
+                for frame in self.framer.feed(data):
+                    self.stats.data_in(frame.stream, len(frame.data))
+                    self.pipeline.submit(frame)
+                if decoder is not None and decoder.done:
+                    raise ProtocolError("caster ended the stream")
+            now = time.monotonic()
+            if now >= next_gga:
+                self._send_gga(sock)
+                next_gga = now + self.cfg.gga_interval
+            silent = self.silent_for(started)
+            if silent > self.no_data_timeout:
+                msg = f"no data for {silent:.0f} s: reconnecting"
+                self.stats.set_input("backoff", msg)
+                log.warning("ntrip input: %s", msg)
+                return None
+            try:
+                data = sock.recv(65536)
+            except (TimeoutError, ssl.SSLWantReadError):
+                data = b""
+                continue
+            if not data:
+                raise ProtocolError("caster closed the connection")
+        return None

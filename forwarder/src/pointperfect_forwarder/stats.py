@@ -1,0 +1,86 @@
+"""Shared counters and states of the pipeline, read by the status file, the metrics and the summary log."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .framing import STREAMS
+
+
+class Stats:
+    """Plain attributes updated by the pipeline threads (single writers per field); `lock` guards compound updates."""
+
+    def __init__(self, input_type: str, endpoint: str, output_type: str, target: str):
+        self.lock = threading.Lock()
+        self.started_at = time.time()
+        # input
+        self.input_type = input_type
+        self.input_state = "starting"
+        self.endpoint = endpoint
+        self.connected_since: float | None = None
+        self.last_data_at: float | None = None
+        self.last_data_mono: float | None = None
+        self.input_bytes = 0
+        self.input_frames = 0
+        self.reconnects = 0
+        self.input_error: str | None = None
+        self.in_streams = {s: {"frames": 0, "bytes": 0} for s in STREAMS}
+        self.garbage_bytes = 0
+        # output
+        self.output_type = output_type
+        self.target = target
+        self.output_state = "closed"
+        self.output_bytes = 0
+        self.output_frames = 0
+        self.out_streams = {s: {"frames": 0, "bytes": 0} for s in STREAMS}
+        self.dropped_frames = 0
+        self.dropped_bytes = 0
+        self.output_error: str | None = None
+        # keys and receiver
+        self.keys_last_sent_at: float | None = None
+        self.receiver_state = "disabled"
+        self.receiver_resets = 0
+        self.last_error: str | None = None
+
+    def error(self, message: str) -> None:
+        self.last_error = message
+
+    def set_input(self, state: str, error: str | None = None) -> None:
+        with self.lock:
+            if state == "connected" and self.input_state != "connected":
+                self.connected_since = time.time()
+            elif state != "connected":
+                self.connected_since = None
+            self.input_state = state
+            if error is not None:
+                self.input_error = error
+                self.last_error = error
+
+    def data_in(self, stream: str, size: int) -> None:
+        with self.lock:
+            self.input_bytes += size
+            self.input_frames += 1
+            entry = self.in_streams[stream]
+            entry["frames"] += 1
+            entry["bytes"] += size
+            self.last_data_at = time.time()
+            self.last_data_mono = time.monotonic()
+
+    def data_out(self, stream: str, size: int) -> None:
+        with self.lock:
+            self.output_bytes += size
+            self.output_frames += 1
+            entry = self.out_streams[stream]
+            entry["frames"] += 1
+            entry["bytes"] += size
+
+    def dropped(self, size: int) -> None:
+        with self.lock:
+            self.dropped_frames += 1
+            self.dropped_bytes += size
+
+    def last_data_age(self, now_mono: float | None = None) -> float | None:
+        if self.last_data_mono is None:
+            return None
+        return max(0.0, (now_mono or time.monotonic()) - self.last_data_mono)

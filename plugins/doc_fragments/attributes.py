@@ -1,0 +1,47 @@
+# -*- coding: utf-8 -*-
+# Shared `attributes:` documentation of the gnss.pointperfect modules (check mode, diff, idempotency, platform).
+# Copyright (c) gnss.pointperfect maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+
+    # Attributes of an action plugin with a module part that provisions credentials (gnss.pointperfect.ztp).
+    DOCUMENTATION = r'''
+options: {}
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - Check mode reads the deployed state, never calls the API, and reports what would happen and why
+        (RV(ignore:reason)).
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details:
+      - The diff shows client id, certificate SHA-256 fingerprint, not-after, endpoint and plan, never a secret.
+  idempotent:
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no
+        change.
+      - This assumes that the system controlled/queried by the module has not changed in a relevant way.
+    support: full
+    details:
+      - A second run makes no API call and reports no change while the credentials stay valid.
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on
+      the controller.
+    support: full
+    details:
+      - The ZTP API is called on the controller; the target only reads and writes files.
+'''

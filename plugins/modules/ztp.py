@@ -1,0 +1,468 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Target side of gnss.pointperfect.ztp (stdlib only): reads the deployed credentials or writes them atomically.
+# Copyright (c) gnss.pointperfect maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: ztp
+short_description: Provision a GNSS gateway with u-blox Thingstream PointPerfect Zero Touch Provisioning
+version_added: 0.1.0
+description:
+  - Obtains PointPerfect credentials for one device (hardware id) from the Thingstream ZTP API and deploys them in
+    O(dest) on the target as C(client.crt), C(client.key) and C(credentials.json).
+  - The API call is made B(on the controller) with C(requests) and validated with C(cryptography); the token never
+    travels to the target, which needs only the Python standard library.
+  - The module first reads what is deployed in O(dest) (one round trip) and calls the API only when the credentials
+    are missing, the certificate or the newest dynamic key expires within O(renew_before_days), the hardware id
+    differs, NTRIP credentials were last confirmed more than O(refresh_after_days) ago, or O(force=true).
+    A no-op run makes no API call.
+  - Both response shapes are accepted, MQTT (certificate, private key, broker, dynamic keys, subscriptions) and
+    NTRIP (C(rtcmCredentials)); the plan, regions and topics are derived from the response.
+  - Everything is validated before anything is written. Files are written atomically (temporary file with the
+    final mode and owner in O(dest), fsync, rename) and only when their bytes or attributes differ. The
+    certificate and key are replaced before C(credentials.json), which is renamed last and acts as the commit
+    record, so an interrupted write is detected (the recorded not-after no longer matches the certificate) and
+    repaired by the next run. A refresh that returns identical credentials only updates the modification time of
+    C(credentials.json) (the time of the last confirmation) and reports no change.
+  - Errors are one-line messages that say what to do. The token, private key, NTRIP password and dynamic key
+    values never appear in results, diffs, warnings or errors.
+author:
+  - gnss.pointperfect maintainers
+requirements:
+  - On the controller, C(requests) and C(cryptography).
+  - On the target, Python 3 standard library only.
+extends_documentation_fragment:
+  - gnss.pointperfect.attributes
+options:
+  token:
+    description:
+      - Device-profile token of the Thingstream location thing profile (a lowercase UUID of 36 characters).
+      - The device profile must have "Return existing device details if Hardware Code is in use" enabled.
+      - Only needed when the API is called. If not set, the environment variable E(POINTPERFECT_ZTP_TOKEN) of the
+        controller is used.
+    type: str
+  hardware_id:
+    description:
+      - Unique hardware id of the device, for example V(hpg-a1b2c3).
+    type: str
+    required: true
+  given_name:
+    description:
+      - Label of the device in Thingstream. Defaults to O(hardware_id).
+    type: str
+  tags:
+    description:
+      - Tags of the device in Thingstream.
+    type: list
+    elements: str
+    default: []
+  api_url:
+    description:
+      - URL of the ZTP credentials endpoint.
+    type: str
+    default: https://api.thingstream.io/ztp/pointperfect/credentials
+  dest:
+    description:
+      - Directory on the target that holds the credentials. Created when missing.
+    type: path
+    default: /etc/pointperfect
+  renew_before_days:
+    description:
+      - Call the API when the certificate or the newest dynamic key expires within this many days.
+    type: int
+    default: 30
+  refresh_after_days:
+    description:
+      - Call the API when NTRIP credentials were last confirmed more than this many days ago (the modification
+        time of C(credentials.json)).
+    type: int
+    default: 7
+  force:
+    description:
+      - Call the API even when the deployed credentials are valid.
+    type: bool
+    default: false
+  timeout:
+    description:
+      - Timeout in seconds of one API request.
+    type: int
+    default: 30
+  retries:
+    description:
+      - How many times a request is retried after HTTP 408, 429, 5xx, connection errors and timeouts, with jittered
+        exponential backoff that honours C(Retry-After).
+    type: int
+    default: 3
+  validate_certs:
+    description:
+      - Verify the TLS certificate of the API. Only set to V(false) for local tests.
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - CA bundle (PEM file on the controller) used to verify the API instead of the default trust store of
+        C(requests).
+    type: path
+  owner:
+    description:
+      - Owner of C(client.key) and C(credentials.json). Default is the user running the module.
+    type: str
+  group:
+    description:
+      - Group of C(client.key) and C(credentials.json). Default is the primary group of that user.
+    type: str
+  mode:
+    description:
+      - Permissions of C(client.key) and C(credentials.json), an octal number (V('0640')) or an octal string.
+        Symbolic modes are not supported. C(client.crt) is always C(0644).
+    type: raw
+    default: '0600'
+notes:
+  - The default trust store of C(requests) (certifi) contains Amazon Root CA 1, which the ZTP API chains to.
+  - O(force=true) always calls the API; the API returns the same credentials for an existing device, so this
+    changes nothing on disk unless Thingstream rotated them.
+seealso:
+  - name: PointPerfect
+    description: u-blox PointPerfect GNSS augmentation service.
+    link: https://www.u-blox.com/en/product/pointperfect
+'''
+
+EXAMPLES = r'''
+- name: Provision the gateway (token from POINTPERFECT_ZTP_TOKEN on the controller)
+  gnss.pointperfect.ztp:
+    hardware_id: "{{ inventory_hostname }}"
+
+- name: Provision with explicit token and shared group access for the forwarder
+  gnss.pointperfect.ztp:
+    token: "{{ vault_pointperfect_token }}"
+    hardware_id: "hpg-{{ ansible_facts['default_ipv4']['macaddress'][-8:] | replace(':', '') }}"
+    given_name: "{{ inventory_hostname }}"
+    tags: [ztp, fleet-a]
+    owner: root
+    group: pointperfect
+    mode: '0640'
+  register: ztp
+
+- name: Show what was provisioned
+  ansible.builtin.debug:
+    msg: "{{ ztp.plan }} via {{ ztp.service }}, certificate valid {{ ztp.days_remaining }} more days"
+
+- name: Renew early and refresh NTRIP credentials daily
+  gnss.pointperfect.ztp:
+    hardware_id: gw-01
+    renew_before_days: 60
+    refresh_after_days: 1
+'''
+
+RETURN = r'''
+api_called:
+  description: Whether the ZTP API was called in this run (never in check mode).
+  returned: always
+  type: bool
+  sample: false
+reason:
+  description:
+    - Why the API was (or would be) called, V(valid) when it was not needed.
+    - Precedence when several apply is V(missing), V(hardware_id_changed), V(expiring), V(stale), V(forced).
+  returned: always
+  type: str
+  choices: [missing, expiring, hardware_id_changed, stale, forced, valid]
+  sample: valid
+client_id:
+  description: MQTT client id (the certificate's common name); V(null) for NTRIP-only plans.
+  returned: success
+  type: str
+  sample: 9f1c2d3e-4b5a-6c7d-8e9f-0a1b2c3d4e5f
+plan:
+  description: Plan derived from the response.
+  returned: success
+  type: str
+  choices: [ip, lband, ip+lband, ntrip]
+  sample: ip
+service:
+  description: Service the forwarder should use, V(ntrip) when NTRIP credentials are present, else V(mqtt).
+  returned: success
+  type: str
+  choices: [mqtt, ntrip]
+  sample: mqtt
+broker_host:
+  description: MQTT broker host; V(null) without MQTT credentials.
+  returned: success
+  type: str
+  sample: pp.services.u-blox.com
+broker_port:
+  description: MQTT broker port (always 8883, the API has no port field); V(null) without MQTT credentials.
+  returned: success
+  type: int
+  sample: 8883
+regions:
+  description: Correction regions found in the subscriptions.
+  returned: success
+  type: list
+  elements: str
+  sample: [eu]
+topics:
+  description: MQTT topics derived from the subscriptions.
+  returned: success
+  type: dict
+  contains:
+    keys:
+      description: Topic of the UBX RXM-SPARTNKEY frames.
+      type: str
+      sample: /pp/ubx/0236/ip
+    corrections:
+      description: SPARTN correction topics.
+      type: list
+      elements: str
+      sample: [/pp/ip/eu]
+    assistnow:
+      description: AssistNow topic.
+      type: str
+      sample: /pp/ubx/mga
+ntrip:
+  description: NTRIP caster details (no credentials); V(null) without NTRIP credentials.
+  returned: success
+  type: dict
+  contains:
+    host:
+      description: Caster host.
+      type: str
+      sample: ppntrip.services.u-blox.com
+    port:
+      description: Caster TCP port.
+      type: int
+      sample: 2101
+    mountpoint:
+      description: Mountpoint.
+      type: str
+      sample: NEAR-SPARTN
+    tls:
+      description: Caster TLS port (O(ntrip.port) + 1).
+      type: int
+      sample: 2102
+certificate_not_after:
+  description: Expiry of the client certificate (UTC, ISO 8601); V(null) without a certificate.
+  returned: success
+  type: str
+  sample: '2027-11-25T21:00:00Z'
+days_remaining:
+  description: Whole days until the certificate expires; V(null) without a certificate.
+  returned: success
+  type: int
+  sample: 364
+files:
+  description: Credential files in O(dest) that the module manages (after the run; in check mode as they would be).
+  returned: success
+  type: list
+  elements: path
+  sample: [/etc/pointperfect/client.crt, /etc/pointperfect/client.key, /etc/pointperfect/credentials.json]
+'''
+
+import grp  # noqa: E402 - Ansible modules import after DOCUMENTATION
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import pwd  # noqa: E402
+import stat  # noqa: E402
+import time  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule, env_fallback  # noqa: E402
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic  # noqa: E402
+
+CERT = 'client.crt'
+KEY = 'client.key'
+CREDS = 'credentials.json'
+CERT_MODE = 0o644
+
+
+def _file_state(path, mode, uid, gid):
+    """Stat of one credential file: existence, attributes (never content)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return {'exists': False}
+    info = {'exists': True, 'regular': stat.S_ISREG(st.st_mode), 'mode': '%04o' % stat.S_IMODE(st.st_mode),
+            'uid': st.st_uid, 'gid': st.st_gid, 'mtime': st.st_mtime,
+            'attributes_ok': not _atomic.attributes_differ(path, mode, uid, gid)}
+    try:
+        info['owner'] = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        info['owner'] = str(st.st_uid)
+    try:
+        info['group'] = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        info['group'] = str(st.st_gid)
+    return info
+
+
+def _public_credentials(doc):
+    """The secret-free part of credentials.json that the controller needs to decide and to report."""
+    if not isinstance(doc, dict) or doc.get('format') != 1:
+        return None
+    out = dict((k, doc.get(k)) for k in ('hardware_id', 'given_name', 'plan', 'service', 'client_id',
+                                          'certificate_not_after', 'regions', 'topics'))
+    mqtt = doc.get('mqtt')
+    out['mqtt'] = None if not isinstance(mqtt, dict) else {'host': mqtt.get('host'), 'port': mqtt.get('port')}
+    ntrip = doc.get('ntrip')
+    out['ntrip'] = None if not isinstance(ntrip, dict) else dict(
+        (k, ntrip.get(k)) for k in ('host', 'port', 'tls_port', 'mountpoint'))
+    keys_end = None
+    dynamickeys = doc.get('dynamickeys')
+    if isinstance(dynamickeys, dict):
+        newest = dynamickeys.get('next') or dynamickeys.get('current')
+        if isinstance(newest, dict):
+            start, duration = newest.get('start'), newest.get('duration')
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in (start, duration)):
+                keys_end = start + duration
+    out['keys_end_ms'] = keys_end
+    return out
+
+
+def read_state(dest, mode, uid, gid):
+    """Everything the decision needs, in one round trip."""
+    paths = dict((name, os.path.join(dest, name)) for name in (CERT, KEY, CREDS))
+    files = {
+        CERT: _file_state(paths[CERT], CERT_MODE, None, None),
+        KEY: _file_state(paths[KEY], mode, uid, gid),
+        CREDS: _file_state(paths[CREDS], mode, uid, gid),
+    }
+    state = {'dest': dest, 'dest_exists': os.path.isdir(dest), 'files': files, 'credentials': None,
+             'credentials_error': None, 'certificate_pem': None, 'now': time.time()}
+    if files[CREDS].get('regular'):
+        try:
+            with open(paths[CREDS], 'rb') as f:
+                raw = f.read()
+            state['credentials'] = _public_credentials(json.loads(raw.decode('utf-8')))
+            state['credentials_sha256'] = hashlib.sha256(raw).hexdigest()
+            if state['credentials'] is None:
+                state['credentials_error'] = 'unknown format'
+        except (IOError, OSError, ValueError) as e:
+            state['credentials_error'] = e.__class__.__name__
+    if files[CERT].get('regular'):
+        try:
+            with open(paths[CERT], 'rb') as f:
+                state['certificate_pem'] = f.read(65536).decode('ascii', 'replace')
+        except (IOError, OSError):
+            pass
+    return state
+
+
+def write_files(dest, contents, mode, uid, gid, *, remove=()):
+    """Prepare every temp file first, then rename cert, key and finally credentials.json (the commit record)."""
+    changed = False
+    if not os.path.isdir(dest):
+        os.makedirs(dest, 0o755)
+        changed = True
+    wanted = [(CERT, CERT_MODE, None, None), (KEY, mode, uid, gid), (CREDS, mode, uid, gid)]
+    prepared = []
+    try:
+        for name, fmode, fuid, fgid in wanted:
+            data = contents.get(name)
+            if data is None:
+                continue
+            path = os.path.join(dest, name)
+            current = _atomic.read_bytes(path)
+            if current == data and not _atomic.attributes_differ(path, fmode, fuid, fgid):
+                continue
+            prepared.append((_atomic.prepare(path, data, fmode, fuid, fgid), path))
+    except Exception:
+        for tmp, _path in prepared:
+            _atomic.discard(tmp)
+        raise
+    for i, (tmp, path) in enumerate(prepared):
+        try:
+            _atomic.commit(tmp, path)
+        except _atomic.AtomicWriteError:
+            for later, _path in prepared[i + 1:]:
+                _atomic.discard(later)
+            raise
+        changed = True
+    creds = os.path.join(dest, CREDS)
+    if os.path.exists(creds) and not any(p == creds for _tmp, p in prepared):
+        os.utime(creds, None)  # identical credentials confirmed: record the time, no change
+    for name in remove:
+        path = os.path.join(dest, name)
+        if os.path.lexists(path):
+            os.unlink(path)
+            changed = True
+    return changed
+
+
+def fix_attributes(dest, mode, uid, gid):
+    changed = False
+    for name, fmode, fuid, fgid in ((CERT, CERT_MODE, None, None), (KEY, mode, uid, gid), (CREDS, mode, uid, gid)):
+        path = os.path.join(dest, name)
+        if os.path.isfile(path):
+            changed = _atomic.set_attributes(path, fmode, fuid, fgid) or changed
+    return changed
+
+
+def managed_files(dest):
+    return [os.path.join(dest, n) for n in (CERT, KEY, CREDS) if os.path.exists(os.path.join(dest, n))]
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            token=dict(type='str', no_log=True, fallback=(env_fallback, ['POINTPERFECT_ZTP_TOKEN'])),
+            hardware_id=dict(type='str', required=True),
+            given_name=dict(type='str'),
+            tags=dict(type='list', elements='str', default=[]),
+            api_url=dict(type='str', default='https://api.thingstream.io/ztp/pointperfect/credentials'),
+            dest=dict(type='path', default='/etc/pointperfect'),
+            renew_before_days=dict(type='int', default=30),
+            refresh_after_days=dict(type='int', default=7),
+            force=dict(type='bool', default=False),
+            timeout=dict(type='int', default=30),
+            retries=dict(type='int', default=3),
+            validate_certs=dict(type='bool', default=True),
+            ca_path=dict(type='path'),
+            owner=dict(type='str'),
+            group=dict(type='str'),
+            mode=dict(type='raw', default='0600'),
+            # internal, set by the action plugin only
+            _state=dict(type='str', choices=['read', 'write', 'attributes']),
+            _certificate=dict(type='str', no_log=True),
+            _private_key=dict(type='str', no_log=True),
+            _credentials=dict(type='str', no_log=True),
+            _remove=dict(type='list', elements='str', default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    if p['_state'] is None:
+        module.fail_json(msg='gnss.pointperfect.ztp runs through its action plugin; call it as a task, not directly')
+    dest = p['dest']
+    try:
+        mode = _atomic.parse_mode(p['mode'])
+        uid = _atomic.resolve_uid(p['owner'])
+        gid = _atomic.resolve_gid(p['group'])
+    except _atomic.AtomicWriteError as e:
+        module.fail_json(msg=str(e))
+    if p['_state'] == 'read':
+        module.exit_json(changed=False, state=read_state(dest, mode, uid, gid))
+    if module.check_mode:
+        module.exit_json(changed=False, files=managed_files(dest))
+    try:
+        if p['_state'] == 'attributes':
+            changed = fix_attributes(dest, mode, uid, gid)
+        else:
+            contents = {CERT: p['_certificate'], KEY: p['_private_key'], CREDS: p['_credentials']}
+            contents = dict((k, None if v is None else v.encode('utf-8')) for k, v in contents.items())
+            remove = [n for n in p['_remove'] if n in (CERT, KEY)]
+            changed = write_files(dest, contents, mode, uid, gid, remove=remove)
+    except (_atomic.AtomicWriteError, OSError) as e:
+        module.fail_json(msg='cannot write credentials in %s: %s; fix the directory permissions and run again'
+                         % (dest, str(e) if isinstance(e, _atomic.AtomicWriteError) else (e.strerror or e)))
+    module.exit_json(changed=changed, files=managed_files(dest))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,103 @@
+# Controller helper of the gateway role: builds (once, cached) the offline wheelhouse of the forwarder and its deps.
+# Prints one JSON object: name, version, build_id, path, pip_wheel, built. Run with the controller's Python.
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import tomllib
+
+SKIP_DIRS = {"tests", "build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv"}
+
+
+def source_files(src: Path) -> list[Path]:
+    """Files that make up the package: everything but tests, build output and caches."""
+    files = []
+    for root, dirs, names in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.endswith(".egg-info"))
+        files.extend(Path(root) / n for n in sorted(names) if not n.endswith((".pyc", ".pyo")))
+    return files
+
+
+def project_meta(src: Path) -> tuple[str, str]:
+    """Distribution name and version from pyproject.toml (static, or __version__ when declared dynamic)."""
+    project = tomllib.loads((src / "pyproject.toml").read_text())["project"]
+    name, version = project["name"], project.get("version")
+    if not version:
+        for init in sorted(src.glob("src/*/__init__.py")) + sorted(src.glob("*/__init__.py")):
+            found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", init.read_text(), re.MULTILINE)
+            if found:
+                version = found.group(1)
+                break
+    if not version:
+        sys.exit(f"cannot find the version of {name} in {src}/pyproject.toml")
+    return name, version
+
+
+def build(src: Path, dest: Path, pip_version: str, pip_args: list[str]) -> None:
+    """pip wheel of a pristine copy of the source (the collection tree stays untouched) plus pip itself."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".build-") as tmp:
+        copy, out = Path(tmp) / "src", Path(tmp) / "wheels"
+        for f in source_files(src):
+            target = copy / f.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target)
+        cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--wheel-dir", str(out)]
+        cmd += [*pip_args, str(copy), f"pip=={pip_version}"]
+        run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if run.returncode:
+            sys.exit(f"pip wheel failed ({run.returncode}): {(run.stderr or run.stdout).strip()[-2000:]}")
+        impure = sorted(w.name for w in out.glob("*.whl") if not w.name.endswith("-none-any.whl"))
+        if impure:
+            sys.exit(f"the wheelhouse must be pure Python to fit every gateway, got: {', '.join(impure)}")
+        if dest.exists():
+            shutil.rmtree(dest)
+        out.rename(dest)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="wheelhouse.py")
+    ap.add_argument("--src", required=True, type=Path)
+    ap.add_argument("--cache-dir", required=True, type=Path)
+    ap.add_argument("--pip-version", required=True)
+    ap.add_argument("--pip-arg", action="append", default=[])
+    ap.add_argument("--no-build", action="store_true", help="only report (check mode)")
+    args = ap.parse_args()
+
+    src = args.src.resolve()
+    name, version = project_meta(src)
+    digest = hashlib.sha256()
+    for f in source_files(src):
+        digest.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes() + b"\0")
+    build_id = f"{version}-{digest.hexdigest()[:12]}"
+    path = args.cache_dir.expanduser().resolve() / f"wheelhouse-{build_id}"
+
+    built = False
+    if not path.is_dir() and not args.no_build:
+        build(src, path, args.pip_version, args.pip_arg)
+        built = True
+    pip_wheels = sorted(p.name for p in path.glob("pip-*.whl")) if path.is_dir() else []
+    print(
+        json.dumps(
+            {
+                "name": name,
+                "version": version,
+                "build_id": build_id,
+                "path": str(path),
+                "exists": path.is_dir(),
+                "pip_wheel": pip_wheels[0] if pip_wheels else None,
+                "built": built,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,544 @@
+"""The lab: a real Mosquitto broker (mutual TLS, ACL) and a real RTKLIB NTRIP caster (str2str behind stunnel).
+
+`python -m pointperfect_sim lab up --dir DIR` runs both plus replayers in the foreground and writes DIR/lab.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
+STR2STR = shutil.which("str2str")
+MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
+PUBLISHER_CN = "pp-replayer"
+LOOPBACK = "127.0.0.1"
+
+
+# ---------------------------------------------------------------- process helpers
+
+
+def free_port() -> int:
+    """An ephemeral loopback port that is free right now."""
+    with socket.socket() as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0, host: str = LOOPBACK, proc: subprocess.Popen | None = None) -> None:
+    """Wait until host:port accepts TCP connections (fails early if `proc` exits)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args[0]} exited with {proc.returncode} before listening on {port}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+        time.sleep(0.05)
+
+
+class Proc:
+    """A child process with its output in a log file; stop() = SIGTERM, wait, SIGKILL if needed."""
+
+    def __init__(self, argv: list[str], log_path: Path, cwd: Path | None = None) -> None:
+        self.argv = argv
+        self.log_path = Path(log_path)
+        self.cwd = cwd
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> Proc:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed right after
+        try:
+            self.popen = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd
+            )
+        finally:
+            log.close()
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout)
+        self.popen = None
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return self.log_path.read_bytes()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+
+def _write_private(path: Path, data: str | bytes, mode: int = 0o600) -> Path:
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    path.chmod(mode)
+    return path
+
+
+# ---------------------------------------------------------------- Mosquitto
+
+
+class Mosquitto:
+    """Real mosquitto on 127.0.0.1:port with mutual TLS against the PKI's CA.
+
+    Any PKI-issued client (identity = certificate CN) may read `/pp/#` and `pp/#`; only the publisher identity
+    `pp-replayer` may write there. Persistence off; log in workdir/mosquitto.log.
+    """
+
+    def __init__(self, pki, workdir, port: int | None = None) -> None:
+        self.pki = pki
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.host = LOOPBACK
+        self.conf_path = self.workdir / "mosquitto.conf"
+        self.acl_path = self.workdir / "mosquitto.acl"
+        self.log_path = self.workdir / "mosquitto.log"
+        self._proc: Proc | None = None
+        self._publisher: tuple[Path, Path] | None = None
+        self._server: tuple[Path, Path] | None = None
+
+    @property
+    def ca_path(self) -> Path:
+        return Path(self.pki.ca_path)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def issue_device(self, cn: str, days: float = 365) -> tuple[Path, Path]:
+        """A PKI client cert for a device that does not go through ZTP; returns (cert_path, key_path) in workdir."""
+        cert_pem, key_pem = self.pki.issue_client(cn, days)
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", cn)
+        cdir = self.workdir / "clients"
+        cdir.mkdir(exist_ok=True)
+        return _write_private(cdir / f"{safe}.crt", cert_pem, 0o644), _write_private(cdir / f"{safe}.key", key_pem)
+
+    def publisher_tls(self) -> dict:
+        """Paths for the replayer identity: {"ca", "cert", "key"}."""
+        if self._publisher is None:
+            self._publisher = self.issue_device(PUBLISHER_CN)
+        return {"ca": str(self.ca_path), "cert": str(self._publisher[0]), "key": str(self._publisher[1])}
+
+    def _write_config(self) -> None:
+        if self._server is None:
+            cert, key = self.pki.issue_server((LOOPBACK, "localhost"))
+            # copies in workdir so the broker reads them whichever user it runs as
+            self._server = (
+                _write_private(self.workdir / "broker.crt", Path(cert).read_bytes(), 0o644),
+                _write_private(self.workdir / "broker.key", Path(key).read_bytes()),
+            )
+        self.acl_path.write_text(
+            "# every authenticated device may read the PointPerfect topics\n"
+            "pattern read /pp/#\npattern read pp/#\n"
+            f"user {PUBLISHER_CN}\ntopic readwrite /pp/#\ntopic readwrite pp/#\n"
+        )
+        lines = [
+            "per_listener_settings false",
+            "persistence false",
+            "allow_anonymous false",
+            f"log_dest file {self.log_path}",
+            "log_type error\nlog_type warning\nlog_type notice\nlog_type information",
+            "connection_messages true",
+            f"acl_file {self.acl_path}",
+            f"listener {self.port} {LOOPBACK}",
+            f"cafile {self.ca_path}",
+            f"certfile {self._server[0]}",
+            f"keyfile {self._server[1]}",
+            "require_certificate true",
+            "use_identity_as_username true",
+            "tls_version tlsv1.2",
+        ]
+        if os.geteuid() == 0:
+            lines.insert(0, "user root")  # test-only: keep root so workdir files stay readable and writable
+        self.conf_path.write_text("\n".join(lines) + "\n")
+
+    def start(self, timeout: float = 10.0) -> Mosquitto:
+        if MOSQUITTO is None:
+            raise RuntimeError("mosquitto is not installed")
+        self._write_config()
+        self.publisher_tls()
+        self._proc = Proc([MOSQUITTO, "-c", str(self.conf_path)], self.workdir / "mosquitto.out").start()
+        try:
+            self._wait_tls(timeout)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def _wait_tls(self, timeout: float) -> None:
+        """Ready = a TLS handshake with the publisher identity succeeds."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_path))
+        tls = self.publisher_tls()
+        ctx.load_cert_chain(tls["cert"], tls["key"])
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with (
+                    socket.create_connection((LOOPBACK, self.port), timeout=1) as raw,
+                    ctx.wrap_socket(raw, server_hostname=LOOPBACK),
+                ):
+                    return
+            except (OSError, ssl.SSLError):
+                if not self._proc.alive():
+                    raise RuntimeError(f"mosquitto exited: {self._proc.log_tail()} {self._log_tail()}") from None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"mosquitto not ready on {self.port}: {self._log_tail()}") from None
+                time.sleep(0.05)
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self._proc:
+            self._proc.stop()
+            self._proc = None
+
+    def restart(self) -> None:
+        """Stop and start again on the same port (clients see a broker outage)."""
+        self.stop()
+        deadline = time.monotonic() + 10
+        while True:  # the old listener may linger briefly
+            try:
+                with socket.socket() as probe:
+                    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    probe.bind((LOOPBACK, self.port))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.start()
+
+    def log(self) -> str:
+        return self._log_tail()
+
+    def __enter__(self) -> Mosquitto:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def info(self) -> dict:
+        return {"host": LOOPBACK, "port": self.port, "ca": str(self.ca_path), **self.publisher_tls()}
+
+
+# ---------------------------------------------------------------- Caster
+
+
+class Caster:
+    """RTKLIB str2str as NTRIP caster (`ntripc`) fed through a TCP server input, with stunnel for TLS.
+
+    - `feed(data)`: bytes written to str2str's input (`tcpsvr`) go out byte-exact to every connected NTRIP client.
+    - str2str runs with `-b 1`, which relays what clients send to the caster (their GGA) back into the input stream;
+      the feeder socket reads it, so `client_bytes` / `gga()` show exactly what clients sent.
+    - str2str (RTKLIB 2.4.3 b34) accepts NTRIP rev1 (HTTP/1.0) and rev2 (HTTP/1.1 + Ntrip-Version) requests and
+      answers both with `ICY 200 OK` (no chunked encoding); wrong credentials get `HTTP/1.0 401 Unauthorized`;
+      `GET /` returns the source table. It serves exactly one mountpoint.
+    - str2str binds its ports on all interfaces (its URL syntax has no bind address); stunnel binds 127.0.0.1.
+    """
+
+    def __init__(  # noqa: PLR0917 - positional order is Contract 6
+        self,
+        workdir,
+        port: int | None = None,
+        tls_port: int | None = None,
+        mountpoint: str = "NEAR-SPARTN",
+        user: str = "user",
+        password: str = "pass",  # noqa: S107 - lab credentials
+        pki=None,
+    ) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.tls_port = tls_port or (free_port() if pki is not None else None)
+        self.feed_port = free_port()
+        self.mountpoint = mountpoint
+        self.user = user
+        self.password = password
+        self.pki = pki
+        self.host = LOOPBACK
+        self._str2str: Proc | None = None
+        self._stunnel: Proc | None = None
+        self._feed: socket.socket | None = None
+        self._feed_lock = threading.Lock()
+        self._reader: threading.Thread | None = None
+        self._client = bytearray()
+        self._client_lock = threading.Lock()
+        self.fed_bytes = 0
+
+    @property
+    def ca_path(self) -> Path | None:
+        return Path(self.pki.ca_path) if self.pki is not None else None
+
+    def start(self, timeout: float = 10.0) -> Caster:
+        if STR2STR is None:
+            raise RuntimeError("str2str (rtklib) is not installed")
+        out = f"ntripc://{self.user}:{self.password}@:{self.port}/{self.mountpoint}"
+        argv = [STR2STR, "-in", f"tcpsvr://:{self.feed_port}", "-out", out, "-b", "1"]
+        self._str2str = Proc(argv, self.workdir / "str2str.log", cwd=self.workdir).start()
+        try:
+            self._connect_feed(timeout)
+            self._wait_caster(timeout)
+            if self.pki is not None:
+                self._start_stunnel(timeout)
+        except Exception:
+            self.stop()
+            raise
+        return self
+
+    def _connect_feed(self, timeout: float) -> None:
+        wait_port(self.feed_port, timeout, proc=self._str2str.popen)
+        self._feed = socket.create_connection((LOOPBACK, self.feed_port), timeout=5)
+        self._feed.settimeout(None)
+        self._reader = threading.Thread(target=self._read_back, args=(self._feed,), name="caster-feed", daemon=True)
+        self._reader.start()
+
+    def _wait_caster(self, timeout: float) -> None:
+        """Ready = the caster answers a source-table request."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, self.port), timeout=1) as sock:
+                sock.sendall(b"GET / HTTP/1.0\r\nUser-Agent: NTRIP lab-probe\r\n\r\n")
+                if sock.recv(64).startswith(b"SOURCETABLE 200"):
+                    return
+            if not self._str2str.alive():
+                raise RuntimeError(f"str2str exited: {self._str2str.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"caster not ready on {self.port}")
+            time.sleep(0.1)
+
+    def _start_stunnel(self, timeout: float) -> None:
+        if STUNNEL is None:
+            raise RuntimeError("stunnel is not installed")
+        cert, key = self.pki.issue_server((LOOPBACK, "localhost"))
+        cert = _write_private(self.workdir / "caster.crt", Path(cert).read_bytes(), 0o644)
+        key = _write_private(self.workdir / "caster.key", Path(key).read_bytes())
+        conf = self.workdir / "stunnel.conf"
+        conf.write_text(
+            "foreground = yes\npid =\n"
+            f"output = {self.workdir / 'stunnel.log'}\ndebug = notice\n"
+            "[ntrip]\n"
+            f"accept = {LOOPBACK}:{self.tls_port}\nconnect = {LOOPBACK}:{self.port}\n"
+            f"cert = {cert}\nkey = {key}\nsslVersionMin = TLSv1.2\n"
+        )
+        self._stunnel = Proc([STUNNEL, str(conf)], self.workdir / "stunnel.out").start()
+        wait_port(self.tls_port, timeout, proc=self._stunnel.popen)
+
+    def _read_back(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                data = sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self._client_lock:
+                self._client += data
+
+    def feed(self, data: bytes) -> None:
+        """Push correction bytes into the caster (delivered to clients connected right now)."""
+        if self._feed is None:
+            raise RuntimeError("caster not started")
+        with self._feed_lock:
+            self._feed.sendall(data)
+            self.fed_bytes += len(data)
+
+    @property
+    def client_bytes(self) -> bytes:
+        """Everything NTRIP clients sent after their request (e.g. GGA), as str2str relayed it."""
+        with self._client_lock:
+            return bytes(self._client)
+
+    def gga(self) -> list[str]:
+        """The GGA sentences clients sent, in order."""
+        text = self.client_bytes.decode("ascii", errors="replace")
+        return [line for line in re.findall(r"\$[A-Z]{2}GGA[^\r\n]*", text)]
+
+    def wait_gga(self, count: int = 1, timeout: float = 10.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while len(self.gga()) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.gga()
+
+    def clear_client_bytes(self) -> None:
+        with self._client_lock:
+            self._client.clear()
+
+    def stop(self) -> None:
+        if self._feed is not None:
+            with contextlib.suppress(OSError):
+                self._feed.shutdown(socket.SHUT_RDWR)
+            self._feed.close()
+            self._feed = None
+        for proc in (self._stunnel, self._str2str):
+            if proc is not None:
+                proc.stop()
+        self._stunnel = self._str2str = None
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+            self._reader = None
+
+    def restart(self) -> None:
+        """Stop and start on the same ports (clients see the caster go away)."""
+        self.stop()
+        self.start()
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in (self._str2str, self._stunnel) if p is not None and p.pid]
+
+    def __enter__(self) -> Caster:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def info(self) -> dict:
+        return {
+            "host": LOOPBACK,
+            "port": self.port,
+            "tls_port": self.tls_port,
+            "mountpoint": self.mountpoint,
+            "username": self.user,
+            "password": self.password,
+            "ca": str(self.ca_path) if self.ca_path else None,
+        }
+
+
+# ---------------------------------------------------------------- lab up
+
+
+def lab_keys(now_ms: int | None = None) -> dict:
+    """Deterministic demo keys: the current and next 4-week periods (value derived from the period number)."""
+    period = 2419200000
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    start = now_ms - now_ms % period
+    return {
+        name: {"start": start + i * period, "duration": period - 1, "value": f"{(start // period + i) * 7919:032x}"}
+        for i, name in enumerate(("current", "next"))
+    }
+
+
+def _atomic_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def lab_up(args: argparse.Namespace) -> int:
+    from .pki import PKI  # noqa: PLC0415 - the PKI module is only needed when the lab really runs
+    from .replay import DEFAULT_TOPICS, CasterFeeder, MqttReplayer  # noqa: PLC0415
+
+    base = Path(args.dir).resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    pki = PKI(Path(args.pki).resolve() if args.pki else base / "pki")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    keys = json.loads(Path(args.keys).read_text()) if args.keys else lab_keys()
+    if "dynamickeys" in keys:
+        keys = keys["dynamickeys"]
+    broker = Mosquitto(pki, base / "broker", args.mqtt_port or None)
+    caster = Caster(
+        base / "caster",
+        args.ntrip_port or None,
+        args.ntrip_tls_port or None,
+        args.mountpoint,
+        args.user,
+        args.password,
+        pki,
+    )
+    replayer = feeder = None
+    try:
+        broker.start()
+        caster.start()
+        topics = dict(DEFAULT_TOPICS, corrections=f"/pp/ip/{args.region}")
+        replayer = MqttReplayer(broker, topics).connect()
+        replayer.publish_keys(keys)
+        replayer.start_stream(capture=args.capture, loop=True)
+        feeder = CasterFeeder(caster).start(capture=args.capture, loop=True)
+        _atomic_json(
+            base / "lab.json",
+            {
+                "pid": os.getpid(),
+                "pki": str(pki.dir),
+                "ca": str(pki.ca_path),
+                "broker": broker.info(),
+                "caster": caster.info(),
+                "topics": topics,
+                "dynamickeys": keys,
+                "capture": args.capture,
+            },
+        )
+        print(f"lab up: mqtts://127.0.0.1:{broker.port} ntrip://127.0.0.1:{caster.port} (tls {caster.tls_port})")
+        sys.stdout.flush()
+        while not stop.wait(1.0):
+            if not broker._proc.alive() or not caster._str2str.alive():
+                print("lab: a child process died", file=sys.stderr)
+                return 1
+        return 0
+    finally:
+        for part in (feeder, replayer):
+            if part is not None:
+                part.stop()
+        caster.stop()
+        broker.stop()
+        with contextlib.suppress(FileNotFoundError):
+            (base / "lab.json").unlink()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pointperfect_sim lab", description="real broker + caster + replayers")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="run the lab in the foreground until SIGTERM/SIGINT")
+    up.add_argument("--dir", default=os.environ.get("PP_LAB_DIR", ".lab"), help="work dir; lab.json is written here")
+    up.add_argument("--pki", help="PKI directory to share with the ZTP simulator (default DIR/pki)")
+    up.add_argument("--capture", help="SPARTN capture to replay instead of synthetic frames")
+    up.add_argument("--keys", help="JSON file with dynamickeys (default: generated lab keys)")
+    up.add_argument("--region", default="eu")
+    up.add_argument("--mqtt-port", type=int, default=0)
+    up.add_argument("--ntrip-port", type=int, default=0)
+    up.add_argument("--ntrip-tls-port", type=int, default=0)
+    up.add_argument("--mountpoint", default="NEAR-SPARTN")
+    up.add_argument("--user", default="lab")
+    up.add_argument("--password", default="lab-password")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv or ["up"])  # no subcommand: start the lab (make demo)
+    if args.cmd == "up":
+        return lab_up(args)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Pytest setup for the simulator tests: import path plus a shared running simulator (reset before each test)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+SIM_ROOT = Path(__file__).resolve().parent.parent
+if str(SIM_ROOT) not in sys.path:
+    sys.path.insert(0, str(SIM_ROOT))
+
+from pointperfect_sim.server import run_in_thread  # noqa: E402
+
+# Tokens used by the tests (lowercase 36-char UUIDs, as the real service requires).
+T_IP = "0b5e8a7c-3f1d-4c2b-9e6a-00000000a001"
+T_OTHER = "0b5e8a7c-3f1d-4c2b-9e6a-00000000a002"
+
+
+@pytest.fixture(scope="session")
+def sim_handle(tmp_path_factory):
+    handle = run_in_thread(tmp_path_factory.mktemp("sim"), {T_IP: {"plan": "ip", "region": "eu"}})
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def sim(sim_handle):
+    """The shared simulator, reset (devices, counters, profiles) before each test; yields its SimClient."""
+    client = sim_handle.client()
+    client.reset()
+    return client

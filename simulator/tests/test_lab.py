@@ -1,0 +1,309 @@
+"""The lab against real processes on loopback: mosquitto (mutual TLS, ACL), str2str caster + stunnel, the CLI."""
+
+import base64
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from pointperfect_sim import frames as F
+from pointperfect_sim import lab
+from pointperfect_sim.pki import PKI
+from pointperfect_sim.replay import MqttReplayer, capture_payloads
+
+SIM_ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.lab
+need_mosquitto = pytest.mark.skipif(lab.MOSQUITTO is None, reason="mosquitto not installed")
+need_caster = pytest.mark.skipif(lab.STR2STR is None or lab.STUNNEL is None, reason="rtklib/stunnel not installed")
+KEYS = lab.lab_keys(1661558382000)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return PKI(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def broker(pki, tmp_path_factory):
+    if lab.MOSQUITTO is None:
+        pytest.skip("mosquitto not installed")
+    with lab.Mosquitto(pki, tmp_path_factory.mktemp("broker")) as b:
+        yield b
+
+
+@pytest.fixture(scope="module")
+def caster(pki, tmp_path_factory):
+    if lab.STR2STR is None or lab.STUNNEL is None:
+        pytest.skip("rtklib/stunnel not installed")
+    with lab.Caster(
+        tmp_path_factory.mktemp("caster"), mountpoint="NEAR-SPARTN", user="u1", password="p1", pki=pki
+    ) as c:
+        yield c
+
+
+# ---------------------------------------------------------------- MQTT helpers
+
+CONNECT = bytes.fromhex("101000044d5154540402003c0004") + b"dev1"
+
+
+def _mqtt_connack(port, ca, cert=None, key=None) -> bytes:
+    """Raw TLS + MQTT CONNECT; returns the CONNACK bytes (raises or returns b'' when the broker refuses)."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    if cert:
+        ctx.load_cert_chain(str(cert), str(key))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+    ):
+        sock.sendall(CONNECT)
+        return sock.recv(4)
+
+
+class Device:
+    """A paho subscriber with a device certificate, recording (topic, payload) in arrival order."""
+
+    def __init__(self, broker, cert, key, cn="dev"):
+        self.got = []
+        self.connected = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cn)
+        self.client.tls_set(ca_certs=str(broker.ca_path), certfile=str(cert), keyfile=str(key))
+        self.client.on_connect = lambda *a: self.connected.set()
+        self.client.on_message = lambda c, u, m: self.got.append((m.topic, m.payload))
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.loop_start()
+        assert self.connected.wait(10)
+
+    def subscribe(self, *topics):
+        for topic in topics:
+            self.client.subscribe(topic, qos=0)
+
+    def wait(self, n, timeout=10):
+        deadline = time.monotonic() + timeout
+        while len(self.got) < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.got
+
+    def close(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@need_mosquitto
+def test_broker_rejects_no_cert_and_foreign_ca(broker, tmp_path):
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        if _mqtt_connack(broker.port, broker.ca_path) == b"":
+            raise ConnectionError("closed")
+    other = PKI(tmp_path / "other")
+    cert_pem, key_pem = other.issue_client("intruder", 30)
+    (tmp_path / "i.crt").write_text(cert_pem)
+    (tmp_path / "i.key").write_text(key_pem)
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        if _mqtt_connack(broker.port, broker.ca_path, tmp_path / "i.crt", tmp_path / "i.key") == b"":
+            raise ConnectionError("closed")
+
+
+@need_mosquitto
+def test_broker_accepts_pki_device(broker):
+    cert, key = broker.issue_device("gw-accept")
+    assert _mqtt_connack(broker.port, broker.ca_path, cert, key) == b"\x20\x02\x00\x00"
+    expired_cert, expired_key = broker.issue_device("gw-expired", days=-1)
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        if _mqtt_connack(broker.port, broker.ca_path, expired_cert, expired_key) == b"":
+            raise ConnectionError("closed")
+
+
+@need_mosquitto
+def test_device_gets_retained_keys_then_frames_byte_exact(broker):
+    sent = F.synthetic_spartn(20)
+    with MqttReplayer(broker) as rep:
+        key_frame = rep.publish_keys(KEYS)
+        dev = Device(broker, *broker.issue_device("gw-frames"), cn="gw-frames")
+        try:
+            dev.subscribe("/pp/ubx/0236/ip", "/pp/ip/eu")
+            assert dev.wait(1)[0] == ("/pp/ubx/0236/ip", key_frame)  # retained: arrives right after subscribing
+            time.sleep(0.2)
+            rep.publish_all((("corrections", f) for f in sent), interval=0.005)
+            got = dev.wait(21)
+        finally:
+            dev.close()
+    assert [p for t, p in got[1:]] == sent
+    assert {t for t, p in got[1:]} == {"/pp/ip/eu"}
+
+
+@need_mosquitto
+def test_devices_cannot_publish(broker):
+    a = Device(broker, *broker.issue_device("gw-a"), cn="gw-a")
+    b = Device(broker, *broker.issue_device("gw-b"), cn="gw-b")
+    try:
+        b.subscribe("/pp/ip/eu")
+        time.sleep(0.3)
+        a.client.publish("/pp/ip/eu", b"forged")
+        with MqttReplayer(broker) as rep:
+            rep.publish("/pp/ip/eu", b"genuine")
+        got = b.wait(1)
+        time.sleep(0.3)
+    finally:
+        a.close()
+        b.close()
+    assert [p for t, p in got] == [b"genuine"]
+
+
+@need_mosquitto
+def test_restart_keeps_port_and_replayer_reconnects(broker):
+    port = broker.port
+    rep = MqttReplayer(broker).connect()
+    try:
+        broker.restart()
+        assert broker.port == port
+        assert rep.wait_connected(10)
+        dev = Device(broker, *broker.issue_device("gw-restart"), cn="gw-restart")
+        dev.subscribe("/pp/ip/eu")
+        time.sleep(0.3)
+        rep.publish("/pp/ip/eu", b"after-restart")
+        assert dev.wait(1) == [("/pp/ip/eu", b"after-restart")]
+        dev.close()
+    finally:
+        rep.stop()
+
+
+def test_capture_payloads_split_into_whole_frames(tmp_path):
+    frames = F.synthetic_spartn(12) + [F.spartn_frame(1, 0, b"h" * 300)] * 3
+    path = tmp_path / "cap.log"
+    path.write_bytes(b"".join(frames))
+    payloads = capture_payloads(path, max_bytes=700)
+    assert b"".join(payloads) == path.read_bytes()
+    for payload in payloads:
+        found, garbage = F.split_frames(payload)
+        assert garbage == 0 and len({f.raw[1] >> 1 for f in found}) == 1 and len(payload) <= 700
+
+
+# ---------------------------------------------------------------- NTRIP helpers
+
+
+def _ntrip(port, user, password, *, mount="NEAR-SPARTN", rev=1, ctx=None):
+    """Minimal raw-socket NTRIP client: returns (socket, status line, rest of the first read)."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1") if ctx else raw
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    if rev == 2:
+        req = (
+            f"GET /{mount} HTTP/1.1\r\nHost: 127.0.0.1\r\nNtrip-Version: Ntrip/2.0\r\n"
+            f"User-Agent: NTRIP test/2.0\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n"
+        )
+    else:
+        req = f"GET /{mount} HTTP/1.0\r\nUser-Agent: NTRIP test/1.0\r\nAuthorization: Basic {auth}\r\n\r\n"
+    sock.sendall(req.encode())
+    head = b""
+    while b"\r\n" not in head:
+        chunk = sock.recv(1024)
+        if not chunk:
+            break
+        head += chunk
+    line, _, rest = head.partition(b"\r\n")
+    return sock, line.decode(), rest
+
+
+def _recv_exact(sock, n, timeout=5):
+    sock.settimeout(timeout)
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+@need_caster
+def test_caster_wrong_password_is_401(caster):
+    sock, status, _ = _ntrip(caster.port, "u1", "wrong")
+    sock.close()
+    assert status.split()[1] == "401"
+    sock, status, _ = _ntrip(caster.port, "nobody", "p1", rev=2)
+    sock.close()
+    assert " 401 " in status
+
+
+@pytest.mark.parametrize("rev", [1, 2])
+@need_caster
+def test_caster_feed_byte_exact_and_gga_observed(caster, rev):
+    sock, status, rest = _ntrip(caster.port, "u1", "p1", rev=rev)
+    assert status == "ICY 200 OK"  # str2str answers rev1 and rev2 requests alike
+    caster.clear_client_bytes()
+    gga = F.gga_sentence(47.1, 8.2, 400.0)
+    sock.sendall(gga)
+    assert caster.wait_gga(1) == [gga.decode().strip()]
+    data = b"".join(F.synthetic_spartn(8)) + F.rtcm_1005()
+    caster.feed(data)
+    got = _recv_exact(sock, len(data) + len(rest.lstrip(b"\r\n")))
+    sock.close()
+    assert got.lstrip(b"\r\n") == data
+
+
+@need_caster
+def test_caster_tls_verified_against_ca(caster, pki, tmp_path):
+    ctx = ssl.create_default_context(cafile=str(pki.ca_path))
+    sock, status, rest = _ntrip(caster.tls_port, "u1", "p1", rev=2, ctx=ctx)
+    assert status == "ICY 200 OK"
+    caster.clear_client_bytes()
+    gga = F.gga_sentence(1.5, 2.5, 3.0)
+    sock.sendall(gga)
+    assert gga.decode().strip() in caster.wait_gga(1)
+    data = b"".join(F.synthetic_spartn(4))
+    caster.feed(data)
+    assert _recv_exact(sock, len(data) + len(rest.lstrip(b"\r\n"))).lstrip(b"\r\n") == data
+    sock.close()
+    other = ssl.create_default_context(cafile=str(PKI(tmp_path / "other").ca_path))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _ntrip(caster.tls_port, "u1", "p1", ctx=other)
+
+
+# ---------------------------------------------------------------- CLI
+
+
+@need_mosquitto
+@need_caster
+def test_lab_up_cli(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(SIM_ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pointperfect_sim", "lab", "up", "--dir", str(tmp_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        info_path = tmp_path / "lab.json"
+        deadline = time.monotonic() + 30
+        while not info_path.exists():
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        info = json.loads(info_path.read_text())
+        broker = lab.Mosquitto(PKI(info["pki"]), tmp_path / "client", info["broker"]["port"])
+        dev = Device(broker, *broker.issue_device("gw-demo"), cn="gw-demo")
+        dev.subscribe(info["topics"]["keys"], info["topics"]["corrections"])
+        got = dev.wait(2, timeout=12)
+        dev.close()
+        assert got[0] == (info["topics"]["keys"], F.spartnkey_frame(info["dynamickeys"]))
+        assert got[1][0] == "/pp/ip/eu" and F.split_frames(got[1][1])[1] == 0
+        c = info["caster"]
+        ctx = ssl.create_default_context(cafile=info["ca"])
+        sock, status, rest = _ntrip(c["tls_port"], c["username"], c["password"], mount=c["mountpoint"], ctx=ctx)
+        assert status == "ICY 200 OK"
+        sock.settimeout(12)
+        data = rest + sock.recv(4096)
+        sock.close()
+        frames, _ = F.split_frames(data.lstrip(b"\r\n"))
+        assert frames and frames[0].kind == "spartn"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    assert not (tmp_path / "lab.json").exists()

@@ -1,0 +1,156 @@
+"""ReceiverSim on a real pseudo-terminal, driven through pyserial like the forwarder drives a receiver."""
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+import serial
+from pointperfect_sim import frames as F
+from pointperfect_sim.receiver import ReceiverSim
+from pyubx2 import UBXReader
+
+KEYS = {
+    "current": {"start": 1661558382000, "duration": 2419199999, "value": "00112233445566778899aabbccddeeff"},
+    "next": {"start": 1663977582000, "duration": 2419199999, "value": "ffeeddccbbaa99887766554433221100"},
+}
+CONFIG = {0x20A70001: 0, 0x10770005: 1, 0x20140011: 3}
+
+
+@pytest.fixture
+def rx(tmp_path):
+    sim = ReceiverSim(tmp_path / "ttyGNSS", gga_interval=0.2, position=(47.25, 8.5, 400.0)).start()
+    yield sim
+    sim.close()
+
+
+def _port(path, timeout=0.3):
+    return serial.Serial(str(path), 38400, timeout=timeout)
+
+
+def _read_until(port, predicate, timeout=5.0):
+    """Read and split what the receiver sends until predicate(frames) holds."""
+    splitter = F.StreamSplitter()
+    found = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found += splitter.feed(port.read(4096))
+        if predicate(found):
+            break
+    return found
+
+
+def test_frames_recorded_in_order_even_when_split(rx):
+    stream = [F.spartnkey_frame(KEYS), *F.synthetic_spartn(5), F.rtcm_1005(), F.mga_frames(200)]
+    data = b"".join(stream)
+    with _port(rx.device_path) as port:
+        for i in range(0, len(data), 37):  # odd write sizes split every frame
+            port.write(data[i : i + 37])
+            port.flush()
+        assert rx.wait_for(lambda r: len(r.frames) >= 10)
+    frames = rx.frames
+    assert b"".join(f.raw for f in frames) == data
+    assert [f.kind for f in frames][:7] == ["ubx", "spartn", "spartn", "spartn", "spartn", "spartn", "rtcm"]
+    assert len(rx.frames_of("spartn")) == 5
+    assert rx.garbage_bytes == 0
+
+
+def test_garbled_frame_counts_garbage(rx):
+    outer, after = F.synthetic_spartn(2)
+    with _port(rx.device_path) as port:
+        port.write(outer[:25] + F.mga_frames(10) + outer[25:] + after)
+        assert rx.wait_for(lambda r: len(r.frames_of("spartn")) == 1 and r.garbage_bytes > 0)
+    assert rx.frames_of("spartn")[0].raw == after
+    assert rx.garbage_bytes == len(outer)
+
+
+def test_valset_acked_and_applied_then_nak_when_refused(rx):
+    with _port(rx.device_path) as port:
+        port.reset_input_buffer()
+        port.write(F.cfg_valset(CONFIG))
+        found = _read_until(port, lambda fs: any(f.ubx_id and f.ubx_id[0] == 0x05 for f in fs))
+        acks = [UBXReader.parse(f.raw) for f in found if f.ubx_id and f.ubx_id[0] == 0x05]
+        assert [(a.identity, a.clsID, a.msgID) for a in acks] == [("ACK-ACK", 0x06, 0x8A)]
+        assert rx.config == CONFIG
+        rx.nak_valset = True
+        port.write(F.cfg_valset({0x20A70001: 1}))
+        found = _read_until(port, lambda fs: any(f.ubx_id and f.ubx_id[0] == 0x05 for f in fs))
+        assert [UBXReader.parse(f.raw).identity for f in found if f.ubx_id and f.ubx_id[0] == 0x05] == ["ACK-NAK"]
+        assert rx.config[0x20A70001] == 0
+
+
+def test_spartnkey_stored_without_ack_and_poll_answered(rx):
+    with _port(rx.device_path) as port:
+        port.write(F.spartnkey_frame(KEYS))
+        assert rx.wait_for(lambda r: len(r.keys) == 2)
+        found = _read_until(port, lambda fs: False, timeout=0.5)
+        assert not [f for f in found if f.kind == "ubx"]  # no ACK for SPARTNKEY
+        port.write(F.ubx_frame(0x02, 0x36))  # poll
+        found = _read_until(port, lambda fs: any(f.ubx_id == (0x02, 0x36) for f in fs))
+    (answer,) = [f for f in found if f.ubx_id == (0x02, 0x36)]
+    assert answer.raw == F.spartnkey_frame(KEYS)
+    msg = UBXReader.parse(answer.raw)
+    assert (msg.numKeys, msg.validFromWno_01, msg.validFromTow_01) == (2, 2224, 518400)
+
+
+def test_gga_every_interval_with_position_and_no_fix(rx):
+    with _port(rx.device_path) as port:
+        found = _read_until(port, lambda fs: len([f for f in fs if f.name == "GNGGA"]) >= 3)
+        gga = [f for f in found if f.name == "GNGGA"]
+        assert len(gga) >= 3 and b",4715.00000,N,00830.00000,E,1," in gga[-1].raw
+        rx.quality = 0
+        found = _read_until(port, lambda fs: any(b",,,,,0," in f.raw for f in fs))
+        assert any(b",,,,,0," in f.raw for f in found)
+
+
+def test_reset_clears_state_and_prints_boot_banner(rx):
+    with _port(rx.device_path) as port:
+        port.write(F.cfg_valset(CONFIG) + F.spartnkey_frame(KEYS))
+        assert rx.wait_for(lambda r: r.config and r.keys)
+        port.reset_input_buffer()
+        rx.reset()
+        found = _read_until(port, lambda fs: any(b"u-blox AG" in f.raw for f in fs))
+        assert any(f.raw.startswith(b"$GNTXT,01,01,02,u-blox AG") for f in found)
+        assert rx.config == {} and rx.keys == [] and rx.resets == 1
+        port.write(F.ubx_frame(0x02, 0x36))
+        found = _read_until(port, lambda fs: any(f.ubx_id == (0x02, 0x36) for f in fs))
+        answer = next(f for f in found if f.ubx_id == (0x02, 0x36))
+        assert UBXReader.parse(answer.raw).numKeys == 0
+
+
+def test_unplug_and_replug_through_stable_link(rx):
+    link = Path(rx.device_path)
+    assert link.is_symlink() and os.readlink(link) == rx.slave_path
+    port = _port(link)
+    port.write(F.cfg_valset(CONFIG))
+    assert rx.wait_for(lambda r: r.config == CONFIG)
+    rx.unplug()
+    assert not link.exists()
+    with pytest.raises(serial.SerialException):
+        for _ in range(20):  # the open fd now reports EOF/EIO like a vanished USB device
+            port.read(10)
+            port.write(b"x")
+    port.close()
+    with pytest.raises(serial.SerialException):
+        _port(link)
+    rx.replug()
+    assert link.is_symlink() and os.readlink(link) == rx.slave_path
+    assert rx.config == {}  # USB power cycle lost the RAM config
+    with _port(link) as port2:
+        found = _read_until(port2, lambda fs: any(b"u-blox AG" in f.raw for f in fs))
+        assert any(b"u-blox AG" in f.raw for f in found)
+        frame = F.synthetic_spartn(1)[0]
+        port2.write(frame)
+        assert rx.wait_for(lambda r: r.frames_of("spartn") and r.frames_of("spartn")[-1].raw == frame)
+
+
+def test_stall_blocks_the_writer(rx):
+    with _port(rx.device_path) as port:
+        rx.stall(True)
+        port.write_timeout = 0.5
+        chunk = b"".join(F.synthetic_spartn(20, size=400))
+        with pytest.raises(serial.SerialTimeoutException):
+            for _ in range(200):
+                port.write(chunk)
+        rx.stall(False)
+        assert rx.wait_for(lambda r: len(r.frames_of("spartn")) >= 20)

@@ -1,0 +1,277 @@
+"""End-to-end: `ansible-playbook gnss.pointperfect.provision` on 5 nspawn gateways (3 MQTT, 2 NTRIP) against the ZTP
+simulator, a real Mosquitto and a real NTRIP caster; then idempotence, check/diff, one-host rotation and removal.
+The tests share one fleet and run in file order (each step builds on the previous one)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+import pytest
+from pointperfect_sim import frames as F
+
+from .conftest import CASTER_PASSWORD, MQTT_TOKEN, NTRIP_HOSTS, NTRIP_TOKEN
+
+SERVICE = "pointperfect-forwarder"
+USBINPROT_SPARTN = 0x10770005
+TIMINGS: dict[str, float] = {}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def gateways(fleet):
+    return {gw.name: gw for gw in fleet.gateways}
+
+
+def mqtt_names(fleet):
+    return [n for n in gateways(fleet) if n not in NTRIP_HOSTS]
+
+
+def sh(gw, command: str) -> str:
+    return gw.run(command).stdout
+
+
+def credentials(gw) -> dict:
+    return json.loads(sh(gw, "cat /etc/pointperfect/credentials.json"))
+
+
+def show(gw, prop: str) -> str:
+    return sh(gw, f"systemctl show -p {prop} --value {SERVICE}").strip()
+
+
+def status(gw) -> dict | None:
+    proc = gw.run("cat /run/pointperfect/status.json", check=False)
+    try:
+        return json.loads(proc.stdout) if proc.returncode == 0 else None
+    except ValueError:
+        return None
+
+
+def wait_connected(gws, timeout: float = 60) -> None:
+    """Until every forwarder reports its input connected (status file, Contract 3)."""
+    deadline = time.monotonic() + timeout
+    pending = list(gws)
+    while pending and time.monotonic() < deadline:
+        pending = [gw for gw in pending if ((status(gw) or {}).get("input") or {}).get("state") != "connected"]
+        if pending:
+            time.sleep(0.5)
+    assert not pending, {gw.name: status(gw) for gw in pending}
+
+
+def metrics(gw) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{gw.metrics_port}/metrics", timeout=5) as resp:
+        assert resp.status == 200
+        return resp.read().decode()
+
+
+def metric_value(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def contains_in_order(received: list[bytes], sent: list[bytes]) -> bool:
+    """`sent` appears in `received` as one contiguous run, byte for byte."""
+    return any(received[i : i + len(sent)] == sent for i in range(len(received) - len(sent) + 1))
+
+
+def assert_delivery(lab, fleet, receivers, names, count: int = 12) -> None:
+    """Frames published/fed now reach each named gateway's receiver whole, in order, byte-exact."""
+    by_name = gateways(fleet)
+    rx_of = {gw.name: receivers[i] for i, gw in enumerate(fleet.gateways)}
+    mqtt = [n for n in names if n not in NTRIP_HOSTS]
+    ntrip = [n for n in names if n in NTRIP_HOSTS]
+    wait_connected([by_name[n] for n in names])
+    topic = credentials(by_name[mqtt[0]])["topics"]["corrections"][0] if mqtt else None
+
+    def send(frames: list[bytes]) -> None:
+        if mqtt:
+            for frame in frames:
+                lab.replayer.publish(topic, frame)
+        if ntrip:
+            lab.caster.feed(b"".join(frames))
+
+    def seen(name: str, frames: list[bytes]) -> bool:
+        return contains_in_order([f.raw for f in rx_of[name].frames_of("spartn")], frames)
+
+    # a probe until every session is subscribed/streaming (connected does not mean subscribed yet)
+    probe = F.synthetic_spartn(1, size=40)
+    deadline = time.monotonic() + 30
+    while not all(seen(n, probe) for n in names) and time.monotonic() < deadline:
+        send(probe)
+        time.sleep(0.5)
+    assert all(seen(n, probe) for n in names), {n: len(rx_of[n].frames_of("spartn")) for n in names}
+
+    sent = F.synthetic_spartn(count)
+    send(sent)
+    for name in names:
+        rx = rx_of[name]
+        ok = rx.wait_for(lambda r, n=name: seen(n, sent), timeout=30)
+        got = len(rx.frames_of("spartn"))
+        assert ok, f"{name}: published SPARTN frames did not arrive in order ({got} SPARTN frames seen)"
+        assert rx.garbage_bytes == 0, f"{name}: {rx.garbage_bytes} bytes outside valid frames"
+
+
+# ---------------------------------------------------------------- steps
+
+
+def test_provision_fleet(lab, fleet, receivers, playbook):
+    calls_before = lab.sim.calls()["total"]
+    run = playbook("provision")
+    TIMINGS["provision"] = run.seconds
+    assert run.rc == 0, run.out[-6000:]
+    assert set(run.recap) == set(gateways(fleet)), run.recap
+    assert all(r["failed"] == 0 and r["unreachable"] == 0 and r["changed"] > 0 for r in run.recap.values())
+    assert lab.sim.calls()["total"] - calls_before == len(fleet.gateways)
+
+    rx_of = {gw.name: receivers[i] for i, gw in enumerate(fleet.gateways)}
+    for name, gw in gateways(fleet).items():
+        ntrip = name in NTRIP_HOSTS
+        creds = credentials(gw)
+        # hardware id derived from the machine id (pointperfect_hardware_id_source: machine_id)
+        assert creds["hardware_id"] == f"pp-{gw.machine_id}"
+        assert creds["given_name"] == name
+        assert creds["service"] == ("ntrip" if ntrip else "mqtt")
+        modes = dict(
+            line.split(" ", 1) for line in sh(gw, "cd /etc/pointperfect && stat -c '%n %a %U:%G' . * ").splitlines()
+        )
+        assert modes["."] == "750 root:pointperfect"
+        assert modes["credentials.json"] == "640 root:pointperfect"
+        assert modes["forwarder.json"] == "640 root:pointperfect"
+        assert modes["ca.pem"] == "644 root:pointperfect"
+        if ntrip:
+            assert "client.key" not in modes and "client.crt" not in modes
+        else:
+            assert modes["client.key"] == "640 root:pointperfect"
+            assert modes["client.crt"].split()[0] in ("644", "640")
+        config = json.loads(sh(gw, "cat /etc/pointperfect/forwarder.json"))
+        assert config["input"] == creds["service"]
+        assert config["output"]["device"] == "/dev/ttyACM0"
+        assert config["health"]["metrics_port"] == gw.metrics_port
+        assert CASTER_PASSWORD not in json.dumps(config)
+
+        # service: active under systemd, as the dedicated user, with the serial group
+        assert show(gw, "ActiveState") == "active", sh(gw, f"journalctl -u {SERVICE} --no-pager -n 50")
+        assert show(gw, "SubState") == "running"
+        assert show(gw, "User") == "pointperfect"
+        assert show(gw, "NRestarts") == "0"
+        pid = show(gw, "MainPID")
+        assert "dialout" in sh(gw, f"ps -o group=,supgrp= -p {pid}")
+        assert sh(gw, f"ps -o user= -p {pid}").strip() == "pointperfect"
+
+    # keys first: the receiver got RXM-SPARTNKEY with the credentials' dynamic keys before any correction
+    for name in mqtt_names(fleet):
+        rx = rx_of[name]
+        dk = credentials(gateways(fleet)[name])["dynamickeys"]
+        expected = [
+            {"week": w, "tow": t, "value": dk[k]["value"]}
+            for k in ("current", "next")
+            for w, t in [F.gps_week_tow(dk[k]["start"])]
+        ]
+        assert rx.wait_for(lambda r: any(f.ubx_id == (0x02, 0x36) for f in r.frames()), timeout=30), name
+        kinds = [(f.kind, f.ubx_id) for f in rx.frames()]
+        first_key = kinds.index(("ubx", (0x02, 0x36)))
+        first_spartn = next((i for i, k in enumerate(kinds) if k[0] == "spartn"), len(kinds))
+        assert first_key < first_spartn, f"{name}: a correction came before the keys"
+        keyframe = rx.frames()[first_key]
+        assert F.parse_spartnkey_payload(keyframe.payload) == expected, name
+        assert rx.wait_for(lambda r: r.config.get(USBINPROT_SPARTN) == 1, timeout=20), f"{name}: {rx.config}"
+
+    # corrections: replayed into the broker and the caster, byte-exact at every receiver; GGA reached the caster
+    assert_delivery(lab, fleet, receivers, list(gateways(fleet)))
+    assert lab.caster.wait_gga(1, timeout=20), "no GGA reached the caster"
+
+    for gw in fleet.gateways:
+        text = metrics(gw)
+        assert metric_value(text, "pointperfect_forwarder_up") == 1, gw.name
+        assert metric_value(text, "pointperfect_forwarder_input_connected") == 1, gw.name
+
+
+def test_second_run_changes_nothing_and_calls_no_api(lab, fleet, playbook):
+    before = lab.sim.calls()
+    invocations = {gw.name: show(gw, "InvocationID") for gw in fleet.gateways}
+    run = playbook("provision")
+    TIMINGS["idempotent"] = run.seconds
+    assert run.rc == 0, run.out[-6000:]
+    assert run.changed() == {name: 0 for name in gateways(fleet)}, run.out[-6000:]
+    assert lab.sim.calls() == before, "a no-op run called the ZTP API"
+    assert {gw.name: show(gw, "InvocationID") for gw in fleet.gateways} == invocations
+
+
+def test_check_diff_shows_no_change_and_no_secret(lab, fleet, playbook):
+    before = lab.sim.calls()
+    run = playbook("provision", "--check", "--diff", "-v")
+    TIMINGS["check_diff"] = run.seconds
+    assert run.rc == 0, run.out[-6000:]
+    assert run.changed() == {name: 0 for name in gateways(fleet)}, run.out[-6000:]
+    assert lab.sim.calls() == before
+    secrets = {MQTT_TOKEN, NTRIP_TOKEN, CASTER_PASSWORD}
+    for name in mqtt_names(fleet):
+        gw = gateways(fleet)[name]
+        key_lines = [ln for ln in sh(gw, "cat /etc/pointperfect/client.key").splitlines() if "-----" not in ln]
+        secrets.update(ln for ln in key_lines if len(ln) > 20)
+        dk = credentials(gw)["dynamickeys"]
+        secrets.update(dk[k]["value"] for k in ("current", "next"))
+    leaked = [s[:6] + "..." for s in secrets if s in run.out]
+    assert not leaked, f"secrets in --check --diff -v output: {leaked}"
+
+
+def test_rotation_of_one_device_changes_and_restarts_only_that_host(lab, fleet, receivers, playbook, inventory):
+    gw = gateways(fleet)["gw-01"]
+    hwid = credentials(gw)["hardware_id"]
+    old_cert = sh(gw, "cat /etc/pointperfect/client.crt")
+    lab.sim.client().rotate(MQTT_TOKEN, hwid)
+    before_calls = lab.sim.calls()
+    invocations = {g.name: show(g, "InvocationID") for g in fleet.gateways}
+    since = sh(gw, "date +%s").strip()
+
+    host_vars = inventory / "host_vars" / "gw-01.yml"
+    host_vars.write_text("pointperfect_ztp_force: true\n")
+    try:
+        run = playbook("provision")
+    finally:
+        host_vars.unlink()
+    TIMINGS["rotate"] = run.seconds
+    assert run.rc == 0, run.out[-6000:]
+    changed = run.changed()
+    assert changed.pop("gw-01") > 0
+    assert changed == {name: 0 for name in changed}, run.out[-6000:]
+    calls = lab.sim.calls()
+    assert calls["total"] - before_calls["total"] == 1
+    assert calls["by_device"][f"{MQTT_TOKEN}/{hwid}"] == before_calls["by_device"][f"{MQTT_TOKEN}/{hwid}"] + 1
+    assert sh(gw, "cat /etc/pointperfect/client.crt") != old_cert
+
+    # exactly one restart of gw-01 (new invocation, one start in the journal, no crash restarts); others untouched
+    now = {g.name: show(g, "InvocationID") for g in fleet.gateways}
+    assert now.pop("gw-01") != invocations.pop("gw-01")
+    assert now == invocations
+    journal = sh(gw, f"journalctl -u {SERVICE} --since @{since} -o cat --no-pager")
+    starts = [ln for ln in journal.splitlines() if ln.startswith("Started ")]
+    assert len(starts) == 1, journal
+    assert show(gw, "NRestarts") == "0"
+    assert show(gw, "ActiveState") == "active"
+    # the rotated certificate works: corrections still flow to gw-01
+    assert_delivery(lab, fleet, receivers, ["gw-01"])
+
+
+def test_absent_leaves_nothing_behind(fleet, playbook):
+    run = playbook("deprovision")
+    TIMINGS["absent"] = run.seconds
+    assert run.rc == 0, run.out[-6000:]
+    assert all(r["changed"] > 0 and r["failed"] == 0 for r in run.recap.values()), run.out[-6000:]
+    for gw in fleet.gateways:
+        leftovers = gw.run(
+            "ls -d /etc/pointperfect /opt/pointperfect /etc/systemd/system/pointperfect-forwarder.service "
+            "/run/pointperfect 2>/dev/null; getent passwd pointperfect; getent group pointperfect; "
+            "pgrep -f '[p]ointperfect-forwarder'; systemctl list-units --all --no-legend 'pointperfect*'",
+            check=False,
+        ).stdout.strip()
+        assert leftovers == "", f"{gw.name}: {leftovers}"
+        with pytest.raises(OSError):
+            metrics(gw)
+    again = playbook("deprovision")
+    assert again.rc == 0 and again.changed() == {name: 0 for name in gateways(fleet)}, again.out[-6000:]
+    print("e2e timings (s):", json.dumps(TIMINGS))

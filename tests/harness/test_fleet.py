@@ -1,0 +1,188 @@
+"""Tests of the nspawn fleet harness: real gateways boot, Ansible reaches them, the pty serial port works both ways,
+overlay writes stay private, and teardown leaves nothing running."""
+
+import json
+import os
+import re
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import termios
+import time
+import tty
+from pathlib import Path
+
+import pytest
+
+from .fleet import Fleet, _alive
+
+pytestmark = pytest.mark.skipif(
+    not (shutil.which("systemd-nspawn") and shutil.which("debootstrap")),
+    reason="systemd-nspawn/debootstrap not installed (apt-get install systemd-container debootstrap)",
+)
+
+REPO = Path(__file__).resolve().parents[2]
+ANSIBLE = shutil.which("ansible", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+PAYLOAD = bytes(range(256))  # every byte value: proves the line is raw and byte-exact
+
+# Runs inside a gateway: open the serial port, send PAYLOAD, then read 256 bytes and print them as hex.
+GUEST_ECHO = """
+import os, sys, tty
+fd = os.open("/dev/ttyACM0", os.O_RDWR | os.O_NOCTTY)
+tty.setraw(fd)
+os.write(fd, bytes(range(256)))
+buf = b""
+while len(buf) < 256:
+    buf += os.read(fd, 256 - len(buf))
+print(buf.hex())
+"""
+
+
+@pytest.fixture(scope="module")
+def ptys():
+    """One host pty per gateway; the host keeps the slave open (raw) so the master never sees EIO."""
+    pairs = [os.openpty() for _ in range(2)]
+    for _master, slave in pairs:
+        tty.setraw(slave, termios.TCSANOW)
+    yield pairs
+    for master, slave in pairs:
+        os.close(master)
+        os.close(slave)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory, ptys):
+    with Fleet(2, tmp_path_factory.mktemp("fleet"), serial_devices=[os.ttyname(s) for _m, s in ptys]) as f:
+        yield f
+
+
+def _ansible(fleet, ansible_env, *args):
+    proc = subprocess.run([ANSIBLE, "pointperfect_gateways", "-o", *args], env=fleet.ansible_env(ansible_env),
+                          cwd=fleet.workdir, capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = dict(re.findall(r"^(\S+) \| SUCCESS => (\{.*\})$", proc.stdout, re.M))
+    return {host: json.loads(body) for host, body in results.items()}
+
+
+def _read_exactly(fd, n, timeout=20.0):
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while len(buf) < n and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.5)[0]:
+            buf += os.read(fd, n - len(buf))
+    return buf
+
+
+def _round_trip(gw, master, command):
+    """Guest sends PAYLOAD over the port, host answers with the reverse; both sides must get exact bytes."""
+    proc = subprocess.Popen(gw.ssh_argv(command), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc.stdin.write(GUEST_ECHO)
+    proc.stdin.close()
+    proc.stdin = None  # so communicate() does not flush the closed pipe
+    got = _read_exactly(master, len(PAYLOAD))
+    os.write(master, PAYLOAD[::-1])
+    out, err = proc.communicate(timeout=30)
+    assert got == PAYLOAD, f"host read {got!r}; guest stderr: {err}"
+    assert proc.returncode == 0, err
+    assert bytes.fromhex(out.strip()) == PAYLOAD[::-1]
+
+
+def test_boot_state_and_inventory(fleet):
+    assert [gw.state for gw in fleet.gateways] == ["running", "running"]
+    inventory = fleet.inventory_path.read_text()
+    assert "[pointperfect_gateways]" in inventory
+    for gw in fleet.gateways:
+        assert f"ansible_port={gw.ssh_port}" in inventory
+        assert f"pointperfect_metrics_port={gw.metrics_port}" in inventory
+    assert "pipelining = True" in fleet.ansible_cfg_path.read_text()
+    state = json.loads(fleet.state_path.read_text())
+    assert [g["pid"] for g in state["gateways"]] == [gw.pid for gw in fleet.gateways]
+    assert len({gw.ssh_port for gw in fleet.gateways} | {gw.metrics_port for gw in fleet.gateways}) == 4
+
+
+def test_ansible_ping_and_service_mgr(fleet, ansible_env):
+    names = {gw.name for gw in fleet.gateways}
+    pings = _ansible(fleet, ansible_env, "-m", "ansible.builtin.ping")
+    assert set(pings) == names and all(r["ping"] == "pong" for r in pings.values())
+    facts = _ansible(fleet, ansible_env, "-m", "ansible.builtin.setup", "-a", "filter=ansible_service_mgr")
+    assert {h: r["ansible_facts"]["ansible_service_mgr"] for h, r in facts.items()} == dict.fromkeys(names, "systemd")
+
+
+def test_identities_differ(fleet):
+    seen = []
+    for gw in fleet.gateways:
+        out = gw.run("hostname; cat /etc/machine-id; cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.splitlines()
+        assert out[0] == gw.name
+        assert out[1] == gw.machine_id
+        seen.append(out)
+    assert len({o[0] for o in seen}) == len({o[1] for o in seen}) == len({o[2] for o in seen}) == 2
+
+
+def test_sshd_only_on_loopback_port(fleet):
+    for gw in fleet.gateways:
+        listen = gw.run("ss -Hltnp | grep sshd").stdout
+        assert re.findall(r"(\S+):(\d+)\s", listen) == [("127.0.0.1", str(gw.ssh_port))], listen
+
+
+def test_pty_round_trip_over_ssh(fleet, ptys):
+    for gw, (master, _slave) in zip(fleet.gateways, ptys, strict=True):
+        _round_trip(gw, master, "python3 -")
+
+
+def test_transient_service_opens_device(fleet, ptys):
+    """A sandboxed service as an unprivileged user in `dialout`, the way the forwarder will run, uses the port."""
+    gw, (master, _slave) = fleet.gateways[0], ptys[0]
+    _round_trip(gw, master, "systemd-run --quiet --wait --pipe -p User=nobody -p SupplementaryGroups=dialout "
+                            "-p DevicePolicy=closed -p 'DeviceAllow=/dev/ttyACM0 rw' -p ProtectSystem=strict "
+                            "-p NoNewPrivileges=yes python3 -")  # fmt: skip
+
+
+def test_overlay_writes_do_not_touch_the_cache(fleet):
+    gw, other = fleet.gateways
+    gw.run("echo leak > /etc/pp-leak-test && mkdir -p /opt/pp-leak-test && sync")
+    assert gw.run("cat /etc/pp-leak-test").stdout == "leak\n"
+    assert not (fleet.rootfs / "etc/pp-leak-test").exists()
+    assert not (fleet.rootfs / "opt/pp-leak-test").exists()
+    assert other.run("test -e /etc/pp-leak-test", check=False).returncode == 1
+
+
+def test_teardown_leaves_nothing(fleet):
+    pids = [gw.pid for gw in fleet.gateways]
+    cgroups = [cg for gw in fleet.gateways for cg in gw.cgroups]
+    machines = [gw.machine.encode() for gw in fleet.gateways]
+    fleet.down()
+    fleet.down()  # idempotent
+    assert not any(_alive(pid) for pid in pids)
+    assert not any(Path(cg).exists() for cg in cgroups)
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        assert not any(m in cmdline for m in machines), f"left behind: {proc.name} {cmdline!r}"
+    for gw in fleet.gateways:
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", gw.ssh_port)) != 0, f"{gw.name}: sshd still listening"
+    assert json.loads(fleet.state_path.read_text())["running"] is False
+
+
+def test_cli_up_down(tmp_path, ansible_env):
+    cli = [sys.executable, "-m", "tests.harness.fleet"]
+    run = {"cwd": REPO, "capture_output": True, "text": True, "timeout": 300}
+    up = subprocess.run([*cli, "up", "-n", "1", "--dir", str(tmp_path), "--prefix", "cli"], **run)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = json.loads((tmp_path / "fleet.json").read_text())
+        assert state["running"] and state["gateways"][0]["name"] == "cli-01"
+        env = dict(ansible_env, ANSIBLE_CONFIG=str(tmp_path / "ansible.cfg"))
+        ping = subprocess.run([ANSIBLE, "pointperfect_gateways", "-m", "ansible.builtin.ping"], env=env, **run)
+        assert ping.returncode == 0 and "pong" in ping.stdout, ping.stdout + ping.stderr
+    finally:
+        down = subprocess.run([*cli, "down", "--dir", str(tmp_path)], **run)
+    assert down.returncode == 0 and "stopped 1" in down.stdout, down.stdout + down.stderr
+    again = subprocess.run([*cli, "down", "--dir", str(tmp_path)], **run)
+    assert again.returncode == 0 and "stopped 0" in again.stdout
+    assert not _alive(state["gateways"][0]["pid"])

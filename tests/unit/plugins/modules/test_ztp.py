@@ -1,0 +1,197 @@
+"""Unit tests of the module part (target side): state read without secrets, ordered atomic writes, spec sync."""
+
+import ast
+import datetime
+import hashlib
+import inspect
+import json
+import os
+import stat
+
+import pytest
+import yaml
+from ansible_collections.gnss.pointperfect.plugins.action import ztp as action
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _ztp_response as resp
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_decision import decide
+from ansible_collections.gnss.pointperfect.plugins.modules import ztp as module
+from ztp_samples import KEY_A, KEY_B, make_pair, mqtt_body, ntrip_body
+
+
+def files_of(model, dest, hwid="gw-01"):
+    doc = resp.credentials_document(model, hwid, hwid, str(dest))
+    contents = {module.CREDS: doc}
+    if model["certificate_pem"]:
+        contents[module.CERT] = model["certificate_pem"].encode()
+        contents[module.KEY] = model["private_key_pem"].encode()
+    return contents
+
+
+def snapshot(dest):
+    return {n: hashlib.sha256((dest / n).read_bytes()).hexdigest() for n in sorted(os.listdir(dest))}
+
+
+def mode_of(path):
+    return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.fixture
+def mqtt_model(pki):
+    return resp.parse_credentials(mqtt_body(pki, rtcmCredentials=ntrip_body()["rtcmCredentials"]))
+
+
+def test_write_then_read_state_has_no_secrets(tmp_path, mqtt_model):
+    dest = tmp_path / "pp"
+    assert module.write_files(str(dest), files_of(mqtt_model, dest), 0o600, None, None) is True
+    assert mode_of(dest / "client.crt") == 0o644
+    assert mode_of(dest / "client.key") == 0o600
+    assert mode_of(dest / "credentials.json") == 0o600
+    state = module.read_state(str(dest), 0o600, None, None)
+    dumped = json.dumps(state)
+    for secret in ("PRIVATE KEY", KEY_A, KEY_B, "s3cret-pass", "user-1"):
+        assert secret not in dumped
+    creds = state["credentials"]
+    assert creds["hardware_id"] == "gw-01"
+    assert creds["keys_end_ms"] == 1663977582000 + 2419199999
+    assert creds["ntrip"] == {"host": "ppntrip.services.u-blox.com", "port": 2101, "tls_port": 2102,
+                              "mountpoint": "NEAR-RTCM"}
+    assert all(f["attributes_ok"] for f in state["files"].values())
+    assert state["certificate_pem"].startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_identical_write_only_touches_credentials_mtime(tmp_path, mqtt_model):
+    dest = tmp_path / "pp"
+    contents = files_of(mqtt_model, dest)
+    module.write_files(str(dest), contents, 0o600, None, None)
+    old = 1_600_000_000
+    os.utime(dest / "credentials.json", (old, old))
+    os.utime(dest / "client.key", (old, old))
+    before = snapshot(dest)
+    assert module.write_files(str(dest), contents, 0o600, None, None) is False
+    assert snapshot(dest) == before
+    assert os.stat(dest / "credentials.json").st_mtime > old + 1000
+    assert os.stat(dest / "client.key").st_mtime == old
+
+
+def test_mode_difference_rewrites(tmp_path, mqtt_model):
+    dest = tmp_path / "pp"
+    contents = files_of(mqtt_model, dest)
+    module.write_files(str(dest), contents, 0o600, None, None)
+    assert module.write_files(str(dest), contents, 0o640, None, None) is True
+    assert mode_of(dest / "client.key") == 0o640
+    assert module.read_state(str(dest), 0o600, None, None)["files"]["client.key"]["attributes_ok"] is False
+
+
+def test_commit_order_is_cert_key_then_credentials(tmp_path, mqtt_model, monkeypatch):
+    dest = tmp_path / "pp"
+    order = []
+    real = _atomic.commit
+    monkeypatch.setattr(_atomic, "commit", lambda tmp, path: (order.append(os.path.basename(path)), real(tmp, path)))
+    module.write_files(str(dest), files_of(mqtt_model, dest), 0o600, None, None)
+    assert order == ["client.crt", "client.key", "credentials.json"]
+
+
+def test_prepare_failure_leaves_everything_untouched(tmp_path, pki, mqtt_model, monkeypatch):
+    dest = tmp_path / "pp"
+    module.write_files(str(dest), files_of(mqtt_model, dest), 0o600, None, None)
+    before = snapshot(dest)
+    new = resp.parse_credentials(mqtt_body(pki, certificate=pki["other_cert"], privateKey=pki["other_key"]))
+    real = _atomic.prepare
+
+    def fail_on_json(path, data, mode, uid=None, gid=None):
+        if path.endswith("credentials.json"):
+            raise _atomic.AtomicWriteError(f"cannot write a temporary file for {path}: No space left on device")
+        return real(path, data, mode, uid, gid)
+
+    monkeypatch.setattr(_atomic, "prepare", fail_on_json)
+    with pytest.raises(_atomic.AtomicWriteError):
+        module.write_files(str(dest), files_of(new, dest), 0o600, None, None)
+    assert snapshot(dest) == before
+    assert sorted(os.listdir(dest)) == ["client.crt", "client.key", "credentials.json"]
+
+
+def test_interrupted_commit_is_detected_as_missing(tmp_path, pki, mqtt_model, monkeypatch):
+    """If renaming credentials.json fails after cert/key were replaced, the next run re-provisions."""
+    dest = tmp_path / "pp"
+    module.write_files(str(dest), files_of(mqtt_model, dest), 0o600, None, None)
+    cert, key, _ = make_pair(days=200)
+    new = resp.parse_credentials(mqtt_body(pki, certificate=cert, privateKey=key))
+    real = _atomic.commit
+
+    def fail_on_json(tmp, path):
+        if path.endswith("credentials.json"):
+            _atomic.discard(tmp)
+            raise _atomic.AtomicWriteError(f"cannot replace {path}: Input/output error")
+        return real(tmp, path)
+
+    monkeypatch.setattr(_atomic, "commit", fail_on_json)
+    with pytest.raises(_atomic.AtomicWriteError):
+        module.write_files(str(dest), files_of(new, dest), 0o600, None, None)
+    assert sorted(os.listdir(dest)) == ["client.crt", "client.key", "credentials.json"]  # no temp files left
+    state = module.read_state(str(dest), 0o600, None, None)
+    deployed = action.deployed_from_state(state)
+    decision = decide(deployed, "gw-01", state["now"])
+    assert (decision.reason, decision.detail) == ("missing", "client certificate does not match credentials.json")
+
+
+def test_switch_to_ntrip_removes_certificate_and_key(tmp_path, mqtt_model):
+    dest = tmp_path / "pp"
+    module.write_files(str(dest), files_of(mqtt_model, dest), 0o600, None, None)
+    ntrip = resp.parse_credentials(ntrip_body())
+    assert module.write_files(str(dest), files_of(ntrip, dest), 0o600, None, None,
+                              remove=[module.CERT, module.KEY]) is True
+    assert sorted(os.listdir(dest)) == ["credentials.json"]
+    deployed = action.deployed_from_state(module.read_state(str(dest), 0o600, None, None))
+    assert deployed["ntrip"] and not deployed["mqtt"]
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"[]", b'{"format": 2}'])
+def test_unreadable_credentials_read_as_missing(tmp_path, content):
+    (tmp_path / "credentials.json").write_bytes(content)
+    state = module.read_state(str(tmp_path), 0o600, None, None)
+    assert state["credentials"] is None and state["credentials_error"]
+    assert action.deployed_from_state(state) == {"credentials": False, "fingerprint": None}
+
+
+def test_broken_certificate_on_disk_reads_as_not_ok(tmp_path, mqtt_model):
+    module.write_files(str(tmp_path), files_of(mqtt_model, tmp_path), 0o600, None, None)
+    (tmp_path / "client.crt").write_text("garbage")
+    deployed = action.deployed_from_state(module.read_state(str(tmp_path), 0o600, None, None))
+    assert deployed["credentials"] and not deployed.get("certificate_ok")
+
+
+def test_fix_attributes(tmp_path, mqtt_model):
+    module.write_files(str(tmp_path), files_of(mqtt_model, tmp_path), 0o600, None, None)
+    os.chmod(tmp_path / "client.crt", 0o600)
+    os.chmod(tmp_path / "credentials.json", 0o666)
+    assert module.fix_attributes(str(tmp_path), 0o600, None, None) is True
+    assert mode_of(tmp_path / "client.crt") == 0o644
+    assert mode_of(tmp_path / "credentials.json") == 0o600
+    assert module.fix_attributes(str(tmp_path), 0o600, None, None) is False
+
+
+def test_argument_specs_match_documentation():
+    """The action plugin, the module part and DOCUMENTATION declare the same options."""
+    tree = ast.parse(inspect.getsource(module))
+    call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "AnsibleModule")
+    spec_node = next(k.value for k in call.keywords if k.arg == "argument_spec")
+    module_names = {k.arg for k in spec_node.keywords if not k.arg.startswith("_")}
+    doc = yaml.safe_load(module.DOCUMENTATION)
+    assert module_names == set(action.ARGUMENT_SPEC) == set(doc["options"])
+    for name, spec in action.ARGUMENT_SPEC.items():
+        assert doc["options"][name]["type"] == spec["type"], name
+        assert doc["options"][name].get("default") == spec.get("default"), name
+        assert bool(doc["options"][name].get("required")) == bool(spec.get("required")), name
+    assert action.ARGUMENT_SPEC["token"]["no_log"] is True
+
+
+def test_action_helpers(pki, mqtt_model):
+    expected = datetime.datetime(2027, 11, 25, 21, tzinfo=datetime.timezone.utc).timestamp()
+    assert action.parse_iso_z("2027-11-25T21:00:00Z") == expected
+    assert action.parse_iso_z("nope") is None and action.parse_iso_z(None) is None
+    text = action.summary(resp.public_view(mqtt_model), mqtt_model["fingerprint"])
+    assert "fingerprint_sha256: " + mqtt_model["fingerprint"] in text
+    assert "ntrip://ppntrip.services.u-blox.com:2101/NEAR-RTCM (tls 2102)" in text
+    for secret in ("s3cret-pass", KEY_A, "PRIVATE"):
+        assert secret not in text
+    assert action.summary({}, None) == ""
