@@ -277,7 +277,7 @@ def _publisher_main(conn, tls: dict, host: str, port: int) -> None:
         for frame in frames:
             cum.append(total)
             total += len(frame)
-        sent = []
+        sent, info = [], None
         start = time.monotonic()
         for i, frame in enumerate(frames):
             due = start + cum[i] / rate
@@ -287,8 +287,10 @@ def _publisher_main(conn, tls: dict, host: str, port: int) -> None:
                     break
                 time.sleep(min(due - now, 0.002))
             sent.append(time.monotonic())
-            client.publish(topic, frame, qos=0)
-        conn.send(sent)
+            info = client.publish(topic, frame, qos=0)
+        with contextlib.suppress(RuntimeError, ValueError):
+            info.wait_for_publish(30)  # QoS 0: returns once the last message is written to the socket
+        conn.send((sent, time.monotonic()))
     client.loop_stop()
     client.disconnect()
 
@@ -306,8 +308,10 @@ class PacedPublisher:
             raise RuntimeError("bench publisher could not connect to the broker")
 
     def publish(self, topic: str, frames: list[bytes], rate: float) -> list[float]:
+        """Blocks until all are published; `flushed` is when the last one left the publisher's socket."""
         self._conn.send((topic, frames, rate))
-        return self._conn.recv()
+        sent, self.flushed = self._conn.recv()
+        return sent
 
     def close(self) -> None:
         with contextlib.suppress(OSError, BrokenPipeError):

@@ -328,8 +328,9 @@ def phase_latency(world: Lab, who: str, proto: str, factory, count: int, msg_rat
 
 
 def phase_ramp(world: Lab, who: str, factory, rates: list[int], step_s: float) -> dict:
-    """Raise the MQTT publish rate step by step; the max rate is the last step where every frame arrived
-    byte-exact. Stops at the first lossy step (or when the bench publisher cannot reach the rate)."""
+    """Raise the MQTT publish rate step by step. A step is sustained when every frame arrived byte-exact and the
+    client kept up: delivered rate (bytes / (last arrival - first send)) >= 95 % of the sent rate. The result is
+    the highest sustained rate; the ramp stops at the first step that is not (or the bench publisher's limit)."""
     steps, best, limit = [], 0.0, None
     with Segment(world, who, "mqtt", "raw", factory, configure=False, fixed=True) as seg:
         seg.wait_ready()
@@ -338,21 +339,28 @@ def phase_ramp(world: Lab, who: str, factory, rates: list[int], step_s: float) -
             sent = world.send("mqtt", frames, rate)
             seg.drain(quiet=1.0, limit=20.0)
             got = seg.arrivals(frames)
-            lost = sum(1 for g in got if g is None)
+            lat, lost = latencies_ms(sent, got)
             size = sum(map(len, frames))
             achieved = size / max(sent[-1] - sent[0], 1e-6)
-            step = {"target": rate, "achieved": achieved, "frames": len(frames), "lost": lost}
+            last = max((g for g in got if g is not None), default=sent[-1])
+            delivered = size / max(last - sent[0], 1e-6)
+            kept_up = lost == 0 and delivered >= 0.95 * achieved
+            pub_lag = world.publisher.flushed - sent[-1]
+            step = {"target": rate, "achieved": achieved, "delivered": delivered, "publisher_lag_s": pub_lag, "frames": len(frames), "lost": lost,
+                    "p50": M.percentile(lat, 50), "p99": M.percentile(lat, 99), "sustained": kept_up}  # fmt: skip
             steps.append(step)
-            log(f"  {who:4} ramp {rate / 1e3:7.0f} kB/s: sent at {achieved / 1e3:7.0f} kB/s, lost {lost}/{len(frames)}")
-            if achieved < 0.9 * rate:
-                limit = "bench publisher could not reach the next rate"
-                if lost == 0:
-                    best = max(best, achieved)
-                break
-            if lost or not seg.alive():
-                limit = "frames lost" if lost else "client exited"
+            log(f"  {who:4} ramp {rate / 1e3:6.0f} kB/s: sent {achieved / 1e3:6.0f} kB/s, delivered "
+                f"{delivered / 1e3:6.0f} kB/s, lost {lost}/{len(frames)}, p99 {_f(step['p99'], '.1f')} ms, "
+                f"publisher lag {pub_lag * 1e3:.0f} ms")  # fmt: skip
+            if not kept_up or not seg.alive():
+                limit = f"{'frames lost' if lost else 'backlog (client slower than the rate)'} at {rate / 1e3:.0f} kB/s"
+                if not seg.alive():
+                    limit = "client exited"
                 break
             best = achieved
+            if achieved < 0.9 * rate:
+                limit = f"bench publisher limit (~{achieved / 1e3:.0f} kB/s)"
+                break
         else:
             limit = "top of the ramp reached"
     return {"max_zero_loss": best, "steps": steps, "stopped_by": limit}
@@ -478,9 +486,9 @@ def render(res: dict, info: dict, args, notes: list[str]) -> str:
     ]
     ramp = res.get("mqtt", {}).get("ramp", {})
     for who in (OURS, PEER):
-        if who in ramp:
+        if ramp.get(who, {}).get("steps"):
             steps = ", ".join(
-                f"{s['target'] / 1e3:.0f}→{s['achieved'] / 1e3:.0f} kB/s lost {s['lost']}/{s['frames']}"
+                f"{s['achieved'] / 1e3:.0f}→{s['delivered'] / 1e3:.0f} kB/s lost {s['lost']}/{s['frames']}"
                 for s in ramp[who]["steps"]
             )
             out.append(f"- ramp {who}: {steps} (stopped: {ramp[who]['stopped_by']})")
@@ -525,6 +533,7 @@ def main() -> int:
     ap.add_argument("--peer-venv", default=os.environ.get("PEER_VENV", "/work/venv-pygnssutils"))
     ap.add_argument("--synthetic", action="store_true", help="synthetic frames even if the capture is present")
     ap.add_argument("--no-ntrip", action="store_true", help="skip the NTRIP part")
+    ap.add_argument("--no-mqtt", action="store_true", help="skip the MQTT part")
     ap.add_argument("--only", choices=(OURS, PEER), help="run one client only (to validate the bench)")
     ap.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"), help="results file ('' = do not write)")
     ap.add_argument("--json", help="also dump raw results to this file")
@@ -545,6 +554,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-forwarder-") as tmpdir:
         world = Lab(Path(tmpdir), peer_bin, ntrip=not args.no_ntrip)
         try:
+          if not args.no_mqtt:
             log("MQTT: real rate (ReceiverSim)")
             for who in (OURS, PEER):
                 res["mqtt"]["real"][who] = _guard(notes, who, "mqtt real rate", phase_real_rate,

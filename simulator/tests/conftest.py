@@ -16,6 +16,10 @@ T_IP = "0b5e8a7c-3f1d-4c2b-9e6a-00000000a001"
 T_OTHER = "0b5e8a7c-3f1d-4c2b-9e6a-00000000a002"
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "lab: tests that start real mosquitto/str2str/stunnel (the lab)")
+
+
 @pytest.fixture(scope="session")
 def sim_handle(tmp_path_factory):
     handle = run_in_thread(tmp_path_factory.mktemp("sim"), {T_IP: {"plan": "ip", "region": "eu"}})

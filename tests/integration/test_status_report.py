@@ -61,7 +61,7 @@ def _digest(directory: Path) -> dict:
 
 def _run_playbook(env, inventory, report_dir, *extra):
     cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOK),
-           "-e", "pointperfect_report_dir=%s" % report_dir, *extra]
+           "-e", f"pointperfect_report_dir={report_dir}", *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc.stdout
@@ -86,14 +86,14 @@ def fleet(tmp_path_factory, ansible_env):
     lines = ["[pointperfect_gateways]"]
     for host, base in gws.items():
         unit = "pointperfect-forwarder-gwbad" if host == "gw-bad" else "pointperfect-forwarder"
-        lines.append("%s ansible_connection=local pointperfect_status_dest=%s pointperfect_status_file=%s "
-                     "pointperfect_status_service=%s" % (host, base / "etc", base / "run" / "status.json", unit))
-    lines += ["", "[pointperfect_gateways:vars]", "ansible_python_interpreter=%s" % sys.executable,
+        lines.append("{} ansible_connection=local pointperfect_status_dest={} pointperfect_status_file={} "
+                     "pointperfect_status_service={}".format(host, base / "etc", base / "run" / "status.json", unit))
+    lines += ["", "[pointperfect_gateways:vars]", f"ansible_python_interpreter={sys.executable}",
               "pointperfect_status_become=false"]
     inventory = root / "hosts.ini"
     inventory.write_text("\n".join(lines) + "\n")
     env = dict(ansible_env)
-    env["PATH"] = "%s%s%s" % (root / "bin", os.pathsep, env.get("PATH", ""))
+    env["PATH"] = "{}{}{}".format(root / "bin", os.pathsep, env.get("PATH", ""))
     env["FAKE_SYSTEMD_DIR"] = str(root / "units")
     report_dir = root / "report"
     before = _digest(root / "gw-bad")
@@ -170,15 +170,15 @@ class _Structure(HTMLParser):
         self.tags.append((tag, dict(attrs)))
         attrs = dict(attrs)
         if tag in ("script", "link", "iframe", "object", "img"):
-            self.errors.append("forbidden element <%s>" % tag)
+            self.errors.append(f"forbidden element <{tag}>")
         for name in ("src", "href", "xlink:href"):
             if name in attrs and not str(attrs[name]).startswith("#"):
-                self.errors.append("external reference %s=%r" % (name, attrs[name]))
+                self.errors.append(f"external reference {name}={attrs[name]!r}")
         if any(a.startswith("on") for a in attrs):
-            self.errors.append("event handler on <%s>" % tag)
+            self.errors.append(f"event handler on <{tag}>")
         if "id" in attrs:
             if attrs["id"] in self.ids:
-                self.errors.append("duplicate id %r" % attrs["id"])
+                self.errors.append("duplicate id {!r}".format(attrs["id"]))
             self.ids.add(attrs["id"])
         self.in_style = tag == "style"
         if tag not in self.VOID:
@@ -191,7 +191,7 @@ class _Structure(HTMLParser):
         if tag in self.VOID:
             return
         if not self.stack or self.stack[-1] != tag:
-            self.errors.append("unbalanced </%s> (open: %s)" % (tag, self.stack[-3:]))
+            self.errors.append(f"unbalanced </{tag}> (open: {self.stack[-3:]})")
             return
         self.stack.pop()
         self.in_style = False
@@ -241,9 +241,9 @@ def _png_size(path: Path):
 
 
 def _shoot(chromium, url, out, tmp_path, *extra):
-    profile = tmp_path / ("profile-%s" % out.stem)
+    profile = tmp_path / (f"profile-{out.stem}")
     profile.mkdir()
-    cmd = [chromium, *CHROMIUM_FLAGS, "--user-data-dir=%s" % profile, "--window-size=1400,1000", *extra, url]
+    cmd = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--window-size=1400,1000", *extra, url]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path)
 
 
@@ -251,14 +251,14 @@ def test_html_renders_in_headless_chromium(fleet, tmp_path):
     chromium = _chromium()
     page = (fleet["report_dir"] / "index.html").as_uri()
     shot = tmp_path / "report.png"
-    proc = _shoot(chromium, page, shot, tmp_path, "--screenshot=%s" % shot, "--hide-scrollbars")
+    proc = _shoot(chromium, page, shot, tmp_path, f"--screenshot={shot}", "--hide-scrollbars")
     assert shot.exists(), proc.stderr[-2000:]
     assert _png_size(shot) == (1400, 1000)
     blank_html = tmp_path / "blank.html"
     blank_html.write_text('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>b</title></head>'
                           "<body></body></html>")
     blank = tmp_path / "blank.png"
-    _shoot(chromium, blank_html.as_uri(), blank, tmp_path, "--screenshot=%s" % blank, "--hide-scrollbars")
+    _shoot(chromium, blank_html.as_uri(), blank, tmp_path, f"--screenshot={blank}", "--hide-scrollbars")
     # a rendered table, badges and SVGs compress far worse than an empty page of the same size
     assert shot.stat().st_size > 3 * blank.stat().st_size, (shot.stat().st_size, blank.stat().st_size)
     shutil.copy(shot, fleet["report_dir"] / "screenshot.png")
@@ -279,4 +279,4 @@ def test_html_renders_in_headless_chromium(fleet, tmp_path):
     rows = Rows()
     rows.feed(dom.stdout)
     assert rows.rows == {"gw-bad": "critical", "gw-ok": "ok", "gw-ntrip": "ok"}
-    assert list(rows.rows)[0] == "gw-bad"
+    assert next(iter(rows.rows)) == "gw-bad"

@@ -23,7 +23,7 @@ def credentials(now: float, *, hwid="gw-01", plan="ip", cert_days=200.0, key_day
             "next": {"start": cur_end_ms, "duration": key_len_ms, "value": KEY_VALUE[::-1]}}
     return {
         "format": 1, "hardware_id": hwid, "given_name": hwid, "plan": "ntrip" if ntrip else plan,
-        "service": "ntrip" if ntrip else "mqtt", "client_id": "4f1b0e0c-0000-4000-8000-%012d" % len(hwid),
+        "service": "ntrip" if ntrip else "mqtt", "client_id": f"4f1b0e0c-0000-4000-8000-{len(hwid):012d}",
         "certificate_not_after": None if ntrip else iso(now + cert_days * DAY),
         "mqtt": None if ntrip else {"host": "127.0.0.1", "port": 8883, "client_id": "c",
                                     "certificate": "/etc/pointperfect/client.crt",
@@ -83,7 +83,8 @@ FAKE_SYSTEMCTL = """#!/bin/sh
 # Fake systemctl for tests: `show UNIT --property=...` prints $FAKE_SYSTEMD_DIR/UNIT, or a not-found unit.
 [ "$1" = "show" ] || { echo "fake systemctl: only show" >&2; exit 1; }
 if [ -f "$FAKE_SYSTEMD_DIR/$2" ]; then cat "$FAKE_SYSTEMD_DIR/$2"; else
-  printf 'LoadState=not-found\\nActiveState=inactive\\nSubState=dead\\nNRestarts=0\\nExecMainStartTimestamp=\\nMainPID=0\\n'
+  printf 'LoadState=not-found\\nActiveState=inactive\\nSubState=dead\\n'
+  printf 'NRestarts=0\\nExecMainStartTimestamp=\\nMainPID=0\\n'
 fi
 """
 
@@ -97,6 +98,5 @@ def fake_systemd(bin_dir: Path, units_dir: Path, units: dict) -> None:
     script.chmod(script.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     for unit, (active, sub, restarts) in units.items():
         (units_dir / unit).write_text(
-            "LoadState=loaded\nActiveState=%s\nSubState=%s\nNRestarts=%d\n"
-            "ExecMainStartTimestamp=Wed 2026-11-25 20:00:00 UTC\nMainPID=%d\n"
-            % (active, sub, restarts, 4242 if active == "active" else 0))
+            f"LoadState=loaded\nActiveState={active}\nSubState={sub}\nNRestarts={restarts}\n"
+            f"ExecMainStartTimestamp=Wed 2026-11-25 20:00:00 UTC\nMainPID={4242 if active == 'active' else 0}\n")

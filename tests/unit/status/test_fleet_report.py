@@ -22,8 +22,9 @@ def result(tmp_path, name, *, creds=None, status=None, service=("active", "runni
     props = None
     if service is not None:
         active, sub, restarts = service
-        out = "LoadState=%s\nActiveState=%s\nSubState=%s\nNRestarts=%d\nExecMainStartTimestamp=\nMainPID=0\n" % (
-            "not-found" if active == "absent" else "loaded", active, sub, restarts)
+        load = "not-found" if active == "absent" else "loaded"
+        out = (f"LoadState={load}\nActiveState={active}\nSubState={sub}\nNRestarts={restarts}\n"
+               "ExecMainStartTimestamp=\nMainPID=0\n")
 
         def props(_args):
             return 0, out, ""
@@ -143,7 +144,7 @@ def test_history_from_previous_report(tmp_path):
                             now=NOW)
     assert later["gateways"][0]["history"] == [[fab.iso(NOW), 512.0]]  # history belongs to the host name
     capped = fr.fleet_report(results, previous={"gateways": [{"host": "gw", "history": [
-        ["2026-01-01T00:00:%02dZ" % i, float(i)] for i in range(10)]}]}, now=NOW, history_length=4)
+        [f"2026-01-01T00:00:{i:02d}Z", float(i)] for i in range(10)]}]}, now=NOW, history_length=4)
     assert [p[1] for p in capped["gateways"][0]["history"]] == [7.0, 8.0, 9.0, 512.0]
     for junk in ("{broken", "[]", '{"gateways": [{"host": 3}, {"host": "gw", "history": [["x"], 5]}]}'):
         assert fr.fleet_report(results, previous=junk, now=NOW)["gateways"][0]["history"] == [[fab.iso(NOW), 512.0]]

@@ -98,8 +98,8 @@ def _runner(rc, out, err=""):
     ("activating", "loaded", "activating"), ("inactive", "not-found", "absent"),
 ])
 def test_service_states(active, load, state):
-    out = ("LoadState=%s\nActiveState=%s\nSubState=x\nNRestarts=7\nExecMainStartTimestamp=Wed 2026-11-25 20:00:00 UTC"
-           "\nMainPID=0\n" % (load, active))
+    out = (f"LoadState={load}\nActiveState={active}\nSubState=x\nNRestarts=7\n"
+           "ExecMainStartTimestamp=Wed 2026-11-25 20:00:00 UTC\nMainPID=0\n")
     run, calls = _runner(0, out)
     summary = gs.service_summary("pointperfect-forwarder", run)
     assert summary["state"] == state
@@ -125,7 +125,7 @@ def test_module_main_in_check_mode(tmp_path):
     fab.fake_systemd(tmp_path / "bin", tmp_path / "units", {"pp.service": ("active", "running", 1)})
     args = {"ANSIBLE_MODULE_ARGS": {"dest": str(tmp_path / "etc"), "status_file": str(tmp_path / "run" / "status.json"),
                                     "service": "pp", "_ansible_check_mode": True}}
-    env = dict(os.environ, PATH="%s:%s" % (tmp_path / "bin", os.environ["PATH"]),
+    env = dict(os.environ, PATH="{}:{}".format(tmp_path / "bin", os.environ["PATH"]),
                FAKE_SYSTEMD_DIR=str(tmp_path / "units"), PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-m", "plugins.modules.gateway_status"], input=json.dumps(args),
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False)

@@ -18,7 +18,7 @@ ALERTS = MON / "prometheus" / "alerts.yml"
 PREFIX = "pointperfect_forwarder_"
 PROMQL_WORDS = {"sum", "max", "min", "count", "avg", "rate", "increase", "changes", "time", "vector", "label_values",
                 "by", "without", "or", "and", "unless", "on", "ignoring", "job", "instance", "stream", "key"}
-METRIC = re.compile(r"\b(%s[a-z_]+)\b" % PREFIX)
+METRIC = re.compile(rf"\b({PREFIX}[a-z_]+)\b")
 
 
 def contract4_metrics() -> set:
@@ -110,7 +110,7 @@ def test_scrape_config_generated_from_inventory(tmp_path, ansible_env):
     out = tmp_path / "out" / "prometheus.yml"
     proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
                            str(REPO / "playbooks" / "prometheus_scrape_config.yml"), "-e",
-                           "pointperfect_scrape_file=%s" % out], env=ansible_env, capture_output=True, text=True,
+                           f"pointperfect_scrape_file={out}"], env=ansible_env, capture_output=True, text=True,
                           timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     config = yaml.safe_load(out.read_text())

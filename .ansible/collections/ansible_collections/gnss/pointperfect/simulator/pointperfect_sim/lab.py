@@ -268,7 +268,7 @@ class Caster:
     - str2str binds its ports on all interfaces (its URL syntax has no bind address); stunnel binds 127.0.0.1.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - positional order is Contract 6
         self,
         workdir,
         port: int | None = None,
@@ -328,11 +328,10 @@ class Caster:
         """Ready = the caster answers a source-table request."""
         deadline = time.monotonic() + timeout
         while True:
-            with contextlib.suppress(OSError):
-                with socket.create_connection((LOOPBACK, self.port), timeout=1) as sock:
-                    sock.sendall(b"GET / HTTP/1.0\r\nUser-Agent: NTRIP lab-probe\r\n\r\n")
-                    if sock.recv(64).startswith(b"SOURCETABLE 200"):
-                        return
+            with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, self.port), timeout=1) as sock:
+                sock.sendall(b"GET / HTTP/1.0\r\nUser-Agent: NTRIP lab-probe\r\n\r\n")
+                if sock.recv(64).startswith(b"SOURCETABLE 200"):
+                    return
             if not self._str2str.alive():
                 raise RuntimeError(f"str2str exited: {self._str2str.log_tail()}")
             if time.monotonic() > deadline:

@@ -99,7 +99,9 @@ def key_to_pem(key: rsa.RSAPrivateKey) -> str:
 
 def _signed_by_ca(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     try:
-        ca.public_key().verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm)
+        ca.public_key().verify(
+            cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm
+        )
     except InvalidSignature:
         return False
     return True

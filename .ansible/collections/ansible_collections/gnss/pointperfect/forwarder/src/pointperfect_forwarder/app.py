@@ -54,9 +54,9 @@ class Pipeline:
             self.stats,
             lambda f: self.writer.submit(f, priority=True),
             self._receiver_reset,
-            configure,
-            settings.receiver["port"],
-            settings.receiver["source"],
+            configure=configure,
+            port=settings.receiver["port"],
+            source=settings.receiver["source"],
             have_keys=lambda: self._key_frame is not None,
         )
         self.health = Health(

@@ -12,7 +12,7 @@ class Backoff:
         self.maximum = maximum
         self.reset_after = reset_after
         self.attempt = 0
-        self._rng = rng or random.Random()
+        self._rng = rng or random.SystemRandom()
         self._clock = clock or time.monotonic
         self._session_start: float | None = None
 

@@ -61,6 +61,7 @@ class Receiver:
         stats: Stats,
         send: Callable[[Frame], None],
         on_reset: Callable[[str], None],
+        *,
         configure: bool,
         port: str = "USB",
         source: str = "ip",
@@ -115,9 +116,8 @@ class Receiver:
                 self._ack(cls_id == b"\x05\x01")
             elif cls_id == b"\x04\x02" and any(m in raw for m in BOOT_MARKERS):
                 self._reset("boot notice")
-            elif cls_id == b"\x02\x36" and len(raw) >= 12:
-                if keys_in_frame(raw) == 0 and self._have_keys():
-                    self._reset("receiver holds no keys")
+            elif cls_id == b"\x02\x36" and len(raw) >= 12 and keys_in_frame(raw) == 0 and self._have_keys():
+                self._reset("receiver holds no keys")
 
     def _gga(self, raw: bytes) -> None:
         try:

@@ -9,8 +9,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 SKIP_DIRS = {"tests", "build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv"}
 

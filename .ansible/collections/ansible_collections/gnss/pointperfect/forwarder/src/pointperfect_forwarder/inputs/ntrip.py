@@ -92,8 +92,11 @@ def build_request(cfg: NtripSettings) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def parse_response(head: bytes) -> tuple[int, dict[str, str], bytes] | None:
-    """(status, headers, body start) once the response head is complete, else None. Handles ICY and HTTP."""
+def parse_response(head: bytes, eof: bool = False) -> tuple[int, dict[str, str], bytes] | None:
+    """(status, headers, body start) once the response head is complete, else None. Handles ICY and HTTP.
+
+    With `eof` (the caster closed the connection) a head without its blank line is accepted: some casters send just
+    `HTTP/1.0 401 Unauthorized` and hang up."""
     if head.startswith(b"ICY "):
         end = head.find(b"\r\n")
         if end < 0:
@@ -107,7 +110,9 @@ def parse_response(head: bytes) -> tuple[int, dict[str, str], bytes] | None:
     if end < 0:
         if head.startswith(b"SOURCETABLE"):
             return 404, {}, b""
-        return None
+        if not (eof and b"\r\n" in head):
+            return None
+        end = len(head.rstrip(b"\r\n"))
     lines = head[:end].decode("latin-1").split("\r\n")
     first = lines[0].split(" ", 2)
     if first[0].startswith("SOURCETABLE"):
@@ -187,12 +192,12 @@ class NtripInput(Input):
         head = b""
         while True:
             chunk = sock.recv(4096)
-            if not chunk:
-                raise ProtocolError("connection closed before a response")
             head += chunk
-            parsed = parse_response(head)
+            parsed = parse_response(head, eof=not chunk)
             if parsed:
                 break
+            if not chunk:
+                raise ProtocolError("connection closed before a response")
             if len(head) > HEADER_LIMIT:
                 raise ProtocolError("response header too long")
         status, headers, body = parsed
@@ -242,7 +247,7 @@ class NtripInput(Input):
                 return None
             try:
                 data = sock.recv(65536)
-            except (socket.timeout, ssl.SSLWantReadError):
+            except (TimeoutError, ssl.SSLWantReadError):
                 data = b""
                 continue
             if not data:

@@ -1,0 +1,125 @@
+"""Integration: the daemon's contract with systemd, Prometheus, the status file, SIGHUP, and bad configuration."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from conftest import SRC, credentials, forwarder_config, lab_keys
+from pointperfect_sim.lab import free_port
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def _serial(receiver):
+    return {"type": "serial", "device": receiver.device_path, "baudrate": 115200}
+
+
+def test_status_file_and_metrics(tmp_path, broker, receiver, daemons):
+    port = free_port()
+    creds = credentials(tmp_path, broker=broker, keys=lab_keys())
+    cfg = forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver),
+                           health={"metrics_port": port})
+    fwd = daemons(cfg)
+    st = fwd.wait_status(lambda s: s["input"]["state"] == "connected" and s["receiver"]["config_state"] == "applied")
+    assert st["format"] == 1 and st["pid"] == fwd.proc.pid and st["version"] == "0.1.0"
+    assert st["input"]["endpoint"] == f"127.0.0.1:{broker.port}"
+    assert st["output"] == {**st["output"], "type": "serial", "target": receiver.device_path, "state": "open"}
+    assert set(st["streams"]) == {"spartn", "ubx", "rtcm", "nmea"}
+    assert st["certificate_not_after"] == "2030-01-01T00:00:00Z"
+    assert st["keys"]["current"]["valid"] is True and st["keys"]["last_sent_at"]
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    for name in ("up 1.0", "input_connected 1.0", 'input_bytes_total{stream="spartn"}', "output_bytes_total",
+                 'output_frames_total{stream="ubx"}', "frames_dropped_total 0.0", "reconnects_total",
+                 "last_data_age_seconds", 'key_valid_until_timestamp_seconds{key="next"}',
+                 "certificate_not_after_timestamp_seconds 1.893456e+09", "receiver_configured 1.0",
+                 "receiver_resets_total 0.0", "start_time_seconds", "healthy"):
+        assert f"pointperfect_forwarder_{name}" in body, name
+
+
+def test_sd_notify_ready_watchdog_stopping(tmp_path, broker, receiver, daemons):
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(15)
+    try:
+        creds = credentials(tmp_path, broker=broker, keys=lab_keys())
+        cfg = forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver))
+        fwd = daemons(cfg, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"})
+        seen: list[str] = []
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not ("READY=1" in seen and seen.count("WATCHDOG=1") >= 2):
+            seen += sock.recv(4096).decode().split("\n")
+        assert "READY=1" in seen and seen.count("WATCHDOG=1") >= 2
+        assert any(s.startswith("STATUS=") for s in seen)
+        assert fwd.stop() == 0
+        rest = []
+        sock.settimeout(1)
+        try:
+            while True:
+                rest += sock.recv(4096).decode().split("\n")
+        except TimeoutError:
+            pass
+        assert "STOPPING=1" in rest
+        assert fwd.status()["input"]["state"] == "stopped"
+    finally:
+        sock.close()
+
+
+def test_sighup_reloads_config(tmp_path, broker, receiver, daemons):
+    creds = credentials(tmp_path, broker=broker, keys=lab_keys())
+    cfg = forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver),
+                           mqtt={"port": free_port()})  # nobody listens there
+    fwd = daemons(cfg)
+    fwd.wait_status(lambda s: s["input"]["reconnects"] >= 1 and s["input"]["state"] != "connected")
+    data = json.loads(cfg.read_text())
+    data["mqtt"]["port"] = None  # back to the credentials' broker
+    cfg.write_text(json.dumps(data))
+    fwd.signal(__import__("signal").SIGHUP)
+    fwd.wait_status(lambda s: s["input"]["state"] == "connected" and s["input"]["endpoint"].endswith(str(broker.port)))
+    # a broken config on SIGHUP is refused and the running one is kept
+    cfg.write_text('{"input": "carrier-pigeon"}')
+    fwd.signal(__import__("signal").SIGHUP)
+    time.sleep(1.5)
+    assert fwd.proc.poll() is None
+    assert "reload (SIGHUP) refused" in fwd.log() and "config error: input:" in fwd.log()
+    assert fwd.status()["input"]["state"] == "connected"
+
+
+def _cli(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pointperfect_forwarder", *args], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"output": {"baudrate": "fast"}}, "config error: output.baudrate: must be an integer"),
+        ({"input": "udp"}, "config error: input: must be one of mqtt, ntrip"),
+        ({"watchdog": {"no_data_timeout": 0}}, "config error: watchdog.no_data_timeout: must be > 0"),
+        ({"ntrip": {"versoin": 2}}, "config error: ntrip.versoin: unknown field"),
+        ({"input": "ntrip"}, "config error: credentials.ntrip: null: this plan has no NTRIP service (use input mqtt)"),
+        ({"credentials_file": "/nonexistent/credentials.json"},
+         "config error: credentials_file: /nonexistent/credentials.json: no such file"),
+    ],
+)
+def test_bad_config_exits_2_with_one_line(tmp_path, broker, change, message):
+    creds = credentials(tmp_path, broker=broker, keys=lab_keys())
+    cfg = forwarder_config(tmp_path, creds, **change)
+    for args in (["-c", str(cfg), "--check-config"], ["-c", str(cfg)]):
+        res = _cli(*args)
+        assert res.returncode == 2
+        assert res.stderr.strip() == message
+        assert res.stdout == ""
+
+
+def test_check_config_ok(tmp_path, broker):
+    creds = credentials(tmp_path, broker=broker, keys=lab_keys())
+    res = _cli("-c", str(forwarder_config(tmp_path, creds)), "--check-config")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(f"config ok: mqtt 127.0.0.1:{broker.port} -> serial /dev/ttyACM0, keys 2")

@@ -1,0 +1,186 @@
+"""`make demo`: the whole job on the embedded default world, then a table of what every gateway's receiver gets.
+
+Starts the ZTP API simulator, a real Mosquitto (mutual TLS) and a real RTKLIB caster behind stunnel, three systemd
+gateways (systemd-nspawn) each wired to a simulated receiver on a pseudo-terminal, runs the provision playbook and
+the status playbook, prints the table, and tears everything down (DEMO_KEEP=1 keeps it running until Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STATE = Path(os.environ.get("PP_DEMO_DIR", REPO / ".demo")).resolve()
+sys.path[:0] = [str(REPO / "simulator"), str(REPO)]
+
+from pointperfect_sim import profiles  # noqa: E402
+from pointperfect_sim.lab import Caster, Mosquitto, lab_keys  # noqa: E402
+from pointperfect_sim.pki import PKI  # noqa: E402
+from pointperfect_sim.receiver import ReceiverSim  # noqa: E402
+from pointperfect_sim.replay import DEFAULT_TOPICS, CasterFeeder, MqttReplayer  # noqa: E402
+from pointperfect_sim.server import run_in_thread  # noqa: E402
+
+from tests.harness import fleet as fleet_harness  # noqa: E402
+
+# Which simulated device profile each demo gateway belongs to: two MQTT plans and one NTRIP plan.
+GATEWAYS = (
+    ("gw-1", profiles.DEMO_IP_EU, "mqtt"),
+    ("gw-2", profiles.DEMO_NTRIP, "ntrip"),
+    ("gw-3", profiles.DEMO_LIVE_BOTH, "mqtt"),
+)
+NTRIP_USER, NTRIP_PASSWORD = "demo", "demo"  # the shared caster account of the DEMO_NTRIP profile
+
+
+def say(msg: str) -> None:
+    print(f"demo: {msg}", flush=True)
+
+
+def playbook(name: str, inventory: Path, env: dict, *extra: str) -> None:
+    cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), f"gnss.pointperfect.{name}"]
+    say("$ " + " ".join(cmd[1:] + list(extra)))
+    subprocess.run([*cmd, *extra], env=env, check=True)
+
+
+def host_vars(fleet_dir: Path, sim, broker: Mosquitto, caster: Caster) -> None:
+    """Per-gateway inventory variables: its token, the simulator's API and CA, and the lab's loopback ports."""
+    hv = fleet_dir / "host_vars"
+    hv.mkdir(exist_ok=True)
+    for name, token, service in GATEWAYS:
+        lines = [
+            f"pointperfect_ztp_token: {token}",
+            f"pointperfect_ztp_api_url: {sim.url}",
+            f"pointperfect_ztp_ca_path: {sim.ca_path}",
+            f"pointperfect_ca_file: {broker.ca_path}",
+            f"pointperfect_input: {service}",
+            f"pointperfect_mqtt_port: {broker.port}",
+            f"pointperfect_ntrip_port: {caster.tls_port}",
+        ]
+        (hv / f"{name}.yml").write_text("---\n" + "\n".join(lines) + "\n")
+
+
+def receiver_table(receivers: dict[str, ReceiverSim], fleet_dir: Path) -> str:
+    rows = [("gateway", "input", "keys", "SPARTN frames", "bytes", "config applied", "garbage")]
+    for name, _, service in GATEWAYS:
+        rx = receivers[name]
+        spartn = rx.frames_of("spartn")
+        rows.append(
+            (
+                name,
+                service,
+                "yes" if rx.keys else "no",
+                str(len(spartn)),
+                str(sum(len(f.raw) for f in rx.frames)),
+                "yes" if rx.config else "no",
+                str(rx.garbage_bytes),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+
+
+def up(args: argparse.Namespace) -> int:
+    down(args)
+    STATE.mkdir(parents=True, exist_ok=True)
+    state: dict = {"pids": []}
+    stack = contextlib.ExitStack()
+    with stack:
+        say("starting the ZTP API simulator")
+        sim = run_in_thread(STATE / "sim", profiles.DEMO_PROFILES)
+        stack.callback(sim.stop)
+        pki = PKI(STATE / "sim" / "pki")  # the simulator's CA: the broker and caster trust its devices
+        say("starting Mosquitto (mutual TLS) and the NTRIP caster (str2str + stunnel4)")
+        broker = Mosquitto(pki, STATE / "broker")
+        broker.start()
+        stack.callback(broker.stop)
+        caster = Caster(STATE / "caster", None, None, "NEAR-SPARTN", NTRIP_USER, NTRIP_PASSWORD, pki)
+        caster.start()
+        stack.callback(caster.stop)
+        replayer = MqttReplayer(broker, dict(DEFAULT_TOPICS, corrections="/pp/ip/eu")).connect()
+        replayer.publish_keys(lab_keys())
+        replayer.start_stream(loop=True)
+        stack.callback(replayer.stop)
+        feeder = CasterFeeder(caster).start(loop=True)
+        stack.callback(feeder.stop)
+        state["pids"] += [broker.pid, *caster.pids]
+
+        receivers = {}
+        for name, _, _ in GATEWAYS:
+            rx = ReceiverSim(STATE / "rx" / name).start()
+            stack.callback(rx.close)
+            receivers[name] = rx
+        (STATE / "rx").mkdir(exist_ok=True)
+
+        say(f"booting {len(GATEWAYS)} systemd gateways (the first run builds a Debian rootfs, about a minute)")
+        fleet_dir = STATE / "fleet"
+        fleet = fleet_harness.Fleet(
+            len(GATEWAYS), fleet_dir, serial_devices=[str(receivers[g[0]].slave_path) for g in GATEWAYS]
+        )
+        state["fleet"] = str(fleet_dir)
+        (STATE / "demo.json").write_text(json.dumps(state))
+        fleet.up()
+        stack.callback(fleet.down)
+        host_vars(fleet_dir, sim, broker, caster)
+
+        env = fleet.ansible_env()
+        env["ANSIBLE_NOCOLOR"] = "1"
+        playbook("provision", fleet.inventory_path, env)
+        say("second run: nothing changes and the ZTP API is not called")
+        before = sim.calls()["total"]
+        playbook("provision", fleet.inventory_path, env)
+        say(f"ZTP API calls in the second run: {sim.calls()['total'] - before}")
+
+        say("letting corrections flow for 20 s")
+        time.sleep(20)
+        report_dir = STATE / "report"
+        playbook("status", fleet.inventory_path, env, "-e", f"pointperfect_report_dir={report_dir}")
+        print()
+        print(receiver_table(receivers, fleet_dir))
+        print()
+        say(f"HTML report: {report_dir / 'index.html'}")
+        if os.environ.get("DEMO_KEEP") == "1":
+            say("DEMO_KEEP=1: running until Ctrl-C (or `make demo-down` from another shell)")
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(3600)
+        say("tearing down")
+    with contextlib.suppress(FileNotFoundError):
+        (STATE / "demo.json").unlink()
+    return 0
+
+
+def down(_args: argparse.Namespace | None = None) -> int:
+    """Stop what an interrupted demo left running: gateways by the fleet's records, lab processes by PID."""
+    record = STATE / "demo.json"
+    if not record.exists():
+        return 0
+    state = json.loads(record.read_text())
+    if state.get("fleet"):
+        fleet_harness.down(state["fleet"])
+    for pid in state.get("pids", []):
+        with contextlib.suppress(ProcessLookupError, FileNotFoundError, PermissionError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if str(STATE).encode() in cmdline:  # ours: started with a path under the demo dir
+                os.kill(pid, signal.SIGTERM)
+    record.unlink()
+    say("stopped what the previous demo left running")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("cmd", choices=("up", "down"))
+    args = parser.parse_args()
+    return up(args) if args.cmd == "up" else down(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
