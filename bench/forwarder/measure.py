@@ -183,7 +183,7 @@ class RawPtyReader:
 
 
 def match_frames(
-    frames: list[bytes], raw: bytes, times: list[float], ends: list[int], start: int = 0, window: int = 1 << 18
+    frames: list[bytes], raw: bytes, times: list[float], ends: list[int], *, start: int = 0, window: int = 1 << 18
 ) -> tuple[list[float | None], int]:
     """Arrival time of each frame (None = not found byte-exact) searching in order from `start`; returns the
     times and the offset after the last frame found. A frame arrives when the chunk holding its last byte does."""

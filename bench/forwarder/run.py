@@ -38,8 +38,8 @@ KEY_TOPIC = DEFAULT_TOPICS["keys"]
 CORR_TOPIC = DEFAULT_TOPICS["corrections"]
 POSITION = (52.0, 5.0, 10.0)
 RAMP_RATES = [50_000, 100_000, 200_000, 400_000, 700_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000]
-OURS, PEER = "ours", "peer"
-ONLY = None
+OURS, PEER, FLOOR = "ours", "peer", "floor"
+LAB_NTRIP_LOGIN = ("bench", "bench-pw")  # lab caster user/password
 
 
 def log(msg: str) -> None:
@@ -76,7 +76,11 @@ class Lab:
         self.peer_bin = peer_bin
         self.pki = PKI(tmp / "pki")
         self.broker = lab.Mosquitto(self.pki, tmp / "broker").start()
-        self.caster = lab.Caster(tmp / "caster", pki=self.pki, user="bench", password="bench-pw").start() if ntrip else None
+        self.caster = (
+            lab.Caster(tmp / "caster", pki=self.pki, user=LAB_NTRIP_LOGIN[0], password=LAB_NTRIP_LOGIN[1]).start()
+            if ntrip
+            else None
+        )
         self.keys = lab.lab_keys()
         with MqttReplayer(self.broker) as replayer:  # the retained key frame, as the service publishes it
             replayer.publish_keys(self.keys)
@@ -92,6 +96,7 @@ class Lab:
 
     def _identity(self, name: str) -> tuple[str, Path, Path]:
         client_id = f"{name}-{uuid.uuid4()}"
+        self.last_client_id = client_id
         cert, key = self.broker.issue_device(client_id)
         return client_id, cert, key
 
@@ -142,6 +147,7 @@ class Lab:
             "health": {"status_file": str(work / "status.json"), "metrics_port": lab.free_port()},
         }
         (work / "forwarder.json").write_text(json.dumps(config, indent=2) + "\n")
+        self.last_status = work / "status.json"
         exe = Path(sys.executable).parent / "pointperfect-forwarder"
         if exe.exists():
             argv = [str(exe)]
@@ -161,21 +167,69 @@ class Lab:
             client_id, cert, key = self._identity("peer")
             argv = [
                 str(self.peer_bin / "gnssmqttclient"),
-                "--clientid", client_id, "--server", self.broker.host, "--port", str(self.broker.port),
-                "--region", "eu", "--mode", "0", "--topic_ip", "1", "--topic_mga", "0", "--topic_key", "1",
-                "--tlscrt", str(cert), "--tlskey", str(key), "--clioutput", "2", "--output", f"{device}@38400",
-            ]  # fmt: skip
+                "--clientid",
+                client_id,
+                "--server",
+                self.broker.host,
+                "--port",
+                str(self.broker.port),
+                "--region",
+                "eu",
+                "--mode",
+                "0",
+                "--topic_ip",
+                "1",
+                "--topic_mga",
+                "0",
+                "--topic_key",
+                "1",
+                "--tlscrt",
+                str(cert),
+                "--tlskey",
+                str(key),
+                "--clioutput",
+                "2",
+                "--output",
+                f"{device}@38400",
+            ]
         else:
             c = self.caster
             lat, lon, alt = POSITION
             argv = [
                 str(self.peer_bin / "gnssntripclient"),
-                "--server", c.host, "--port", str(c.tls_port), "--https", "1", "--selfsign", "1",
-                "--tlscrtpath", str(self.pki.ca_path), "--mountpoint", c.mountpoint, "--ntripversion", "2.0",
-                "--datatype", "SPARTN", "--ntripuser", c.user, "--ntrippassword", c.password,
-                "--ggainterval", "10", "--reflat", str(lat), "--reflon", str(lon), "--refalt", str(alt),
-                "--clioutput", "2", "--output", f"{device}@38400",
-            ]  # fmt: skip
+                "--server",
+                c.host,
+                "--port",
+                str(c.tls_port),
+                "--https",
+                "1",
+                "--selfsign",
+                "1",
+                "--tlscrtpath",
+                str(self.pki.ca_path),
+                "--mountpoint",
+                c.mountpoint,
+                "--ntripversion",
+                "2.0",
+                "--datatype",
+                "SPARTN",
+                "--ntripuser",
+                c.user,
+                "--ntrippassword",
+                c.password,
+                "--ggainterval",
+                "10",
+                "--reflat",
+                str(lat),
+                "--reflon",
+                str(lon),
+                "--refalt",
+                str(alt),
+                "--clioutput",
+                "2",
+                "--output",
+                f"{device}@38400",
+            ]
         # gnssmqttclient verifies the broker with the default trust store (no CA option): point it at the lab CA
         os.environ["SSL_CERT_FILE"] = str(self.pki.ca_path)
         try:
@@ -183,7 +237,31 @@ class Lab:
         finally:
             del os.environ["SSL_CERT_FILE"]
 
+    def start_floor(self, proto: str, device: str) -> lab.Proc:
+        self.runs += 1
+        work = self.tmp / f"floor-{self.runs}"
+        work.mkdir()
+        argv = [sys.executable, str(HERE / "floor.py"), proto, "--device", device, "--ca", str(self.pki.ca_path)]
+        if proto == "mqtt":
+            client_id, cert, key = self._identity("floor")
+            argv += ["--port", str(self.broker.port), "--cert", str(cert), "--key", str(key), "--client-id", client_id]
+        else:
+            c = self.caster
+            argv += [
+                "--port",
+                str(c.tls_port),
+                "--mountpoint",
+                c.mountpoint,
+                "--user",
+                c.user,
+                "--password",
+                c.password,
+            ]
+        return lab.Proc(argv, work / "floor.log").start()
+
     def start(self, who: str, proto: str, device: str, *, configure: bool = True, fixed: bool = False) -> lab.Proc:
+        if who == FLOOR:
+            return self.start_floor(proto, device)
         if who == OURS:
             return self.start_ours(proto, device, configure=configure, fixed=fixed)
         return self.start_peer(proto, device)
@@ -231,7 +309,7 @@ class Segment(contextlib.AbstractContextManager):
             seen = {f.raw: f.t for f in self.rx.frames_of("spartn")}
             return [seen.get(fr) for fr in frames]
         raw, times, ends = self.raw.data()
-        got, self.cursor = M.match_frames(frames, raw, times, ends, self.cursor)
+        got, self.cursor = M.match_frames(frames, raw, times, ends, start=self.cursor)
         return got
 
     def wait_ready(self, timeout: float = 40.0) -> float:
@@ -279,7 +357,7 @@ def latencies_ms(sent: list[float], got: list[float | None]) -> tuple[list[float
     return lat, sum(1 for g in got if g is None)
 
 
-def phase_real_rate(world: Lab, who: str, proto: str, frames: list[bytes], factory, window: float) -> dict:
+def phase_real_rate(world: Lab, who: str, proto: str, *, frames: list[bytes], factory, window: float) -> dict:
     """Real rate through the ReceiverSim: CPU% and RSS over `window` s, plus latency and loss at that rate."""
     with Segment(world, who, proto, "sim", factory) as seg:
         ready = seg.wait_ready()
@@ -307,12 +385,14 @@ def phase_real_rate(world: Lab, who: str, proto: str, frames: list[bytes], facto
         if who == OURS and proto == "mqtt":
             res["receiver_configured"] = bool(seg.rx.config)
             res["receiver_keys"] = len(seg.rx.keys)
-    log(f"  {who:4} {proto} real rate: cpu {res['cpu_percent']:.3f}% rss {res['rss_steady_mb']:.1f}/"
-        f"{res['rss_peak_mb']:.1f} MB lost {lost}/{len(frames)} p50 {_f(res['lat_p50'])} p99 {_f(res['lat_p99'])} ms")  # fmt: skip
+    log(
+        f"  {who:4} {proto} real rate: cpu {res['cpu_percent']:.3f}% rss {res['rss_steady_mb']:.1f}/"
+        f"{res['rss_peak_mb']:.1f} MB lost {lost}/{len(frames)} p50 {_f(res['lat_p50'])} p99 {_f(res['lat_p99'])} ms"
+    )
     return res
 
 
-def phase_latency(world: Lab, who: str, proto: str, factory, count: int, msg_rate: float) -> dict:
+def phase_latency(world: Lab, who: str, proto: str, *, factory, count: int, msg_rate: float) -> dict:
     """`count` unique frames at `msg_rate` frames/s through the raw reader: publish-to-pty latency."""
     with Segment(world, who, proto, "raw", factory, configure=False, fixed=True) as seg:
         seg.wait_ready()
@@ -321,8 +401,14 @@ def phase_latency(world: Lab, who: str, proto: str, factory, count: int, msg_rat
         sent = world.send(proto, frames, rate)
         seg.drain()
         lat, lost = latencies_ms(sent, seg.arrivals(frames))
-    res = {"n": len(lat), "lost": lost, "p50": M.percentile(lat, 50), "p99": M.percentile(lat, 99),
-           "max": max(lat) if lat else None, "mean": sum(lat) / len(lat) if lat else None}  # fmt: skip
+    res = {
+        "n": len(lat),
+        "lost": lost,
+        "p50": M.percentile(lat, 50),
+        "p99": M.percentile(lat, 99),
+        "max": max(lat) if lat else None,
+        "mean": sum(lat) / len(lat) if lat else None,
+    }
     log(f"  {who:4} {proto} latency: n={res['n']} lost={lost} p50 {_f(res['p50'])} p99 {_f(res['p99'])} ms")
     return res
 
@@ -346,12 +432,23 @@ def phase_ramp(world: Lab, who: str, factory, rates: list[int], step_s: float) -
             delivered = size / max(last - sent[0], 1e-6)
             kept_up = lost == 0 and delivered >= 0.95 * achieved
             pub_lag = world.publisher.flushed - sent[-1]
-            step = {"target": rate, "achieved": achieved, "delivered": delivered, "publisher_lag_s": pub_lag, "frames": len(frames), "lost": lost,
-                    "p50": M.percentile(lat, 50), "p99": M.percentile(lat, 99), "sustained": kept_up}  # fmt: skip
+            step = {
+                "target": rate,
+                "achieved": achieved,
+                "delivered": delivered,
+                "publisher_lag_s": pub_lag,
+                "frames": len(frames),
+                "lost": lost,
+                "p50": M.percentile(lat, 50),
+                "p99": M.percentile(lat, 99),
+                "sustained": kept_up,
+            }
             steps.append(step)
-            log(f"  {who:4} ramp {rate / 1e3:6.0f} kB/s: sent {achieved / 1e3:6.0f} kB/s, delivered "
+            log(
+                f"  {who:4} ramp {rate / 1e3:6.0f} kB/s: sent {achieved / 1e3:6.0f} kB/s, delivered "
                 f"{delivered / 1e3:6.0f} kB/s, lost {lost}/{len(frames)}, p99 {_f(step['p99'], '.1f')} ms, "
-                f"publisher lag {pub_lag * 1e3:.0f} ms")  # fmt: skip
+                f"publisher lag {pub_lag * 1e3:.0f} ms"
+            )
             if not kept_up or not seg.alive():
                 limit = f"{'frames lost' if lost else 'backlog (client slower than the rate)'} at {rate / 1e3:.0f} kB/s"
                 if not seg.alive():
@@ -363,7 +460,25 @@ def phase_ramp(world: Lab, who: str, factory, rates: list[int], step_s: float) -
                 break
         else:
             limit = "top of the ramp reached"
-    return {"max_zero_loss": best, "steps": steps, "stopped_by": limit}
+        time.sleep(2.5 if who == OURS else 0)  # the status file is rewritten every ~2 s
+        # where were frames lost: the broker (slow subscriber) or the client's own bounded queue
+        client_id = world.last_client_id
+        broker_drops = sum(
+            1
+            for ln in world.broker.log_path.read_text(errors="replace").splitlines()
+            if "being dropped" in ln and client_id in ln
+        )
+        own_drops = None
+        if who == OURS:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                own_drops = json.loads(world.last_status.read_text())["output"]["dropped_frames"]
+    return {
+        "max_zero_loss": best,
+        "steps": steps,
+        "stopped_by": limit,
+        "broker_drop_notices": broker_drops,
+        "client_dropped_frames": own_drops,
+    }
 
 
 def factory_avg(factory: M.FrameFactory) -> float:
@@ -383,7 +498,7 @@ def machine_info(peer_bin: Path) -> dict:
         platform.processor(),
     )
     mem = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1]
-    mosq = subprocess.run([lab.MOSQUITTO, "-h"], capture_output=True, text=True).stdout.split("\n", 1)[0]
+    mosq = subprocess.run([lab.MOSQUITTO, "-h"], check=False, capture_output=True, text=True).stdout.split("\n", 1)[0]
     try:
         from pointperfect_forwarder import __version__ as ours  # noqa: PLC0415
     except ImportError:
@@ -405,59 +520,85 @@ def ratio(a, b) -> str:
     return "n/a" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
 
-def build_rows(res: dict) -> list[tuple[str, str, str, str, str]]:
+def build_rows(res: dict) -> list[tuple[str, ...]]:
     """(metric, ours, peer, ratio, target) rows."""
     rows = []
     mq = res.get("mqtt", {})
     nt = res.get("ntrip", {})
 
     def row(label, getter, fmt=".2f", target="", unit_scale=1.0):
-        o, p = getter(OURS), getter(PEER)
+        o, p, fl = getter(OURS), getter(PEER), getter(FLOOR)
         o = None if o is None else o * unit_scale
         p = None if p is None else p * unit_scale
-        rows.append((label, _f(o, fmt), _f(p, fmt), ratio(o, p), target))
+        rows.append((label, _f(o, fmt), _f(p, fmt), ratio(o, p), target, "" if fl is None else _f(fl, fmt)))
 
     def get(section, phase, key):
         return lambda who: section.get(phase, {}).get(who, {}).get(key)
 
     if mq:
         p99_o, p99_p = get(mq, "latency", "p99")(OURS), get(mq, "latency", "p99")(PEER)
-        t_lat = _target(p99_o is not None and p99_p is not None and p99_o <= p99_p / 2, "p99 ≤ ½ peer")
+        t_lat = _target(None if p99_o is None or p99_p is None else p99_o <= p99_p / 2, "p99 ≤ ½ peer")
         row("MQTT latency p50, ms", get(mq, "latency", "p50"))
         row("MQTT latency p99, ms", get(mq, "latency", "p99"), target=t_lat)
         row("MQTT latency p99 at real rate, ms", get(mq, "real", "lat_p99"))
         tp = get(mq, "ramp", "max_zero_loss")(OURS)
-        row("MQTT max zero-loss throughput, kB/s", get(mq, "ramp", "max_zero_loss"), ".0f",
-            _target(tp is not None and tp >= 1e6, "≥ 1000 kB/s"), 1e-3)  # fmt: skip
+        row(
+            "MQTT max zero-loss throughput, kB/s",
+            get(mq, "ramp", "max_zero_loss"),
+            ".0f",
+            _target(None if tp is None else tp >= 1e6, "≥ 1000 kB/s"),
+            1e-3,
+        )
         rss = get(mq, "real", "rss_peak_mb")(OURS)
         row("MQTT RSS steady, MB", get(mq, "real", "rss_steady_mb"), ".1f")
-        row("MQTT RSS peak, MB", get(mq, "real", "rss_peak_mb"), ".1f", _target(rss is not None and rss <= 30, "≤ 30 MB"))
+        row(
+            "MQTT RSS peak, MB",
+            get(mq, "real", "rss_peak_mb"),
+            ".1f",
+            _target(None if rss is None else rss <= 30, "≤ 30 MB"),
+        )
         cpu = get(mq, "real", "cpu_percent")(OURS)
-        row("MQTT CPU at real rate, %", get(mq, "real", "cpu_percent"), ".3f",
-            _target(cpu is not None and cpu <= 0.5, "≤ 0.5 %"))  # fmt: skip
+        row(
+            "MQTT CPU at real rate, %",
+            get(mq, "real", "cpu_percent"),
+            ".3f",
+            _target(None if cpu is None else cpu <= 0.5, "≤ 0.5 %"),
+        )
         row("MQTT frames lost at real rate", get(mq, "real", "lost"), ".0f")
     if nt:
         p99_o, p99_p = get(nt, "latency", "p99")(OURS), get(nt, "latency", "p99")(PEER)
         row("NTRIP latency p50, ms", get(nt, "latency", "p50"))
-        row("NTRIP latency p99, ms", get(nt, "latency", "p99"),
-            target=_target(p99_o is not None and p99_p is not None and p99_o <= p99_p / 2, "p99 ≤ ½ peer"))  # fmt: skip
+        row(
+            "NTRIP latency p99, ms",
+            get(nt, "latency", "p99"),
+            target=_target(None if p99_o is None or p99_p is None else p99_o <= p99_p / 2, "p99 ≤ ½ peer"),
+        )
         row("NTRIP latency p99 at real rate, ms", get(nt, "real", "lat_p99"))
         rss = get(nt, "real", "rss_peak_mb")(OURS)
         row("NTRIP RSS steady, MB", get(nt, "real", "rss_steady_mb"), ".1f")
-        row("NTRIP RSS peak, MB", get(nt, "real", "rss_peak_mb"), ".1f", _target(rss is not None and rss <= 30, "≤ 30 MB"))
+        row(
+            "NTRIP RSS peak, MB",
+            get(nt, "real", "rss_peak_mb"),
+            ".1f",
+            _target(None if rss is None else rss <= 30, "≤ 30 MB"),
+        )
         cpu = get(nt, "real", "cpu_percent")(OURS)
-        row("NTRIP CPU at real rate, %", get(nt, "real", "cpu_percent"), ".3f",
-            _target(cpu is not None and cpu <= 0.5, "≤ 0.5 %"))  # fmt: skip
+        row(
+            "NTRIP CPU at real rate, %",
+            get(nt, "real", "cpu_percent"),
+            ".3f",
+            _target(None if cpu is None else cpu <= 0.5, "≤ 0.5 %"),
+        )
         row("NTRIP frames lost at real rate", get(nt, "real", "lost"), ".0f")
     return rows
 
 
-def _target(met: bool, text: str) -> str:
-    return f"{text}: {'met' if met else 'MISSED'}"
+def _target(met: bool | None, text: str) -> str:
+    return f"{text}: {'not measured' if met is None else 'met' if met else 'MISSED'}"
 
 
 def table(rows) -> str:
-    head = ("metric", "ours", "peer (pygnssutils)", "ours/peer", "target")
+    head = ("metric", "ours", "peer (pygnssutils)", "ours/peer", "target", "bare-client floor")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
@@ -470,7 +611,8 @@ def render(res: dict, info: dict, args, notes: list[str]) -> str:
         "",
         "pointperfect-forwarder (ours) against pygnssutils "
         f"{PEER_VERSION} `gnssmqttclient` / `gnssntripclient` (peer), in one run, same broker, caster and data, "
-        "alternating which client goes first. Generated by `bench/forwarder/run.py` (method: `bench/forwarder/README.md`).",
+        "alternating which client goes first. Generated by `bench/forwarder/run.py` "
+        "(method: `bench/forwarder/README.md`).",
         "",
         f"Reproduce (repo root, dev venv or `.venv`): `{cmd}`",
         "",
@@ -491,7 +633,11 @@ def render(res: dict, info: dict, args, notes: list[str]) -> str:
                 f"{s['achieved'] / 1e3:.0f}→{s['delivered'] / 1e3:.0f} kB/s lost {s['lost']}/{s['frames']}"
                 for s in ramp[who]["steps"]
             )
-            out.append(f"- ramp {who}: {steps} (stopped: {ramp[who]['stopped_by']})")
+            r = ramp[who]
+            where = f"broker drop notices for this client: {r['broker_drop_notices']}"
+            if r.get("client_dropped_frames") is not None:
+                where += f", frames dropped by the forwarder's own queue: {r['client_dropped_frames']}"
+            out.append(f"- ramp {who} (sent→delivered): {steps} (stopped: {r['stopped_by']}; {where})")
     out += [f"- {n}" for n in notes]
     return "\n".join(out) + "\n"
 
@@ -538,8 +684,6 @@ def main() -> int:
     ap.add_argument("--doc", default=str(REPO / "docs" / "benchmarks.md"), help="results file ('' = do not write)")
     ap.add_argument("--json", help="also dump raw results to this file")
     args = ap.parse_args()
-    global ONLY  # noqa: PLW0603
-    ONLY = args.only
     args.window = args.window or (10.0 if args.quick else 60.0)
     args.latency_frames = args.latency_frames or (200 if args.quick else 1000)
     args.step = args.step or (2.0 if args.quick else 4.0)
@@ -548,35 +692,18 @@ def main() -> int:
     sizes = [len(f) for f in F.iter_spartn_file(CAPTURE)] if CAPTURE.exists() else [80, 120, 200, 350, 598]
     factory = M.FrameFactory(sizes, F)
     real_frames = capture_frames(args.synthetic, factory, args.window)
-    res: dict = {"mqtt": {"real": {}, "latency": {}, "ramp": {}}}
+    res: dict = {}
     notes: list[str] = []
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-forwarder-") as tmpdir:
         world = Lab(Path(tmpdir), peer_bin, ntrip=not args.no_ntrip)
         try:
-          if not args.no_mqtt:
-            log("MQTT: real rate (ReceiverSim)")
-            for who in (OURS, PEER):
-                res["mqtt"]["real"][who] = _guard(notes, who, "mqtt real rate", phase_real_rate,
-                                                  world, who, "mqtt", real_frames, factory, args.window)  # fmt: skip
-            log("MQTT: latency (raw pty reader)")
-            for who in (PEER, OURS):
-                res["mqtt"]["latency"][who] = _guard(notes, who, "mqtt latency", phase_latency,
-                                                     world, who, "mqtt", factory, args.latency_frames, args.latency_rate)  # fmt: skip
-            log("MQTT: zero-loss throughput ramp (raw pty reader)")
-            for who in (OURS, PEER):
-                res["mqtt"]["ramp"][who] = _guard(notes, who, "mqtt ramp", phase_ramp,
-                                                  world, who, factory, RAMP_RATES, args.step)  # fmt: skip
-            if not args.no_ntrip:
-                res["ntrip"] = {"real": {}, "latency": {}}
-                log("NTRIP: real rate (ReceiverSim)")
-                for who in (PEER, OURS):
-                    res["ntrip"]["real"][who] = _guard(notes, who, "ntrip real rate", phase_real_rate,
-                                                       world, who, "ntrip", real_frames, factory, args.window)  # fmt: skip
-                log("NTRIP: latency (raw pty reader)")
-                for who in (OURS, PEER):
-                    res["ntrip"]["latency"][who] = _guard(notes, who, "ntrip latency", phase_latency, world, who,
-                                                          "ntrip", factory, args.latency_frames // 2, args.latency_rate)  # fmt: skip
+            for proto, phase, order in plan(args):
+                log(f"{proto.upper()}: {phase}")
+                for who in order:
+                    res.setdefault(proto, {}).setdefault(phase, {})[who] = _guard(
+                        notes, who, proto, phase, world=world, factory=factory, args=args, real_frames=real_frames
+                    )
         finally:
             world.close()
     log(f"done in {time.monotonic() - t0:.0f} s")
@@ -592,14 +719,33 @@ def main() -> int:
     return 0
 
 
-def _guard(notes: list[str], who: str, what: str, fn, *a) -> dict:
-    """Run one phase; a client that fails to run is reported, not fatal."""
-    if ONLY and who != ONLY:
+def plan(args) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(protocol, phase, client order): the first client alternates from phase to phase."""
+    out = []
+    if not args.no_mqtt:
+        out += [
+            ("mqtt", "real", (OURS, PEER)),
+            ("mqtt", "latency", (FLOOR, PEER, OURS)),
+            ("mqtt", "ramp", (OURS, PEER)),
+        ]
+    if not args.no_ntrip:
+        out += [("ntrip", "real", (PEER, OURS)), ("ntrip", "latency", (FLOOR, OURS, PEER))]
+    return out
+
+
+def _guard(notes: list[str], who: str, proto: str, phase: str, *, world: Lab, factory, args, real_frames) -> dict:
+    """Run one phase for one client; a client that fails to run is reported, not fatal."""
+    if args.only and who not in (args.only, FLOOR):
         return {}
     try:
-        return fn(*a)
+        if phase == "real":
+            return phase_real_rate(world, who, proto, frames=real_frames, factory=factory, window=args.window)
+        if phase == "latency":
+            count = args.latency_frames if proto == "mqtt" else args.latency_frames // 2
+            return phase_latency(world, who, proto, factory=factory, count=count, msg_rate=args.latency_rate)
+        return phase_ramp(world, who, factory, RAMP_RATES, args.step)
     except Exception as exc:  # any failure of a client is a result to report
-        msg = f"{who} {what} failed: {str(exc)[:400]}"
+        msg = f"{who} {proto} {phase} failed: {str(exc)[:400]}"
         log("  " + msg)
         notes.append(msg)
         return {"error": str(exc)[:400]}

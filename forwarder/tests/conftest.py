@@ -35,14 +35,14 @@ def lab_keys() -> dict:
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
-    from pointperfect_sim.pki import PKI
+    from pointperfect_sim.pki import PKI  # noqa: PLC0415 - importable once sys.path is set above
 
     return PKI(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
 def broker(pki, tmp_path):
-    from pointperfect_sim.lab import Mosquitto
+    from pointperfect_sim.lab import Mosquitto  # noqa: PLC0415 - as above
 
     mosq = Mosquitto(pki, tmp_path / "broker").start()
     yield mosq
@@ -51,7 +51,7 @@ def broker(pki, tmp_path):
 
 @pytest.fixture
 def receiver(tmp_path):
-    from pointperfect_sim.receiver import ReceiverSim
+    from pointperfect_sim.receiver import ReceiverSim  # noqa: PLC0415 - as above
 
     sim = ReceiverSim(tmp_path / "ttyGNSS").start()
     yield sim
@@ -76,11 +76,22 @@ def credentials(tmp_path: Path, *, broker=None, caster=None, keys: dict | None =
     }
     if broker is not None:
         cert, key = broker.issue_device(cn)
-        creds["mqtt"] = {"host": "127.0.0.1", "port": broker.port, "client_id": cn, "certificate": str(cert),
-                         "private_key": str(key)}
+        creds["mqtt"] = {
+            "host": "127.0.0.1",
+            "port": broker.port,
+            "client_id": cn,
+            "certificate": str(cert),
+            "private_key": str(key),
+        }
     if caster is not None:
-        creds["ntrip"] = {"host": "127.0.0.1", "port": caster.port, "tls_port": caster.tls_port,
-                          "mountpoint": caster.mountpoint, "username": caster.user, "password": caster.password}
+        creds["ntrip"] = {
+            "host": "127.0.0.1",
+            "port": caster.port,
+            "tls_port": caster.tls_port,
+            "mountpoint": caster.mountpoint,
+            "username": caster.user,
+            "password": caster.password,
+        }
     path = tmp_path / "credentials.json"
     path.write_text(json.dumps(creds, indent=2, sort_keys=True) + "\n")
     path.chmod(0o600)
@@ -95,8 +106,12 @@ def forwarder_config(tmp_path: Path, creds: Path, **sections) -> Path:
         "ca_file": None,
         "backoff": {"initial": 0.2, "max": 1, "reset_after": 5},
         "watchdog": {"no_data_timeout": 30},
-        "health": {"status_file": str(tmp_path / "status.json"), "metrics_address": "127.0.0.1",
-                   "metrics_port": None, "summary_interval": 60},
+        "health": {
+            "status_file": str(tmp_path / "status.json"),
+            "metrics_address": "127.0.0.1",
+            "metrics_port": None,
+            "summary_interval": 60,
+        },
         "log_level": "debug",
     }
     for name, value in sections.items():
@@ -123,7 +138,10 @@ class Daemon:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "pointperfect_forwarder", "-c", str(self.config)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
             )
         return self
 

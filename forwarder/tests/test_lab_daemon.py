@@ -23,8 +23,9 @@ def _serial(receiver):
 def test_status_file_and_metrics(tmp_path, broker, receiver, daemons):
     port = free_port()
     creds = credentials(tmp_path, broker=broker, keys=lab_keys())
-    cfg = forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver),
-                           health={"metrics_port": port})
+    cfg = forwarder_config(
+        tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver), health={"metrics_port": port}
+    )
     fwd = daemons(cfg)
     st = fwd.wait_status(lambda s: s["input"]["state"] == "connected" and s["receiver"]["config_state"] == "applied")
     assert st["format"] == 1 and st["pid"] == fwd.proc.pid and st["version"] == "0.1.0"
@@ -34,11 +35,22 @@ def test_status_file_and_metrics(tmp_path, broker, receiver, daemons):
     assert st["certificate_not_after"] == "2030-01-01T00:00:00Z"
     assert st["keys"]["current"]["valid"] is True and st["keys"]["last_sent_at"]
     body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for name in ("up 1.0", "input_connected 1.0", 'input_bytes_total{stream="spartn"}', "output_bytes_total",
-                 'output_frames_total{stream="ubx"}', "frames_dropped_total 0.0", "reconnects_total",
-                 "last_data_age_seconds", 'key_valid_until_timestamp_seconds{key="next"}',
-                 "certificate_not_after_timestamp_seconds 1.893456e+09", "receiver_configured 1.0",
-                 "receiver_resets_total 0.0", "start_time_seconds", "healthy"):
+    for name in (
+        "up 1.0",
+        "input_connected 1.0",
+        'input_bytes_total{stream="spartn"}',
+        "output_bytes_total",
+        'output_frames_total{stream="ubx"}',
+        "frames_dropped_total 0.0",
+        "reconnects_total",
+        "last_data_age_seconds",
+        'key_valid_until_timestamp_seconds{key="next"}',
+        "certificate_not_after_timestamp_seconds 1.893456e+09",
+        "receiver_configured 1.0",
+        "receiver_resets_total 0.0",
+        "start_time_seconds",
+        "healthy",
+    ):
         assert f"pointperfect_forwarder_{name}" in body, name
 
 
@@ -73,8 +85,9 @@ def test_sd_notify_ready_watchdog_stopping(tmp_path, broker, receiver, daemons):
 
 def test_sighup_reloads_config(tmp_path, broker, receiver, daemons):
     creds = credentials(tmp_path, broker=broker, keys=lab_keys())
-    cfg = forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver),
-                           mqtt={"port": free_port()})  # nobody listens there
+    cfg = forwarder_config(
+        tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver), mqtt={"port": free_port()}
+    )  # nobody listens there
     fwd = daemons(cfg)
     fwd.wait_status(lambda s: s["input"]["reconnects"] >= 1 and s["input"]["state"] != "connected")
     data = json.loads(cfg.read_text())
@@ -92,8 +105,13 @@ def test_sighup_reloads_config(tmp_path, broker, receiver, daemons):
 
 
 def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pointperfect_forwarder", *args], capture_output=True, text=True,
-                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"}, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "pointperfect_forwarder", *args],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"},
+        timeout=30,
+    )
 
 
 @pytest.mark.parametrize(
@@ -104,8 +122,10 @@ def _cli(*args) -> subprocess.CompletedProcess:
         ({"watchdog": {"no_data_timeout": 0}}, "config error: watchdog.no_data_timeout: must be > 0"),
         ({"ntrip": {"versoin": 2}}, "config error: ntrip.versoin: unknown field"),
         ({"input": "ntrip"}, "config error: credentials.ntrip: null: this plan has no NTRIP service (use input mqtt)"),
-        ({"credentials_file": "/nonexistent/credentials.json"},
-         "config error: credentials_file: /nonexistent/credentials.json: no such file"),
+        (
+            {"credentials_file": "/nonexistent/credentials.json"},
+            "config error: credentials_file: /nonexistent/credentials.json: no such file",
+        ),
     ],
 )
 def test_bad_config_exits_2_with_one_line(tmp_path, broker, change, message):

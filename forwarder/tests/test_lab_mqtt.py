@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -49,7 +50,6 @@ def _mga(n: int) -> list[bytes]:
 
 
 def test_interleaved_topics_never_split_frames(tmp_path, broker, receiver, daemons):
-    import threading
 
     keys = lab_keys()
     replayer = MqttReplayer(broker).connect()
@@ -93,8 +93,9 @@ def test_receiver_configured_and_reset_recovered(tmp_path, broker, receiver, dae
     fwd = daemons(_setup(tmp_path, broker, receiver, keys=keys))
     st = fwd.wait_status(lambda s: s["receiver"]["config_state"] == "applied")
     assert receiver.config == {0x20A70001: 0, 0x10770005: 1}
-    assert receiver.wait_for(lambda r: [k["value"] for k in r.keys] == [keys["current"]["value"],
-                                                                        keys["next"]["value"]])
+    assert receiver.wait_for(
+        lambda r: [k["value"] for k in r.keys] == [keys["current"]["value"], keys["next"]["value"]]
+    )
     assert st["keys"]["current"]["valid"] is True
     receiver.reset()  # power cycle: keys and RAM config gone, boot banner printed
     assert not receiver.keys

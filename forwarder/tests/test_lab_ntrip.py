@@ -23,7 +23,11 @@ def caster(pki, tmp_path):
 def _config(tmp_path, caster, receiver, **ntrip):
     creds = credentials(tmp_path, caster=caster, keys=lab_keys())
     return forwarder_config(
-        tmp_path, creds, input="ntrip", ca_file=str(caster.ca_path), ntrip={"gga_interval": 1, **ntrip},
+        tmp_path,
+        creds,
+        input="ntrip",
+        ca_file=str(caster.ca_path),
+        ntrip={"gga_interval": 1, **ntrip},
         output={"type": "serial", "device": receiver.device_path, "baudrate": 115200},
     )
 
@@ -60,8 +64,13 @@ def test_ntrip_401_reports_auth_failed(tmp_path, caster, receiver, daemons):
     creds = credentials(tmp_path, caster=caster, keys=lab_keys())
     text = creds.read_text().replace("s3cr3t-ntrip-pw", "wrong-password")
     creds.write_text(text)
-    cfg = forwarder_config(tmp_path, creds, input="ntrip", ca_file=str(caster.ca_path),
-                           output={"type": "serial", "device": receiver.device_path, "baudrate": 115200})
+    cfg = forwarder_config(
+        tmp_path,
+        creds,
+        input="ntrip",
+        ca_file=str(caster.ca_path),
+        output={"type": "serial", "device": receiver.device_path, "baudrate": 115200},
+    )
     fwd = daemons(cfg)
     st = fwd.wait_status(lambda s: s["input"]["state"] == "auth_failed")
     assert st["input"]["last_error"] == "credentials rejected: re-run provisioning"

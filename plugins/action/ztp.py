@@ -186,7 +186,7 @@ class ActionModule(ActionBase):
             bad = [n for n, f in state['files'].items() if f.get('exists') and not f.get('attributes_ok')]
             if bad:
                 out['changed'] = True
-                if not self._play_context.check_mode:
+                if not self._task.check_mode:
                     fixed = self._run_part(task_vars, dict(target, _state='attributes'))
                     if fixed.get('failed'):
                         return {'failed': True, 'msg': fixed.get('msg'), 'reason': decision.reason,
@@ -195,7 +195,7 @@ class ActionModule(ActionBase):
                 out['msg'] = 'credentials are valid; fixed mode/owner of %s' % ', '.join(sorted(bad))
             return out
 
-        if self._play_context.check_mode:
+        if self._task.check_mode:
             out.update(before_view or {'regions': [], 'topics': {'keys': None, 'corrections': [],
                                                                   'assistnow': None}})
             out['files'] = [state['dest'].rstrip('/') + '/' + n for n in (CERT, KEY, CREDS)] \

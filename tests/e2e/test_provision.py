@@ -171,12 +171,12 @@ def test_provision_fleet(lab, fleet, receivers, playbook):
             for k in ("current", "next")
             for w, t in [F.gps_week_tow(dk[k]["start"])]
         ]
-        assert rx.wait_for(lambda r: any(f.ubx_id == (0x02, 0x36) for f in r.frames()), timeout=30), name
-        kinds = [(f.kind, f.ubx_id) for f in rx.frames()]
+        assert rx.wait_for(lambda r: any(f.ubx_id == (0x02, 0x36) for f in r.frames), timeout=30), name
+        kinds = [(f.kind, f.ubx_id) for f in rx.frames]
         first_key = kinds.index(("ubx", (0x02, 0x36)))
         first_spartn = next((i for i, k in enumerate(kinds) if k[0] == "spartn"), len(kinds))
         assert first_key < first_spartn, f"{name}: a correction came before the keys"
-        keyframe = rx.frames()[first_key]
+        keyframe = rx.frames[first_key]
         assert F.parse_spartnkey_payload(keyframe.payload) == expected, name
         assert rx.wait_for(lambda r: r.config.get(USBINPROT_SPARTN) == 1, timeout=20), f"{name}: {rx.config}"
 

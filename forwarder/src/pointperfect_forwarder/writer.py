@@ -52,6 +52,8 @@ class Writer:
     def submit(self, frame: Frame, priority: bool = False) -> None:
         size = len(frame.data)
         with self._cond:
+            if priority and frame in self._high:
+                return  # the same key/config frame is already waiting (e.g. re-queued on a reopen)
             queue = self._high if priority else self._normal
             # make room by dropping the oldest corrections first, then (only if needed) the oldest priority frames
             while self._queued + size > self.queue_bytes and (self._normal or (priority and self._high)):

@@ -1,0 +1,328 @@
+"""Fleet benchmark: the collection's provision playbook vs the hand-written baseline (baseline.yml) on N nspawn
+gateways, same simulator and Mosquitto; fresh provision and no-op re-run, forks x pipelining, alternating order."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+for extra in (REPO / "simulator", REPO):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+from pointperfect_sim import server  # noqa: E402
+from pointperfect_sim.lab import Mosquitto  # noqa: E402
+from pointperfect_sim.receiver import ReceiverSim  # noqa: E402
+
+from tests.harness.fleet import Fleet  # noqa: E402
+
+TOKEN = "5b0c9e11-2f7d-4a3b-8c6e-0be7c0000001"  # noqa: S105  (the simulator profile token)
+BIN = Path(sys.executable).parent
+PORT_RE = re.compile(r"Port=(\d+)")
+TOOLS = ("collection", "baseline")
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def forwarder_version() -> str:
+    init = (REPO / "forwarder/src/pointperfect_forwarder/__init__.py").read_text()
+    return re.search(r'__version__\s*=\s*"([^"]+)"', init).group(1)
+
+
+def prepare_artifacts(work: Path) -> dict:
+    """Build once on the controller, outside any timing: the role's cached wheelhouse and the baseline's wheel."""
+    cache = work / "wheelhouse-cache"
+    cmd = [sys.executable, str(REPO / "roles/gateway/files/wheelhouse.py"), "--src", str(REPO / "forwarder"),
+           "--cache-dir", str(cache), "--pip-version", "24.2"]  # fmt: skip
+    wh = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    dist = work / "dist"
+    shutil.rmtree(dist, ignore_errors=True)
+    src = work / "forwarder-src"  # pip wheel of a copy: the repo tree stays untouched (no build/ or egg-info)
+    shutil.rmtree(src, ignore_errors=True)
+    skip = shutil.ignore_patterns("tests", "build", "*.egg-info", "__pycache__")
+    shutil.copytree(REPO / "forwarder", src, ignore=skip)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)], check=True)
+    wheel = next(dist.glob("pointperfect_forwarder-*.whl"))
+    return {"wheelhouse_cache": str(cache), "wheelhouse": wh["path"], "wheel": str(wheel)}
+
+
+def collections_path(work: Path) -> str:
+    """The installed collection (PP_COLLECTIONS_PATH, as `make test` sets it) or a symlink tree to this checkout."""
+    if os.environ.get("PP_COLLECTIONS_PATH"):
+        return os.environ["PP_COLLECTIONS_PATH"]
+    link = work / "collections/ansible_collections/gnss/pointperfect"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(REPO)
+    return str(work / "collections")
+
+
+def ssh_wrappers(work: Path) -> Path:
+    """ssh/sftp/scp shims first in PATH: one log line per invocation = one SSH round trip (session) to a gateway."""
+    bindir = work / "bin"
+    bindir.mkdir(exist_ok=True)
+    for prog in ("ssh", "sftp", "scp"):
+        real = shutil.which(prog)
+        shim = bindir / prog
+        shim.write_text(f'#!/bin/bash\nprintf \'%s {prog} %s\\n\' "$EPOCHREALTIME" "$*" >> "$FLEET_SSH_LOG"\n'
+                        f'exec {real} "$@"\n')  # fmt: skip
+        shim.chmod(0o755)
+    return bindir
+
+
+def write_inventory(fleet: Fleet, lab: dict, art: dict, dest: Path) -> Path:
+    inv = dest / "inventory"
+    (inv / "group_vars").mkdir(parents=True, exist_ok=True)
+    shutil.copy(fleet.inventory_path, inv / "hosts.ini")
+    gv = {
+        # the collection (token from POINTPERFECT_ZTP_TOKEN, as documented)
+        "pointperfect_ztp_api_url": lab["url"], "pointperfect_ztp_ca_path": lab["ca"],
+        "pointperfect_ca_file": lab["ca"], "pointperfect_mqtt_port": lab["broker_port"],
+        "pointperfect_wheelhouse_cache_dir": art["wheelhouse_cache"],
+        # the baseline
+        "bench_ztp_url": lab["url"], "bench_ztp_ca_path": lab["ca"], "bench_ztp_token": TOKEN,
+        "bench_broker_ca": lab["ca"], "bench_broker_port": lab["broker_port"], "bench_region": "eu",
+        "bench_forwarder_wheel": art["wheel"], "bench_forwarder_version": forwarder_version(),
+    }  # fmt: skip
+    (inv / "group_vars/pointperfect_gateways.json").write_text(json.dumps(gv, indent=1))
+    return inv
+
+
+def ansible_cfg(path: Path, inventory: Path, forks: int, pipelining: bool) -> None:
+    path.write_text(
+        "# bench/fleet/run.py\n[defaults]\n"
+        f"inventory = {inventory}\nforks = {forks}\nhost_key_checking = False\nretry_files_enabled = False\n"
+        "interpreter_python = /usr/bin/python3\n"
+        f"callback_plugins = {HERE / 'callback_plugins'}\ncallbacks_enabled = fleet_stats\n\n"
+        f"[ssh_connection]\npipelining = {pipelining}\n"
+    )
+
+
+def run_playbook(tool: str, cfg: Path, env: dict, rundir: Path, lab_handle) -> dict:
+    """One timed ansible-playbook run: wall time, API calls, SSH invocations (total, per host, per task), recap."""
+    rundir.mkdir(parents=True)
+    env = dict(env, ANSIBLE_CONFIG=str(cfg), FLEET_STATS_OUT=str(rundir / "stats.json"),
+               FLEET_SSH_LOG=str(rundir / "ssh.log"), ANSIBLE_SSH_CONTROL_PATH_DIR=str(rundir / "cp"))  # fmt: skip
+    (rundir / "ssh.log").touch()
+    playbook = "gnss.pointperfect.provision" if tool == "collection" else str(HERE / "baseline.yml")
+    argv = [str(BIN / "ansible-playbook"), playbook]
+    calls0 = lab_handle.calls()["total"]
+    t0 = time.monotonic()
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    wall = time.monotonic() - t0
+    calls = lab_handle.calls()["total"] - calls0
+    (rundir / "output.txt").write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{tool} run failed (rc {proc.returncode}), see {rundir}/output.txt:\n{proc.stdout[-3000:]}")
+    stats = json.loads((rundir / "stats.json").read_text())
+    ssh = [ln.split(" ", 2) for ln in (rundir / "ssh.log").read_text().splitlines()]
+    per_task: Counter = Counter()
+    for ts, _prog, _args in ssh:
+        t = float(ts)
+        task = next((k["name"] for k in stats["tasks"] if k["start"] <= t < (k["end"] or 1e18)), "(outside tasks)")
+        per_task[task] += 1
+    per_host = Counter(m.group(1) for *_, args in ssh if (m := PORT_RE.search(args)))
+    recap = stats["recap"]
+    return {
+        "tool": tool, "wall": round(wall, 2), "api_calls": calls, "ssh": len(ssh),
+        "ssh_per_host_max": max(per_host.values(), default=0),
+        "ssh_by_prog": dict(Counter(p for _, p, _ in ssh)),
+        "changed": sum(r["changed"] for r in recap.values()), "hosts": len(recap),
+        "failed": sum(r["failures"] + r["unreachable"] for r in recap.values()),
+        "tasks": [{"name": k["name"], "seconds": round((k["end"] or k["start"]) - k["start"], 2),
+                   "ssh": per_task.get(k["name"], 0), "changed": sum(v == "changed" for v in k["hosts"].values())}
+                  for k in stats["tasks"]],
+    }  # fmt: skip
+
+
+def check_running(fleet: Fleet, timeout: float = 45) -> int:
+    """Gateways whose forwarder is active with its MQTT input connected (the install worked, untimed)."""
+    deadline = time.monotonic() + timeout
+    pending = list(fleet.gateways)
+    while pending and time.monotonic() < deadline:
+        still = []
+        for gw in pending:
+            out = gw.run("systemctl is-active pointperfect-forwarder && cat /run/pointperfect/status.json", check=False)
+            try:
+                ok = json.loads(out.stdout.split("\n", 1)[1])["input"]["state"] == "connected"
+            except (IndexError, ValueError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                still.append(gw)
+        pending = still
+        if pending:
+            time.sleep(1)
+    return len(fleet.gateways) - len(pending)
+
+
+def run_matrix(args, work: Path) -> dict:
+    lab_handle = server.run_in_thread(work / "sim", {TOKEN: {"plan": "ip", "region": "eu", "broker_host": "127.0.0.1"}})
+    broker = None
+    receivers = []
+    try:
+        broker = Mosquitto(lab_handle.sim.pki, work / "broker").start()
+        receivers = [ReceiverSim().start() for _ in range(args.gateways)]
+        lab = {"url": lab_handle.url, "ca": lab_handle.ca_path, "broker_port": broker.port}
+        art = prepare_artifacts(work)
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(work), POINTPERFECT_ZTP_TOKEN=TOKEN,
+                   PATH=f"{ssh_wrappers(work)}:{BIN}:{os.environ['PATH']}", ANSIBLE_NOCOLOR="1",
+                   ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3")  # fmt: skip
+        configs = [(f, p) for p in args.pipelining for f in args.forks]
+        results = []
+        boot = 0
+        for i, (forks, pipelining) in enumerate(configs):
+            order = TOOLS if i % 2 == 0 else TOOLS[::-1]
+            for tool in order:
+                boot += 1
+                bootdir = work / f"boot-{boot:02d}"
+                log(f"config {i + 1}/{len(configs)} forks={forks} pipelining={pipelining}: {tool} (fresh fleet)")
+                with Fleet(args.gateways, bootdir / "fleet", serial_devices=[r.slave_path for r in receivers]) as fleet:
+                    inv = write_inventory(fleet, lab, art, bootdir)
+                    cfg = bootdir / "ansible.cfg"
+                    ansible_cfg(cfg, inv, forks, pipelining)
+                    for phase in ("fresh", "noop"):
+                        r = run_playbook(tool, cfg, env, bootdir / f"{tool}-{phase}", lab_handle)
+                        r.update(phase=phase, forks=forks, pipelining=pipelining, order=list(order))
+                        if phase == "fresh":
+                            r["connected"] = check_running(fleet)
+                        log(f"  {phase}: {r['wall']:.1f}s api={r['api_calls']} ssh={r['ssh']} changed={r['changed']}"
+                            + (f" connected={r['connected']}/{args.gateways}" if phase == "fresh" else ""))  # fmt: skip
+                        results.append(r)
+        return {"gateways": args.gateways, "host": os.uname().nodename, "cpus": os.cpu_count(),
+                "loadavg_end": os.getloadavg(), "results": results}  # fmt: skip
+    finally:
+        for rx in receivers:
+            rx.close()
+        if broker is not None:
+            broker.stop()
+        lab_handle.stop()
+
+
+def pick(results: list, tool: str, phase: str, forks: int, pipelining: bool) -> dict:
+    return next(r for r in results if (r["tool"], r["phase"], r["forks"], r["pipelining"]) ==
+                (tool, phase, forks, pipelining))  # fmt: skip
+
+
+def summarize(data: dict) -> tuple[str, dict]:
+    """Markdown table + target verdicts, all computed from the measured runs."""
+    res = data["results"]
+    configs = sorted({(r["forks"], r["pipelining"]) for r in res}, key=lambda c: (not c[1], c[0]))
+    n = data["gateways"]
+    lines = [
+        "| forks | pipelining | run | collection s | baseline s | speed-up | API calls coll/base | "
+        "SSH trips coll/base (max per host) | changed coll/base |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    verdict = {"noop": [], "fresh": [], "noop_api_zero": True}
+    for forks, pipe in configs:
+        for phase in ("fresh", "noop"):
+            c, b = pick(res, "collection", phase, forks, pipe), pick(res, "baseline", phase, forks, pipe)
+            ratio = b["wall"] / c["wall"]
+            verdict[phase].append(ratio)
+            if phase == "noop" and c["api_calls"] != 0:
+                verdict["noop_api_zero"] = False
+            lines.append(
+                f"| {forks} | {'on' if pipe else 'off'} | {phase} | {c['wall']:.1f} | {b['wall']:.1f} | {ratio:.2f}x | "
+                f"{c['api_calls']}/{b['api_calls']} | {c['ssh']} ({c['ssh_per_host_max']}) / {b['ssh']} "
+                f"({b['ssh_per_host_max']}) | {c['changed']}/{b['changed']} |"
+            )
+    noop_ok = min(verdict["noop"]) >= 3 and verdict["noop_api_zero"]
+    fresh_ok = min(verdict["fresh"]) >= 1.5
+    text = "\n".join(lines) + (
+        f"\n\n{n} gateways. Targets: no-op re-run >= 3x faster with 0 API calls: "
+        f"{'met' if noop_ok else 'MISSED'} (worst {min(verdict['noop']):.2f}x, best {max(verdict['noop']):.2f}x); "
+        f"fresh provision >= 1.5x faster: {'met' if fresh_ok else 'MISSED'} "
+        f"(worst {min(verdict['fresh']):.2f}x, best {max(verdict['fresh']):.2f}x).\n"
+    )
+    return text, {"noop_met": noop_ok, "fresh_met": fresh_ok, **verdict}
+
+
+def profile(data: dict, top: int = 12) -> str:
+    """Where the time and SSH round trips of the collection's runs go (forks/pipelining of the first config)."""
+    out = []
+    first = data["results"][0]
+    for phase in ("fresh", "noop"):
+        r = pick(data["results"], "collection", phase, first["forks"], first["pipelining"])
+        out.append(f"collection {phase} (forks {r['forks']}, pipelining {r['pipelining']}): {r['wall']}s, "
+                   f"{r['ssh']} SSH trips")  # fmt: skip
+        for t in sorted(r["tasks"], key=lambda t: -t["seconds"])[:top]:
+            out.append(f"  {t['seconds']:7.2f}s {t['ssh']:4d} ssh {t['changed']:3d} changed  {t['name']}")
+    return "\n".join(out)
+
+
+def plot(data: dict, path: Path) -> None:
+    import matplotlib  # noqa: PLC0415  (only the plot needs it)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    res = data["results"]
+    configs = sorted({(r["forks"], r["pipelining"]) for r in res}, key=lambda c: (not c[1], c[0]))
+    labels = [f"f{f}\n{'pipe' if p else 'no pipe'}" for f, p in configs]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    width = 0.38
+    xs = range(len(configs))
+    panels = [("fresh", "wall", "fresh provision: wall time (s)"), ("noop", "wall", "no-op re-run: wall time (s)"),
+              ("noop", "ssh", "no-op re-run: SSH round trips")]
+    for ax, (phase, key, title) in zip(axes, panels, strict=True):
+        for k, (tool, color) in enumerate((("collection", "#1f77b4"), ("baseline", "#ff7f0e"))):
+            vals = [pick(res, tool, phase, f, p)[key] for f, p in configs]
+            bars = ax.bar([x + (k - 0.5) * width for x in xs], vals, width, label=tool, color=color)
+            ax.bar_label(bars, fmt="%.0f" if key == "ssh" else "%.1f", fontsize=7)
+        ax.set_xticks(list(xs), labels, fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"gnss.pointperfect vs hand-written baseline, {data['gateways']} nspawn gateways "
+                 f"({data['cpus']} CPUs)", fontsize=11)  # fmt: skip
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--gateways", type=int, default=20)
+    ap.add_argument("--forks", default="5,10,20", help="comma-separated fork counts")
+    ap.add_argument("--pipelining", default="on,off", help="on, off or on,off")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/gnss-pointperfect-bench-fleet"))  # noqa: S108
+    ap.add_argument("--plot", type=Path, default=REPO / "docs/fleet-benchmark.png")
+    ap.add_argument("--from-json", type=Path, help="only summarize/plot a previous results.json")
+    args = ap.parse_args(argv)
+    args.forks = [int(f) for f in args.forks.split(",")]
+    args.pipelining = [p.strip() == "on" for p in args.pipelining.split(",")]
+    if args.from_json:
+        data = json.loads(args.from_json.read_text())
+    else:
+        if os.geteuid() != 0:
+            sys.exit("needs root (systemd-nspawn gateways)")
+        work = args.workdir.absolute()
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        t0 = time.monotonic()
+        data = run_matrix(args, work)
+        data["bench_seconds"] = round(time.monotonic() - t0, 1)
+        data["command"] = "bench/fleet/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        (work / "results.json").write_text(json.dumps(data, indent=1))
+        log(f"results: {work / 'results.json'} ({data['bench_seconds']}s)")
+    table, verdict = summarize(data)
+    print(table)
+    print(profile(data))
+    if args.plot:
+        plot(data, args.plot)
+        log(f"plot: {args.plot}")
+    return 0 if verdict["noop_met"] and verdict["fresh_met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
