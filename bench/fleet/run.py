@@ -36,37 +36,38 @@ def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def forwarder_version() -> str:
-    init = (REPO / "forwarder/src/pointperfect_forwarder/__init__.py").read_text()
-    return re.search(r'__version__\s*=\s*"([^"]+)"', init).group(1)
+def install_collection(work: Path) -> tuple[str, Path]:
+    """PP_COLLECTIONS_PATH (as `make test` sets it), else build + install this checkout once: a snapshot, so edits
+    made to the repo while the benchmark runs (the role rebuilds on any forwarder change) cannot skew it."""
+    if os.environ.get("PP_COLLECTIONS_PATH"):
+        path = os.environ["PP_COLLECTIONS_PATH"]
+    else:
+        path = str(work / "collections")
+        galaxy = str(BIN / "ansible-galaxy")
+        subprocess.run([galaxy, "collection", "build", "--force", "--output-path", str(work / "dist-coll"), str(REPO)],
+                       check=True, capture_output=True)  # fmt: skip
+        tarball = next((work / "dist-coll").glob("gnss-pointperfect-*.tar.gz"))
+        subprocess.run([galaxy, "collection", "install", "--force", "-p", path, str(tarball)],
+                       check=True, capture_output=True)  # fmt: skip
+    return path, Path(path) / "ansible_collections/gnss/pointperfect"
 
 
-def prepare_artifacts(work: Path) -> dict:
-    """Build once on the controller, outside any timing: the role's cached wheelhouse and the baseline's wheel."""
+def prepare_artifacts(work: Path, coll: Path) -> dict:
+    """Built once on the controller, outside any timing and from the same forwarder source: the role's cached
+    wheelhouse (what its first run would build) and the baseline's forwarder wheel."""
     cache = work / "wheelhouse-cache"
-    cmd = [sys.executable, str(REPO / "roles/gateway/files/wheelhouse.py"), "--src", str(REPO / "forwarder"),
+    cmd = [sys.executable, str(coll / "roles/gateway/files/wheelhouse.py"), "--src", str(coll / "forwarder"),
            "--cache-dir", str(cache), "--pip-version", "24.2"]  # fmt: skip
     wh = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     dist = work / "dist"
-    shutil.rmtree(dist, ignore_errors=True)
-    src = work / "forwarder-src"  # pip wheel of a copy: the repo tree stays untouched (no build/ or egg-info)
-    shutil.rmtree(src, ignore_errors=True)
-    skip = shutil.ignore_patterns("tests", "build", "*.egg-info", "__pycache__")
-    shutil.copytree(REPO / "forwarder", src, ignore=skip)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)], check=True)
+    src = work / "forwarder-src"  # pip wheel of a copy: the installed tree stays untouched (no build/ or egg-info)
+    shutil.copytree(coll / "forwarder", src, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dist), str(src)]
+    subprocess.run(pip, check=True, capture_output=True)
     wheel = next(dist.glob("pointperfect_forwarder-*.whl"))
-    return {"wheelhouse_cache": str(cache), "wheelhouse": wh["path"], "wheel": str(wheel)}
-
-
-def collections_path(work: Path) -> str:
-    """The installed collection (PP_COLLECTIONS_PATH, as `make test` sets it) or a symlink tree to this checkout."""
-    if os.environ.get("PP_COLLECTIONS_PATH"):
-        return os.environ["PP_COLLECTIONS_PATH"]
-    link = work / "collections/ansible_collections/gnss/pointperfect"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.exists():
-        link.symlink_to(REPO)
-    return str(work / "collections")
+    version = re.search(r"-(\d[^-]*)-py3", wheel.name).group(1)
+    return {"wheelhouse_cache": str(cache), "wheelhouse": wh["path"], "wheel": str(wheel), "version": version,
+            "build_id": wh["build_id"]}  # fmt: skip
 
 
 def ssh_wrappers(work: Path) -> Path:
@@ -94,7 +95,7 @@ def write_inventory(fleet: Fleet, lab: dict, art: dict, dest: Path) -> Path:
         # the baseline
         "bench_ztp_url": lab["url"], "bench_ztp_ca_path": lab["ca"], "bench_ztp_token": TOKEN,
         "bench_broker_ca": lab["ca"], "bench_broker_port": lab["broker_port"], "bench_region": "eu",
-        "bench_forwarder_wheel": art["wheel"], "bench_forwarder_version": forwarder_version(),
+        "bench_forwarder_wheel": art["wheel"], "bench_forwarder_version": art["version"],
     }  # fmt: skip
     (inv / "group_vars/pointperfect_gateways.json").write_text(json.dumps(gv, indent=1))
     return inv
@@ -175,8 +176,9 @@ def run_matrix(args, work: Path) -> dict:
         broker = Mosquitto(lab_handle.sim.pki, work / "broker").start()
         receivers = [ReceiverSim().start() for _ in range(args.gateways)]
         lab = {"url": lab_handle.url, "ca": lab_handle.ca_path, "broker_port": broker.port}
-        art = prepare_artifacts(work)
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path(work), POINTPERFECT_ZTP_TOKEN=TOKEN,
+        coll_path, coll = install_collection(work)
+        art = prepare_artifacts(work, coll)
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=coll_path, POINTPERFECT_ZTP_TOKEN=TOKEN,
                    PATH=f"{ssh_wrappers(work)}:{BIN}:{os.environ['PATH']}", ANSIBLE_NOCOLOR="1",
                    ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3")  # fmt: skip
         configs = [(f, p) for p in args.pipelining for f in args.forks]
@@ -200,8 +202,8 @@ def run_matrix(args, work: Path) -> dict:
                         log(f"  {phase}: {r['wall']:.1f}s api={r['api_calls']} ssh={r['ssh']} changed={r['changed']}"
                             + (f" connected={r['connected']}/{args.gateways}" if phase == "fresh" else ""))  # fmt: skip
                         results.append(r)
-        return {"gateways": args.gateways, "host": os.uname().nodename, "cpus": os.cpu_count(),
-                "loadavg_end": os.getloadavg(), "results": results}  # fmt: skip
+        return {"gateways": args.gateways, "forwarder_build": art["build_id"], "host": os.uname().nodename,
+                "cpus": os.cpu_count(), "loadavg_end": os.getloadavg(), "results": results}  # fmt: skip
     finally:
         for rx in receivers:
             rx.close()
@@ -274,8 +276,11 @@ def plot(data: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     width = 0.38
     xs = range(len(configs))
-    panels = [("fresh", "wall", "fresh provision: wall time (s)"), ("noop", "wall", "no-op re-run: wall time (s)"),
-              ("noop", "ssh", "no-op re-run: SSH round trips")]
+    panels = [
+        ("fresh", "wall", "fresh provision: wall time (s)"),
+        ("noop", "wall", "no-op re-run: wall time (s)"),
+        ("noop", "ssh", "no-op re-run: SSH round trips"),
+    ]
     for ax, (phase, key, title) in zip(axes, panels, strict=True):
         for k, (tool, color) in enumerate((("collection", "#1f77b4"), ("baseline", "#ff7f0e"))):
             vals = [pick(res, tool, phase, f, p)[key] for f, p in configs]

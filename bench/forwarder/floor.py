@@ -34,12 +34,17 @@ def ntrip(args, fd: int) -> None:
     )
     sock.settimeout(None)
     head = b""
-    while b"\r\n\r\n" not in head:
+    while not (head.startswith(b"ICY 200 OK\r\n") or b"\r\n\r\n" in head):
         chunk = sock.recv(4096)
         if not chunk:
             return
         head += chunk
-    os.write(fd, head.split(b"\r\n\r\n", 1)[1])
+    if head.startswith(b"ICY 200 OK\r\n"):  # str2str: a status line, maybe an empty line, then the stream
+        body = head[len(b"ICY 200 OK\r\n") :]
+        body = body.removeprefix(b"\r\n")
+    else:
+        body = head.split(b"\r\n\r\n", 1)[1]
+    os.write(fd, body)
     while chunk := sock.recv(65536):
         os.write(fd, chunk)
 

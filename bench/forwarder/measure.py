@@ -55,6 +55,19 @@ def cpu_ticks(pids: list[int]) -> int:
     return total
 
 
+def wakeups(pids: list[int]) -> int:
+    """Context switches (voluntary + involuntary) of every thread of the processes: how often they wake up."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
+                        if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                            total += int(line.split()[1])
+    return total
+
+
 def mem_kb(pids: list[int]) -> tuple[int, int]:
     """(VmRSS, VmHWM) summed over the processes, in KiB."""
     rss = hwm = 0
@@ -79,6 +92,7 @@ class ProcSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.cpu_percent = 0.0
+        self.wakeups_per_s = 0.0
         self.peak_kb = 0
         self.window = 0.0
 
@@ -86,6 +100,7 @@ class ProcSampler:
         self._pids = process_tree(self.pid)
         self._t0 = time.monotonic()
         self._ticks0 = cpu_ticks(self._pids)
+        self._wake0 = wakeups(self._pids)
         self._thread = threading.Thread(target=self._run, name="proc-sampler", daemon=True)
         self._thread.start()
         return self
@@ -102,7 +117,9 @@ class ProcSampler:
         if self._thread is not None:
             self._thread.join(timeout=5)
         ticks = cpu_ticks(self._pids)
+        wake = wakeups(self._pids)
         self.window = time.monotonic() - self._t0
+        self.wakeups_per_s = (wake - self._wake0) / self.window
         self.cpu_percent = 100.0 * (ticks - self._ticks0) / CLK_TCK / self.window
         rss, hwm = mem_kb(self._pids)
         if rss:

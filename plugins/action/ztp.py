@@ -25,31 +25,31 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response im
     public_view,
 )
 
-MODULE = 'gnss.pointperfect.ztp'
-CERT = 'client.crt'
-KEY = 'client.key'
-CREDS = 'credentials.json'
-CENSORED = 'VALUE_SPECIFIED_IN_NO_LOG_PARAMETER'
-CHANGING_REASONS = ('missing', 'hardware_id_changed', 'expiring')  # check mode predicts a change for these
+MODULE = "gnss.pointperfect.ztp"
+CERT = "client.crt"
+KEY = "client.key"
+CREDS = "credentials.json"
+CENSORED = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+CHANGING_REASONS = ("missing", "hardware_id_changed", "expiring")  # check mode predicts a change for these
 
 # Same options as DOCUMENTATION and the module part's argument_spec (a unit test keeps them in sync).
 ARGUMENT_SPEC = dict(
-    token=dict(type='str', no_log=True, fallback=(env_fallback, ['POINTPERFECT_ZTP_TOKEN'])),
-    hardware_id=dict(type='str', required=True),
-    given_name=dict(type='str'),
-    tags=dict(type='list', elements='str', default=[]),
-    api_url=dict(type='str', default=DEFAULT_URL),
-    dest=dict(type='path', default='/etc/pointperfect'),
-    renew_before_days=dict(type='int', default=30),
-    refresh_after_days=dict(type='int', default=7),
-    force=dict(type='bool', default=False),
-    timeout=dict(type='int', default=30),
-    retries=dict(type='int', default=3),
-    validate_certs=dict(type='bool', default=True),
-    ca_path=dict(type='path'),
-    owner=dict(type='str'),
-    group=dict(type='str'),
-    mode=dict(type='raw', default='0600'),
+    token=dict(type="str", no_log=True, fallback=(env_fallback, ["POINTPERFECT_ZTP_TOKEN"])),
+    hardware_id=dict(type="str", required=True),
+    given_name=dict(type="str"),
+    tags=dict(type="list", elements="str", default=[]),
+    api_url=dict(type="str", default=DEFAULT_URL),
+    dest=dict(type="path", default="/etc/pointperfect"),
+    renew_before_days=dict(type="int", default=30),
+    refresh_after_days=dict(type="int", default=7),
+    force=dict(type="bool", default=False),
+    timeout=dict(type="int", default=30),
+    retries=dict(type="int", default=3),
+    validate_certs=dict(type="bool", default=True),
+    ca_path=dict(type="path"),
+    owner=dict(type="str"),
+    group=dict(type="str"),
+    mode=dict(type="raw", default="0600"),
 )
 
 
@@ -58,78 +58,91 @@ def parse_iso_z(text):
     if not isinstance(text, str):
         return None
     try:
-        return float(calendar.timegm(time.strptime(text, '%Y-%m-%dT%H:%M:%SZ')))
+        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
     except ValueError:
         return None
 
 
 def deployed_from_state(state):
     """Turn the module part's read result into the decision input (and the deployed certificate facts)."""
-    creds = state.get('credentials') or None
-    files = state.get('files') or {}
-    deployed = {'credentials': creds is not None, 'fingerprint': None}
+    creds = state.get("credentials") or None
+    files = state.get("files") or {}
+    deployed = {"credentials": creds is not None, "fingerprint": None}
     if creds is None:
         return deployed
-    deployed['hardware_id'] = creds.get('hardware_id')
-    deployed['mqtt'] = creds.get('mqtt') is not None
-    deployed['ntrip'] = creds.get('ntrip') is not None
-    deployed['confirmed_at'] = (files.get(CREDS) or {}).get('mtime')
-    keys_end = creds.get('keys_end_ms')
-    deployed['keys_end'] = keys_end / 1000.0 if isinstance(keys_end, (int, float)) else None
-    deployed['recorded_not_after'] = parse_iso_z(creds.get('certificate_not_after'))
-    pem = state.get('certificate_pem')
-    if pem and (files.get(KEY) or {}).get('regular'):
+    deployed["hardware_id"] = creds.get("hardware_id")
+    deployed["mqtt"] = creds.get("mqtt") is not None
+    deployed["ntrip"] = creds.get("ntrip") is not None
+    deployed["confirmed_at"] = (files.get(CREDS) or {}).get("mtime")
+    keys_end = creds.get("keys_end_ms")
+    deployed["keys_end"] = keys_end / 1000.0 if isinstance(keys_end, (int, float)) else None
+    deployed["recorded_not_after"] = parse_iso_z(creds.get("certificate_not_after"))
+    pem = state.get("certificate_pem")
+    if pem and (files.get(KEY) or {}).get("regular"):
         try:
             not_after, fp = certificate_info(pem)
         except ZtpError:
             pass
         else:
-            deployed['certificate_ok'] = True
-            deployed['certificate_not_after'] = float(calendar.timegm(not_after.utctimetuple()))
-            deployed['fingerprint'] = fp
+            deployed["certificate_ok"] = True
+            deployed["certificate_not_after"] = float(calendar.timegm(not_after.utctimetuple()))
+            deployed["fingerprint"] = fp
     return deployed
 
 
 def deployed_view(state, deployed):
     """RETURN values describing what is deployed (no API call made)."""
-    creds = state.get('credentials') or {}
-    mqtt = creds.get('mqtt') or {}
-    ntrip = creds.get('ntrip')
-    not_after = deployed.get('certificate_not_after') if deployed.get('mqtt') else None
-    topics = creds.get('topics') if isinstance(creds.get('topics'), dict) else {}
+    creds = state.get("credentials") or {}
+    mqtt = creds.get("mqtt") or {}
+    ntrip = creds.get("ntrip")
+    not_after = deployed.get("certificate_not_after") if deployed.get("mqtt") else None
+    topics = creds.get("topics") if isinstance(creds.get("topics"), dict) else {}
     return {
-        'client_id': creds.get('client_id'),
-        'plan': creds.get('plan'),
-        'service': creds.get('service'),
-        'broker_host': mqtt.get('host'),
-        'broker_port': mqtt.get('port'),
-        'regions': creds.get('regions') or [],
-        'topics': {'keys': topics.get('keys'), 'corrections': topics.get('corrections') or [],
-                   'assistnow': topics.get('assistnow')},
-        'ntrip': None if not ntrip else {'host': ntrip.get('host'), 'port': ntrip.get('port'),
-                                         'mountpoint': ntrip.get('mountpoint'), 'tls': ntrip.get('tls_port')},
-        'certificate_not_after': None if not_after is None else iso_z_epoch(not_after),
-        'days_remaining': days_left(not_after, state.get('now') or time.time()),
+        "client_id": creds.get("client_id"),
+        "plan": creds.get("plan"),
+        "service": creds.get("service"),
+        "broker_host": mqtt.get("host"),
+        "broker_port": mqtt.get("port"),
+        "regions": creds.get("regions") or [],
+        "topics": {
+            "keys": topics.get("keys"),
+            "corrections": topics.get("corrections") or [],
+            "assistnow": topics.get("assistnow"),
+        },
+        "ntrip": None
+        if not ntrip
+        else {
+            "host": ntrip.get("host"),
+            "port": ntrip.get("port"),
+            "mountpoint": ntrip.get("mountpoint"),
+            "tls": ntrip.get("tls_port"),
+        },
+        "certificate_not_after": None if not_after is None else iso_z_epoch(not_after),
+        "days_remaining": days_left(not_after, state.get("now") or time.time()),
     }
 
 
 def iso_z_epoch(ts):
-    return time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(ts))
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def summary(view, fingerprint):
     """Secret-free text for diff mode."""
-    if not view or not view.get('plan'):
-        return ''
-    if view.get('ntrip'):
-        n = view['ntrip']
-        endpoint = 'ntrip://%s:%s/%s (tls %s)' % (n['host'], n['port'], n['mountpoint'], n['tls'])
+    if not view or not view.get("plan"):
+        return ""
+    if view.get("ntrip"):
+        n = view["ntrip"]
+        endpoint = "ntrip://%s:%s/%s (tls %s)" % (n["host"], n["port"], n["mountpoint"], n["tls"])
     else:
-        endpoint = 'mqtts://%s:%s' % (view.get('broker_host'), view.get('broker_port'))
-    lines = ['client_id: %s' % view.get('client_id'), 'fingerprint_sha256: %s' % fingerprint,
-             'not_after: %s' % view.get('certificate_not_after'), 'endpoint: %s' % endpoint,
-             'plan: %s' % view.get('plan')]
-    return '\n'.join(lines) + '\n'
+        endpoint = "mqtts://%s:%s" % (view.get("broker_host"), view.get("broker_port"))
+    lines = [
+        "client_id: %s" % view.get("client_id"),
+        "fingerprint_sha256: %s" % fingerprint,
+        "not_after: %s" % view.get("certificate_not_after"),
+        "endpoint: %s" % endpoint,
+        "plan: %s" % view.get("plan"),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 class ActionModule(ActionBase):
@@ -139,7 +152,7 @@ class ActionModule(ActionBase):
     def _run_part(self, task_vars, args):
         """Run the module part on the target; its invocation (which holds file contents) is dropped."""
         res = self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)
-        res.pop('invocation', None)
+        res.pop("invocation", None)
         return res
 
     def run(self, tmp=None, task_vars=None):
@@ -147,105 +160,133 @@ class ActionModule(ActionBase):
         del tmp
         secrets = set()
         try:
-            _, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
-            if args.get('token'):
-                secrets.add(args['token'])
-            result['invocation'] = {'module_args': dict(args, token=CENSORED if args.get('token') else None)}
+            _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+            if args.get("token"):
+                secrets.add(args["token"])
+            result["invocation"] = {"module_args": dict(args, token=CENSORED if args.get("token") else None)}
             result.update(self._provision(args, task_vars or {}, secrets))
         except ZtpError as e:
             result.update(failed=True, msg=str(e))
         except Exception as e:  # never a traceback with possible secrets: class and censored text only
-            if e.__class__.__name__ in ('AnsibleActionFail', 'AnsibleActionSkip'):
+            if e.__class__.__name__ in ("AnsibleActionFail", "AnsibleActionSkip"):
                 raise
-            result.update(failed=True, msg='gnss.pointperfect.ztp failed unexpectedly (%s: %s); please report it'
-                          % (e.__class__.__name__, ' '.join(str(e).split())[:200]))
+            result.update(
+                failed=True,
+                msg="gnss.pointperfect.ztp failed unexpectedly (%s: %s); please report it"
+                % (e.__class__.__name__, " ".join(str(e).split())[:200]),
+            )
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
-        secrets.discard('')
+        secrets.discard("")
         return remove_values(result, secrets) if secrets else result
 
     def _provision(self, args, task_vars, secrets):
-        target = dict((k, args[k]) for k in ('hardware_id', 'dest', 'owner', 'group', 'mode'))
-        read = self._run_part(task_vars, dict(target, _state='read'))
-        if read.get('failed'):
-            return {'failed': True, 'msg': read.get('msg', 'reading %s failed' % args['dest'])}
-        state = read['state']
+        target = dict((k, args[k]) for k in ("hardware_id", "dest", "owner", "group", "mode"))
+        read = self._run_part(task_vars, dict(target, _state="read"))
+        if read.get("failed"):
+            return {"failed": True, "msg": read.get("msg", "reading %s failed" % args["dest"])}
+        state = read["state"]
         deployed = deployed_from_state(state)
-        now = state.get('now') or time.time()
-        decision = decide(deployed, args['hardware_id'], now, renew_before_days=args['renew_before_days'],
-                          refresh_after_days=args['refresh_after_days'], force=args['force'])
-        out = {'reason': decision.reason, 'api_called': False, 'changed': False}
-        before_view = deployed_view(state, deployed) if deployed.get('credentials') else {}
-        before = summary(before_view, deployed.get('fingerprint'))
-        files_now = [state['dest'].rstrip('/') + '/' + n for n in (CERT, KEY, CREDS)
-                     if (state['files'].get(n) or {}).get('exists')]
+        now = state.get("now") or time.time()
+        decision = decide(
+            deployed,
+            args["hardware_id"],
+            now,
+            renew_before_days=args["renew_before_days"],
+            refresh_after_days=args["refresh_after_days"],
+            force=args["force"],
+        )
+        out = {"reason": decision.reason, "api_called": False, "changed": False}
+        before_view = deployed_view(state, deployed) if deployed.get("credentials") else {}
+        before = summary(before_view, deployed.get("fingerprint"))
+        files_now = [
+            state["dest"].rstrip("/") + "/" + n
+            for n in (CERT, KEY, CREDS)
+            if (state["files"].get(n) or {}).get("exists")
+        ]
 
         if not decision.call_api:
             out.update(before_view)
-            out['files'] = files_now
-            bad = [n for n, f in state['files'].items() if f.get('exists') and not f.get('attributes_ok')]
+            out["files"] = files_now
+            bad = [n for n, f in state["files"].items() if f.get("exists") and not f.get("attributes_ok")]
             if bad:
-                out['changed'] = True
+                out["changed"] = True
                 if not self._task.check_mode:
-                    fixed = self._run_part(task_vars, dict(target, _state='attributes'))
-                    if fixed.get('failed'):
-                        return {'failed': True, 'msg': fixed.get('msg'), 'reason': decision.reason,
-                                'api_called': False}
-                    out['changed'] = bool(fixed.get('changed'))
-                out['msg'] = 'credentials are valid; fixed mode/owner of %s' % ', '.join(sorted(bad))
+                    fixed = self._run_part(task_vars, dict(target, _state="attributes"))
+                    if fixed.get("failed"):
+                        return {"failed": True, "msg": fixed.get("msg"), "reason": decision.reason, "api_called": False}
+                    out["changed"] = bool(fixed.get("changed"))
+                out["msg"] = "credentials are valid; fixed mode/owner of %s" % ", ".join(sorted(bad))
             return out
 
         if self._task.check_mode:
-            out.update(before_view or {'regions': [], 'topics': {'keys': None, 'corrections': [],
-                                                                  'assistnow': None}})
-            out['files'] = [state['dest'].rstrip('/') + '/' + n for n in (CERT, KEY, CREDS)] \
-                if decision.reason == 'missing' and not files_now else files_now
-            out['changed'] = decision.reason in CHANGING_REASONS
-            out['msg'] = 'would call the ZTP API: %s' % decision.detail
-            if self._task.diff and out['changed']:
-                out['diff'] = {'before': before, 'after': '(new credentials from the ZTP API)\n',
-                               'before_header': '%s (deployed)' % args['dest'], 'after_header': 'ZTP API'}
+            out.update(before_view or {"regions": [], "topics": {"keys": None, "corrections": [], "assistnow": None}})
+            out["files"] = (
+                [state["dest"].rstrip("/") + "/" + n for n in (CERT, KEY, CREDS)]
+                if decision.reason == "missing" and not files_now
+                else files_now
+            )
+            out["changed"] = decision.reason in CHANGING_REASONS
+            out["msg"] = "would call the ZTP API: %s" % decision.detail
+            if self._task.diff and out["changed"]:
+                out["diff"] = {
+                    "before": before,
+                    "after": "(new credentials from the ZTP API)\n",
+                    "before_header": "%s (deployed)" % args["dest"],
+                    "after_header": "ZTP API",
+                }
             return out
 
-        client = ZtpClient(api_url=args['api_url'], timeout=args['timeout'], retries=args['retries'],
-                           validate_certs=args['validate_certs'], ca_path=args['ca_path'])
-        out['api_called'] = True
+        client = ZtpClient(
+            api_url=args["api_url"],
+            timeout=args["timeout"],
+            retries=args["retries"],
+            validate_certs=args["validate_certs"],
+            ca_path=args["ca_path"],
+        )
+        out["api_called"] = True
         try:
-            model = client.fetch(args['token'], args['hardware_id'], args['given_name'] or args['hardware_id'],
-                                 args['tags'])
+            model = client.fetch(
+                args["token"], args["hardware_id"], args["given_name"] or args["hardware_id"], args["tags"]
+            )
         except ZtpError as e:
             out.update(failed=True, msg=str(e))
             return out
-        for secret in (model.get('private_key_pem'), (model.get('ntrip') or {}).get('password')):
+        for secret in (model.get("private_key_pem"), (model.get("ntrip") or {}).get("password")):
             if secret:
                 secrets.add(secret)
-        for key in (model.get('dynamickeys') or {}).values():
-            secrets.add(key['value'])
+        for key in (model.get("dynamickeys") or {}).values():
+            secrets.add(key["value"])
 
-        document = credentials_document(model, args['hardware_id'], args['given_name'] or args['hardware_id'],
-                                        args['dest'])
-        write = dict(target, _state='write', _credentials=document.decode('utf-8'))
-        if model['certificate_pem'] is not None:
-            write.update(_certificate=model['certificate_pem'], _private_key=model['private_key_pem'])
+        document = credentials_document(
+            model, args["hardware_id"], args["given_name"] or args["hardware_id"], args["dest"]
+        )
+        write = dict(target, _state="write", _credentials=document.decode("utf-8"))
+        if model["certificate_pem"] is not None:
+            write.update(_certificate=model["certificate_pem"], _private_key=model["private_key_pem"])
         else:
-            write['_remove'] = [CERT, KEY]
+            write["_remove"] = [CERT, KEY]
         written = self._run_part(task_vars, write)
-        if written.get('failed'):
-            out.update(failed=True, msg=written.get('msg', 'writing credentials failed'))
+        if written.get("failed"):
+            out.update(failed=True, msg=written.get("msg", "writing credentials failed"))
             return out
         view = public_view(model)
-        view['days_remaining'] = days_left(
-            None if model['not_after'] is None else calendar.timegm(model['not_after'].utctimetuple()), now)
+        view["days_remaining"] = days_left(
+            None if model["not_after"] is None else calendar.timegm(model["not_after"].utctimetuple()), now
+        )
         out.update(view)
-        out['files'] = written.get('files', [])
-        out['changed'] = bool(written.get('changed'))
-        out['msg'] = 'credentials %s (%s)' % ('written' if out['changed'] else 'confirmed unchanged',
-                                             decision.detail)
-        after = summary(view, model.get('fingerprint'))
-        if self._task.diff and (out['changed'] or before != after):
-            out['diff'] = {'before': before, 'after': after, 'before_header': '%s (deployed)' % args['dest'],
-                           'after_header': '%s (new)' % args['dest']}
+        out["files"] = written.get("files", [])
+        out["changed"] = bool(written.get("changed"))
+        out["msg"] = "credentials %s (%s)" % ("written" if out["changed"] else "confirmed unchanged", decision.detail)
+        after = summary(view, model.get("fingerprint"))
+        if self._task.diff and (out["changed"] or before != after):
+            out["diff"] = {
+                "before": before,
+                "after": after,
+                "before_header": "%s (deployed)" % args["dest"],
+                "after_header": "%s (new)" % args["dest"],
+            }
         return out
 
 
-__all__ = ['ActionModule', 'ARGUMENT_SPEC', 'DAY', 'iso_z']
+__all__ = ["ActionModule", "ARGUMENT_SPEC", "DAY", "iso_z"]

@@ -10,9 +10,8 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-
     # Attributes of an action plugin with a module part that provisions credentials (gnss.pointperfect.ztp).
-    DOCUMENTATION = r'''
+    DOCUMENTATION = r"""
 options: {}
 attributes:
   check_mode:
@@ -44,4 +43,4 @@ attributes:
     support: full
     details:
       - The ZTP API is called on the controller; the target only reads and writes files.
-'''
+"""

@@ -68,6 +68,7 @@ def _wrap(func):
             return func(*args, **kwargs)
         except (TypeError, ValueError, KeyError) as exc:
             raise AnsibleFilterError("%s: %s" % (func.__name__, to_native(exc))) from exc
+
     run.__name__ = func.__name__
     return run
 

@@ -27,7 +27,7 @@ class AtomicWriteError(Exception):
 
 def resolve_uid(owner):
     """uid for a user name or numeric string, None to keep the default."""
-    if owner is None or owner == '':
+    if owner is None or owner == "":
         return None
     owner = str(owner)
     if owner.isdigit():
@@ -35,13 +35,14 @@ def resolve_uid(owner):
     try:
         return pwd.getpwnam(owner).pw_uid
     except KeyError:
-        raise AtomicWriteError('user %r does not exist on the target: create it or change the owner option'
-                               % owner) from None
+        raise AtomicWriteError(
+            "user %r does not exist on the target: create it or change the owner option" % owner
+        ) from None
 
 
 def resolve_gid(group):
     """gid for a group name or numeric string, None to keep the default."""
-    if group is None or group == '':
+    if group is None or group == "":
         return None
     group = str(group)
     if group.isdigit():
@@ -49,8 +50,9 @@ def resolve_gid(group):
     try:
         return grp.getgrnam(group).gr_gid
     except KeyError:
-        raise AtomicWriteError('group %r does not exist on the target: create it or change the group option'
-                               % group) from None
+        raise AtomicWriteError(
+            "group %r does not exist on the target: create it or change the group option" % group
+        ) from None
 
 
 def parse_mode(mode):
@@ -59,14 +61,14 @@ def parse_mode(mode):
         value = mode
     else:
         text = str(mode).strip()
-        if text.startswith('0o'):
+        if text.startswith("0o"):
             text = text[2:]
         try:
             value = int(text, 8)
         except ValueError:
             raise AtomicWriteError('mode %r is not an octal mode such as "0600"' % (mode,)) from None
     if value < 0 or value > 0o7777:
-        raise AtomicWriteError('mode %r is out of range' % (mode,))
+        raise AtomicWriteError("mode %r is out of range" % (mode,))
     return value
 
 
@@ -83,7 +85,7 @@ def attributes_differ(path, mode, uid=None, gid=None):
 def read_bytes(path):
     """Content of a regular file, None when it does not exist."""
     try:
-        with open(path, 'rb') as f:
+        with open(path, "rb") as f:
             return f.read()
     except (IOError, OSError) as e:
         if e.errno == errno.ENOENT:
@@ -96,11 +98,11 @@ def prepare(path, data, mode, uid=None, gid=None):
 
     The final file is not touched: commit() renames the temp file over it.
     """
-    directory = os.path.dirname(path) or '.'
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
+    directory = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=directory)
     try:
         # Restrict first (mkstemp gives 0600), then fill, then apply the final attributes before any rename.
-        with os.fdopen(fd, 'wb') as f:
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             if uid is not None or gid is not None:
@@ -109,7 +111,7 @@ def prepare(path, data, mode, uid=None, gid=None):
             os.fsync(f.fileno())
     except Exception as e:
         discard(tmp)
-        raise AtomicWriteError('cannot write a temporary file for %s: %s' % (path, _reason(e))) from None
+        raise AtomicWriteError("cannot write a temporary file for %s: %s" % (path, _reason(e))) from None
     return tmp
 
 
@@ -119,8 +121,8 @@ def commit(tmp, path):
         os.rename(tmp, path)
     except OSError as e:
         discard(tmp)
-        raise AtomicWriteError('cannot replace %s: %s' % (path, _reason(e))) from None
-    fsync_dir(os.path.dirname(path) or '.')
+        raise AtomicWriteError("cannot replace %s: %s" % (path, _reason(e))) from None
+    fsync_dir(os.path.dirname(path) or ".")
 
 
 def discard(tmp):
@@ -161,10 +163,10 @@ def set_attributes(path, mode, uid=None, gid=None):
             os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
         os.chmod(path, mode)
     except OSError as e:
-        raise AtomicWriteError('cannot set mode/owner of %s: %s' % (path, _reason(e))) from None
+        raise AtomicWriteError("cannot set mode/owner of %s: %s" % (path, _reason(e))) from None
     return True
 
 
 def _reason(exc):
     """The OS reason of an exception, without any file content."""
-    return getattr(exc, 'strerror', None) or exc.__class__.__name__
+    return getattr(exc, "strerror", None) or exc.__class__.__name__

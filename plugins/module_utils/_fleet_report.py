@@ -24,10 +24,10 @@ DAY = 86400.0
 HISTORY_LENGTH = 48
 
 DEFAULT_THRESHOLDS = {
-    "renew_before_days": 30,   # certificate expiry warning, same meaning as the ztp module's option
-    "max_data_age": 60,        # seconds without correction data before a gateway is failing
-    "key_warn_days": 7,        # days before the latest dynamic key runs out
-    "max_restarts": 3,         # systemd NRestarts above this is a restart loop
+    "renew_before_days": 30,  # certificate expiry warning, same meaning as the ztp module's option
+    "max_data_age": 60,  # seconds without correction data before a gateway is failing
+    "key_warn_days": 7,  # days before the latest dynamic key runs out
+    "max_restarts": 3,  # systemd NRestarts above this is a restart loop
 }
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "ok": 2}
@@ -157,8 +157,15 @@ def gateway_row(host, result, now=None):
 
 
 def _problem(row, severity, check, message, remedy, *, value=None, threshold=None):
-    return {"host": row["host"], "severity": severity, "check": check, "message": message, "remedy": remedy,
-            "value": value, "threshold": threshold}
+    return {
+        "host": row["host"],
+        "severity": severity,
+        "check": check,
+        "message": message,
+        "remedy": remedy,
+        "value": value,
+        "threshold": threshold,
+    }
 
 
 def row_problems(row, thresholds=None):
@@ -167,99 +174,240 @@ def row_problems(row, thresholds=None):
     found = []
     add = found.append
     if not row.get("reachable", True):
-        add(_problem(row, "critical", "reachable", "host unreachable: %s" % row.get("error"),
-                     "check the network path and SSH access to the gateway"))
+        add(
+            _problem(
+                row,
+                "critical",
+                "reachable",
+                "host unreachable: %s" % row.get("error"),
+                "check the network path and SSH access to the gateway",
+            )
+        )
         return found
     if row.get("error"):
-        add(_problem(row, "critical", "collect", "status could not be collected: %s" % row["error"],
-                     "check Python 3 on the gateway and privileges (become) for the status playbook"))
+        add(
+            _problem(
+                row,
+                "critical",
+                "collect",
+                "status could not be collected: %s" % row["error"],
+                "check Python 3 on the gateway and privileges (become) for the status playbook",
+            )
+        )
         return found
 
     cstate = row.get("credentials_state")
     if cstate == "missing":
-        add(_problem(row, "critical", "credentials", "not provisioned (no credentials.json)",
-                     "run the gnss.pointperfect.provision playbook for this gateway"))
+        add(
+            _problem(
+                row,
+                "critical",
+                "credentials",
+                "not provisioned (no credentials.json)",
+                "run the gnss.pointperfect.provision playbook for this gateway",
+            )
+        )
     elif cstate in ("corrupt", "unreadable"):
-        add(_problem(row, "critical", "credentials", "credentials.json %s: %s" % (cstate, row.get("credentials_error")),
-                     "run gnss.pointperfect.provision (with become for unreadable files) to rewrite the credentials"))
+        add(
+            _problem(
+                row,
+                "critical",
+                "credentials",
+                "credentials.json %s: %s" % (cstate, row.get("credentials_error")),
+                "run gnss.pointperfect.provision (with become for unreadable files) to rewrite the credentials",
+            )
+        )
 
     days = row.get("certificate_days")
     if days is not None:
         if days <= 0:
-            add(_problem(row, "critical", "certificate", "certificate expired %.1f days ago" % -days,
-                         "run gnss.pointperfect.provision to renew the certificate",
-                         value=days, threshold=t["renew_before_days"]))
+            add(
+                _problem(
+                    row,
+                    "critical",
+                    "certificate",
+                    "certificate expired %.1f days ago" % -days,
+                    "run gnss.pointperfect.provision to renew the certificate",
+                    value=days,
+                    threshold=t["renew_before_days"],
+                )
+            )
         elif days < t["renew_before_days"]:
-            add(_problem(row, "warning", "certificate",
-                         "certificate expires in %.1f days (< %g)" % (days, t["renew_before_days"]),
-                         "run gnss.pointperfect.provision; it renews credentials within renew_before_days",
-                         value=days, threshold=t["renew_before_days"]))
+            add(
+                _problem(
+                    row,
+                    "warning",
+                    "certificate",
+                    "certificate expires in %.1f days (< %g)" % (days, t["renew_before_days"]),
+                    "run gnss.pointperfect.provision; it renews credentials within renew_before_days",
+                    value=days,
+                    threshold=t["renew_before_days"],
+                )
+            )
 
     kdays = row.get("key_days")
     if kdays is not None:
         if kdays <= 0:
-            add(_problem(row, "critical", "keys", "all dynamic keys expired",
-                         "run gnss.pointperfect.provision to fetch fresh dynamic keys (and check the MQTT key topic)",
-                         value=kdays, threshold=t["key_warn_days"]))
+            add(
+                _problem(
+                    row,
+                    "critical",
+                    "keys",
+                    "all dynamic keys expired",
+                    "run gnss.pointperfect.provision to fetch fresh dynamic keys (and check the MQTT key topic)",
+                    value=kdays,
+                    threshold=t["key_warn_days"],
+                )
+            )
         elif kdays < t["key_warn_days"]:
-            add(_problem(row, "warning", "keys", "latest dynamic key expires in %.1f days (< %g)" % (kdays,
-                                                                                                   t["key_warn_days"]),
-                         "run gnss.pointperfect.provision to refresh the dynamic keys",
-                         value=kdays, threshold=t["key_warn_days"]))
+            add(
+                _problem(
+                    row,
+                    "warning",
+                    "keys",
+                    "latest dynamic key expires in %.1f days (< %g)" % (kdays, t["key_warn_days"]),
+                    "run gnss.pointperfect.provision to refresh the dynamic keys",
+                    value=kdays,
+                    threshold=t["key_warn_days"],
+                )
+            )
 
     fstate = row.get("forwarder_state")
     if fstate == "absent" and cstate != "missing":
-        add(_problem(row, "critical", "service", "forwarder unit %s not installed" % row.get("forwarder_unit"),
-                     "run gnss.pointperfect.provision (gateway role) to install the forwarder"))
+        add(
+            _problem(
+                row,
+                "critical",
+                "service",
+                "forwarder unit %s not installed" % row.get("forwarder_unit"),
+                "run gnss.pointperfect.provision (gateway role) to install the forwarder",
+            )
+        )
     elif fstate in ("inactive", "failed", "deactivating"):
-        add(_problem(row, "critical", "service", "forwarder %s (%s)" % (fstate, row.get("forwarder_sub_state")),
-                     "journalctl -u %s; then systemctl restart %s" % (row.get("forwarder_unit"),
-                                                                      row.get("forwarder_unit"))))
+        add(
+            _problem(
+                row,
+                "critical",
+                "service",
+                "forwarder %s (%s)" % (fstate, row.get("forwarder_sub_state")),
+                "journalctl -u %s; then systemctl restart %s" % (row.get("forwarder_unit"), row.get("forwarder_unit")),
+            )
+        )
     restarts = row.get("restarts")
     if restarts is not None and restarts > t["max_restarts"]:
-        add(_problem(row, "warning", "restarts", "forwarder restarted %d times (> %g)" % (restarts, t["max_restarts"]),
-                     "restart loop: read journalctl -u %s for the cause" % row.get("forwarder_unit"),
-                     value=restarts, threshold=t["max_restarts"]))
+        add(
+            _problem(
+                row,
+                "warning",
+                "restarts",
+                "forwarder restarted %d times (> %g)" % (restarts, t["max_restarts"]),
+                "restart loop: read journalctl -u %s for the cause" % row.get("forwarder_unit"),
+                value=restarts,
+                threshold=t["max_restarts"],
+            )
+        )
 
     sstate = row.get("status_state")
     if cstate == "ok" or sstate not in ("missing", None):
         if sstate == "missing":
-            add(_problem(row, "critical", "status", "forwarder status file missing",
-                         "start the forwarder (systemctl start %s) and check its health.status_file"
-                         % row.get("forwarder_unit")))
+            add(
+                _problem(
+                    row,
+                    "critical",
+                    "status",
+                    "forwarder status file missing",
+                    "start the forwarder (systemctl start %s) and check its health.status_file"
+                    % row.get("forwarder_unit"),
+                )
+            )
         elif sstate == "stale":
-            add(_problem(row, "critical", "status",
-                         "forwarder status not updated for %ds" % (row.get("status_age") or 0),
-                         "forwarder hung or stopped: journalctl -u %s; systemctl restart %s"
-                         % (row.get("forwarder_unit"), row.get("forwarder_unit"))))
+            add(
+                _problem(
+                    row,
+                    "critical",
+                    "status",
+                    "forwarder status not updated for %ds" % (row.get("status_age") or 0),
+                    "forwarder hung or stopped: journalctl -u %s; systemctl restart %s"
+                    % (row.get("forwarder_unit"), row.get("forwarder_unit")),
+                )
+            )
         elif sstate in ("corrupt", "unreadable"):
-            add(_problem(row, "warning", "status", "status file %s: %s" % (sstate, row.get("status_error")),
-                         "check the forwarder version and the status file permissions"))
+            add(
+                _problem(
+                    row,
+                    "warning",
+                    "status",
+                    "status file %s: %s" % (sstate, row.get("status_error")),
+                    "check the forwarder version and the status file permissions",
+                )
+            )
 
     if sstate == "ok":
         istate = row.get("input_state")
         age = row.get("last_data_age")
         if istate == "auth_failed":
-            add(_problem(row, "critical", "input", "credentials rejected by %s" % row.get("endpoint"),
-                         "re-run gnss.pointperfect.provision (credentials were rotated or revoked)"))
+            add(
+                _problem(
+                    row,
+                    "critical",
+                    "input",
+                    "credentials rejected by %s" % row.get("endpoint"),
+                    "re-run gnss.pointperfect.provision (credentials were rotated or revoked)",
+                )
+            )
         elif age is None and istate != "connected":
-            add(_problem(row, "critical", "data", "no correction data received (input %s)" % istate,
-                         "check network access to %s and the forwarder log" % row.get("endpoint")))
+            add(
+                _problem(
+                    row,
+                    "critical",
+                    "data",
+                    "no correction data received (input %s)" % istate,
+                    "check network access to %s and the forwarder log" % row.get("endpoint"),
+                )
+            )
         if age is not None and age > t["max_data_age"]:
-            add(_problem(row, "critical", "data", "last data %ds ago (> %g s)" % (age, t["max_data_age"]),
-                         "check the input (%s, %s) and network access to %s"
-                         % (row.get("input_type"), istate, row.get("endpoint")),
-                         value=age, threshold=t["max_data_age"]))
+            add(
+                _problem(
+                    row,
+                    "critical",
+                    "data",
+                    "last data %ds ago (> %g s)" % (age, t["max_data_age"]),
+                    "check the input (%s, %s) and network access to %s"
+                    % (row.get("input_type"), istate, row.get("endpoint")),
+                    value=age,
+                    threshold=t["max_data_age"],
+                )
+            )
         if row.get("output_state") not in (None, "open", "connected"):
-            add(_problem(row, "warning", "output", "output %s is %s" % (row.get("output_type"),
-                                                                        row.get("output_state")),
-                         "check the receiver link (device path, cable, permissions)"))
+            add(
+                _problem(
+                    row,
+                    "warning",
+                    "output",
+                    "output %s is %s" % (row.get("output_type"), row.get("output_state")),
+                    "check the receiver link (device path, cable, permissions)",
+                )
+            )
         if row.get("receiver_config_state") == "failed":
-            add(_problem(row, "warning", "receiver", "receiver configuration failed",
-                         "check receiver.port/baudrate in forwarder.json and the receiver model"))
+            add(
+                _problem(
+                    row,
+                    "warning",
+                    "receiver",
+                    "receiver configuration failed",
+                    "check receiver.port/baudrate in forwarder.json and the receiver model",
+                )
+            )
         if row.get("healthy") is False and not found:
-            add(_problem(row, "warning", "healthy", "forwarder reports unhealthy: %s" % row.get("last_error"),
-                         "journalctl -u %s" % row.get("forwarder_unit")))
+            add(
+                _problem(
+                    row,
+                    "warning",
+                    "healthy",
+                    "forwarder reports unhealthy: %s" % row.get("last_error"),
+                    "journalctl -u %s" % row.get("forwarder_unit"),
+                )
+            )
     found.sort(key=lambda p: SEVERITY_RANK[p["severity"]])
     return found
 
@@ -295,8 +443,11 @@ def previous_history(previous):
     for gw in _dict(previous).get("gateways") or []:
         if not isinstance(gw, dict) or not isinstance(gw.get("host"), str):
             continue
-        points = [p for p in gw.get("history") or []
-                  if isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and _num(p[1]) is not None]
+        points = [
+            p
+            for p in gw.get("history") or []
+            if isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and _num(p[1]) is not None
+        ]
         history[gw["host"]] = points
     return history
 
@@ -321,7 +472,7 @@ def fleet_report(results, thresholds=None, previous=None, now=None, history_leng
             stamp = row.get("collected_at") or _iso(now)
             if not points or points[-1][0] != stamp:
                 points.append([stamp, row["bytes_per_second"]])
-        row["history"] = points[-int(history_length):]
+        row["history"] = points[-int(history_length) :]
         rows.append(row)
         problems.extend(row_probs)
     rows.sort(key=lambda r: (HEALTH_RANK[r["health"]], -len(r["problems"]), r["host"]))
@@ -349,7 +500,10 @@ def _totals(rows, problems):
         count[row["health"]] += 1
     return {
         "gateways": len(rows),
-        "ok": count["ok"], "warning": count["warning"], "critical": count["critical"], "unknown": count["unknown"],
+        "ok": count["ok"],
+        "warning": count["warning"],
+        "critical": count["critical"],
+        "unknown": count["unknown"],
         "reachable": sum(1 for r in rows if r.get("reachable")),
         "forwarders_active": sum(1 for r in rows if r.get("forwarder_state") == "active"),
         "inputs_connected": sum(1 for r in rows if r.get("input_state") == "connected"),
@@ -363,6 +517,7 @@ def _totals(rows, problems):
 
 # ---------------------------------------------------------------- terminal
 
+
 def _fmt_days(days):
     return "-" if days is None else "%.0f" % days
 
@@ -371,8 +526,19 @@ def _fmt(value, pattern="%s"):
     return "-" if value is None else pattern % value
 
 
-TABLE_COLUMNS = ("HOST", "HEALTH", "PLAN/SVC", "CERT d", "KEY d", "FORWARDER", "RST", "INPUT", "DATA AGE", "B/s",
-                 "DROPPED")
+TABLE_COLUMNS = (
+    "HOST",
+    "HEALTH",
+    "PLAN/SVC",
+    "CERT d",
+    "KEY d",
+    "FORWARDER",
+    "RST",
+    "INPUT",
+    "DATA AGE",
+    "B/s",
+    "DROPPED",
+)
 
 
 def table_rows(report):
@@ -381,16 +547,23 @@ def table_rows(report):
         if not r.get("reachable"):
             out.append((r["host"], r["health"].upper(), "-", "-", "-", "unreachable", "-", "-", "-", "-", "-"))
             continue
-        out.append((
-            r["host"], r["health"].upper(),
-            "%s/%s" % (r.get("plan") or "-", r.get("service") or "-") if r.get("plan") else (r.get(
-                "credentials_state") or "-"),
-            _fmt_days(r.get("certificate_days")), _fmt_days(r.get("key_days")),
-            r.get("forwarder_state") or "-", _fmt(r.get("restarts"), "%d"),
-            r.get("input_state") or (r.get("status_state") or "-"),
-            _fmt(r.get("last_data_age"), "%.0fs"), _fmt(r.get("bytes_per_second"), "%.0f"),
-            _fmt(r.get("frames_dropped"), "%d"),
-        ))
+        out.append(
+            (
+                r["host"],
+                r["health"].upper(),
+                "%s/%s" % (r.get("plan") or "-", r.get("service") or "-")
+                if r.get("plan")
+                else (r.get("credentials_state") or "-"),
+                _fmt_days(r.get("certificate_days")),
+                _fmt_days(r.get("key_days")),
+                r.get("forwarder_state") or "-",
+                _fmt(r.get("restarts"), "%d"),
+                r.get("input_state") or (r.get("status_state") or "-"),
+                _fmt(r.get("last_data_age"), "%.0fs"),
+                _fmt(r.get("bytes_per_second"), "%.0f"),
+                _fmt(r.get("frames_dropped"), "%d"),
+            )
+        )
     return out
 
 
@@ -402,9 +575,18 @@ def render_table(report):
     lines.insert(1, "  ".join("-" * w for w in widths))
     tot = report["totals"]
     lines.append("")
-    lines.append("%d gateways: %d ok, %d warning, %d critical, %d unreachable; %d forwarders active; %.0f B/s total"
-                 % (tot["gateways"], tot["ok"], tot["warning"], tot["critical"], tot["unknown"],
-                    tot["forwarders_active"], tot["bytes_per_second"]))
+    lines.append(
+        "%d gateways: %d ok, %d warning, %d critical, %d unreachable; %d forwarders active; %.0f B/s total"
+        % (
+            tot["gateways"],
+            tot["ok"],
+            tot["warning"],
+            tot["critical"],
+            tot["unknown"],
+            tot["forwarders_active"],
+            tot["bytes_per_second"],
+        )
+    )
     if report["problems"]:
         lines.append("")
         lines.append("Problems (worst first):")
@@ -456,12 +638,22 @@ def _level(value, warn, crit_at=0):
 
 def _state_class(row, field):
     value = row.get(field)
-    good = {"forwarder_state": ("active",), "input_state": ("connected",), "status_state": ("ok",),
-            "output_state": ("open", "connected"), "credentials_state": ("ok",),
-            "receiver_config_state": ("applied", "disabled")}[field]
-    bad = {"forwarder_state": ("failed", "inactive", "absent"), "input_state": ("auth_failed", "stopped"),
-           "status_state": ("missing", "stale"), "output_state": ("closed", "error"),
-           "credentials_state": ("missing", "corrupt", "unreadable"), "receiver_config_state": ("failed",)}[field]
+    good = {
+        "forwarder_state": ("active",),
+        "input_state": ("connected",),
+        "status_state": ("ok",),
+        "output_state": ("open", "connected"),
+        "credentials_state": ("ok",),
+        "receiver_config_state": ("applied", "disabled"),
+    }[field]
+    bad = {
+        "forwarder_state": ("failed", "inactive", "absent"),
+        "input_state": ("auth_failed", "stopped"),
+        "status_state": ("missing", "stale"),
+        "output_state": ("closed", "error"),
+        "credentials_state": ("missing", "corrupt", "unreadable"),
+        "receiver_config_state": ("failed",),
+    }[field]
     if value in good:
         return "ok"
     if value in bad:
@@ -479,11 +671,16 @@ def sparkline_svg(points, width=120, height=26):
     step = (width - 4) / (n - 1) if n > 1 else 0
     coords = [(2 + i * step, height - 2 - (v / top) * (height - 4)) for i, v in enumerate(values)]
     label = "bytes per second, %d samples, last %.0f, max %.0f" % (n, values[-1], max(values))
-    parts = ['<svg class="spark" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s">'
-             % (width, height, width, height, _e(label)), "<title>%s</title>" % _e(label)]
+    parts = [
+        '<svg class="spark" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s">'
+        % (width, height, width, height, _e(label)),
+        "<title>%s</title>" % _e(label),
+    ]
     if n > 1:
-        parts.append('<polyline fill="none" stroke="#0969da" stroke-width="1.5" points="%s"/>'
-                     % " ".join("%.1f,%.1f" % c for c in coords))
+        parts.append(
+            '<polyline fill="none" stroke="#0969da" stroke-width="1.5" points="%s"/>'
+            % " ".join("%.1f,%.1f" % c for c in coords)
+        )
     parts.append('<circle cx="%.1f" cy="%.1f" r="2" fill="#0969da"/>' % coords[-1])
     parts.append("</svg>")
     return "".join(parts)
@@ -505,34 +702,49 @@ def timeline_svg(report, now=None):
     def x(days):
         return left + max(0.0, min(days, horizon)) / horizon * width
 
-    out = ['<svg class="timeline" width="%d" height="%d" viewBox="0 0 %d %d" role="img" '
-           'aria-label="certificate and key expiry timeline in days from now">' % (total_w, height, total_w, height),
-           "<title>Certificate and dynamic key expiry, days from now</title>"]
-    marks = ((0, "now"), (t["key_warn_days"], "%g d keys" % t["key_warn_days"]),
-             (t["renew_before_days"], "%g d renew" % t["renew_before_days"]), (horizon, "%.0f d" % horizon))
+    out = [
+        '<svg class="timeline" width="%d" height="%d" viewBox="0 0 %d %d" role="img" '
+        'aria-label="certificate and key expiry timeline in days from now">' % (total_w, height, total_w, height),
+        "<title>Certificate and dynamic key expiry, days from now</title>",
+    ]
+    marks = (
+        (0, "now"),
+        (t["key_warn_days"], "%g d keys" % t["key_warn_days"]),
+        (t["renew_before_days"], "%g d renew" % t["renew_before_days"]),
+        (horizon, "%.0f d" % horizon),
+    )
     for n, (days, label) in enumerate(marks):
         label_y = 12 if n % 2 == 0 else 26  # staggered so close marks do not overlap
-        out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#8c959f" stroke-dasharray="3,3"/>'
-                   % (x(days), label_y + 4, x(days), height - 6))
-        out.append('<text x="%.1f" y="%d" font-size="10" text-anchor="middle" fill="#59636e">%s</text>'
-                   % (x(days), label_y, _e(label)))
+        out.append(
+            '<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#8c959f" stroke-dasharray="3,3"/>'
+            % (x(days), label_y + 4, x(days), height - 6)
+        )
+        out.append(
+            '<text x="%.1f" y="%d" font-size="10" text-anchor="middle" fill="#59636e">%s</text>'
+            % (x(days), label_y, _e(label))
+        )
     for i, r in enumerate(rows):
         y = top + i * row_h + row_h / 2
-        out.append('<text x="%d" y="%.1f" font-size="11" text-anchor="end" dominant-baseline="middle">%s</text>'
-                   % (left - 8, y, _e(r["host"])))
+        out.append(
+            '<text x="%d" y="%.1f" font-size="11" text-anchor="end" dominant-baseline="middle">%s</text>'
+            % (left - 8, y, _e(r["host"]))
+        )
         out.append('<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#eaeef2"/>' % (left, y, left + width, y))
         cert = r.get("certificate_days")
         if cert is not None:
             level = _level(cert, t["renew_before_days"])
-            out.append('<circle cx="%.1f" cy="%.1f" r="6" fill="var(--%s)"><title>%s certificate: %.1f days (%s)'
-                       "</title></circle>" % (x(cert), y, level, _e(r["host"]), cert,
-                                              _e(r.get("certificate_not_after"))))
+            out.append(
+                '<circle cx="%.1f" cy="%.1f" r="6" fill="var(--%s)"><title>%s certificate: %.1f days (%s)'
+                "</title></circle>" % (x(cert), y, level, _e(r["host"]), cert, _e(r.get("certificate_not_after")))
+            )
         key = r.get("key_days")
         if key is not None:
             level = _level(key, t["key_warn_days"])
-            out.append('<rect x="%.1f" y="%.1f" width="10" height="10" fill="var(--%s)" opacity="0.85">'
-                       "<title>%s latest dynamic key: %.1f days (%s)</title></rect>"
-                       % (x(key) - 5, y - 5, level, _e(r["host"]), key, _e(r.get("key_valid_until"))))
+            out.append(
+                '<rect x="%.1f" y="%.1f" width="10" height="10" fill="var(--%s)" opacity="0.85">'
+                "<title>%s latest dynamic key: %.1f days (%s)</title></rect>"
+                % (x(key) - 5, y - 5, level, _e(r["host"]), key, _e(r.get("key_valid_until")))
+            )
     out.append("</svg>")
     return "".join(out)
 
@@ -546,40 +758,79 @@ def render_html(report):
     """One self-contained HTML5 page: no scripts, no external assets (inline CSS and SVG only)."""
     t = report["thresholds"]
     tot = report["totals"]
-    h = ['<!DOCTYPE html>', '<html lang="en">', "<head>", '<meta charset="utf-8">',
-         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-         "<title>PointPerfect fleet status %s</title>" % _e(report["generated_at"]),
-         "<style>%s</style>" % CSS, "</head>", "<body>",
-         "<h1>PointPerfect fleet status</h1>",
-         '<p class="meta">Generated %s &middot; thresholds: renew_before_days %g, max_data_age %g s, '
-         "key_warn_days %g, max_restarts %g</p>" % (_e(report["generated_at"]), t["renew_before_days"],
-                                                    t["max_data_age"], t["key_warn_days"], t["max_restarts"])]
-    cards = (("Gateways", tot["gateways"], None), ("OK", tot["ok"], "ok"), ("Warning", tot["warning"], "warning"),
-             ("Critical", tot["critical"], "critical"), ("Unreachable", tot["unknown"], "unknown"),
-             ("Forwarders active", tot["forwarders_active"], None), ("Inputs connected", tot["inputs_connected"], None),
-             ("Fleet B/s", "%.0f" % tot["bytes_per_second"], None))
+    h = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>PointPerfect fleet status %s</title>" % _e(report["generated_at"]),
+        "<style>%s</style>" % CSS,
+        "</head>",
+        "<body>",
+        "<h1>PointPerfect fleet status</h1>",
+        '<p class="meta">Generated %s &middot; thresholds: renew_before_days %g, max_data_age %g s, '
+        "key_warn_days %g, max_restarts %g</p>"
+        % (
+            _e(report["generated_at"]),
+            t["renew_before_days"],
+            t["max_data_age"],
+            t["key_warn_days"],
+            t["max_restarts"],
+        ),
+    ]
+    cards = (
+        ("Gateways", tot["gateways"], None),
+        ("OK", tot["ok"], "ok"),
+        ("Warning", tot["warning"], "warning"),
+        ("Critical", tot["critical"], "critical"),
+        ("Unreachable", tot["unknown"], "unknown"),
+        ("Forwarders active", tot["forwarders_active"], None),
+        ("Inputs connected", tot["inputs_connected"], None),
+        ("Fleet B/s", "%.0f" % tot["bytes_per_second"], None),
+    )
     h.append('<section class="cards" id="totals" aria-label="fleet totals">')
     for label, value, cls in cards:
-        h.append('<div class="card"%s>%s<b>%s</b></div>'
-                 % (' style="border-color:var(--%s)"' % cls if cls and value else "", _e(label), _e(value)))
+        h.append(
+            '<div class="card"%s>%s<b>%s</b></div>'
+            % (' style="border-color:var(--%s)"' % cls if cls and value else "", _e(label), _e(value))
+        )
     h.append("</section>")
 
     h.append("<h2>Failing thresholds</h2>")
     if report["problems"]:
         h.append('<ol class="problems" id="problems">')
         for p in report["problems"]:
-            h.append('<li><span class="badge b-%s">%s</span> <strong>%s</strong>: %s<br>'
-                     '<span class="remedy">Remedy: %s</span></li>'
-                     % (p["severity"], _e(p["severity"]), _e(p["host"]), _e(p["message"]), _e(p["remedy"])))
+            h.append(
+                '<li><span class="badge b-%s">%s</span> <strong>%s</strong>: %s<br>'
+                '<span class="remedy">Remedy: %s</span></li>'
+                % (p["severity"], _e(p["severity"]), _e(p["host"]), _e(p["message"]), _e(p["remedy"]))
+            )
         h.append("</ol>")
     else:
         h.append('<p id="problems">None: every gateway is within its thresholds.</p>')
 
     h.append("<h2>Gateways</h2>")
     h.append('<div class="scroll"><table id="gateways"><thead><tr>')
-    for col in ("Host", "Health", "Plan", "Service", "Credentials", "Cert days", "Key days", "Forwarder",
-                "Restarts", "Status file", "Input", "Last data", "B/s", "Bytes/s history", "Dropped",
-                "Receiver", "Last error"):
+    for col in (
+        "Host",
+        "Health",
+        "Plan",
+        "Service",
+        "Credentials",
+        "Cert days",
+        "Key days",
+        "Forwarder",
+        "Restarts",
+        "Status file",
+        "Input",
+        "Last data",
+        "B/s",
+        "Bytes/s history",
+        "Dropped",
+        "Receiver",
+        "Last error",
+    ):
         h.append('<th scope="col">%s</th>' % col)
     h.append("</tr></thead><tbody>")
     for r in report["gateways"]:
@@ -592,33 +843,50 @@ def render_html(report):
         age = r.get("last_data_age")
         age_cls = None if age is None else ("critical" if age > t["max_data_age"] else "ok")
         restarts = r.get("restarts")
-        h.extend([
-            _td(r.get("plan")), _td(r.get("service")),
-            _td(r.get("credentials_state"), _state_class(r, "credentials_state")),
-            _td(_fmt(r.get("certificate_days"), "%.1f"), _level(r.get("certificate_days"), t["renew_before_days"])
-                if r.get("certificate_days") is not None else None),
-            _td(_fmt(r.get("key_days"), "%.1f"), _level(r.get("key_days"), t["key_warn_days"])
-                if r.get("key_days") is not None else None),
-            _td(r.get("forwarder_state"), _state_class(r, "forwarder_state")),
-            _td(_fmt(restarts, "%d"), None if restarts is None else
-                ("warning" if restarts > t["max_restarts"] else "ok")),
-            _td("%s (%ss)" % (r.get("status_state"), _fmt(r.get("status_age"), "%.0f")),
-                _state_class(r, "status_state")),
-            _td(r.get("input_state"), _state_class(r, "input_state") if r.get("status_state") == "ok" else None),
-            _td(_fmt(age, "%.0f s"), age_cls),
-            _td(_fmt(r.get("bytes_per_second"), "%.0f")),
-            _td(sparkline_svg(r.get("history") or []), raw=True),
-            _td(_fmt(r.get("frames_dropped"), "%d"), "warning" if r.get("frames_dropped") else None),
-            _td(r.get("receiver_config_state"), _state_class(r, "receiver_config_state")
-                if r.get("receiver_config_state") else None),
-            '<td class="err">%s</td>' % _e(r.get("last_error")),
-        ])
+        h.extend(
+            [
+                _td(r.get("plan")),
+                _td(r.get("service")),
+                _td(r.get("credentials_state"), _state_class(r, "credentials_state")),
+                _td(
+                    _fmt(r.get("certificate_days"), "%.1f"),
+                    _level(r.get("certificate_days"), t["renew_before_days"])
+                    if r.get("certificate_days") is not None
+                    else None,
+                ),
+                _td(
+                    _fmt(r.get("key_days"), "%.1f"),
+                    _level(r.get("key_days"), t["key_warn_days"]) if r.get("key_days") is not None else None,
+                ),
+                _td(r.get("forwarder_state"), _state_class(r, "forwarder_state")),
+                _td(
+                    _fmt(restarts, "%d"),
+                    None if restarts is None else ("warning" if restarts > t["max_restarts"] else "ok"),
+                ),
+                _td(
+                    "%s (%ss)" % (r.get("status_state"), _fmt(r.get("status_age"), "%.0f")),
+                    _state_class(r, "status_state"),
+                ),
+                _td(r.get("input_state"), _state_class(r, "input_state") if r.get("status_state") == "ok" else None),
+                _td(_fmt(age, "%.0f s"), age_cls),
+                _td(_fmt(r.get("bytes_per_second"), "%.0f")),
+                _td(sparkline_svg(r.get("history") or []), raw=True),
+                _td(_fmt(r.get("frames_dropped"), "%d"), "warning" if r.get("frames_dropped") else None),
+                _td(
+                    r.get("receiver_config_state"),
+                    _state_class(r, "receiver_config_state") if r.get("receiver_config_state") else None,
+                ),
+                '<td class="err">%s</td>' % _e(r.get("last_error")),
+            ]
+        )
         h.append("</tr>")
     h.append("</tbody></table></div>")
 
     h.append("<h2>Expiry timeline</h2>")
-    h.append('<p class="meta">Circle: certificate. Square: latest dynamic key. Colour: green ok, amber within '
-             "threshold, red expired.</p>")
+    h.append(
+        '<p class="meta">Circle: certificate. Square: latest dynamic key. Colour: green ok, amber within '
+        "threshold, red expired.</p>"
+    )
     h.append('<div id="timeline">%s</div>' % timeline_svg(report))
     h.append("</body>")
     h.append("</html>")

@@ -25,10 +25,10 @@ except ImportError:  # reported by ZtpClient with a hint to install it
 
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response import ZtpError, parse_body
 
-DEFAULT_URL = 'https://api.thingstream.io/ztp/pointperfect/credentials'
+DEFAULT_URL = "https://api.thingstream.io/ztp/pointperfect/credentials"
 RETRYABLE_STATUS = frozenset([408, 429, 500, 502, 503, 504]) | frozenset(range(505, 600))
-BACKOFF_BASE = 1.0   # seconds before the first retry (before jitter)
-BACKOFF_CAP = 60.0   # longest computed backoff
+BACKOFF_BASE = 1.0  # seconds before the first retry (before jitter)
+BACKOFF_CAP = 60.0  # longest computed backoff
 RETRY_AFTER_MAX = 300.0  # a Retry-After beyond this is not waited for: fail and say when to come back
 
 _ERRNO = re.compile(r'\[Errno -?\d+\] ([^\'")]+)')
@@ -36,8 +36,8 @@ _ERRNO = re.compile(r'\[Errno -?\d+\] ([^\'")]+)')
 
 def one_line(text, limit=200):
     """Collapse whitespace to one line and cut long texts."""
-    text = ' '.join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + '...'
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def backoff_delay(attempt, retry_after=None, rng=random.random):
@@ -46,7 +46,7 @@ def backoff_delay(attempt, retry_after=None, rng=random.random):
     Exponential backoff with jitter in [50 %, 100 %] of min(cap, base * 2**attempt); a Retry-After from the
     server is a floor (never retry earlier than the server asked).
     """
-    computed = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** attempt))
+    computed = min(BACKOFF_CAP, BACKOFF_BASE * (2**attempt))
     delay = computed * (0.5 + 0.5 * rng())
     if retry_after is not None:
         delay = max(delay, retry_after)
@@ -58,7 +58,7 @@ def parse_retry_after(value, now=None):
     if value is None:
         return None
     value = str(value).strip()
-    if re.match(r'^[0-9]+(\.[0-9]+)?$', value):
+    if re.match(r"^[0-9]+(\.[0-9]+)?$", value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -72,35 +72,48 @@ def parse_retry_after(value, now=None):
 
 def error_for_status(status, text, hardware_id, retries, token=None):
     """The one-line ZtpError message for a final non-200 answer."""
-    text = text or ''
+    text = text or ""
     if token:
-        text = text.replace(token, '********')
+        text = text.replace(token, "********")
     low = text.lower()
     if status == 403:
-        if 'already registered' in low:
-            return ZtpError('ZTP refused hardware id %r: device already registered on another device profile; '
-                            'remove it there in Thingstream or use another hardware_id' % hardware_id)
-        if 'no plan' in low:
-            return ZtpError('ZTP refused hardware id %r: no plan for device; assign a PointPerfect plan to the '
-                            'device profile in Thingstream, then run again' % hardware_id)
-        if 'not whitelisted' in low:
-            return ZtpError('ZTP refused hardware id %r: hardware code not whitelisted; allow it in the device '
-                            'profile in Thingstream, then run again' % hardware_id)
-        return ZtpError('ZTP refused hardware id %r (HTTP 403: %s); check the device profile in Thingstream'
-                        % (hardware_id, one_line(text, 120) or 'no reason given'))
+        if "already registered" in low:
+            return ZtpError(
+                "ZTP refused hardware id %r: device already registered on another device profile; "
+                "remove it there in Thingstream or use another hardware_id" % hardware_id
+            )
+        if "no plan" in low:
+            return ZtpError(
+                "ZTP refused hardware id %r: no plan for device; assign a PointPerfect plan to the "
+                "device profile in Thingstream, then run again" % hardware_id
+            )
+        if "not whitelisted" in low:
+            return ZtpError(
+                "ZTP refused hardware id %r: hardware code not whitelisted; allow it in the device "
+                "profile in Thingstream, then run again" % hardware_id
+            )
+        return ZtpError(
+            "ZTP refused hardware id %r (HTTP 403: %s); check the device profile in Thingstream"
+            % (hardware_id, one_line(text, 120) or "no reason given")
+        )
     if status in (400, 401):
-        return ZtpError('ZTP rejected the token (HTTP %d); set the device-profile token (option token or '
-                        'POINTPERFECT_ZTP_TOKEN, a lowercase 36-character UUID) and enable "Return existing '
-                        'device details" on the profile' % status)
+        return ZtpError(
+            "ZTP rejected the token (HTTP %d); set the device-profile token (option token or "
+            'POINTPERFECT_ZTP_TOKEN, a lowercase 36-character UUID) and enable "Return existing '
+            'device details" on the profile' % status
+        )
     if status == 404:
-        return ZtpError('ZTP API answered HTTP 404; check api_url')
+        return ZtpError("ZTP API answered HTTP 404; check api_url")
     if status == 429:
-        return ZtpError('ZTP API rate limit (HTTP 429) persisted after %d retries; wait a few minutes and run again'
-                        % retries)
+        return ZtpError(
+            "ZTP API rate limit (HTTP 429) persisted after %d retries; wait a few minutes and run again" % retries
+        )
     if status in RETRYABLE_STATUS:
-        return ZtpError('ZTP API unavailable (HTTP %d) after %d retries; run again later' % (status, retries))
-    return ZtpError('ZTP API answered unexpected HTTP %d (%s); check api_url and run again'
-                    % (status, one_line(text, 120) or 'no body'))
+        return ZtpError("ZTP API unavailable (HTTP %d) after %d retries; run again later" % (status, retries))
+    return ZtpError(
+        "ZTP API answered unexpected HTTP %d (%s); check api_url and run again"
+        % (status, one_line(text, 120) or "no body")
+    )
 
 
 def _os_reason(exc):
@@ -111,11 +124,23 @@ def _os_reason(exc):
 class ZtpClient(object):
     """Calls the ZTP API once per provisioning, with retries. Every failure is a ZtpError with a one-line message."""
 
-    def __init__(self, api_url=DEFAULT_URL, *, timeout=30, retries=3, validate_certs=True, ca_path=None,
-                 session=None, sleep=time.sleep, rng=random.random):
+    def __init__(
+        self,
+        api_url=DEFAULT_URL,
+        *,
+        timeout=30,
+        retries=3,
+        validate_certs=True,
+        ca_path=None,
+        session=None,
+        sleep=time.sleep,
+        rng=random.random,
+    ):
         if requests is None and session is None:
-            raise ZtpError('the gnss.pointperfect.ztp module needs the Python library requests on the controller: '
-                           'pip install requests')
+            raise ZtpError(
+                "the gnss.pointperfect.ztp module needs the Python library requests on the controller: "
+                "pip install requests"
+            )
         self.api_url = api_url
         self.timeout = timeout
         self.retries = max(0, int(retries))
@@ -131,16 +156,21 @@ class ZtpClient(object):
         if self.verify is False:
             with contextlib.suppress(Exception):  # only silences the insecure-request warning
                 requests.packages.urllib3.disable_warnings()
-        return session.post(self.api_url, json=payload, timeout=self.timeout, verify=self.verify,
-                            headers={'Content-Type': 'application/json', 'Accept': 'application/json'})
+        return session.post(
+            self.api_url,
+            json=payload,
+            timeout=self.timeout,
+            verify=self.verify,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
 
     def request(self, token, hardware_id, given_name=None, tags=None):
         """POST the credentials request; return the raw 200 body (bytes)."""
         if not token:
-            raise ZtpError('no ZTP token: set the token option or the POINTPERFECT_ZTP_TOKEN environment variable')
-        payload = {'token': token, 'hardwareId': hardware_id, 'givenName': given_name or hardware_id}
+            raise ZtpError("no ZTP token: set the token option or the POINTPERFECT_ZTP_TOKEN environment variable")
+        payload = {"token": token, "hardwareId": hardware_id, "givenName": given_name or hardware_id}
         if tags:
-            payload['tags'] = list(tags)
+            payload["tags"] = list(tags)
         attempt = 0
         while True:
             retry_after = None
@@ -157,32 +187,39 @@ class ZtpClient(object):
                     return response.content
                 if status not in RETRYABLE_STATUS or attempt >= self.retries:
                     raise error_for_status(status, _safe_text(response), hardware_id, attempt, token)
-                retry_after = parse_retry_after(response.headers.get('Retry-After'))
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 if retry_after is not None and retry_after > RETRY_AFTER_MAX:
-                    raise ZtpError('ZTP API asked to retry after %d seconds (HTTP %d); run again later'
-                                   % (retry_after, status))
+                    raise ZtpError(
+                        "ZTP API asked to retry after %d seconds (HTTP %d); run again later" % (retry_after, status)
+                    )
             self.sleep(backoff_delay(attempt, retry_after, self.rng))
             attempt += 1
 
     def _classify_exception(self, exc, attempt):
         """None to retry, else the final ZtpError. TLS failures are never retried."""
-        ssl_error = getattr(getattr(requests, 'exceptions', None), 'SSLError', None)
+        ssl_error = getattr(getattr(requests, "exceptions", None), "SSLError", None)
         if ssl_error is not None and isinstance(exc, ssl_error):
-            return ZtpError('TLS verification of the ZTP API failed (%s); check ca_path or the controller\'s system '
-                            'trust store' % self.api_url)
-        timeout_error = getattr(getattr(requests, 'exceptions', None), 'Timeout', ())
-        connection_error = getattr(getattr(requests, 'exceptions', None), 'ConnectionError', ())
+            return ZtpError(
+                "TLS verification of the ZTP API failed (%s); check ca_path or the controller's system "
+                "trust store" % self.api_url
+            )
+        timeout_error = getattr(getattr(requests, "exceptions", None), "Timeout", ())
+        connection_error = getattr(getattr(requests, "exceptions", None), "ConnectionError", ())
         if isinstance(exc, timeout_error):
             if attempt >= self.retries:
-                return ZtpError('ZTP API did not answer within timeout=%s s (after %d retries); run again later '
-                                'or raise timeout' % (self.timeout, attempt))
+                return ZtpError(
+                    "ZTP API did not answer within timeout=%s s (after %d retries); run again later "
+                    "or raise timeout" % (self.timeout, attempt)
+                )
             return None
         if isinstance(exc, connection_error):
             if attempt >= self.retries:
-                return ZtpError('cannot connect to the ZTP API at %s (%s) after %d retries; check api_url and '
-                                'network access from the controller' % (self.api_url, _os_reason(exc), attempt))
+                return ZtpError(
+                    "cannot connect to the ZTP API at %s (%s) after %d retries; check api_url and "
+                    "network access from the controller" % (self.api_url, _os_reason(exc), attempt)
+                )
             return None
-        return ZtpError('ZTP request failed (%s); check api_url' % exc.__class__.__name__)
+        return ZtpError("ZTP request failed (%s); check api_url" % exc.__class__.__name__)
 
     def fetch(self, token, hardware_id, given_name=None, tags=None):
         """request() + parse_body(): the validated credentials model."""
@@ -193,4 +230,4 @@ def _safe_text(response):
     try:
         return response.text[:2000]
     except Exception:
-        return ''
+        return ""

@@ -16,9 +16,9 @@ from collections import namedtuple
 
 DAY = 86400
 
-REASONS = ('missing', 'hardware_id_changed', 'expiring', 'stale', 'forced', 'valid')
+REASONS = ("missing", "hardware_id_changed", "expiring", "stale", "forced", "valid")
 
-Decision = namedtuple('Decision', ['reason', 'call_api', 'detail'])
+Decision = namedtuple("Decision", ["reason", "call_api", "detail"])
 
 
 def days_left(until, now):
@@ -44,31 +44,42 @@ def decide(deployed, hardware_id, now, *, renew_before_days=30, refresh_after_da
     Precedence: missing > hardware_id_changed > expiring > stale > forced > valid (the most telling reason wins).
     """
     renew = renew_before_days * DAY
-    if not deployed.get('credentials'):
-        return Decision('missing', True, 'no valid credentials.json in dest')
-    if deployed.get('mqtt'):
-        if not deployed.get('certificate_ok'):
-            return Decision('missing', True, 'client certificate or key is missing or unreadable')
-        if deployed.get('recorded_not_after') != deployed.get('certificate_not_after'):
-            return Decision('missing', True, 'client certificate does not match credentials.json')
-    elif not deployed.get('ntrip'):
-        return Decision('missing', True, 'credentials.json holds neither MQTT nor NTRIP credentials')
-    if deployed.get('hardware_id') != hardware_id:
-        return Decision('hardware_id_changed', True, 'deployed credentials belong to hardware id %r, not %r'
-                        % (deployed.get('hardware_id'), hardware_id))
-    not_after = deployed.get('certificate_not_after') if deployed.get('mqtt') else None
+    if not deployed.get("credentials"):
+        return Decision("missing", True, "no valid credentials.json in dest")
+    if deployed.get("mqtt"):
+        if not deployed.get("certificate_ok"):
+            return Decision("missing", True, "client certificate or key is missing or unreadable")
+        if deployed.get("recorded_not_after") != deployed.get("certificate_not_after"):
+            return Decision("missing", True, "client certificate does not match credentials.json")
+    elif not deployed.get("ntrip"):
+        return Decision("missing", True, "credentials.json holds neither MQTT nor NTRIP credentials")
+    if deployed.get("hardware_id") != hardware_id:
+        return Decision(
+            "hardware_id_changed",
+            True,
+            "deployed credentials belong to hardware id %r, not %r" % (deployed.get("hardware_id"), hardware_id),
+        )
+    not_after = deployed.get("certificate_not_after") if deployed.get("mqtt") else None
     if not_after is not None and not_after - now < renew:
-        return Decision('expiring', True, 'certificate expires in %d days (renew_before_days=%d)'
-                        % (days_left(not_after, now), renew_before_days))
-    keys_end = deployed.get('keys_end')
+        return Decision(
+            "expiring",
+            True,
+            "certificate expires in %d days (renew_before_days=%d)" % (days_left(not_after, now), renew_before_days),
+        )
+    keys_end = deployed.get("keys_end")
     if keys_end is not None and keys_end - now < renew:
-        return Decision('expiring', True, 'newest dynamic key expires in %d days (renew_before_days=%d)'
-                        % (days_left(keys_end, now), renew_before_days))
-    confirmed_at = deployed.get('confirmed_at')
-    if deployed.get('ntrip') and (confirmed_at is None or now - confirmed_at > refresh_after_days * DAY):
-        age = 'unknown' if confirmed_at is None else '%d days' % ((now - confirmed_at) // DAY)
-        return Decision('stale', True, 'NTRIP credentials last confirmed %s ago (refresh_after_days=%d)'
-                        % (age, refresh_after_days))
+        return Decision(
+            "expiring",
+            True,
+            "newest dynamic key expires in %d days (renew_before_days=%d)"
+            % (days_left(keys_end, now), renew_before_days),
+        )
+    confirmed_at = deployed.get("confirmed_at")
+    if deployed.get("ntrip") and (confirmed_at is None or now - confirmed_at > refresh_after_days * DAY):
+        age = "unknown" if confirmed_at is None else "%d days" % ((now - confirmed_at) // DAY)
+        return Decision(
+            "stale", True, "NTRIP credentials last confirmed %s ago (refresh_after_days=%d)" % (age, refresh_after_days)
+        )
     if force:
-        return Decision('forced', True, 'force=true')
-    return Decision('valid', False, 'credentials are valid')
+        return Decision("forced", True, "force=true")
+    return Decision("valid", False, "credentials are valid")

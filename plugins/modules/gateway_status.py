@@ -24,7 +24,7 @@ description:
     (not provisioned, service absent, status file stale or corrupt, systemd not available).
   - Python 3 standard library only on the target.
 author:
-  - gnss.pointperfect maintainers
+  - gnss.pointperfect maintainers (@gnss-pointperfect)
 options:
   dest:
     description: Directory holding C(credentials.json) as written by M(gnss.pointperfect.ztp).
@@ -53,7 +53,7 @@ attributes:
     description: Nothing is changed, so there is nothing to diff.
   idempotent:
     support: full
-    description: Never changes anything; RV(changed) is always V(false).
+    description: Never changes anything; C(changed) is always V(false).
   platform:
     description: Target OS/families that can be operated against.
     support: N/A
@@ -156,8 +156,16 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 
 # The only fields copied from credentials.json; everything else (ntrip password, key values, mqtt paths) stays put.
-CREDENTIAL_FIELDS = ("format", "hardware_id", "given_name", "plan", "service", "client_id", "certificate_not_after",
-                     "regions")
+CREDENTIAL_FIELDS = (
+    "format",
+    "hardware_id",
+    "given_name",
+    "plan",
+    "service",
+    "client_id",
+    "certificate_not_after",
+    "regions",
+)
 SYSTEMD_PROPERTIES = ("LoadState", "ActiveState", "SubState", "NRestarts", "ExecMainStartTimestamp", "MainPID")
 DAY = 86400.0
 
@@ -210,10 +218,19 @@ def _key_summary(key, now):
         start = float(key["start"]) / 1000.0
         end = start + float(key["duration"]) / 1000.0
     except (KeyError, TypeError, ValueError):
-        return {"valid_from": None, "valid_until": None, "valid": False, "days_remaining": None,
-                "error": "malformed key entry"}
-    return {"valid_from": iso(start), "valid_until": iso(end), "valid": start <= now < end,
-            "days_remaining": round((end - now) / DAY, 2)}
+        return {
+            "valid_from": None,
+            "valid_until": None,
+            "valid": False,
+            "days_remaining": None,
+            "error": "malformed key entry",
+        }
+    return {
+        "valid_from": iso(start),
+        "valid_until": iso(end),
+        "valid": start <= now < end,
+        "days_remaining": round((end - now) / DAY, 2),
+    }
 
 
 def credentials_summary(dest, now):
@@ -230,8 +247,10 @@ def credentials_summary(dest, now):
     result["certificate_days_remaining"] = round((not_after - now) / DAY, 2) if not_after is not None else None
     keys = data.get("dynamickeys")
     if isinstance(keys, dict):
-        result["dynamickeys"] = {"current": _key_summary(keys.get("current"), now),
-                                 "next": _key_summary(keys.get("next"), now)}
+        result["dynamickeys"] = {
+            "current": _key_summary(keys.get("current"), now),
+            "next": _key_summary(keys.get("next"), now),
+        }
     else:
         result["dynamickeys"] = None
     result["has_certificate"] = os.path.exists(os.path.join(dest, "client.crt"))
@@ -267,8 +286,17 @@ def parse_systemctl_show(text):
 def service_summary(unit, run):
     """systemd state via `systemctl show`; run(argv) -> (rc, out, err), or run is None when there is no systemctl."""
     name = unit if "." in unit else unit + ".service"
-    result = {"state": "unknown", "name": name, "load_state": None, "active_state": None, "sub_state": None,
-              "n_restarts": None, "exec_main_start_timestamp": None, "main_pid": None, "error": None}
+    result = {
+        "state": "unknown",
+        "name": name,
+        "load_state": None,
+        "active_state": None,
+        "sub_state": None,
+        "n_restarts": None,
+        "exec_main_start_timestamp": None,
+        "main_pid": None,
+        "error": None,
+    }
     if run is None:
         result["error"] = "systemctl not found"
         return result
@@ -324,10 +352,13 @@ def main():
     systemctl = module.get_bin_path("systemctl")
     run = None
     if systemctl:
+
         def run(args):
             return module.run_command([systemctl] + args, environ_update={"LC_ALL": "C", "SYSTEMD_PAGER": ""})
-    gateway = gather(module.params["dest"], module.params["status_file"], module.params["service"],
-                     module.params["stale_after"], run)
+
+    gateway = gather(
+        module.params["dest"], module.params["status_file"], module.params["service"], module.params["stale_after"], run
+    )
     module.exit_json(changed=False, gateway=gateway)
 
 

@@ -9,7 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-DOCUMENTATION = r'''
+DOCUMENTATION = r"""
 ---
 module: ztp
 short_description: Provision a GNSS gateway with u-blox Thingstream PointPerfect Zero Touch Provisioning
@@ -34,7 +34,7 @@ description:
   - Errors are one-line messages that say what to do. The token, private key, NTRIP password and dynamic key
     values never appear in results, diffs, warnings or errors.
 author:
-  - gnss.pointperfect maintainers
+  - gnss.pointperfect maintainers (@gnss-pointperfect)
 requirements:
   - On the controller, C(requests) and C(cryptography).
   - On the target, Python 3 standard library only.
@@ -124,6 +124,34 @@ options:
         Symbolic modes are not supported. C(client.crt) is always C(0644).
     type: raw
     default: '0600'
+  _state:
+    description:
+      - Internal use by the action plugin; do not set.
+      - Which part of the work the module does on the target.
+    type: str
+    choices: [read, write, attributes]
+  _certificate:
+    description:
+      - Internal use by the action plugin; do not set.
+      - Content of C(client.crt) to write.
+    type: str
+  _private_key:
+    description:
+      - Internal use by the action plugin; do not set.
+      - Content of C(client.key) to write.
+    type: str
+  _credentials:
+    description:
+      - Internal use by the action plugin; do not set.
+      - Content of C(credentials.json) to write.
+    type: str
+  _remove:
+    description:
+      - Internal use by the action plugin; do not set.
+      - Names of files in O(dest) to remove (C(client.crt), C(client.key)).
+    type: list
+    elements: str
+    default: []
 notes:
   - The default trust store of C(requests) (certifi) contains Amazon Root CA 1, which the ZTP API chains to.
   - O(force=true) always calls the API; the API returns the same credentials for an existing device, so this
@@ -132,9 +160,9 @@ seealso:
   - name: PointPerfect
     description: u-blox PointPerfect GNSS augmentation service.
     link: https://www.u-blox.com/en/product/pointperfect
-'''
+"""
 
-EXAMPLES = r'''
+EXAMPLES = r"""
 - name: Provision the gateway (token from POINTPERFECT_ZTP_TOKEN on the controller)
   gnss.pointperfect.ztp:
     hardware_id: "{{ inventory_hostname }}"
@@ -159,9 +187,9 @@ EXAMPLES = r'''
     hardware_id: gw-01
     renew_before_days: 60
     refresh_after_days: 1
-'''
+"""
 
-RETURN = r'''
+RETURN = r"""
 api_called:
   description: Whether the ZTP API was called in this run (never in check mode).
   returned: always
@@ -244,7 +272,7 @@ ntrip:
       type: str
       sample: NEAR-SPARTN
     tls:
-      description: Caster TLS port (O(ntrip.port) + 1).
+      description: Caster TLS port (RV(ntrip.port) + 1).
       type: int
       sample: 2102
 certificate_not_after:
@@ -263,7 +291,7 @@ files:
   type: list
   elements: path
   sample: [/etc/pointperfect/client.crt, /etc/pointperfect/client.key, /etc/pointperfect/credentials.json]
-'''
+"""
 
 import grp  # noqa: E402 - Ansible modules import after DOCUMENTATION
 import hashlib  # noqa: E402
@@ -276,9 +304,9 @@ import time  # noqa: E402
 from ansible.module_utils.basic import AnsibleModule, env_fallback  # noqa: E402
 from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic  # noqa: E402
 
-CERT = 'client.crt'
-KEY = 'client.key'
-CREDS = 'credentials.json'
+CERT = "client.crt"
+KEY = "client.key"
+CREDS = "credentials.json"
 CERT_MODE = 0o644
 
 
@@ -287,41 +315,61 @@ def _file_state(path, mode, uid, gid):
     try:
         st = os.lstat(path)
     except OSError:
-        return {'exists': False}
-    info = {'exists': True, 'regular': stat.S_ISREG(st.st_mode), 'mode': '%04o' % stat.S_IMODE(st.st_mode),
-            'uid': st.st_uid, 'gid': st.st_gid, 'mtime': st.st_mtime,
-            'attributes_ok': not _atomic.attributes_differ(path, mode, uid, gid)}
+        return {"exists": False}
+    info = {
+        "exists": True,
+        "regular": stat.S_ISREG(st.st_mode),
+        "mode": "%04o" % stat.S_IMODE(st.st_mode),
+        "uid": st.st_uid,
+        "gid": st.st_gid,
+        "mtime": st.st_mtime,
+        "attributes_ok": not _atomic.attributes_differ(path, mode, uid, gid),
+    }
     try:
-        info['owner'] = pwd.getpwuid(st.st_uid).pw_name
+        info["owner"] = pwd.getpwuid(st.st_uid).pw_name
     except KeyError:
-        info['owner'] = str(st.st_uid)
+        info["owner"] = str(st.st_uid)
     try:
-        info['group'] = grp.getgrgid(st.st_gid).gr_name
+        info["group"] = grp.getgrgid(st.st_gid).gr_name
     except KeyError:
-        info['group'] = str(st.st_gid)
+        info["group"] = str(st.st_gid)
     return info
 
 
 def _public_credentials(doc):
     """The secret-free part of credentials.json that the controller needs to decide and to report."""
-    if not isinstance(doc, dict) or doc.get('format') != 1:
+    if not isinstance(doc, dict) or doc.get("format") != 1:
         return None
-    out = dict((k, doc.get(k)) for k in ('hardware_id', 'given_name', 'plan', 'service', 'client_id',
-                                          'certificate_not_after', 'regions', 'topics'))
-    mqtt = doc.get('mqtt')
-    out['mqtt'] = None if not isinstance(mqtt, dict) else {'host': mqtt.get('host'), 'port': mqtt.get('port')}
-    ntrip = doc.get('ntrip')
-    out['ntrip'] = None if not isinstance(ntrip, dict) else dict(
-        (k, ntrip.get(k)) for k in ('host', 'port', 'tls_port', 'mountpoint'))
+    out = dict(
+        (k, doc.get(k))
+        for k in (
+            "hardware_id",
+            "given_name",
+            "plan",
+            "service",
+            "client_id",
+            "certificate_not_after",
+            "regions",
+            "topics",
+        )
+    )
+    mqtt = doc.get("mqtt")
+    out["mqtt"] = None if not isinstance(mqtt, dict) else {"host": mqtt.get("host"), "port": mqtt.get("port")}
+    ntrip = doc.get("ntrip")
+    out["ntrip"] = (
+        None
+        if not isinstance(ntrip, dict)
+        else dict((k, ntrip.get(k)) for k in ("host", "port", "tls_port", "mountpoint"))
+    )
     keys_end = None
-    dynamickeys = doc.get('dynamickeys')
+    dynamickeys = doc.get("dynamickeys")
     if isinstance(dynamickeys, dict):
-        newest = dynamickeys.get('next') or dynamickeys.get('current')
+        newest = dynamickeys.get("next") or dynamickeys.get("current")
         if isinstance(newest, dict):
-            start, duration = newest.get('start'), newest.get('duration')
+            start, duration = newest.get("start"), newest.get("duration")
             if all(isinstance(v, int) and not isinstance(v, bool) for v in (start, duration)):
                 keys_end = start + duration
-    out['keys_end_ms'] = keys_end
+    out["keys_end_ms"] = keys_end
     return out
 
 
@@ -333,22 +381,29 @@ def read_state(dest, mode, uid, gid):
         KEY: _file_state(paths[KEY], mode, uid, gid),
         CREDS: _file_state(paths[CREDS], mode, uid, gid),
     }
-    state = {'dest': dest, 'dest_exists': os.path.isdir(dest), 'files': files, 'credentials': None,
-             'credentials_error': None, 'certificate_pem': None, 'now': time.time()}
-    if files[CREDS].get('regular'):
+    state = {
+        "dest": dest,
+        "dest_exists": os.path.isdir(dest),
+        "files": files,
+        "credentials": None,
+        "credentials_error": None,
+        "certificate_pem": None,
+        "now": time.time(),
+    }
+    if files[CREDS].get("regular"):
         try:
-            with open(paths[CREDS], 'rb') as f:
+            with open(paths[CREDS], "rb") as f:
                 raw = f.read()
-            state['credentials'] = _public_credentials(json.loads(raw.decode('utf-8')))
-            state['credentials_sha256'] = hashlib.sha256(raw).hexdigest()
-            if state['credentials'] is None:
-                state['credentials_error'] = 'unknown format'
+            state["credentials"] = _public_credentials(json.loads(raw.decode("utf-8")))
+            state["credentials_sha256"] = hashlib.sha256(raw).hexdigest()
+            if state["credentials"] is None:
+                state["credentials_error"] = "unknown format"
         except (IOError, OSError, ValueError) as e:
-            state['credentials_error'] = e.__class__.__name__
-    if files[CERT].get('regular'):
+            state["credentials_error"] = e.__class__.__name__
+    if files[CERT].get("regular"):
         try:
-            with open(paths[CERT], 'rb') as f:
-                state['certificate_pem'] = f.read(65536).decode('ascii', 'replace')
+            with open(paths[CERT], "rb") as f:
+                state["certificate_pem"] = f.read(65536).decode("ascii", "replace")
         except (IOError, OSError):
             pass
     return state
@@ -380,7 +435,7 @@ def write_files(dest, contents, mode, uid, gid, *, remove=()):
         try:
             _atomic.commit(tmp, path)
         except _atomic.AtomicWriteError:
-            for later, _path in prepared[i + 1:]:
+            for later, _path in prepared[i + 1 :]:
                 _atomic.discard(later)
             raise
         changed = True
@@ -411,58 +466,60 @@ def managed_files(dest):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            token=dict(type='str', no_log=True, fallback=(env_fallback, ['POINTPERFECT_ZTP_TOKEN'])),
-            hardware_id=dict(type='str', required=True),
-            given_name=dict(type='str'),
-            tags=dict(type='list', elements='str', default=[]),
-            api_url=dict(type='str', default='https://api.thingstream.io/ztp/pointperfect/credentials'),
-            dest=dict(type='path', default='/etc/pointperfect'),
-            renew_before_days=dict(type='int', default=30),
-            refresh_after_days=dict(type='int', default=7),
-            force=dict(type='bool', default=False),
-            timeout=dict(type='int', default=30),
-            retries=dict(type='int', default=3),
-            validate_certs=dict(type='bool', default=True),
-            ca_path=dict(type='path'),
-            owner=dict(type='str'),
-            group=dict(type='str'),
-            mode=dict(type='raw', default='0600'),
+            token=dict(type="str", no_log=True, fallback=(env_fallback, ["POINTPERFECT_ZTP_TOKEN"])),
+            hardware_id=dict(type="str", required=True),
+            given_name=dict(type="str"),
+            tags=dict(type="list", elements="str", default=[]),
+            api_url=dict(type="str", default="https://api.thingstream.io/ztp/pointperfect/credentials"),
+            dest=dict(type="path", default="/etc/pointperfect"),
+            renew_before_days=dict(type="int", default=30),
+            refresh_after_days=dict(type="int", default=7),
+            force=dict(type="bool", default=False),
+            timeout=dict(type="int", default=30),
+            retries=dict(type="int", default=3),
+            validate_certs=dict(type="bool", default=True),
+            ca_path=dict(type="path"),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+            mode=dict(type="raw", default="0600"),
             # internal, set by the action plugin only
-            _state=dict(type='str', choices=['read', 'write', 'attributes']),
-            _certificate=dict(type='str', no_log=True),
-            _private_key=dict(type='str', no_log=True),
-            _credentials=dict(type='str', no_log=True),
-            _remove=dict(type='list', elements='str', default=[]),
+            _state=dict(type="str", choices=["read", "write", "attributes"]),
+            _certificate=dict(type="str", no_log=True),
+            _private_key=dict(type="str", no_log=True),
+            _credentials=dict(type="str", no_log=True),
+            _remove=dict(type="list", elements="str", default=[]),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    if p['_state'] is None:
-        module.fail_json(msg='gnss.pointperfect.ztp runs through its action plugin; call it as a task, not directly')
-    dest = p['dest']
+    if p["_state"] is None:
+        module.fail_json(msg="gnss.pointperfect.ztp runs through its action plugin; call it as a task, not directly")
+    dest = p["dest"]
     try:
-        mode = _atomic.parse_mode(p['mode'])
-        uid = _atomic.resolve_uid(p['owner'])
-        gid = _atomic.resolve_gid(p['group'])
+        mode = _atomic.parse_mode(p["mode"])
+        uid = _atomic.resolve_uid(p["owner"])
+        gid = _atomic.resolve_gid(p["group"])
     except _atomic.AtomicWriteError as e:
         module.fail_json(msg=str(e))
-    if p['_state'] == 'read':
+    if p["_state"] == "read":
         module.exit_json(changed=False, state=read_state(dest, mode, uid, gid))
     if module.check_mode:
         module.exit_json(changed=False, files=managed_files(dest))
     try:
-        if p['_state'] == 'attributes':
+        if p["_state"] == "attributes":
             changed = fix_attributes(dest, mode, uid, gid)
         else:
-            contents = {CERT: p['_certificate'], KEY: p['_private_key'], CREDS: p['_credentials']}
-            contents = dict((k, None if v is None else v.encode('utf-8')) for k, v in contents.items())
-            remove = [n for n in p['_remove'] if n in (CERT, KEY)]
+            contents = {CERT: p["_certificate"], KEY: p["_private_key"], CREDS: p["_credentials"]}
+            contents = dict((k, None if v is None else v.encode("utf-8")) for k, v in contents.items())
+            remove = [n for n in p["_remove"] if n in (CERT, KEY)]
             changed = write_files(dest, contents, mode, uid, gid, remove=remove)
     except (_atomic.AtomicWriteError, OSError) as e:
-        module.fail_json(msg='cannot write credentials in %s: %s; fix the directory permissions and run again'
-                         % (dest, str(e) if isinstance(e, _atomic.AtomicWriteError) else (e.strerror or e)))
+        module.fail_json(
+            msg="cannot write credentials in %s: %s; fix the directory permissions and run again"
+            % (dest, str(e) if isinstance(e, _atomic.AtomicWriteError) else (e.strerror or e))
+        )
     module.exit_json(changed=changed, files=managed_files(dest))
 
 
-if __name__ == '__main__':
+if __name__ == "__main__":
     main()

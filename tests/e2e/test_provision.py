@@ -13,6 +13,7 @@ from pointperfect_sim import frames as F
 
 from .conftest import CASTER_PASSWORD, MQTT_TOKEN, NTRIP_HOSTS, NTRIP_TOKEN
 
+pytestmark = [pytest.mark.fleet, pytest.mark.lab, pytest.mark.slow]
 SERVICE = "pointperfect-forwarder"
 USBINPROT_SPARTN = 0x10770005
 TIMINGS: dict[str, float] = {}

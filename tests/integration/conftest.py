@@ -70,21 +70,36 @@ def playbook(sim, ansible_env, tmp_path_factory):
     def run(cases, *, check=False, diff=False, verbose=True, env=None):
         n = next(counter)
         results_file = work / f"results-{n}.json"
-        variables = {"cases": cases, "tokens": sim.tokens, "api_url": sim.url, "ca_path": sim.ca_path,
-                     "results_file": str(results_file), "ansible_python_interpreter": sys.executable}
+        variables = {
+            "cases": cases,
+            "tokens": sim.tokens,
+            "api_url": sim.url,
+            "ca_path": sim.ca_path,
+            "results_file": str(results_file),
+            "ansible_python_interpreter": sys.executable,
+        }
         vars_file = work / f"vars-{n}.json"
         vars_file.write_text(json.dumps(variables))
         os.chmod(vars_file, 0o600)
-        cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-               "-e", f"@{vars_file}", str(PLAYBOOK)]
+        cmd = [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"@{vars_file}",
+            str(PLAYBOOK),
+        ]
         if verbose:
             cmd.append("-vvv")
         if check:
             cmd.append("--check")
         if diff:
             cmd.append("--diff")
-        proc = subprocess.run(cmd, env=dict(ansible_env, **(env or {})), capture_output=True, text=True,
-                              timeout=600, check=False)
+        proc = subprocess.run(
+            cmd, env=dict(ansible_env, **(env or {})), capture_output=True, text=True, timeout=600, check=False
+        )
         assert results_file.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
         return Run(proc, json.loads(results_file.read_text()))
 

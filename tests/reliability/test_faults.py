@@ -82,9 +82,8 @@ def test_broker_restarted_10_times(tmp_path, broker, receiver, replayer, daemons
             d = L.analyse(traffic, receiver, t0, t1, since=t0 - 0.5)
             recoveries.append(d.recovery_s)
             lost += d.lost_in_window
-            # health told the truth: the reconnect is counted and the state went through something else
-            states = {s["status"]["input"]["state"] for s in sampler.between(t0, t1 + d.recovery_s)}
-            assert states - {"connected"} or fwd.status()["input"]["reconnects"] >= i + 1, states
+            # health told the truth: the reconnect is counted (the status file is rewritten every ~2 s)
+            fwd.wait_status(lambda s, n=i + 1: s["input"]["reconnects"] >= n, 10)
         st = fwd.status()
         assert st["input"]["reconnects"] >= 10, st["input"]
         assert fwd.metrics()["reconnects_total"] >= 10
@@ -209,7 +208,7 @@ def test_serial_unplug_and_replug(tmp_path, broker, receiver, replayer, daemons)
     finally:
         traffic.stop()
         sampler.stop()
-    during = sampler.between(t0 + 1, t1)
+    during = sampler.between(t0 + 3, t1)  # the status file is rewritten every ~2 s
     assert during and all(s["status"]["output"]["state"] == "closed" for s in during)
     assert all(not s["status"]["healthy"] for s in during), "healthy while the serial port was gone"
     d = L.analyse(traffic, receiver, t0, t1)

@@ -72,5 +72,3 @@ def make_pair(cn="9f1c2d3e-4b5a-6c7d-8e9f-0a1b2c3d4e5f", days=365, key=None):
         serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
     ).decode()
     return cert_pem, key_pem, not_after
-
-

@@ -352,7 +352,7 @@ def load(path: str) -> Settings:
     try:
         keys = parse_dynamickeys(creds.get("dynamickeys"), "credentials.dynamickeys")
     except ValueError as exc:
-        where, _, problem = str(exc).partition(": ")
+        where, _sep, problem = str(exc).partition(": ")
         raise ConfigError(where, problem) from None
     settings = Settings(
         path=path,

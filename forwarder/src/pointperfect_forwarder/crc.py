@@ -12,7 +12,7 @@ def _table(width: int, poly: int) -> list[int]:
     table = []
     for byte in range(256):
         crc = byte << (width - 8)
-        for _ in range(8):
+        for _bit in range(8):
             crc = ((crc << 1) ^ poly) if crc & top else (crc << 1)
         table.append(crc & mask)
     return table

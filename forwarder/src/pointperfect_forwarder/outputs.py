@@ -103,7 +103,7 @@ class TcpOutput(Output):
         sock = self._sock
         if sock is None:
             raise OSError("socket closed")
-        ready, _, _ = select.select([sock], [], [], 0.2)
+        ready, _writable, _errored = select.select([sock], [], [], 0.2)
         if not ready:
             return b""
         data = sock.recv(65536)

@@ -19,19 +19,39 @@ def credentials(now: float, *, hwid="gw-01", plan="ip", cert_days=200.0, key_day
     """credentials.json content; the current key has `key_days` left, the next one 28 days more."""
     key_len_ms = 28 * DAY * 1000
     cur_end_ms = int((now + key_days * DAY) * 1000)
-    keys = {"current": {"start": cur_end_ms - key_len_ms, "duration": key_len_ms, "value": KEY_VALUE},
-            "next": {"start": cur_end_ms, "duration": key_len_ms, "value": KEY_VALUE[::-1]}}
+    keys = {
+        "current": {"start": cur_end_ms - key_len_ms, "duration": key_len_ms, "value": KEY_VALUE},
+        "next": {"start": cur_end_ms, "duration": key_len_ms, "value": KEY_VALUE[::-1]},
+    }
     return {
-        "format": 1, "hardware_id": hwid, "given_name": hwid, "plan": "ntrip" if ntrip else plan,
-        "service": "ntrip" if ntrip else "mqtt", "client_id": f"4f1b0e0c-0000-4000-8000-{len(hwid):012d}",
+        "format": 1,
+        "hardware_id": hwid,
+        "given_name": hwid,
+        "plan": "ntrip" if ntrip else plan,
+        "service": "ntrip" if ntrip else "mqtt",
+        "client_id": f"4f1b0e0c-0000-4000-8000-{len(hwid):012d}",
         "certificate_not_after": None if ntrip else iso(now + cert_days * DAY),
-        "mqtt": None if ntrip else {"host": "127.0.0.1", "port": 8883, "client_id": "c",
-                                    "certificate": "/etc/pointperfect/client.crt",
-                                    "private_key": "/etc/pointperfect/client.key"},
+        "mqtt": None
+        if ntrip
+        else {
+            "host": "127.0.0.1",
+            "port": 8883,
+            "client_id": "c",
+            "certificate": "/etc/pointperfect/client.crt",
+            "private_key": "/etc/pointperfect/client.key",
+        },
         "regions": ["eu"],
         "topics": {"keys": "/pp/ubx/0236/ip", "corrections": ["/pp/ip/eu"], "assistnow": "/pp/ubx/mga"},
-        "ntrip": {"host": "127.0.0.1", "port": 2101, "tls_port": 2102, "mountpoint": "NEAR-SPARTN",
-                  "username": "u", "password": PASSWORD} if ntrip else None,
+        "ntrip": {
+            "host": "127.0.0.1",
+            "port": 2101,
+            "tls_port": 2102,
+            "mountpoint": "NEAR-SPARTN",
+            "username": "u",
+            "password": PASSWORD,
+        }
+        if ntrip
+        else None,
         "dynamickeys": None if ntrip else keys,
     }
 
@@ -46,25 +66,60 @@ def write_credentials(dest: Path, content: dict) -> Path:
     return path
 
 
-def status(now: float, *, state="connected", last_data_age=1.0, bps=512.0, healthy=True, reconnects=0,
-           dropped=0, config_state="applied", last_error=None, updated_ago=0.5) -> dict:
+def status(
+    now: float,
+    *,
+    state="connected",
+    last_data_age=1.0,
+    bps=512.0,
+    healthy=True,
+    reconnects=0,
+    dropped=0,
+    config_state="applied",
+    last_error=None,
+    updated_ago=0.5,
+) -> dict:
     """Contract 3 status file content as the forwarder writes it."""
     return {
-        "format": 1, "updated_at": iso(now - updated_ago), "started_at": iso(now - 3600), "pid": 4242,
-        "version": "0.1.0", "healthy": healthy,
-        "input": {"type": "mqtt", "state": state, "endpoint": "127.0.0.1:8883",
-                  "connected_since": iso(now - 3500) if state == "connected" else None,
-                  "last_data_at": iso(now - last_data_age) if last_data_age is not None else None,
-                  "last_data_age": last_data_age, "bytes": 123456, "frames": 789, "reconnects": reconnects,
-                  "last_error": last_error},
-        "output": {"type": "serial", "target": "/dev/ttyACM0", "state": "open", "bytes": 123000, "frames": 780,
-                   "dropped_frames": dropped, "dropped_bytes": dropped * 100},
-        "streams": {"spartn": {"frames": 700, "bytes": 120000}, "ubx": {"frames": 80, "bytes": 3000},
-                    "rtcm": {"frames": 0, "bytes": 0}, "nmea": {"frames": 9, "bytes": 456}},
+        "format": 1,
+        "updated_at": iso(now - updated_ago),
+        "started_at": iso(now - 3600),
+        "pid": 4242,
+        "version": "0.1.0",
+        "healthy": healthy,
+        "input": {
+            "type": "mqtt",
+            "state": state,
+            "endpoint": "127.0.0.1:8883",
+            "connected_since": iso(now - 3500) if state == "connected" else None,
+            "last_data_at": iso(now - last_data_age) if last_data_age is not None else None,
+            "last_data_age": last_data_age,
+            "bytes": 123456,
+            "frames": 789,
+            "reconnects": reconnects,
+            "last_error": last_error,
+        },
+        "output": {
+            "type": "serial",
+            "target": "/dev/ttyACM0",
+            "state": "open",
+            "bytes": 123000,
+            "frames": 780,
+            "dropped_frames": dropped,
+            "dropped_bytes": dropped * 100,
+        },
+        "streams": {
+            "spartn": {"frames": 700, "bytes": 120000},
+            "ubx": {"frames": 80, "bytes": 3000},
+            "rtcm": {"frames": 0, "bytes": 0},
+            "nmea": {"frames": 9, "bytes": 456},
+        },
         "bytes_per_second": bps,
-        "keys": {"current": {"valid_from": iso(now - 8 * DAY), "valid_until": iso(now + 20 * DAY), "valid": True},
-                 "next": {"valid_from": iso(now + 20 * DAY), "valid_until": iso(now + 48 * DAY), "valid": False},
-                 "last_sent_at": iso(now - 60)},
+        "keys": {
+            "current": {"valid_from": iso(now - 8 * DAY), "valid_until": iso(now + 20 * DAY), "valid": True},
+            "next": {"valid_from": iso(now + 20 * DAY), "valid_until": iso(now + 48 * DAY), "valid": False},
+            "last_sent_at": iso(now - 60),
+        },
         "certificate_not_after": iso(now + 200 * DAY),
         "receiver": {"config_state": config_state, "resets_detected": 0},
         "last_error": last_error,
@@ -99,4 +154,5 @@ def fake_systemd(bin_dir: Path, units_dir: Path, units: dict) -> None:
     for unit, (active, sub, restarts) in units.items():
         (units_dir / unit).write_text(
             f"LoadState=loaded\nActiveState={active}\nSubState={sub}\nNRestarts={restarts}\n"
-            f"ExecMainStartTimestamp=Wed 2026-11-25 20:00:00 UTC\nMainPID={4242 if active == 'active' else 0}\n")
+            f"ExecMainStartTimestamp=Wed 2026-11-25 20:00:00 UTC\nMainPID={4242 if active == 'active' else 0}\n"
+        )

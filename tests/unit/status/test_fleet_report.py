@@ -23,13 +23,17 @@ def result(tmp_path, name, *, creds=None, status=None, service=("active", "runni
     if service is not None:
         active, sub, restarts = service
         load = "not-found" if active == "absent" else "loaded"
-        out = (f"LoadState={load}\nActiveState={active}\nSubState={sub}\nNRestarts={restarts}\n"
-               "ExecMainStartTimestamp=\nMainPID=0\n")
+        out = (
+            f"LoadState={load}\nActiveState={active}\nSubState={sub}\nNRestarts={restarts}\n"
+            "ExecMainStartTimestamp=\nMainPID=0\n"
+        )
 
         def props(_args):
             return 0, out, ""
-    gateway = gs.gather(str(base / "etc"), str(base / "status.json"), "pointperfect-forwarder", stale_after, props,
-                        now=NOW)
+
+    gateway = gs.gather(
+        str(base / "etc"), str(base / "status.json"), "pointperfect-forwarder", stale_after, props, now=NOW
+    )
     return {"changed": False, "failed": False, "gateway": gateway}
 
 
@@ -45,21 +49,33 @@ def test_healthy_gateway_has_no_problem(tmp_path):
     assert fr.fleet_health({"gw-ok": healthy(tmp_path)}, now=NOW) == []
 
 
-@pytest.mark.parametrize(("kwargs", "expected", "severity"), [
-    ({"creds": None, "status": None, "service": ("absent", "dead", 0)}, ["credentials"], "critical"),
-    ({"service": ("failed", "failed", 0)}, ["service"], "critical"),
-    ({"service": ("absent", "dead", 0)}, ["service"], "critical"),
-    ({"service": ("active", "running", 4)}, ["restarts"], "warning"),
-    ({"cert_days": 29.0}, ["certificate"], "warning"),
-    ({"cert_days": -1.0}, ["certificate"], "critical"),
-    ({"key_days": 6.0, "next_key": False}, ["keys"], "warning"),
-    ({"status": "stale"}, ["status"], "critical"),
-    ({"status": None}, ["status"], "critical"),
-    ({"input": {"state": "connected", "last_data_age": 61}}, ["data"], "critical"),
-    ({"input": {"state": "auth_failed", "last_data_age": None,
-                "last_error": "credentials rejected: re-run provisioning"}}, ["input"], "critical"),
-    ({"input": {"state": "connected", "config_state": "failed"}}, ["receiver"], "warning"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "expected", "severity"),
+    [
+        ({"creds": None, "status": None, "service": ("absent", "dead", 0)}, ["credentials"], "critical"),
+        ({"service": ("failed", "failed", 0)}, ["service"], "critical"),
+        ({"service": ("absent", "dead", 0)}, ["service"], "critical"),
+        ({"service": ("active", "running", 4)}, ["restarts"], "warning"),
+        ({"cert_days": 29.0}, ["certificate"], "warning"),
+        ({"cert_days": -1.0}, ["certificate"], "critical"),
+        ({"key_days": 6.0, "next_key": False}, ["keys"], "warning"),
+        ({"status": "stale"}, ["status"], "critical"),
+        ({"status": None}, ["status"], "critical"),
+        ({"input": {"state": "connected", "last_data_age": 61}}, ["data"], "critical"),
+        (
+            {
+                "input": {
+                    "state": "auth_failed",
+                    "last_data_age": None,
+                    "last_error": "credentials rejected: re-run provisioning",
+                }
+            },
+            ["input"],
+            "critical",
+        ),
+        ({"input": {"state": "connected", "config_state": "failed"}}, ["receiver"], "warning"),
+    ],
+)
 def test_each_threshold_flags_its_problem(tmp_path, kwargs, expected, severity):
     creds = fab.credentials(NOW, cert_days=kwargs.get("cert_days", 200.0), key_days=kwargs.get("key_days", 20.0))
     st = fab.status(NOW)
@@ -68,8 +84,13 @@ def test_each_threshold_flags_its_problem(tmp_path, kwargs, expected, severity):
         st["keys"] = {}
     if "input" in kwargs:
         inp = dict(kwargs["input"])
-        st = fab.status(NOW, state=inp.pop("state"), config_state=inp.pop("config_state", "applied"),
-                        last_data_age=inp.pop("last_data_age", 1.0), last_error=inp.pop("last_error", None))
+        st = fab.status(
+            NOW,
+            state=inp.pop("state"),
+            config_state=inp.pop("config_state", "applied"),
+            last_data_age=inp.pop("last_data_age", 1.0),
+            last_error=inp.pop("last_error", None),
+        )
     if kwargs.get("status") == "stale":
         st = fab.status(NOW, updated_ago=120)
     elif "status" in kwargs:
@@ -107,8 +128,15 @@ def test_forwarder_newer_key_counts(tmp_path):
 
 
 def test_unreachable_and_failed_results(tmp_path):
-    problems = fr.fleet_health({"a": None, "b": {"unreachable": True, "msg": "ssh: timeout"},
-                                "c": {"failed": True, "msg": "python not found"}, "d": healthy(tmp_path, "d")}, now=NOW)
+    problems = fr.fleet_health(
+        {
+            "a": None,
+            "b": {"unreachable": True, "msg": "ssh: timeout"},
+            "c": {"failed": True, "msg": "python not found"},
+            "d": healthy(tmp_path, "d"),
+        },
+        now=NOW,
+    )
     assert [(p["host"], p["check"]) for p in problems] == [("a", "reachable"), ("b", "reachable"), ("c", "collect")]
     assert "ssh: timeout" in problems[1]["message"]
 
@@ -117,8 +145,9 @@ def test_report_orders_worst_first_and_totals(tmp_path):
     results = {
         "a-ok": healthy(tmp_path, "a-ok"),
         "b-warn": result(tmp_path, "b-warn", creds=fab.credentials(NOW, cert_days=5), status=fab.status(NOW)),
-        "c-crit": result(tmp_path, "c-crit", creds=fab.credentials(NOW), status=fab.status(NOW),
-                         service=("failed", "failed", 9)),
+        "c-crit": result(
+            tmp_path, "c-crit", creds=fab.credentials(NOW), status=fab.status(NOW), service=("failed", "failed", 9)
+        ),
         "d-down": None,
     }
     report = fr.fleet_report(results, now=NOW)
@@ -139,20 +168,32 @@ def test_history_from_previous_report(tmp_path):
     assert first["gateways"][0]["history"] == [[fab.iso(NOW), 512.0]]
     again = fr.fleet_report(results, previous=fr.render_json(first), now=NOW)
     assert len(again["gateways"][0]["history"]) == 1  # same collection time: no duplicate sample
-    later = fr.fleet_report({"gw-new": result(tmp_path, "gw2", creds=fab.credentials(NOW), status=fab.status(NOW))},
-                            previous={"gateways": [{"host": "gw", "history": [["2026-01-01T00:00:00Z", 1.0]] * 5}]},
-                            now=NOW)
+    later = fr.fleet_report(
+        {"gw-new": result(tmp_path, "gw2", creds=fab.credentials(NOW), status=fab.status(NOW))},
+        previous={"gateways": [{"host": "gw", "history": [["2026-01-01T00:00:00Z", 1.0]] * 5}]},
+        now=NOW,
+    )
     assert later["gateways"][0]["history"] == [[fab.iso(NOW), 512.0]]  # history belongs to the host name
-    capped = fr.fleet_report(results, previous={"gateways": [{"host": "gw", "history": [
-        [f"2026-01-01T00:00:{i:02d}Z", float(i)] for i in range(10)]}]}, now=NOW, history_length=4)
+    capped = fr.fleet_report(
+        results,
+        previous={
+            "gateways": [{"host": "gw", "history": [[f"2026-01-01T00:00:{i:02d}Z", float(i)] for i in range(10)]}]
+        },
+        now=NOW,
+        history_length=4,
+    )
     assert [p[1] for p in capped["gateways"][0]["history"]] == [7.0, 8.0, 9.0, 512.0]
     for junk in ("{broken", "[]", '{"gateways": [{"host": 3}, {"host": "gw", "history": [["x"], 5]}]}'):
         assert fr.fleet_report(results, previous=junk, now=NOW)["gateways"][0]["history"] == [[fab.iso(NOW), 512.0]]
 
 
 def test_table_lists_rows_and_remedies(tmp_path):
-    results = {"gw-ok": healthy(tmp_path), "gw-bad": result(tmp_path, "gw-bad", creds=fab.credentials(NOW, cert_days=3),
-                                                            status=fab.status(NOW, updated_ago=300))}
+    results = {
+        "gw-ok": healthy(tmp_path),
+        "gw-bad": result(
+            tmp_path, "gw-bad", creds=fab.credentials(NOW, cert_days=3), status=fab.status(NOW, updated_ago=300)
+        ),
+    }
     text = fr.render_table(fr.fleet_report(results, now=NOW))
     lines = text.splitlines()
     assert lines[0].split()[:2] == ["HOST", "HEALTH"]
@@ -197,9 +238,13 @@ def test_sparkline_and_timeline_geometry():
     many = fr.sparkline_svg([["a", 0.0], ["b", 10.0], ["c", 5.0]], width=100, height=20)
     points = many.split('points="')[1].split('"')[0].split()
     assert points == ["2.0,18.0", "50.0,2.0", "98.0,10.0"]  # max at the top, zero at the bottom
-    report = {"thresholds": fr.thresholds_with_defaults(), "gateways": [
-        {"host": "soon", "certificate_days": 10.0, "key_days": None},
-        {"host": "late", "certificate_days": 100.0, "key_days": 3.0}]}
+    report = {
+        "thresholds": fr.thresholds_with_defaults(),
+        "gateways": [
+            {"host": "soon", "certificate_days": 10.0, "key_days": None},
+            {"host": "late", "certificate_days": 100.0, "key_days": 3.0},
+        ],
+    }
     svg = fr.timeline_svg(report)
     assert svg.count("<circle") == 2 and svg.count("<rect") == 1
     assert "var(--warning)" in svg and "var(--ok)" in svg

@@ -90,16 +90,25 @@ def _runner(rc, out, err=""):
     def run(args):
         calls.append(args)
         return rc, out, err
+
     return run, calls
 
 
-@pytest.mark.parametrize(("active", "load", "state"), [
-    ("active", "loaded", "active"), ("failed", "loaded", "failed"), ("inactive", "loaded", "inactive"),
-    ("activating", "loaded", "activating"), ("inactive", "not-found", "absent"),
-])
+@pytest.mark.parametrize(
+    ("active", "load", "state"),
+    [
+        ("active", "loaded", "active"),
+        ("failed", "loaded", "failed"),
+        ("inactive", "loaded", "inactive"),
+        ("activating", "loaded", "activating"),
+        ("inactive", "not-found", "absent"),
+    ],
+)
 def test_service_states(active, load, state):
-    out = (f"LoadState={load}\nActiveState={active}\nSubState=x\nNRestarts=7\n"
-           "ExecMainStartTimestamp=Wed 2026-11-25 20:00:00 UTC\nMainPID=0\n")
+    out = (
+        f"LoadState={load}\nActiveState={active}\nSubState=x\nNRestarts=7\n"
+        "ExecMainStartTimestamp=Wed 2026-11-25 20:00:00 UTC\nMainPID=0\n"
+    )
     run, calls = _runner(0, out)
     summary = gs.service_summary("pointperfect-forwarder", run)
     assert summary["state"] == state
@@ -123,18 +132,39 @@ def test_module_main_in_check_mode(tmp_path):
     fab.write_status(tmp_path / "run" / "status.json", fab.status(time.time()))
     before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
     fab.fake_systemd(tmp_path / "bin", tmp_path / "units", {"pp.service": ("active", "running", 1)})
-    args = {"ANSIBLE_MODULE_ARGS": {"dest": str(tmp_path / "etc"), "status_file": str(tmp_path / "run" / "status.json"),
-                                    "service": "pp", "_ansible_check_mode": True}}
-    env = dict(os.environ, PATH="{}:{}".format(tmp_path / "bin", os.environ["PATH"]),
-               FAKE_SYSTEMD_DIR=str(tmp_path / "units"), PYTHONPATH=str(REPO))
-    proc = subprocess.run([sys.executable, "-m", "plugins.modules.gateway_status"], input=json.dumps(args),
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=False)
+    args = {
+        "ANSIBLE_MODULE_ARGS": {
+            "dest": str(tmp_path / "etc"),
+            "status_file": str(tmp_path / "run" / "status.json"),
+            "service": "pp",
+            "_ansible_check_mode": True,
+        }
+    }
+    env = dict(
+        os.environ,
+        PATH="{}:{}".format(tmp_path / "bin", os.environ["PATH"]),
+        FAKE_SYSTEMD_DIR=str(tmp_path / "units"),
+        PYTHONPATH=str(REPO),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "plugins.modules.gateway_status"],
+        input=json.dumps(args),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
     assert result["changed"] is False
     gw = result["gateway"]
     assert gw["credentials"]["state"] == "ok" and gw["status"]["state"] == "ok"
     assert gw["service"]["state"] == "active" and gw["service"]["n_restarts"] == 1
-    assert before == sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.rglob("*") if "bin" not in p.parts
-                            and "units" not in p.parts and p.name not in ("bin", "units"))
+    assert before == sorted(
+        (p.name, p.stat().st_mtime_ns)
+        for p in tmp_path.rglob("*")
+        if "bin" not in p.parts and "units" not in p.parts and p.name not in ("bin", "units")
+    )
     assert fab.KEY_VALUE not in proc.stdout

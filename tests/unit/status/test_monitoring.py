@@ -16,8 +16,30 @@ MON = REPO / "monitoring"
 DASHBOARD = MON / "grafana" / "pointperfect-forwarder.json"
 ALERTS = MON / "prometheus" / "alerts.yml"
 PREFIX = "pointperfect_forwarder_"
-PROMQL_WORDS = {"sum", "max", "min", "count", "avg", "rate", "increase", "changes", "time", "vector", "label_values",
-                "by", "without", "or", "and", "unless", "on", "ignoring", "job", "instance", "stream", "key"}
+PROMQL_WORDS = {
+    "sum",
+    "max",
+    "min",
+    "count",
+    "avg",
+    "rate",
+    "increase",
+    "changes",
+    "time",
+    "vector",
+    "label_values",
+    "by",
+    "without",
+    "or",
+    "and",
+    "unless",
+    "on",
+    "ignoring",
+    "job",
+    "instance",
+    "stream",
+    "key",
+}
 METRIC = re.compile(rf"\b({PREFIX}[a-z_]+)\b")
 
 
@@ -59,8 +81,14 @@ def test_dashboard_queries_only_contract_metrics_and_covers_the_issue():
         for ident in re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", stripped):
             assert ident in known | {"up"} | PROMQL_WORDS, (ident, expr)
     assert used <= known, used - known
-    for needed in ("up", "last_data_age_seconds", "input_bytes_total", "reconnects_total",
-                   "key_valid_until_timestamp_seconds", "certificate_not_after_timestamp_seconds"):
+    for needed in (
+        "up",
+        "last_data_age_seconds",
+        "input_bytes_total",
+        "reconnects_total",
+        "key_valid_until_timestamp_seconds",
+        "certificate_not_after_timestamp_seconds",
+    ):
         assert PREFIX + needed in used, needed
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
@@ -89,35 +117,52 @@ def test_promtool_check_rules():
 
 def test_promtool_unit_test_of_alerts():
     test_file = Path(__file__).with_name("alerts_test.yml")
-    proc = subprocess.run([promtool(), "test", "rules", str(test_file)], capture_output=True, text=True,
-                          check=False, cwd=test_file.parent)
+    proc = subprocess.run(
+        [promtool(), "test", "rules", str(test_file)], capture_output=True, text=True, check=False, cwd=test_file.parent
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_scrape_example_is_valid(tmp_path):
     shutil.copy(MON / "prometheus" / "scrape-example.yml", tmp_path / "prometheus.yml")
     shutil.copy(ALERTS, tmp_path / "alerts.yml")
-    proc = subprocess.run([promtool(), "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        [promtool(), "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_scrape_config_generated_from_inventory(tmp_path, ansible_env):
     inventory = tmp_path / "hosts.ini"
-    inventory.write_text("[pointperfect_gateways]\ngw-b ansible_host=gw-b.lab.invalid\n"
-                         "gw-a pointperfect_metrics_host=10.9.9.9 pointperfect_metrics_port=9700\n"
-                         "[other]\nnot-a-gateway\n")
+    inventory.write_text(
+        "[pointperfect_gateways]\ngw-b ansible_host=gw-b.lab.invalid\n"
+        "gw-a pointperfect_metrics_host=10.9.9.9 pointperfect_metrics_port=9700\n"
+        "[other]\nnot-a-gateway\n"
+    )
     out = tmp_path / "out" / "prometheus.yml"
-    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-                           str(REPO / "playbooks" / "prometheus_scrape_config.yml"), "-e",
-                           f"pointperfect_scrape_file={out}"], env=ansible_env, capture_output=True, text=True,
-                          timeout=300, check=False)
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            str(REPO / "playbooks" / "prometheus_scrape_config.yml"),
+            "-e",
+            f"pointperfect_scrape_file={out}",
+        ],
+        env=ansible_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     config = yaml.safe_load(out.read_text())
     job = config["scrape_configs"][0]
     assert job["job_name"] == "pointperfect-forwarder"
-    assert job["static_configs"] == [{"targets": ["10.9.9.9:9700"], "labels": {"gateway": "gw-a"}},
-                                     {"targets": ["gw-b.lab.invalid:9661"], "labels": {"gateway": "gw-b"}}]
+    assert job["static_configs"] == [
+        {"targets": ["10.9.9.9:9700"], "labels": {"gateway": "gw-a"}},
+        {"targets": ["gw-b.lab.invalid:9661"], "labels": {"gateway": "gw-b"}},
+    ]
     if shutil.which("promtool"):
         shutil.copy(ALERTS, out.parent / "alerts.yml")
         check = subprocess.run(["promtool", "check", "config", str(out)], capture_output=True, text=True, check=False)

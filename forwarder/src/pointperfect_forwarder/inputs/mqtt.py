@@ -59,7 +59,7 @@ class MqttInput(Input):
         log.info("mqtt input: connected to %s:%d", self.cfg.host, self.cfg.port)
         if self.cfg.key_topic:
             # keys first: their retained message is queued before any correction
-            _, self._key_mid = client.subscribe(self.cfg.key_topic, 0)
+            _result, self._key_mid = client.subscribe(self.cfg.key_topic, 0)
         else:
             self._subscribe_rest(client)
 

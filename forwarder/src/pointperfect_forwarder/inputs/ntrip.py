@@ -121,7 +121,7 @@ def parse_response(head: bytes, eof: bool = False) -> tuple[int, dict[str, str],
         raise ProtocolError(f"not an NTRIP response: {lines[0][:60]!r}")
     headers = {}
     for line in lines[1:]:
-        name, _, value = line.partition(":")
+        name, _sep, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     return int(first[1]), headers, head[end + 4 :]
 

@@ -100,8 +100,9 @@ def test_set_attributes(tmp_path):
     assert a.set_attributes(str(target), 0o600) is False
 
 
-@pytest.mark.parametrize(("value", "expected"), [(0o640, 0o640), ("0640", 0o640), ("640", 0o640),
-                                                  ("0o600", 0o600), (384, 0o600)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(0o640, 0o640), ("0640", 0o640), ("640", 0o640), ("0o600", 0o600), (384, 0o600)]
+)
 def test_parse_mode(value, expected):
     assert a.parse_mode(value) == expected
 

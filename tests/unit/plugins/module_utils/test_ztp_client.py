@@ -86,7 +86,7 @@ def test_retry_after_too_long_fails_at_once():
 
 def test_backoff_grows_exponentially_with_bounded_jitter():
     for attempt in range(8):
-        base = min(c.BACKOFF_CAP, c.BACKOFF_BASE * 2 ** attempt)
+        base = min(c.BACKOFF_CAP, c.BACKOFF_BASE * 2**attempt)
         low = c.backoff_delay(attempt, rng=lambda: 0.0)
         high = c.backoff_delay(attempt, rng=lambda: 0.999999)
         assert low == pytest.approx(base / 2)
@@ -102,11 +102,14 @@ def test_jitter_uses_real_randomness_within_bounds():
     assert all(2.0 <= d <= 4.0 for d in delays)
 
 
-@pytest.mark.parametrize(("status", "message"), [
-    (429, r"rate limit \(HTTP 429\) persisted after 3 retries"),
-    (503, r"unavailable \(HTTP 503\) after 3 retries"),
-    (408, r"unavailable \(HTTP 408\) after 3 retries"),
-])
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (429, r"rate limit \(HTTP 429\) persisted after 3 retries"),
+        (503, r"unavailable \(HTTP 503\) after 3 retries"),
+        (408, r"unavailable \(HTTP 408\) after 3 retries"),
+    ],
+)
 def test_gives_up_after_retries(status, message):
     cl, session, sleeps = client([FakeResponse(status)] * 4)
     with pytest.raises(ZtpError, match=message):
@@ -121,17 +124,20 @@ def test_zero_retries():
     assert len(session.requests) == 1
 
 
-@pytest.mark.parametrize(("status", "body", "message"), [
-    (403, "Device already registered", "already registered on another device profile"),
-    (403, "No plan for device device:0b1c", "no plan for device; assign a PointPerfect plan"),
-    (403, "Device hardware code not whitelisted", "hardware code not whitelisted; allow it"),
-    (403, json.dumps({"message": "Device hardware code not whitelisted"}), "not whitelisted"),
-    (403, "Forbidden for reasons", r"HTTP 403: Forbidden for reasons"),
-    (401, "Invalid token", r"rejected the token \(HTTP 401\)"),
-    (400, "Bad Request", r"rejected the token \(HTTP 400\)"),
-    (404, "", "check api_url"),
-    (418, "teapot", "unexpected HTTP 418"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (403, "Device already registered", "already registered on another device profile"),
+        (403, "No plan for device device:0b1c", "no plan for device; assign a PointPerfect plan"),
+        (403, "Device hardware code not whitelisted", "hardware code not whitelisted; allow it"),
+        (403, json.dumps({"message": "Device hardware code not whitelisted"}), "not whitelisted"),
+        (403, "Forbidden for reasons", r"HTTP 403: Forbidden for reasons"),
+        (401, "Invalid token", r"rejected the token \(HTTP 401\)"),
+        (400, "Bad Request", r"rejected the token \(HTTP 400\)"),
+        (404, "", "check api_url"),
+        (418, "teapot", "unexpected HTTP 418"),
+    ],
+)
 def test_error_mapping_not_retried(status, body, message):
     cl, session, sleeps = client([FakeResponse(status, body)])
     with pytest.raises(ZtpError, match=message) as exc:
@@ -151,7 +157,8 @@ def test_connection_errors_retried_then_one_line():
     err = requests.exceptions.ConnectionError(
         "HTTPSConnectionPool(host='ztp.test', port=443): Max retries exceeded (Caused by NewConnectionError("
         "'<urllib3.connection.HTTPSConnection object>: Failed to establish a new connection: "
-        "[Errno 111] Connection refused'))")
+        "[Errno 111] Connection refused'))"
+    )
     cl, session, sleeps = client([err] * 4)
     with pytest.raises(ZtpError, match=r"cannot connect to the ZTP API .*\(Connection refused\) after 3 retries"):
         cl.request(TOKEN, "gw-01")
@@ -159,8 +166,10 @@ def test_connection_errors_retried_then_one_line():
 
 
 def test_timeouts_retried_then_message():
-    cl, session, _ = client([requests.exceptions.ReadTimeout("read timed out")] * 2
-                            + [requests.exceptions.ConnectTimeout("x")] * 2, timeout=5)
+    cl, session, _ = client(
+        [requests.exceptions.ReadTimeout("read timed out")] * 2 + [requests.exceptions.ConnectTimeout("x")] * 2,
+        timeout=5,
+    )
     with pytest.raises(ZtpError, match=r"did not answer within timeout=5 s \(after 3 retries\)"):
         cl.request(TOKEN, "gw-01")
     assert len(session.requests) == 4

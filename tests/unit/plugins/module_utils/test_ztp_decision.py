@@ -7,44 +7,64 @@ NOW = 1_800_000_000.0
 
 
 def mqtt_state(**over):
-    state = {"credentials": True, "hardware_id": "gw-01", "mqtt": True, "certificate_ok": True,
-             "certificate_not_after": NOW + 200 * DAY, "recorded_not_after": NOW + 200 * DAY,
-             "keys_end": NOW + 40 * DAY, "ntrip": False, "confirmed_at": NOW - 30 * DAY}
+    state = {
+        "credentials": True,
+        "hardware_id": "gw-01",
+        "mqtt": True,
+        "certificate_ok": True,
+        "certificate_not_after": NOW + 200 * DAY,
+        "recorded_not_after": NOW + 200 * DAY,
+        "keys_end": NOW + 40 * DAY,
+        "ntrip": False,
+        "confirmed_at": NOW - 30 * DAY,
+    }
     state.update(over)
     return state
 
 
 def ntrip_state(**over):
-    state = {"credentials": True, "hardware_id": "gw-01", "mqtt": False, "ntrip": True,
-             "confirmed_at": NOW - 1 * DAY, "keys_end": None}
+    state = {
+        "credentials": True,
+        "hardware_id": "gw-01",
+        "mqtt": False,
+        "ntrip": True,
+        "confirmed_at": NOW - 1 * DAY,
+        "keys_end": None,
+    }
     state.update(over)
     return state
 
 
-@pytest.mark.parametrize(("state", "kwargs", "reason"), [
-    ({}, {}, "missing"),
-    ({"credentials": False}, {}, "missing"),
-    (mqtt_state(certificate_ok=False), {}, "missing"),
-    (mqtt_state(recorded_not_after=NOW + 100 * DAY), {}, "missing"),  # interrupted write: cert newer than json
-    (mqtt_state(mqtt=False, ntrip=False), {}, "missing"),
-    (mqtt_state(hardware_id="gw-02"), {}, "hardware_id_changed"),
-    (mqtt_state(certificate_not_after=NOW + 29 * DAY, recorded_not_after=NOW + 29 * DAY), {}, "expiring"),
-    (mqtt_state(certificate_not_after=NOW - DAY, recorded_not_after=NOW - DAY), {}, "expiring"),
-    (mqtt_state(keys_end=NOW + 10 * DAY), {}, "expiring"),
-    (mqtt_state(certificate_not_after=NOW + 50 * DAY, recorded_not_after=NOW + 50 * DAY),
-     {"renew_before_days": 60}, "expiring"),
-    (ntrip_state(confirmed_at=NOW - 8 * DAY), {}, "stale"),
-    (ntrip_state(confirmed_at=None), {}, "stale"),
-    (ntrip_state(confirmed_at=NOW - 2 * DAY), {"refresh_after_days": 1}, "stale"),
-    (mqtt_state(), {"force": True}, "forced"),
-    (ntrip_state(), {"force": True}, "forced"),
-    (mqtt_state(), {}, "valid"),
-    (ntrip_state(), {}, "valid"),
-    (mqtt_state(ntrip=True, confirmed_at=NOW - DAY), {}, "valid"),  # MQTT plan that also carries NTRIP
-    (mqtt_state(ntrip=True, confirmed_at=NOW - 9 * DAY), {}, "stale"),
-    (mqtt_state(keys_end=None), {}, "valid"),
-    (mqtt_state(confirmed_at=NOW - 300 * DAY), {}, "valid"),  # MQTT-only never goes stale
-])
+@pytest.mark.parametrize(
+    ("state", "kwargs", "reason"),
+    [
+        ({}, {}, "missing"),
+        ({"credentials": False}, {}, "missing"),
+        (mqtt_state(certificate_ok=False), {}, "missing"),
+        (mqtt_state(recorded_not_after=NOW + 100 * DAY), {}, "missing"),  # interrupted write: cert newer than json
+        (mqtt_state(mqtt=False, ntrip=False), {}, "missing"),
+        (mqtt_state(hardware_id="gw-02"), {}, "hardware_id_changed"),
+        (mqtt_state(certificate_not_after=NOW + 29 * DAY, recorded_not_after=NOW + 29 * DAY), {}, "expiring"),
+        (mqtt_state(certificate_not_after=NOW - DAY, recorded_not_after=NOW - DAY), {}, "expiring"),
+        (mqtt_state(keys_end=NOW + 10 * DAY), {}, "expiring"),
+        (
+            mqtt_state(certificate_not_after=NOW + 50 * DAY, recorded_not_after=NOW + 50 * DAY),
+            {"renew_before_days": 60},
+            "expiring",
+        ),
+        (ntrip_state(confirmed_at=NOW - 8 * DAY), {}, "stale"),
+        (ntrip_state(confirmed_at=None), {}, "stale"),
+        (ntrip_state(confirmed_at=NOW - 2 * DAY), {"refresh_after_days": 1}, "stale"),
+        (mqtt_state(), {"force": True}, "forced"),
+        (ntrip_state(), {"force": True}, "forced"),
+        (mqtt_state(), {}, "valid"),
+        (ntrip_state(), {}, "valid"),
+        (mqtt_state(ntrip=True, confirmed_at=NOW - DAY), {}, "valid"),  # MQTT plan that also carries NTRIP
+        (mqtt_state(ntrip=True, confirmed_at=NOW - 9 * DAY), {}, "stale"),
+        (mqtt_state(keys_end=None), {}, "valid"),
+        (mqtt_state(confirmed_at=NOW - 300 * DAY), {}, "valid"),  # MQTT-only never goes stale
+    ],
+)
 def test_reasons(state, kwargs, reason):
     decision = decide(state, "gw-01", NOW, **kwargs)
     assert decision.reason == reason
@@ -53,18 +73,29 @@ def test_reasons(state, kwargs, reason):
 
 
 def test_every_reason_is_reachable():
-    seen = {decide(s, "gw-01", NOW, force=f).reason for s, f in [
-        ({}, False), (mqtt_state(hardware_id="x"), False), (mqtt_state(keys_end=NOW), False),
-        (ntrip_state(confirmed_at=0), False), (mqtt_state(), True), (mqtt_state(), False)]}
+    seen = {
+        decide(s, "gw-01", NOW, force=f).reason
+        for s, f in [
+            ({}, False),
+            (mqtt_state(hardware_id="x"), False),
+            (mqtt_state(keys_end=NOW), False),
+            (ntrip_state(confirmed_at=0), False),
+            (mqtt_state(), True),
+            (mqtt_state(), False),
+        ]
+    }
     assert seen == set(REASONS)
 
 
-@pytest.mark.parametrize(("state", "reason"), [
-    (mqtt_state(certificate_ok=False, hardware_id="x"), "missing"),
-    (mqtt_state(hardware_id="x", keys_end=NOW), "hardware_id_changed"),
-    (mqtt_state(keys_end=NOW, ntrip=True, confirmed_at=0), "expiring"),
-    (ntrip_state(confirmed_at=0), "stale"),
-])
+@pytest.mark.parametrize(
+    ("state", "reason"),
+    [
+        (mqtt_state(certificate_ok=False, hardware_id="x"), "missing"),
+        (mqtt_state(hardware_id="x", keys_end=NOW), "hardware_id_changed"),
+        (mqtt_state(keys_end=NOW, ntrip=True, confirmed_at=0), "expiring"),
+        (ntrip_state(confirmed_at=0), "stale"),
+    ],
+)
 def test_precedence_over_force(state, reason):
     assert decide(state, "gw-01", NOW, force=True).reason == reason
 

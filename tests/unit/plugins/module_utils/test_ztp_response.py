@@ -32,8 +32,14 @@ def test_ntrip_shape_port_string_and_int():
         m = r.parse_body(json.dumps(ntrip_body(port)))
         assert m["plan"] == "ntrip"
         assert m["service"] == "ntrip"
-        assert m["ntrip"] == {"host": "ppntrip.services.u-blox.com", "port": 2101, "tls_port": 2102,
-                              "mountpoint": "NEAR-RTCM", "username": "user-1", "password": "s3cret-pass"}
+        assert m["ntrip"] == {
+            "host": "ppntrip.services.u-blox.com",
+            "port": 2101,
+            "tls_port": 2102,
+            "mountpoint": "NEAR-RTCM",
+            "username": "user-1",
+            "password": "s3cret-pass",
+        }
         assert m["client_id"] is None
         assert m["certificate_pem"] is None
         assert m["topics"] == {"keys": None, "corrections": [], "assistnow": None}
@@ -52,11 +58,14 @@ def test_mqtt_plan_with_rtcm_credentials_uses_ntrip_service(pki):
     assert m["certificate_pem"] is not None and m["ntrip"]["tls_port"] == 2102
 
 
-@pytest.mark.parametrize(("mqtt", "lband", "plan", "keys"), [
-    (True, False, "ip", "/pp/ubx/0236/ip"),
-    (False, True, "lband", "/pp/ubx/0236/Lb"),
-    (True, True, "ip+lband", "/pp/ubx/0236/ip"),
-])
+@pytest.mark.parametrize(
+    ("mqtt", "lband", "plan", "keys"),
+    [
+        (True, False, "ip", "/pp/ubx/0236/ip"),
+        (False, True, "lband", "/pp/ubx/0236/Lb"),
+        (True, True, "ip+lband", "/pp/ubx/0236/ip"),
+    ],
+)
 def test_plan_from_flags_and_path_only_subscriptions(pki, mqtt, lband, plan, keys):
     subs = [
         {"description": "L-band correction topic for US region", "path": "/pp/Lb/us"},
@@ -75,8 +84,10 @@ def test_plan_from_flags_and_path_only_subscriptions(pki, mqtt, lband, plan, key
 
 
 def test_regions_from_description_and_several_regions(pki):
-    subs = [{"description": "IP correction topic for EU region", "path": "/pp/ip/eu"},
-            {"description": "IP correction topic for US region", "path": "/pp/ip/us"}]
+    subs = [
+        {"description": "IP correction topic for EU region", "path": "/pp/ip/eu"},
+        {"description": "IP correction topic for US region", "path": "/pp/ip/us"},
+    ]
     m = r.parse_body(json.dumps(mqtt_body(pki, subscriptions=subs)))
     assert m["regions"] == ["eu", "us"]
     assert m["topics"]["corrections"] == ["/pp/ip/eu", "/pp/ip/us"]
@@ -88,12 +99,15 @@ def test_no_flags_with_certificate_is_ip(pki):
     assert r.parse_body(json.dumps(body))["plan"] == "ip"
 
 
-@pytest.mark.parametrize("body", [
-    {"clientId": "x", "supportsMqtt": True, "brokerHost": "h"},
-    {"clientId": "x", "certificate": "", "privateKey": ""},
-    {"rtcmCredentials": None},
-    {},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"clientId": "x", "supportsMqtt": True, "brokerHost": "h"},
+        {"clientId": "x", "certificate": "", "privateKey": ""},
+        {"rtcmCredentials": None},
+        {},
+    ],
+)
 def test_not_activated(body):
     with pytest.raises(r.ZtpError, match="not activated yet"):
         r.parse_body(json.dumps(body))
@@ -111,23 +125,39 @@ def test_not_an_object(raw):
         r.parse_body(raw)
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda b: b.pop("clientId"), "missing field clientId"),
-    (lambda b: b.pop("brokerHost"), "missing field brokerHost"),
-    (lambda b: b.pop("privateKey"), "missing field privateKey"),
-    (lambda b: b.update(clientId=42), "field clientId has the wrong type"),
-    (lambda b: b.update(supportsMqtt="yes"), "field supportsMqtt has the wrong type"),
-    (lambda b: b.update(subscriptions={"path": "/pp/ip/eu"}), "field subscriptions has the wrong type"),
-    (lambda b: b.update(subscriptions=["/pp/ip/eu"]), r"subscriptions\[0\] has the wrong type"),
-    (lambda b: b.update(subscriptions=[{"description": "x"}]), r"missing field subscriptions\[0\]\.path"),
-    (lambda b: b["dynamickeys"]["current"].update(start="1661558382000"), "dynamickeys.current.start"),
-    (lambda b: b["dynamickeys"]["next"].update(duration=True), "dynamickeys.next.duration"),
-    (lambda b: b["dynamickeys"]["current"].update(value="abc"), "not 32 hex characters"),
-    (lambda b: b.update(dynamickeys=[]), "field dynamickeys has the wrong type"),
-    (lambda b: b.update(supportsMqtt=False, supportsLband=False, certificate=None, privateKey=None,
-                        rtcmCredentials={"endpoint": "h", "httpPort": "abc", "userName": "u", "password": "p",
-                                         "mountPoint": "M"}), "httpPort is not a port number"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda b: b.pop("clientId"), "missing field clientId"),
+        (lambda b: b.pop("brokerHost"), "missing field brokerHost"),
+        (lambda b: b.pop("privateKey"), "missing field privateKey"),
+        (lambda b: b.update(clientId=42), "field clientId has the wrong type"),
+        (lambda b: b.update(supportsMqtt="yes"), "field supportsMqtt has the wrong type"),
+        (lambda b: b.update(subscriptions={"path": "/pp/ip/eu"}), "field subscriptions has the wrong type"),
+        (lambda b: b.update(subscriptions=["/pp/ip/eu"]), r"subscriptions\[0\] has the wrong type"),
+        (lambda b: b.update(subscriptions=[{"description": "x"}]), r"missing field subscriptions\[0\]\.path"),
+        (lambda b: b["dynamickeys"]["current"].update(start="1661558382000"), "dynamickeys.current.start"),
+        (lambda b: b["dynamickeys"]["next"].update(duration=True), "dynamickeys.next.duration"),
+        (lambda b: b["dynamickeys"]["current"].update(value="abc"), "not 32 hex characters"),
+        (lambda b: b.update(dynamickeys=[]), "field dynamickeys has the wrong type"),
+        (
+            lambda b: b.update(
+                supportsMqtt=False,
+                supportsLband=False,
+                certificate=None,
+                privateKey=None,
+                rtcmCredentials={
+                    "endpoint": "h",
+                    "httpPort": "abc",
+                    "userName": "u",
+                    "password": "p",
+                    "mountPoint": "M",
+                },
+            ),
+            "httpPort is not a port number",
+        ),
+    ],
+)
 def test_wrong_fields(pki, mutate, message):
     body = copy.deepcopy(mqtt_body(pki))
     mutate(body)
@@ -135,13 +165,16 @@ def test_wrong_fields(pki, mutate, message):
         r.parse_credentials(body)
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("httpPort", 70000, "not a port number"),
-    ("httpPort", True, "wrong type"),
-    ("httpPort", None, "not a port number"),
-    ("password", 5, "wrong type"),
-    ("mountPoint", None, "missing field rtcmCredentials.mountPoint"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("httpPort", 70000, "not a port number"),
+        ("httpPort", True, "wrong type"),
+        ("httpPort", None, "not a port number"),
+        ("password", 5, "wrong type"),
+        ("mountPoint", None, "missing field rtcmCredentials.mountPoint"),
+    ],
+)
 def test_wrong_rtcm_fields(field, value, message):
     body = ntrip_body()
     body["rtcmCredentials"][field] = value
@@ -186,9 +219,13 @@ def test_credentials_document_contract(pki):
     assert list(doc) == sorted(doc)
     assert raw == (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
     assert doc["format"] == 1
-    assert doc["mqtt"] == {"host": "pp.services.u-blox.com", "port": 8883, "client_id": m["client_id"],
-                           "certificate": "/etc/pointperfect/client.crt",
-                           "private_key": "/etc/pointperfect/client.key"}
+    assert doc["mqtt"] == {
+        "host": "pp.services.u-blox.com",
+        "port": 8883,
+        "client_id": m["client_id"],
+        "certificate": "/etc/pointperfect/client.crt",
+        "private_key": "/etc/pointperfect/client.key",
+    }
     assert doc["ntrip"] is None
     assert doc["dynamickeys"]["current"]["value"] == KEY_A
     # identical input gives identical bytes
@@ -200,8 +237,12 @@ def test_public_view_has_no_secrets(pki):
     view = json.dumps(r.public_view(m))
     for secret in ("s3cret-pass", KEY_A, KEY_B, "PRIVATE KEY", "user-1"):
         assert secret not in view
-    assert r.public_view(m)["ntrip"] == {"host": "ppntrip.services.u-blox.com", "port": 2101,
-                                         "mountpoint": "NEAR-RTCM", "tls": 2102}
+    assert r.public_view(m)["ntrip"] == {
+        "host": "ppntrip.services.u-blox.com",
+        "port": 2101,
+        "mountpoint": "NEAR-RTCM",
+        "tls": 2102,
+    }
 
 
 json_values = st.recursive(
@@ -209,8 +250,19 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=12,
 )
-field_names = st.sampled_from(["clientId", "certificate", "privateKey", "brokerHost", "supportsMqtt",
-                               "supportsLband", "dynamickeys", "subscriptions", "rtcmCredentials"])
+field_names = st.sampled_from(
+    [
+        "clientId",
+        "certificate",
+        "privateKey",
+        "brokerHost",
+        "supportsMqtt",
+        "supportsLband",
+        "dynamickeys",
+        "subscriptions",
+        "rtcmCredentials",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -53,8 +53,12 @@ def test_write_then_read_state_has_no_secrets(tmp_path, mqtt_model):
     creds = state["credentials"]
     assert creds["hardware_id"] == "gw-01"
     assert creds["keys_end_ms"] == 1663977582000 + 2419199999
-    assert creds["ntrip"] == {"host": "ppntrip.services.u-blox.com", "port": 2101, "tls_port": 2102,
-                              "mountpoint": "NEAR-RTCM"}
+    assert creds["ntrip"] == {
+        "host": "ppntrip.services.u-blox.com",
+        "port": 2101,
+        "tls_port": 2102,
+        "mountpoint": "NEAR-RTCM",
+    }
     assert all(f["attributes_ok"] for f in state["files"].values())
     assert state["certificate_pem"].startswith("-----BEGIN CERTIFICATE-----")
 
@@ -138,8 +142,10 @@ def test_switch_to_ntrip_removes_certificate_and_key(tmp_path, mqtt_model):
     dest = tmp_path / "pp"
     module.write_files(str(dest), files_of(mqtt_model, dest), 0o600, None, None)
     ntrip = resp.parse_credentials(ntrip_body())
-    assert module.write_files(str(dest), files_of(ntrip, dest), 0o600, None, None,
-                              remove=[module.CERT, module.KEY]) is True
+    assert (
+        module.write_files(str(dest), files_of(ntrip, dest), 0o600, None, None, remove=[module.CERT, module.KEY])
+        is True
+    )
     assert sorted(os.listdir(dest)) == ["credentials.json"]
     deployed = action.deployed_from_state(module.read_state(str(dest), 0o600, None, None))
     assert deployed["ntrip"] and not deployed["mqtt"]
@@ -177,12 +183,28 @@ def test_argument_specs_match_documentation():
     spec_node = next(k.value for k in call.keywords if k.arg == "argument_spec")
     module_names = {k.arg for k in spec_node.keywords if not k.arg.startswith("_")}
     doc = yaml.safe_load(module.DOCUMENTATION)
-    assert module_names == set(action.ARGUMENT_SPEC) == set(doc["options"])
+    public_doc = {name for name in doc["options"] if not name.startswith("_")}
+    assert module_names == set(action.ARGUMENT_SPEC) == public_doc
     for name, spec in action.ARGUMENT_SPEC.items():
         assert doc["options"][name]["type"] == spec["type"], name
         assert doc["options"][name].get("default") == spec.get("default"), name
         assert bool(doc["options"][name].get("required")) == bool(spec.get("required")), name
     assert action.ARGUMENT_SPEC["token"]["no_log"] is True
+    # The internal options the action plugin passes to the module part are documented as such, with the same spec.
+    internal = {
+        k.arg: {kw.arg: ast.literal_eval(kw.value) for kw in k.value.keywords}
+        for k in spec_node.keywords
+        if k.arg.startswith("_")
+    }
+    expected_internal = {"_state", "_certificate", "_private_key", "_credentials", "_remove"}
+    assert set(internal) == set(doc["options"]) - public_doc == expected_internal
+    for name, spec in internal.items():
+        entry = doc["options"][name]
+        assert "Internal use by the action plugin; do not set." in entry["description"], name
+        for key in ("type", "choices", "default", "elements"):
+            assert entry.get(key) == spec.get(key), (name, key)
+        assert not entry.get("required") and not spec.get("required"), name
+    assert all(internal[name]["no_log"] is True for name in ("_certificate", "_private_key", "_credentials"))
 
 
 def test_action_helpers(pki, mqtt_model):

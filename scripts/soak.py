@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Soak: two forwarders (MQTT and NTRIP) at 10x the real rate for N minutes with random faults; RSS every 10 s.
+
+Writes DIR/soak.csv (one row per forwarder and sample) and DIR/summary.json; exits 1 when a check fails.
+Usage: scripts/soak.py --minutes 30 [--dir .build/soak] [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.reliability import lab as L  # noqa: E402
+
+RATE_FPS, FRAME_SIZE = 35, 80  # ~35 x 92 B = ~3.2 KB/s per stream: 10x the real 323 B/s
+SAMPLE_EVERY = 10.0
+FLOW_TIMEOUT = 180.0
+
+
+def slope_kb_per_min(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope of (seconds, KB) in KB per minute."""
+    n = len(points)
+    if n < 2:
+        return 0.0
+    mx = sum(p[0] for p in points) / n
+    my = sum(p[1] for p in points) / n
+    den = sum((p[0] - mx) ** 2 for p in points) or 1.0
+    return sum((p[0] - mx) * (p[1] - my) for p in points) / den * 60
+
+
+class Rig:
+    """One forwarder with its receiver and its traffic."""
+
+    def __init__(self, name, fwd, receiver, traffic):
+        self.name, self.fwd, self.receiver, self.traffic = name, fwd, receiver, traffic
+        self.pid = fwd.pid
+
+    def flowing_after(self, t: float, timeout: float = FLOW_TIMEOUT) -> float | None:
+        """Seconds from t until a frame published after t reaches the receiver (None: never)."""
+
+        def ok(r):
+            sent = {s.raw for s in self.traffic.snapshot() if s.t >= t}
+            return any(f.raw in sent for f in r.frames_of("spartn")[-100:])
+
+        if self.receiver.wait_for(ok, timeout, 0.2):
+            return round(time.monotonic() - t, 2)
+        return None
+
+
+def main(argv=None) -> int:  # noqa: PLR0914, C901 - one linear script
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--dir", default=str(REPO / ".build" / "soak"))
+    ap.add_argument("--seed", type=int, default=None)
+    args = ap.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    rnd = random.Random(seed)
+    out = Path(args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="pp-soak-"))
+
+    from pointperfect_sim.pki import PKI
+    from pointperfect_sim.receiver import ReceiverSim
+    from pointperfect_sim.replay import MqttReplayer
+
+    pki = PKI(work / "pki")
+    broker = L.Mosquitto(pki, work / "broker").start()
+    caster = L.Caster(work / "caster", user="soak", password="soak-Ntrip-Pw-5", pki=pki).start()
+    rx = {"mqtt": ReceiverSim(work / "ttyMQTT").start(), "ntrip": ReceiverSim(work / "ttyNTRIP").start()}
+    replayer = MqttReplayer(broker).connect()
+    keys = L.lab_keys()
+    replayer.publish_keys(keys)
+    rigs: dict[str, Rig] = {}
+    faults: list[dict] = []
+    rows: list[dict] = []
+    ok = True
+    t_start = time.monotonic()
+    try:
+        for name in ("mqtt", "ntrip"):
+            folder = work / name
+            folder.mkdir()
+            serial = {"type": "serial", "device": rx[name].device_path, "baudrate": 115200}
+            if name == "mqtt":
+                creds = L.credentials(folder / "etc", broker=broker, keys=keys)
+                cfg = L.forwarder_config(folder, creds, ca_file=str(broker.ca_path), output=serial)
+                send = L.mqtt_sender(replayer)
+            else:
+                creds = L.credentials(folder / "etc", caster=caster, keys=keys)
+                cfg = L.forwarder_config(folder, creds, input="ntrip", ca_file=str(caster.ca_path), output=serial,
+                                         ntrip={"gga_interval": 5})
+                send = L.caster_sender(caster)
+            fwd = L.Daemon(cfg).start()
+            fwd.wait_status(lambda s: s["input"]["state"] == "connected", 60)
+            rigs[name] = Rig(name, fwd, rx[name], L.Traffic(send, RATE_FPS, FRAME_SIZE).start())
+        t_start = time.monotonic()
+        end = t_start + args.minutes * 60
+        next_sample = t_start
+        next_fault = t_start + rnd.uniform(30, 60)
+        while time.monotonic() < end:
+            now = time.monotonic()
+            if now >= next_sample:
+                for rig in rigs.values():
+                    st = rig.fwd.status() or {}
+                    rows.append({"t_s": round(now - t_start, 1), "forwarder": rig.name,
+                                 "rss_kb": L.rss_kb(rig.pid), "pid_same": rig.fwd.alive() and rig.fwd.pid == rig.pid,
+                                 "input_state": (st.get("input") or {}).get("state"),
+                                 "frames_out": (st.get("output") or {}).get("frames"),
+                                 "dropped": (st.get("output") or {}).get("dropped_frames"),
+                                 "reconnects": (st.get("input") or {}).get("reconnects"),
+                                 "delivered": len(rig.receiver.frames_of("spartn")),
+                                 "published": len(rig.traffic.sent)})
+                next_sample += SAMPLE_EVERY
+            if now >= next_fault and now < end - 60:
+                kind = rnd.choice(["broker_restart", "caster_drop", "unplug_replug", "receiver_reset"])
+                target = {"broker_restart": "mqtt", "caster_drop": "ntrip"}.get(kind) or rnd.choice(list(rigs))
+                rig = rigs[target]
+                t0 = time.monotonic()
+                if kind == "broker_restart":
+                    broker.restart()
+                    replayer.wait_connected(15)
+                    replayer.publish_keys(keys)
+                elif kind == "caster_drop":
+                    caster.restart()
+                elif kind == "unplug_replug":
+                    rig.receiver.unplug()
+                    time.sleep(rnd.uniform(2, 8))
+                    rig.receiver.replug()
+                else:
+                    rig.receiver.reset()
+                t1 = time.monotonic()
+                recovery = rig.flowing_after(t1)
+                faults.append({"t_s": round(t0 - t_start, 1), "kind": kind, "forwarder": target,
+                               "fault_s": round(t1 - t0, 1), "recovery_s": recovery})
+                print(f"soak: {faults[-1]}", flush=True)
+                if recovery is None:
+                    ok = False
+                next_fault = time.monotonic() + rnd.uniform(20, 60)
+            time.sleep(0.5)
+        time.sleep(3)
+    finally:
+        for rig in rigs.values():
+            rig.traffic.stop()
+        summary = {"minutes_requested": args.minutes, "seed": seed, "forwarders": {},
+                   "faults": faults}
+        for rig in rigs.values():
+            d = L.analyse(rig.traffic, rig.receiver, 0, 0)
+            samples = [(r["t_s"], r["rss_kb"]) for r in rows if r["forwarder"] == rig.name and r["rss_kb"]]
+            steady = [p for p in samples if p[0] >= 60] or samples
+            sent = rig.traffic.snapshot()
+            span = (sent[-1].t - sent[0].t) if len(sent) > 1 else 1.0
+            alive = rig.fwd.alive() and rig.fwd.pid == rig.pid
+            summary["forwarders"][rig.name] = {
+                "published": d.published, "delivered": d.delivered, "lost": d.published - d.delivered,
+                "foreign": d.foreign, "in_order": d.in_order, "garbage_bytes": d.garbage_bytes,
+                "bytes_per_s": round(sum(len(s.raw) for s in sent) / span, 1),
+                "rss_kb_first": samples[0][1] if samples else None, "rss_kb_last": samples[-1][1] if samples else None,
+                "rss_kb_min": min(p[1] for p in samples) if samples else None,
+                "rss_kb_max": max(p[1] for p in samples) if samples else None,
+                "rss_slope_kb_per_min": round(slope_kb_per_min(steady), 2), "same_pid": alive,
+            }
+            ok = ok and alive and d.garbage_bytes == 0 and d.foreign == 0 and d.in_order
+            ok = ok and abs(summary["forwarders"][rig.name]["rss_slope_kb_per_min"]) < 100
+        summary["minutes_run"] = round((time.monotonic() - t_start) / 60, 2)
+        summary["ok"] = ok
+        for rig in rigs.values():
+            rig.fwd.stop()
+            shutil.copy(rig.fwd.log_path, out / f"forwarder-{rig.name}.log")
+        replayer.stop()
+        caster.stop()
+        broker.stop()
+        for r in rx.values():
+            r.close()
+        if rows:
+            with (out / "soak.csv").open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(summary, indent=2))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
