@@ -20,6 +20,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from pointperfect_sim.pki import PKI  # noqa: E402
+from pointperfect_sim.receiver import ReceiverSim  # noqa: E402
+from pointperfect_sim.replay import MqttReplayer  # noqa: E402
+
 from tests.reliability import lab as L  # noqa: E402
 
 RATE_FPS, FRAME_SIZE = 35, 80  # ~35 x 92 B = ~3.2 KB/s per stream: 10x the real 323 B/s
@@ -57,25 +61,22 @@ class Rig:
         return None
 
 
-def main(argv=None) -> int:  # noqa: PLR0914, C901 - one linear script
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
     ap.add_argument("--dir", default=str(REPO / ".build" / "soak"))
     ap.add_argument("--seed", type=int, default=None)
     args = ap.parse_args(argv)
-    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
-    rnd = random.Random(seed)
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)  # noqa: S311 - fault schedule, not crypto
+    rnd = random.Random(seed)  # noqa: S311 - fault schedule, not crypto
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="pp-soak-"))
 
-    from pointperfect_sim.pki import PKI
-    from pointperfect_sim.receiver import ReceiverSim
-    from pointperfect_sim.replay import MqttReplayer
-
     pki = PKI(work / "pki")
     broker = L.Mosquitto(pki, work / "broker").start()
-    caster = L.Caster(work / "caster", user="soak", password="soak-Ntrip-Pw-5", pki=pki).start()
+    lab_password = "soak-Ntrip-Pw-5"  # noqa: S105 - the lab caster's own password
+    caster = L.Caster(work / "caster", user="soak", password=lab_password, pki=pki).start()
     rx = {"mqtt": ReceiverSim(work / "ttyMQTT").start(), "ntrip": ReceiverSim(work / "ttyNTRIP").start()}
     replayer = MqttReplayer(broker).connect()
     keys = L.lab_keys()
@@ -96,8 +97,9 @@ def main(argv=None) -> int:  # noqa: PLR0914, C901 - one linear script
                 send = L.mqtt_sender(replayer)
             else:
                 creds = L.credentials(folder / "etc", caster=caster, keys=keys)
-                cfg = L.forwarder_config(folder, creds, input="ntrip", ca_file=str(caster.ca_path), output=serial,
-                                         ntrip={"gga_interval": 5})
+                cfg = L.forwarder_config(
+                    folder, creds, input="ntrip", ca_file=str(caster.ca_path), output=serial, ntrip={"gga_interval": 5}
+                )
                 send = L.caster_sender(caster)
             fwd = L.Daemon(cfg).start()
             fwd.wait_status(lambda s: s["input"]["state"] == "connected", 60)
@@ -111,14 +113,20 @@ def main(argv=None) -> int:  # noqa: PLR0914, C901 - one linear script
             if now >= next_sample:
                 for rig in rigs.values():
                     st = rig.fwd.status() or {}
-                    rows.append({"t_s": round(now - t_start, 1), "forwarder": rig.name,
-                                 "rss_kb": L.rss_kb(rig.pid), "pid_same": rig.fwd.alive() and rig.fwd.pid == rig.pid,
-                                 "input_state": (st.get("input") or {}).get("state"),
-                                 "frames_out": (st.get("output") or {}).get("frames"),
-                                 "dropped": (st.get("output") or {}).get("dropped_frames"),
-                                 "reconnects": (st.get("input") or {}).get("reconnects"),
-                                 "delivered": len(rig.receiver.frames_of("spartn")),
-                                 "published": len(rig.traffic.sent)})
+                    rows.append(
+                        {
+                            "t_s": round(now - t_start, 1),
+                            "forwarder": rig.name,
+                            "rss_kb": L.rss_kb(rig.pid),
+                            "pid_same": rig.fwd.alive() and rig.fwd.pid == rig.pid,
+                            "input_state": (st.get("input") or {}).get("state"),
+                            "frames_out": (st.get("output") or {}).get("frames"),
+                            "dropped": (st.get("output") or {}).get("dropped_frames"),
+                            "reconnects": (st.get("input") or {}).get("reconnects"),
+                            "delivered": len(rig.receiver.frames_of("spartn")),
+                            "published": len(rig.traffic.sent),
+                        }
+                    )
                 next_sample += SAMPLE_EVERY
             if now >= next_fault and now < end - 60:
                 kind = rnd.choice(["broker_restart", "caster_drop", "unplug_replug", "receiver_reset"])
@@ -139,8 +147,15 @@ def main(argv=None) -> int:  # noqa: PLR0914, C901 - one linear script
                     rig.receiver.reset()
                 t1 = time.monotonic()
                 recovery = rig.flowing_after(t1)
-                faults.append({"t_s": round(t0 - t_start, 1), "kind": kind, "forwarder": target,
-                               "fault_s": round(t1 - t0, 1), "recovery_s": recovery})
+                faults.append(
+                    {
+                        "t_s": round(t0 - t_start, 1),
+                        "kind": kind,
+                        "forwarder": target,
+                        "fault_s": round(t1 - t0, 1),
+                        "recovery_s": recovery,
+                    }
+                )
                 print(f"soak: {faults[-1]}", flush=True)
                 if recovery is None:
                     ok = False
@@ -150,8 +165,7 @@ def main(argv=None) -> int:  # noqa: PLR0914, C901 - one linear script
     finally:
         for rig in rigs.values():
             rig.traffic.stop()
-        summary = {"minutes_requested": args.minutes, "seed": seed, "forwarders": {},
-                   "faults": faults}
+        summary = {"minutes_requested": args.minutes, "seed": seed, "forwarders": {}, "faults": faults}
         for rig in rigs.values():
             d = L.analyse(rig.traffic, rig.receiver, 0, 0)
             samples = [(r["t_s"], r["rss_kb"]) for r in rows if r["forwarder"] == rig.name and r["rss_kb"]]
@@ -160,13 +174,19 @@ def main(argv=None) -> int:  # noqa: PLR0914, C901 - one linear script
             span = (sent[-1].t - sent[0].t) if len(sent) > 1 else 1.0
             alive = rig.fwd.alive() and rig.fwd.pid == rig.pid
             summary["forwarders"][rig.name] = {
-                "published": d.published, "delivered": d.delivered, "lost": d.published - d.delivered,
-                "foreign": d.foreign, "in_order": d.in_order, "garbage_bytes": d.garbage_bytes,
+                "published": d.published,
+                "delivered": d.delivered,
+                "lost": d.published - d.delivered,
+                "foreign": d.foreign,
+                "in_order": d.in_order,
+                "garbage_bytes": d.garbage_bytes,
                 "bytes_per_s": round(sum(len(s.raw) for s in sent) / span, 1),
-                "rss_kb_first": samples[0][1] if samples else None, "rss_kb_last": samples[-1][1] if samples else None,
+                "rss_kb_first": samples[0][1] if samples else None,
+                "rss_kb_last": samples[-1][1] if samples else None,
                 "rss_kb_min": min(p[1] for p in samples) if samples else None,
                 "rss_kb_max": max(p[1] for p in samples) if samples else None,
-                "rss_slope_kb_per_min": round(slope_kb_per_min(steady), 2), "same_pid": alive,
+                "rss_slope_kb_per_min": round(slope_kb_per_min(steady), 2),
+                "same_pid": alive,
             }
             ok = ok and alive and d.garbage_bytes == 0 and d.foreign == 0 and d.in_order
             ok = ok and abs(summary["forwarders"][rig.name]["rss_slope_kb_per_min"]) < 100

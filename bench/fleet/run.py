@@ -30,6 +30,10 @@ TOKEN = "5b0c9e11-2f7d-4a3b-8c6e-0be7c0000001"  # noqa: S105  (the simulator pro
 BIN = Path(sys.executable).parent
 PORT_RE = re.compile(r"Port=(\d+)")
 TOOLS = ("collection", "baseline")
+# The host's CA bundle, bound read-only into each gateway: here PyPI is reached through a TLS-intercepting egress
+# proxy whose CA only the host trusts; the baseline's pip gets it through PIP_CERT (bench_pip_env). Plumbing only.
+EGRESS_CA = "/etc/ssl/certs/ca-certificates.crt"
+GUEST_CA = "/etc/bench-ca-bundle.crt"
 
 
 def log(msg: str) -> None:
@@ -95,7 +99,8 @@ def write_inventory(fleet: Fleet, lab: dict, art: dict, dest: Path) -> Path:
         # the baseline
         "bench_ztp_url": lab["url"], "bench_ztp_ca_path": lab["ca"], "bench_ztp_token": TOKEN,
         "bench_broker_ca": lab["ca"], "bench_broker_port": lab["broker_port"], "bench_region": "eu",
-        "bench_forwarder_wheel": art["wheel"], "bench_forwarder_version": art["version"],
+        "bench_pip_env": {"PIP_CERT": GUEST_CA}, "bench_forwarder_wheel": art["wheel"],
+        "bench_forwarder_version": art["version"],
     }  # fmt: skip
     (inv / "group_vars/pointperfect_gateways.json").write_text(json.dumps(gv, indent=1))
     return inv
@@ -174,34 +179,47 @@ def run_matrix(args, work: Path) -> dict:
     receivers = []
     try:
         broker = Mosquitto(lab_handle.sim.pki, work / "broker").start()
-        receivers = [ReceiverSim().start() for _ in range(args.gateways)]
+        receivers = [ReceiverSim().start() for _ in range(2 * args.gateways)]
         lab = {"url": lab_handle.url, "ca": lab_handle.ca_path, "broker_port": broker.port}
         coll_path, coll = install_collection(work)
         art = prepare_artifacts(work, coll)
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=coll_path, POINTPERFECT_ZTP_TOKEN=TOKEN,
                    PATH=f"{ssh_wrappers(work)}:{BIN}:{os.environ['PATH']}", ANSIBLE_NOCOLOR="1",
                    ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_PYTHON_INTERPRETER="/usr/bin/python3")  # fmt: skip
-        configs = [(f, p) for p in args.pipelining for f in args.forks]
         results = []
-        boot = 0
-        for i, (forks, pipelining) in enumerate(configs):
+        # Each round: both tools get a freshly booted fleet (up at the same time), then a fresh provision and no-op
+        # re-runs; the two tools' runs alternate and the order flips at every step.
+        rounds = [[("fresh", args.fresh_forks, True)] + [("noop", f, True) for f in args.forks]
+                  + [("noop", f, False) for f in args.forks_no_pipelining]]  # fmt: skip
+        if args.fresh_no_pipelining:
+            rounds.append([("fresh", args.fresh_forks, False)])
+        for i, plan in enumerate(rounds):
             order = TOOLS if i % 2 == 0 else TOOLS[::-1]
-            for tool in order:
-                boot += 1
-                bootdir = work / f"boot-{boot:02d}"
-                log(f"config {i + 1}/{len(configs)} forks={forks} pipelining={pipelining}: {tool} (fresh fleet)")
-                with Fleet(args.gateways, bootdir / "fleet", serial_devices=[r.slave_path for r in receivers]) as fleet:
-                    inv = write_inventory(fleet, lab, art, bootdir)
-                    cfg = bootdir / "ansible.cfg"
-                    ansible_cfg(cfg, inv, forks, pipelining)
-                    for phase in ("fresh", "noop"):
-                        r = run_playbook(tool, cfg, env, bootdir / f"{tool}-{phase}", lab_handle)
-                        r.update(phase=phase, forks=forks, pipelining=pipelining, order=list(order))
+            step = work / f"round-{i + 1}"
+            fleets = {}
+            try:
+                for k, tool in enumerate(TOOLS):
+                    rxs = receivers[k * args.gateways : (k + 1) * args.gateways]
+                    fleets[tool] = Fleet(args.gateways, step / tool / "fleet", prefix="gw",
+                                         serial_devices=[r.slave_path for r in rxs],
+                                         extra_nspawn_args=(f"--bind-ro={EGRESS_CA}:{GUEST_CA}",)).up()  # fmt: skip
+                cfgs = {tool: step / tool / "ansible.cfg" for tool in TOOLS}
+                invs = {tool: write_inventory(fleets[tool], lab, art, step / tool) for tool in TOOLS}
+                for j, (phase, forks, pipelining) in enumerate(plan):
+                    for tool in order if j % 2 == 0 else order[::-1]:
+                        ansible_cfg(cfgs[tool], invs[tool], forks, pipelining)
+                        log(f"{phase} forks={forks} pipelining={pipelining}: {tool}")
+                        name = f"{phase}-f{forks}-{'pipe' if pipelining else 'nopipe'}"
+                        r = run_playbook(tool, cfgs[tool], env, step / tool / name, lab_handle)
+                        r.update(phase=phase, forks=forks, pipelining=pipelining)
                         if phase == "fresh":
-                            r["connected"] = check_running(fleet)
-                        log(f"  {phase}: {r['wall']:.1f}s api={r['api_calls']} ssh={r['ssh']} changed={r['changed']}"
+                            r["connected"] = check_running(fleets[tool])
+                        log(f"  {r['wall']:.1f}s api={r['api_calls']} ssh={r['ssh']} changed={r['changed']}"
                             + (f" connected={r['connected']}/{args.gateways}" if phase == "fresh" else ""))  # fmt: skip
                         results.append(r)
+            finally:
+                for fleet in fleets.values():
+                    fleet.down()
         return {"gateways": args.gateways, "forwarder_build": art["build_id"], "host": os.uname().nodename,
                 "cpus": os.cpu_count(), "loadavg_end": os.getloadavg(), "results": results}  # fmt: skip
     finally:
@@ -220,7 +238,7 @@ def pick(results: list, tool: str, phase: str, forks: int, pipelining: bool) -> 
 def summarize(data: dict) -> tuple[str, dict]:
     """Markdown table + target verdicts, all computed from the measured runs."""
     res = data["results"]
-    configs = sorted({(r["forks"], r["pipelining"]) for r in res}, key=lambda c: (not c[1], c[0]))
+    rows = sorted({(r["pipelining"], r["phase"], r["forks"]) for r in res}, key=lambda c: (not c[0], c[1], c[2]))
     n = data["gateways"]
     lines = [
         "| forks | pipelining | run | collection s | baseline s | speed-up | API calls coll/base | "
@@ -228,18 +246,17 @@ def summarize(data: dict) -> tuple[str, dict]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     verdict = {"noop": [], "fresh": [], "noop_api_zero": True}
-    for forks, pipe in configs:
-        for phase in ("fresh", "noop"):
-            c, b = pick(res, "collection", phase, forks, pipe), pick(res, "baseline", phase, forks, pipe)
-            ratio = b["wall"] / c["wall"]
-            verdict[phase].append(ratio)
-            if phase == "noop" and c["api_calls"] != 0:
-                verdict["noop_api_zero"] = False
-            lines.append(
-                f"| {forks} | {'on' if pipe else 'off'} | {phase} | {c['wall']:.1f} | {b['wall']:.1f} | {ratio:.2f}x | "
-                f"{c['api_calls']}/{b['api_calls']} | {c['ssh']} ({c['ssh_per_host_max']}) / {b['ssh']} "
-                f"({b['ssh_per_host_max']}) | {c['changed']}/{b['changed']} |"
-            )
+    for pipe, phase, forks in rows:
+        c, b = pick(res, "collection", phase, forks, pipe), pick(res, "baseline", phase, forks, pipe)
+        ratio = b["wall"] / c["wall"]
+        verdict[phase].append(ratio)
+        if phase == "noop" and c["api_calls"] != 0:
+            verdict["noop_api_zero"] = False
+        lines.append(
+            f"| {forks} | {'on' if pipe else 'off'} | {phase} | {c['wall']:.1f} | {b['wall']:.1f} | {ratio:.2f}x | "
+            f"{c['api_calls']}/{b['api_calls']} | {c['ssh']} ({c['ssh_per_host_max']}) / {b['ssh']} "
+            f"({b['ssh_per_host_max']}) | {c['changed']}/{b['changed']} |"
+        )
     noop_ok = min(verdict["noop"]) >= 3 and verdict["noop_api_zero"]
     fresh_ok = min(verdict["fresh"]) >= 1.5
     text = "\n".join(lines) + (
@@ -254,9 +271,8 @@ def summarize(data: dict) -> tuple[str, dict]:
 def profile(data: dict, top: int = 12) -> str:
     """Where the time and SSH round trips of the collection's runs go (forks/pipelining of the first config)."""
     out = []
-    first = data["results"][0]
     for phase in ("fresh", "noop"):
-        r = pick(data["results"], "collection", phase, first["forks"], first["pipelining"])
+        r = next(r for r in data["results"] if r["tool"] == "collection" and r["phase"] == phase)
         out.append(f"collection {phase} (forks {r['forks']}, pipelining {r['pipelining']}): {r['wall']}s, "
                    f"{r['ssh']} SSH trips")  # fmt: skip
         for t in sorted(r["tasks"], key=lambda t: -t["seconds"])[:top]:
@@ -271,17 +287,19 @@ def plot(data: dict, path: Path) -> None:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     res = data["results"]
-    configs = sorted({(r["forks"], r["pipelining"]) for r in res}, key=lambda c: (not c[1], c[0]))
-    labels = [f"f{f}\n{'pipe' if p else 'no pipe'}" for f, p in configs]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), gridspec_kw={"width_ratios": [1, 2, 2]})
     width = 0.38
-    xs = range(len(configs))
     panels = [
         ("fresh", "wall", "fresh provision: wall time (s)"),
         ("noop", "wall", "no-op re-run: wall time (s)"),
         ("noop", "ssh", "no-op re-run: SSH round trips"),
     ]
     for ax, (phase, key, title) in zip(axes, panels, strict=True):
+        configs = sorted(
+            {(r["forks"], r["pipelining"]) for r in res if r["phase"] == phase}, key=lambda c: (not c[1], c[0])
+        )
+        labels = [f"forks {f}\n{'pipelining' if p else 'no pipelining'}" for f, p in configs]
+        xs = range(len(configs))
         for k, (tool, color) in enumerate((("collection", "#1f77b4"), ("baseline", "#ff7f0e"))):
             vals = [pick(res, tool, phase, f, p)[key] for f, p in configs]
             bars = ax.bar([x + (k - 0.5) * width for x in xs], vals, width, label=tool, color=color)
@@ -298,14 +316,16 @@ def plot(data: dict, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--gateways", type=int, default=20)
-    ap.add_argument("--forks", default="5,10,20", help="comma-separated fork counts")
-    ap.add_argument("--pipelining", default="on,off", help="on, off or on,off")
+    ap.add_argument("--forks", default="5,10,20", help="fork counts of the no-op re-runs with pipelining")
+    ap.add_argument("--fresh-forks", type=int, default=20, help="fork count of the fresh provision")
+    ap.add_argument("--forks-no-pipelining", default="20", help="fork counts of no-op re-runs without pipelining")
+    ap.add_argument("--fresh-no-pipelining", action="store_true", help="also a fresh provision without pipelining")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/gnss-pointperfect-bench-fleet"))  # noqa: S108
     ap.add_argument("--plot", type=Path, default=REPO / "docs/fleet-benchmark.png")
     ap.add_argument("--from-json", type=Path, help="only summarize/plot a previous results.json")
     args = ap.parse_args(argv)
     args.forks = [int(f) for f in args.forks.split(",")]
-    args.pipelining = [p.strip() == "on" for p in args.pipelining.split(",")]
+    args.forks_no_pipelining = [int(f) for f in args.forks_no_pipelining.split(",") if f]
     if args.from_json:
         data = json.loads(args.from_json.read_text())
     else:

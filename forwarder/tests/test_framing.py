@@ -89,3 +89,13 @@ def test_disabled_streams_are_garbage():
     framer = Framer(("spartn",))
     assert [f.data for f in framer.feed(OTHER[0] + SPARTN[0])] == [SPARTN[0]]
     assert framer.garbage_bytes == len(OTHER[0])
+
+
+def test_garbage_callback_reports_every_discarded_byte():
+    seen = []
+    framer = Framer(on_garbage=seen.append)
+    good = F.ubx_frame(0x02, 0x36, b"\x01\x00\x00\x00")
+    framer.feed(b"\x00\xffjunk" + good[:3])
+    framer.feed(good[3:] + b"\x01\x02")
+    framer.reset()
+    assert sum(seen) == framer.garbage_bytes == 6 + 2

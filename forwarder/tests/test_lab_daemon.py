@@ -10,7 +10,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import SRC, credentials, forwarder_config, lab_keys
+from fwd_helpers import SRC, credentials, forwarder_config, lab_keys
 from pointperfect_sim.lab import free_port
 
 pytestmark = pytest.mark.timeout(90)

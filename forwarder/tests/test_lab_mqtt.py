@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from conftest import credentials, forwarder_config, lab_keys
+from fwd_helpers import credentials, forwarder_config, lab_keys
 from pointperfect_sim import frames as F
 from pointperfect_sim.replay import MqttReplayer
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import credentials, forwarder_config, lab_keys
+from fwd_helpers import credentials, forwarder_config, lab_keys
 from pointperfect_sim import frames as F
 from pointperfect_sim.lab import Caster
 

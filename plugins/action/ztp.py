@@ -30,6 +30,10 @@ CERT = "client.crt"
 KEY = "client.key"
 CREDS = "credentials.json"
 CENSORED = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
+INSECURE_WARNING = (
+    "validate_certs=false: the ZTP API's TLS certificate is NOT verified, so anyone on the network path can "
+    "impersonate it and read the token; use ca_path to trust a private CA instead"
+)
 CHANGING_REASONS = ("missing", "hardware_id_changed", "expiring")  # check mode predicts a change for these
 
 # Same options as DOCUMENTATION and the module part's argument_spec (a unit test keeps them in sync).
@@ -164,6 +168,8 @@ class ActionModule(ActionBase):
             if args.get("token"):
                 secrets.add(args["token"])
             result["invocation"] = {"module_args": dict(args, token=CENSORED if args.get("token") else None)}
+            if not args["validate_certs"]:
+                result.setdefault("warnings", []).append(INSECURE_WARNING)
             result.update(self._provision(args, task_vars or {}, secrets))
         except ZtpError as e:
             result.update(failed=True, msg=str(e))

@@ -102,7 +102,9 @@ options:
     default: 3
   validate_certs:
     description:
-      - Verify the TLS certificate of the API. Only set to V(false) for local tests.
+      - Verify the TLS certificate of the API.
+      - B(Setting this to V(false) is insecure.) The token then travels to whoever answers; every run warns.
+        To trust a private or test CA (such as the simulator's), keep V(true) and set O(ca_path).
     type: bool
     default: true
   ca_path:

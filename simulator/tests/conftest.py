@@ -10,10 +10,7 @@ if str(SIM_ROOT) not in sys.path:
     sys.path.insert(0, str(SIM_ROOT))
 
 from pointperfect_sim.server import run_in_thread  # noqa: E402
-
-# Tokens used by the tests (lowercase 36-char UUIDs, as the real service requires).
-T_IP = "0b5e8a7c-3f1d-4c2b-9e6a-00000000a001"
-T_OTHER = "0b5e8a7c-3f1d-4c2b-9e6a-00000000a002"
+from sim_tokens import T_IP  # noqa: E402
 
 
 def pytest_configure(config):

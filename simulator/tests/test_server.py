@@ -17,13 +17,13 @@ from pathlib import Path
 import pointperfect_sim
 import pytest
 import requests
-from conftest import T_IP, T_OTHER
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pointperfect_sim import __main__ as cli
 from pointperfect_sim import profiles as prof
 from pointperfect_sim.client import SimClient, SimError
 from pointperfect_sim.server import KEY_PERIOD_MS, dynamic_keys, run_in_thread, start
+from sim_tokens import T_IP, T_OTHER
 
 SIM_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEX32 = re.compile(r"^[0-9a-f]{32}$")

@@ -119,6 +119,19 @@ def assert_delivery(lab, fleet, receivers, names, count: int = 12) -> None:
 # ---------------------------------------------------------------- steps
 
 
+def test_check_mode_on_fresh_gateways_predicts_without_touching(lab, fleet, playbook):
+    before = lab.sim.calls()
+    run = playbook("provision", "--check", "--diff", "-v")
+    TIMINGS["check_fresh"] = run.seconds
+    assert run.rc == 0, run.out[-6000:]
+    assert all(r["changed"] > 0 and r["failed"] == 0 for r in run.recap.values()), run.recap
+    assert lab.sim.calls() == before, "check mode called the ZTP API"
+    assert not [s for s in (MQTT_TOKEN, NTRIP_TOKEN) if s in run.out], "a token is in the output"
+    for gw in fleet.gateways:
+        left = gw.run("ls -d /etc/pointperfect /opt/pointperfect 2>/dev/null; getent passwd pointperfect", check=False)
+        assert left.stdout.strip() == "", f"{gw.name}: check mode wrote {left.stdout}"
+
+
 def test_provision_fleet(lab, fleet, receivers, playbook):
     calls_before = lab.sim.calls()["total"]
     run = playbook("provision")
@@ -159,6 +172,9 @@ def test_provision_fleet(lab, fleet, receivers, playbook):
         assert show(gw, "SubState") == "running"
         assert show(gw, "User") == "pointperfect"
         assert show(gw, "NRestarts") == "0"
+        exposure = sh(gw, f"systemd-analyze security --no-pager {SERVICE} | tail -n 1")
+        TIMINGS[f"exposure_{name}"] = float(exposure.split(":")[1].split()[0])
+        assert TIMINGS[f"exposure_{name}"] <= 2.0, exposure
         pid = show(gw, "MainPID")
         assert "dialout" in sh(gw, f"ps -o group=,supgrp= -p {pid}")
         assert sh(gw, f"ps -o user= -p {pid}").strip() == "pointperfect"
@@ -258,7 +274,15 @@ def test_rotation_of_one_device_changes_and_restarts_only_that_host(lab, fleet, 
     assert_delivery(lab, fleet, receivers, ["gw-01"])
 
 
-def test_absent_leaves_nothing_behind(fleet, playbook):
+def test_absent_keeping_credentials_then_everything(fleet, playbook):
+    gw = gateways(fleet)["gw-01"]
+    kept = sh(gw, "sha256sum /etc/pointperfect/client.key /etc/pointperfect/credentials.json")
+    run = playbook("deprovision", "--limit", "gw-01", "-e", "pointperfect_keep_credentials=true")
+    assert run.rc == 0 and set(run.recap) == {"gw-01"}, run.out[-6000:]
+    assert sh(gw, "sha256sum /etc/pointperfect/client.key /etc/pointperfect/credentials.json") == kept
+    assert gw.run("ls /etc/pointperfect/forwarder.json /opt/pointperfect", check=False).returncode != 0
+    assert show(gw, "LoadState") == "not-found"
+
     run = playbook("deprovision")
     TIMINGS["absent"] = run.seconds
     assert run.rc == 0, run.out[-6000:]
@@ -267,7 +291,7 @@ def test_absent_leaves_nothing_behind(fleet, playbook):
         leftovers = gw.run(
             "ls -d /etc/pointperfect /opt/pointperfect /etc/systemd/system/pointperfect-forwarder.service "
             "/run/pointperfect 2>/dev/null; getent passwd pointperfect; getent group pointperfect; "
-            "pgrep -f '[p]ointperfect-forwarder'; systemctl list-units --all --no-legend 'pointperfect*'",
+            "pgrep -f '^/opt/pointperfect/'; systemctl list-units --all --no-legend 'pointperfect*'",
             check=False,
         ).stdout.strip()
         assert leftovers == "", f"{gw.name}: {leftovers}"

@@ -45,10 +45,6 @@ def sim(tmp_path_factory):
         handle.stop()
 
 
-def device_calls(sim, profile, hardware_id):
-    return sim.calls()["by_device"].get(f"{sim.tokens[profile]}/{hardware_id}", 0)
-
-
 class Run:
     """Outcome of one ansible-playbook run: rc, output and the per-case results (by case name)."""
 

@@ -8,7 +8,7 @@ import stat
 import time
 
 import pytest
-from conftest import device_calls
+from ztp_helpers import device_calls
 
 DAY = 86400
 

@@ -6,6 +6,8 @@ import contextlib
 import shutil
 
 import pytest
+from pointperfect_sim.pki import PKI
+from pointperfect_sim.receiver import ReceiverSim
 
 from tests.reliability import lab as L
 
@@ -23,8 +25,6 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
-    from pointperfect_sim.pki import PKI
-
     return PKI(tmp_path_factory.mktemp("rel-pki"))
 
 
@@ -39,8 +39,6 @@ def broker(pki, tmp_path):
 
 @pytest.fixture
 def receiver(tmp_path):
-    from pointperfect_sim.receiver import ReceiverSim
-
     sim = ReceiverSim(tmp_path / "ttyGNSS").start()
     yield sim
     sim.close()

@@ -17,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+
 REPO = Path(__file__).resolve().parents[2]
 for extra in (REPO / "simulator", REPO / "forwarder" / "src", REPO):
     if str(extra) not in sys.path:
@@ -64,11 +66,22 @@ def credentials(folder: Path, *, broker=None, caster=None, keys=None, cn: str = 
         cert_pem, key_pem = broker.pki.issue_client(cn, 365)
         _atomic(folder / "client.crt", cert_pem, 0o644)
         _atomic(folder / "client.key", key_pem, 0o600)
-        creds["mqtt"] = {"host": "127.0.0.1", "port": broker.port, "client_id": cn,
-                         "certificate": str(folder / "client.crt"), "private_key": str(folder / "client.key")}
+        creds["mqtt"] = {
+            "host": "127.0.0.1",
+            "port": broker.port,
+            "client_id": cn,
+            "certificate": str(folder / "client.crt"),
+            "private_key": str(folder / "client.key"),
+        }
     if caster is not None:
-        creds["ntrip"] = {"host": "127.0.0.1", "port": caster.port, "tls_port": caster.tls_port,
-                          "mountpoint": caster.mountpoint, "username": caster.user, "password": caster.password}
+        creds["ntrip"] = {
+            "host": "127.0.0.1",
+            "port": caster.port,
+            "tls_port": caster.tls_port,
+            "mountpoint": caster.mountpoint,
+            "username": caster.user,
+            "password": caster.password,
+        }
     path = folder / "credentials.json"
     _atomic(path, json.dumps(creds, indent=2, sort_keys=True) + "\n", 0o600)
     return path
@@ -90,8 +103,12 @@ def forwarder_config(folder: Path, creds: Path, **sections) -> Path:
         "mqtt": {"keepalive": 60},
         "backoff": {"initial": 1, "max": 60, "reset_after": 60},
         "watchdog": {"no_data_timeout": 30},
-        "health": {"status_file": str(folder / "status.json"), "metrics_address": "127.0.0.1",
-                   "metrics_port": free_port(), "summary_interval": 60},
+        "health": {
+            "status_file": str(folder / "status.json"),
+            "metrics_address": "127.0.0.1",
+            "metrics_port": free_port(),
+            "summary_interval": 60,
+        },
         "log_level": "info",
     }
     for name, value in sections.items():
@@ -132,7 +149,10 @@ class Daemon:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [*self.prefix, sys.executable, "-m", "pointperfect_forwarder", "-c", str(self.config)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         return self
 
@@ -231,7 +251,7 @@ class Traffic:
             frame = F.synthetic_spartn(1, size=self.size)[0]
             try:
                 self.send(frame)
-            except Exception:  # noqa: S112 - the far side is down: this frame was not sent
+            except Exception:
                 pass
             else:
                 with self._lock:
@@ -250,7 +270,6 @@ class Traffic:
 
 def mqtt_sender(replayer, topic: str = "/pp/ip/eu"):
     """send(frame) for Traffic: one paho publish (QoS 0), raising when the publisher is not connected."""
-    import paho.mqtt.client as mqtt
 
     def send(frame: bytes) -> None:
         info = replayer.client.publish(topic, frame, qos=0)

@@ -4,6 +4,7 @@ integration tests do not cover, corrupt SPARTN/UBX streams into the forwarder, a
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import random
@@ -19,8 +20,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pointperfect_sim.replay import MqttReplayer
 
+import tests.unit.conftest  # noqa: F401 - puts the collection on sys.path (ansible_collections.gnss.pointperfect)
 from tests.reliability import lab as L
+from tests.unit.ztp_samples import make_pair, mqtt_body
 
 REPO = L.REPO
 ZTP_PLAYBOOK = REPO / "tests" / "integration" / "targets" / "ztp" / "ztp.yml"  # reused, not duplicated
@@ -29,34 +33,42 @@ TOKEN = "6d1e0b7a-3c2f-4e5d-9a8b-7c6d5e4f3a2b"
 
 
 def _response_module():
-    import tests.unit.conftest  # noqa: F401 - puts the collection on sys.path as ansible_collections.gnss.pointperfect
-    from ansible_collections.gnss.pointperfect.plugins.module_utils import _ztp_response
-
-    return _ztp_response
+    return importlib.import_module("ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response")
 
 
 @pytest.fixture(scope="module")
 def pairs():
-    from tests.unit.ztp_samples import make_pair
-
     cert, key, _ = make_pair()
     other_cert, other_key, _ = make_pair(cn="other")
     return {"cert": cert, "key": key, "other_cert": other_cert, "other_key": other_key}
 
 
 def _valid(pairs) -> dict:
-    from tests.unit.ztp_samples import mqtt_body
-
     return mqtt_body({"cert": pairs["cert"], "key": pairs["key"]}, brokerHost="127.0.0.1")
 
 
 # ---------------------------------------------------------------- the generator of bad bodies
 
-FIELDS = ["clientId", "certificate", "privateKey", "brokerHost", "supportsLband", "supportsMqtt", "dynamickeys",
-          "subscriptions", "rtcmCredentials"]
-WRONG = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
-                  st.text(max_size=40), st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5),
-                                                                                              st.integers(), max_size=3))
+FIELDS = [
+    "clientId",
+    "certificate",
+    "privateKey",
+    "brokerHost",
+    "supportsLband",
+    "supportsMqtt",
+    "dynamickeys",
+    "subscriptions",
+    "rtcmCredentials",
+]
+WRONG = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=40),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+)
 
 
 def _pem_damage(pem: str, how: int, rnd: random.Random) -> str:
@@ -67,7 +79,7 @@ def _pem_damage(pem: str, how: int, rnd: random.Random) -> str:
         i = rnd.randrange(1, max(2, len(lines) - 1))
         line = lines[i]
         j = rnd.randrange(len(line)) if line else 0
-        lines[i] = line[:j] + ("A" if line[j:j + 1] != "A" else "B") + line[j + 1:]
+        lines[i] = line[:j] + ("A" if line[j : j + 1] != "A" else "B") + line[j + 1 :]
         return "\n".join(lines)
     if how == 2:  # wrong armour
         return pem.replace("BEGIN", "BEGIN BROKEN").replace("END", "END BROKEN")
@@ -80,8 +92,9 @@ def bad_bodies(draw, pairs) -> bytes:
     body = _valid(pairs)
     rnd = random.Random(draw(st.integers(0, 2**32)))
     for _ in range(draw(st.integers(1, 3))):
-        kind = draw(st.sampled_from(["missing", "extra", "wrong_type", "pem", "mismatch", "keys", "subs", "ntrip",
-                                     "huge"]))
+        kind = draw(
+            st.sampled_from(["missing", "extra", "wrong_type", "pem", "mismatch", "keys", "subs", "ntrip", "huge"])
+        )
         field = draw(st.sampled_from(FIELDS))
         if kind == "missing":
             body.pop(field, None)
@@ -96,12 +109,19 @@ def bad_bodies(draw, pairs) -> bytes:
         elif kind == "mismatch":
             body["privateKey"] = pairs["other_key"]
         elif kind == "keys":
-            body["dynamickeys"] = {"current": {"start": draw(WRONG), "duration": 1, "value": draw(st.text(max_size=40))}}
+            body["dynamickeys"] = {
+                "current": {"start": draw(WRONG), "duration": 1, "value": draw(st.text(max_size=40))}
+            }
         elif kind == "subs":
             body["subscriptions"] = draw(st.lists(WRONG, max_size=3))
         elif kind == "ntrip":
-            body["rtcmCredentials"] = {"endpoint": draw(WRONG), "httpPort": draw(WRONG), "userName": "u",
-                                       "password": "p", "mountPoint": draw(WRONG)}
+            body["rtcmCredentials"] = {
+                "endpoint": draw(WRONG),
+                "httpPort": draw(WRONG),
+                "userName": "u",
+                "password": "p",
+                "mountPoint": draw(WRONG),
+            }
         else:
             body["subscriptions"] = [{"description": "x" * 50, "path": "/pp/ip/eu"}] * draw(st.integers(1000, 20000))
     raw = json.dumps(body).encode()
@@ -136,8 +156,12 @@ COUNTER = {"n": 0, "rejected": 0}
 def test_1000_generated_responses_through_the_parser(pairs):
     mod = _response_module()
 
-    @settings(max_examples=1100, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+    @settings(
+        max_examples=1100,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    )
     @given(bad_bodies(pairs))
     def run(raw):
         COUNTER["n"] += 1
@@ -197,18 +221,35 @@ class _Server:
 
 
 def _tree_hash(dest: Path) -> dict:
-    return {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), oct(p.stat().st_mode))
-            for p in sorted(dest.iterdir())} if dest.is_dir() else {}
+    return (
+        {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), oct(p.stat().st_mode)) for p in sorted(dest.iterdir())}
+        if dest.is_dir()
+        else {}
+    )
 
 
-def _playbook(ansible_env, work: Path, cases: list[dict], ca_path: str, api_url: str, verbose=True):
+def _playbook(ansible_env, work: Path, cases: list[dict], ca_path: str, api_url: str, *, verbose=True):
     results = work / f"results-{uuid.uuid4().hex[:6]}.json"
-    variables = {"cases": cases, "tokens": {"t": TOKEN}, "api_url": api_url, "ca_path": ca_path,
-                 "results_file": str(results), "ansible_python_interpreter": sys.executable}
+    variables = {
+        "cases": cases,
+        "tokens": {"t": TOKEN},
+        "api_url": api_url,
+        "ca_path": ca_path,
+        "results_file": str(results),
+        "ansible_python_interpreter": sys.executable,
+    }
     vars_file = work / "vars.json"
     vars_file.write_text(json.dumps(variables))
-    cmd = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local",
-           "-e", f"@{vars_file}", str(ZTP_PLAYBOOK)] + (["-vvv"] if verbose else [])
+    cmd = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        "-e",
+        f"@{vars_file}",
+        str(ZTP_PLAYBOOK),
+    ] + (["-vvv"] if verbose else [])
     proc = subprocess.run(cmd, env=ansible_env, capture_output=True, text=True, timeout=600, check=False)
     assert results.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout + proc.stderr, {r["item"]["name"]: r for r in json.loads(results.read_text())}
@@ -219,8 +260,12 @@ def test_30_generated_responses_through_the_action_plugin(pairs, pki, ansible_en
     rng = random.Random(7)
     drawn: list[bytes] = []
 
-    @settings(max_examples=150, deadline=None, database=None,
-              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+    @settings(
+        max_examples=150,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    )
     @given(bad_bodies(pairs))
     def collect(raw):
         drawn.append(raw)
@@ -237,16 +282,37 @@ def test_30_generated_responses_through_the_action_plugin(pairs, pki, ansible_en
     assert len(bodies) == 31
     with _Server(pki, bodies) as srv:
         seed = tmp_path / "seed"
-        out, res = _playbook(ansible_env, tmp_path, [{"name": "seed", "profile": "t", "hardware_id": "rel-seed",
-                                                       "dest": str(seed), "api_url": srv.url("case/seed")}],
-                             str(pki.ca_path), srv.url("case/seed"), verbose=False)
+        out, res = _playbook(
+            ansible_env,
+            tmp_path,
+            [
+                {
+                    "name": "seed",
+                    "profile": "t",
+                    "hardware_id": "rel-seed",
+                    "dest": str(seed),
+                    "api_url": srv.url("case/seed"),
+                }
+            ],
+            str(pki.ca_path),
+            srv.url("case/seed"),
+            verbose=False,
+        )
         assert res["seed"]["changed"] is True, res["seed"]
         cases = []
         for name in sorted(n for n in bodies if n != "seed"):
             dest = tmp_path / name
             subprocess.run(["cp", "-a", str(seed), str(dest)], check=True)
-            cases.append({"name": name, "profile": "t", "hardware_id": "rel-seed", "dest": str(dest), "force": True,
-                          "api_url": srv.url(f"case/{name}")})
+            cases.append(
+                {
+                    "name": name,
+                    "profile": "t",
+                    "hardware_id": "rel-seed",
+                    "dest": str(dest),
+                    "force": True,
+                    "api_url": srv.url(f"case/{name}"),
+                }
+            )
         before = {c["name"]: _tree_hash(Path(c["dest"])) for c in cases}
         out, res = _playbook(ansible_env, tmp_path, cases, str(pki.ca_path), srv.url("case/x"))
     assert "Traceback" not in out
@@ -258,8 +324,11 @@ def test_30_generated_responses_through_the_action_plugin(pairs, pki, ansible_en
         assert r.get("failed") is True, (c["name"], r)
         assert r["msg"] and "\n" not in r["msg"] and "Traceback" not in r["msg"], r["msg"]
         assert _tree_hash(Path(c["dest"])) == before[c["name"]], c["name"]
-    L.record("ztp_generated_action_plugin", cases=len(cases),
-             messages=sorted({res[c["name"]]["msg"].split(";")[0][:80] for c in cases}))
+    L.record(
+        "ztp_generated_action_plugin",
+        cases=len(cases),
+        messages=sorted({res[c["name"]]["msg"].split(";")[0][:80] for c in cases}),
+    )
 
 
 def test_tls_failures_not_covered_by_integration(pki, pairs, ansible_env, tmp_path):
@@ -268,17 +337,38 @@ def test_tls_failures_not_covered_by_integration(pki, pairs, ansible_env, tmp_pa
     body = {"seed": json.dumps(_valid(pairs)).encode()}
     with _Server(pki, body) as good, _Server(pki, body, names=("gateway.invalid",)) as wrong_name:
         seed = tmp_path / "seed"
-        _, res = _playbook(ansible_env, tmp_path, [{"name": "seed", "profile": "t", "hardware_id": "rel-tls",
-                                                     "dest": str(seed), "api_url": good.url("case/seed")}],
-                           str(pki.ca_path), good.url("case/seed"), verbose=False)
+        _, res = _playbook(
+            ansible_env,
+            tmp_path,
+            [
+                {
+                    "name": "seed",
+                    "profile": "t",
+                    "hardware_id": "rel-tls",
+                    "dest": str(seed),
+                    "api_url": good.url("case/seed"),
+                }
+            ],
+            str(pki.ca_path),
+            good.url("case/seed"),
+            verbose=False,
+        )
         assert res["seed"]["changed"] is True
         cases = []
-        for name, url, timeout in (("hostname", wrong_name.url("case/seed"), 10),
-                                   ("stall", good.url("stall/seed"), 1)):
+        for name, url, timeout in (("hostname", wrong_name.url("case/seed"), 10), ("stall", good.url("stall/seed"), 1)):
             dest = tmp_path / name
             subprocess.run(["cp", "-a", str(seed), str(dest)], check=True)
-            cases.append({"name": name, "profile": "t", "hardware_id": "rel-tls", "dest": str(dest), "force": True,
-                          "api_url": url, "timeout": timeout})
+            cases.append(
+                {
+                    "name": name,
+                    "profile": "t",
+                    "hardware_id": "rel-tls",
+                    "dest": str(dest),
+                    "force": True,
+                    "api_url": url,
+                    "timeout": timeout,
+                }
+            )
         before = {c["name"]: _tree_hash(Path(c["dest"])) for c in cases}
         out, res = _playbook(ansible_env, tmp_path, cases, str(pki.ca_path), good.url("x"))
     assert "Traceback" not in out and TOKEN not in out
@@ -316,8 +406,6 @@ def _corrupt_stream() -> tuple[bytes, str]:
 
 @pytest.mark.lab
 def test_corrupt_spartn_ubx_stream_into_the_forwarder(tmp_path, broker, receiver, daemons):
-    from pointperfect_sim.replay import MqttReplayer
-
     data, source = _corrupt_stream()
     valid, garbage = L.F.split_frames(data)  # the simulator's independent framer is the oracle
     expected = [f.raw for f in valid if f.kind == "spartn"]
@@ -326,8 +414,12 @@ def test_corrupt_spartn_ubx_stream_into_the_forwarder(tmp_path, broker, receiver
     try:
         rep.publish_keys(L.lab_keys())
         creds = L.credentials(tmp_path / "etc", broker=broker, keys=L.lab_keys())
-        cfg = L.forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path),
-                                 output={"type": "serial", "device": receiver.device_path, "baudrate": 115200})
+        cfg = L.forwarder_config(
+            tmp_path,
+            creds,
+            ca_file=str(broker.ca_path),
+            output={"type": "serial", "device": receiver.device_path, "baudrate": 115200},
+        )
         fwd = daemons(cfg)
         fwd.wait_status(lambda s: s["input"]["state"] == "connected" and s["receiver"]["config_state"] == "applied")
         pid = fwd.pid
@@ -335,7 +427,7 @@ def test_corrupt_spartn_ubx_stream_into_the_forwarder(tmp_path, broker, receiver
         pos = 0
         while pos < len(data):  # arbitrary payload boundaries: frames and garbage split across messages
             step = rnd.randrange(1, 700)
-            rep.publish("corrections", data[pos:pos + step])
+            rep.publish("corrections", data[pos : pos + step])
             pos += step
         got = receiver.wait_frames("spartn", len(expected), timeout=30)
     finally:
@@ -344,9 +436,18 @@ def test_corrupt_spartn_ubx_stream_into_the_forwarder(tmp_path, broker, receiver
     assert receiver.garbage_bytes == 0, "garbage or a damaged frame reached the receiver"
     st = fwd.wait_status(lambda s: s["streams"]["spartn"]["frames"] >= len(expected))
     assert st["streams"]["spartn"]["frames"] == len(expected)  # garbage is never counted as frames
+    # health shows the discarded bytes: every byte that is in no delivered frame, less a partial tail still held
+    st = fwd.wait_status(lambda s: s["input"]["garbage_bytes"] > 0)
+    assert st["input"]["garbage_bytes"] <= len(data) - sum(map(len, expected))
     assert fwd.alive() and fwd.pid == pid
-    L.record("corrupt_stream", source=source, bytes=len(data), valid_spartn=len(expected), garbage_bytes_in=garbage,
-             delivered=len(got))
+    L.record(
+        "corrupt_stream",
+        source=source,
+        bytes=len(data),
+        valid_spartn=len(expected),
+        garbage_bytes_in=garbage,
+        delivered=len(got),
+    )
 
 
 # ---------------------------------------------------------------- bad role variables
@@ -363,16 +464,30 @@ BAD_VARS = [
 
 def test_bad_role_variables_fail_clearly_before_any_change(ansible_env, tmp_path):
     inv = tmp_path / "hosts.ini"
-    inv.write_text(f"[pointperfect_gateways]\nlocalhost ansible_connection=local "
-                   f"ansible_python_interpreter={sys.executable}\n")
+    inv.write_text(
+        f"[pointperfect_gateways]\nlocalhost ansible_connection=local ansible_python_interpreter={sys.executable}\n"
+    )
     env = dict(ansible_env, POINTPERFECT_ZTP_TOKEN="3c1a7f52-6b0e-4c2d-9f41-7a5e00000a01")
     etc_before = _tree_hash(Path("/etc/pointperfect"))
     for extra, expected in BAD_VARS:
         vars_file = tmp_path / "bad.json"
         vars_file.write_text(json.dumps(extra))
-        proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inv), "--check",
-                               "-e", f"@{vars_file}", str(REPO / "playbooks" / "provision.yml")],
-                              env=env, capture_output=True, text=True, timeout=300, check=False)
+        proc = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ansible-playbook"),
+                "-i",
+                str(inv),
+                "--check",
+                "-e",
+                f"@{vars_file}",
+                str(REPO / "playbooks" / "provision.yml"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0, (extra, out[-2000:])
         assert "Traceback" not in out, out[-3000:]

@@ -27,7 +27,7 @@ def replayer(broker):
     rep.stop()
 
 
-def _mqtt_forwarder(tmp_path, broker, receiver, daemons, keys=None, prefix=(), **sections):
+def _mqtt_forwarder(tmp_path, broker, receiver, daemons, *, keys=None, prefix=(), **sections):
     keys = keys or L.lab_keys()
     creds = L.credentials(tmp_path / "etc", broker=broker, keys=keys)
     sections.setdefault("output", {"type": "serial", "device": receiver.device_path, "baudrate": 115200})
@@ -37,13 +37,15 @@ def _mqtt_forwarder(tmp_path, broker, receiver, daemons, keys=None, prefix=(), *
 
 
 def _ready(fwd, receiver, timeout=45):
-    fwd.wait_status(lambda s: s["input"]["state"] == "connected" and s["receiver"]["config_state"] == "applied",
-                    timeout)
+    fwd.wait_status(
+        lambda s: s["input"]["state"] == "connected" and s["receiver"]["config_state"] == "applied", timeout
+    )
     assert receiver.wait_for(lambda r: len(r.keys) == 2, 15), "keys never reached the receiver"
 
 
 def _wait_flow(traffic, receiver, after: float, timeout: float = RECOVERY_BOUND) -> bool:
     """True once a frame published after `after` reached the receiver."""
+
     def ok(r):
         sent = {s.raw for s in traffic.snapshot() if s.t >= after}
         return any(f.raw in sent for f in r.frames_of("spartn")[-50:])
@@ -51,7 +53,7 @@ def _wait_flow(traffic, receiver, after: float, timeout: float = RECOVERY_BOUND)
     return receiver.wait_for(ok, timeout, 0.2)
 
 
-def _common(fwd, pid, sampler, name, d: L.Delivery, fault_start, fault_end, **extra):
+def _common(fwd, pid, sampler, name, d: L.Delivery, *, fault_start, fault_end, **extra):
     L.assert_whole(d)
     assert fwd.alive() and fwd.pid == pid, "the forwarder crashed or was replaced"
     assert fwd.status()["pid"] == pid
@@ -96,8 +98,16 @@ def test_broker_restarted_10_times(tmp_path, broker, receiver, replayer, daemons
     lo, hi = sampler.rss_range()
     assert hi - lo <= RSS_GROWTH_KB
     assert max(recoveries) <= RECOVERY_BOUND, recoveries
-    L.record("broker_restart_x10", recoveries_s=recoveries, lost_in_windows=lost, published=d.published,
-             delivered=d.delivered, garbage_bytes=d.garbage_bytes, rss_kb=[lo, hi], backoff_max=10)
+    L.record(
+        "broker_restart_x10",
+        recoveries_s=recoveries,
+        lost_in_windows=lost,
+        published=d.published,
+        delivered=d.delivered,
+        garbage_bytes=d.garbage_bytes,
+        rss_kb=[lo, hi],
+        backoff_max=10,
+    )
 
 
 @pytest.fixture
@@ -110,9 +120,15 @@ def caster(pki, tmp_path):
 
 def test_caster_connection_dropped_mid_frame(tmp_path, caster, receiver, daemons):
     creds = L.credentials(tmp_path / "etc", caster=caster, keys=L.lab_keys())
-    cfg = L.forwarder_config(tmp_path, creds, input="ntrip", ca_file=str(caster.ca_path), backoff={"max": 10},
-                             ntrip={"gga_interval": 1},
-                             output={"type": "serial", "device": receiver.device_path, "baudrate": 115200})
+    cfg = L.forwarder_config(
+        tmp_path,
+        creds,
+        input="ntrip",
+        ca_file=str(caster.ca_path),
+        backoff={"max": 10},
+        ntrip={"gga_interval": 1},
+        output={"type": "serial", "device": receiver.device_path, "baudrate": 115200},
+    )
     fwd = L.Daemon(cfg).start()
     try:
         _ready(fwd, receiver)
@@ -136,13 +152,15 @@ def test_caster_connection_dropped_mid_frame(tmp_path, caster, receiver, daemons
         assert half not in [f.raw for f in receiver.frames_of("spartn")]
         st = fwd.status()
         assert st["input"]["reconnects"] >= 1 and st["input"]["state"] == "connected"
-        _common(fwd, pid, sampler, "caster_drop_mid_frame", d, t0, t1)
+        _common(fwd, pid, sampler, "caster_drop_mid_frame", d, fault_start=t0, fault_end=t1)
     finally:
         fwd.stop()
 
 
-needs_netns = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None,
-                                 reason="the network cut needs root and iproute2 (its own network namespace)")
+needs_netns = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("ip") is None,
+    reason="the network cut needs root and iproute2 (its own network namespace)",
+)
 
 
 @pytest.mark.netns
@@ -181,8 +199,18 @@ def test_network_cut_60s_of_only_this_forwarder(tmp_path, broker, receiver, repl
         unhealthy = [s["metrics"]["healthy"] for s in during if "metrics" in s]
         assert 0.0 in unhealthy, "metrics said healthy through a 60 s cut"
         detect = next(s["t"] - t0 for s in during if not s["status"]["healthy"])
-        _common(fwd, pid, sampler, "network_cut_60s", d, t0, t1, detect_unhealthy_s=round(detect, 1),
-                max_last_data_age=max(ages), method="netns+veth")
+        _common(
+            fwd,
+            pid,
+            sampler,
+            "network_cut_60s",
+            d,
+            fault_start=t0,
+            fault_end=t1,
+            detect_unhealthy_s=round(detect, 1),
+            max_last_data_age=max(ages),
+            method="netns+veth",
+        )
     finally:
         ns.down()
 
@@ -213,7 +241,7 @@ def test_serial_unplug_and_replug(tmp_path, broker, receiver, replayer, daemons)
     assert all(not s["status"]["healthy"] for s in during), "healthy while the serial port was gone"
     d = L.analyse(traffic, receiver, t0, t1)
     assert fwd.status()["receiver"]["config_state"] == "applied"
-    _common(fwd, pid, sampler, "serial_unplug_replug", d, t0, t1)
+    _common(fwd, pid, sampler, "serial_unplug_replug", d, fault_start=t0, fault_end=t1)
 
 
 def test_receiver_reset_gets_keys_and_config_again(tmp_path, broker, receiver, replayer, daemons):
@@ -232,20 +260,30 @@ def test_receiver_reset_gets_keys_and_config_again(tmp_path, broker, receiver, r
         assert not receiver.keys
         assert receiver.wait_for(lambda r: len(r.keys) == 2 and r.config == config, 30), "not re-configured"
         t1 = time.monotonic()
-        st = fwd.wait_status(lambda s: s["receiver"]["resets_detected"] >= 1 and
-                             s["receiver"]["config_state"] == "applied")
+        st = fwd.wait_status(
+            lambda s: s["receiver"]["resets_detected"] >= 1 and s["receiver"]["config_state"] == "applied"
+        )
         assert _wait_flow(traffic, receiver, t1)
     finally:
         traffic.stop()
         sampler.stop()
     assert fwd.metrics()["receiver_resets_total"] >= 1
     d = L.analyse(traffic, receiver, t0, t1)
-    _common(fwd, pid, sampler, "receiver_reset", d, t0, t1, reconfigure_s=round(t1 - t0, 2),
-            resets_detected=st["receiver"]["resets_detected"])
+    _common(
+        fwd,
+        pid,
+        sampler,
+        "receiver_reset",
+        d,
+        fault_start=t0,
+        fault_end=t1,
+        reconfigure_s=round(t1 - t0, 2),
+        resets_detected=st["receiver"]["resets_detected"],
+    )
 
 
 @pytest.mark.parametrize("how", ["sighup", "file_change"])
-def test_credentials_rotated(tmp_path, broker, receiver, replayer, daemons, how):
+def test_credentials_rotated(tmp_path, broker, receiver, replayer, daemons, how):  # noqa: PLR0917 - fixtures
     """New cert/key/keys written as the ztp module writes them; then SIGHUP (or nothing: the file watch)."""
     replayer.publish_keys(L.lab_keys())
     fwd, creds = _mqtt_forwarder(tmp_path, broker, receiver, daemons, keys=L.lab_keys())
@@ -271,15 +309,19 @@ def test_credentials_rotated(tmp_path, broker, receiver, replayer, daemons, how)
         sampler.stop()
     assert "reloading" in fwd.log()
     d = L.analyse(traffic, receiver, t0, t1)
-    _common(fwd, pid, sampler, f"credentials_rotated_{how}", d, t0, t1)
+    _common(fwd, pid, sampler, f"credentials_rotated_{how}", d, fault_start=t0, fault_end=t1)
 
 
 def test_slow_receiver_stalls_its_output(tmp_path, broker, receiver, replayer, daemons):
     """The receiver stops reading for 20 s: the queue stays bounded (drops counted), nothing is split."""
     replayer.publish_keys(L.lab_keys())
-    fwd, _ = _mqtt_forwarder(tmp_path, broker, receiver, daemons,
-                             output={"type": "serial", "device": receiver.device_path, "baudrate": 115200,
-                                     "queue_bytes": 8192})
+    fwd, _ = _mqtt_forwarder(
+        tmp_path,
+        broker,
+        receiver,
+        daemons,
+        output={"type": "serial", "device": receiver.device_path, "baudrate": 115200, "queue_bytes": 8192},
+    )
     _ready(fwd, receiver)
     pid = fwd.pid
     traffic = L.Traffic(L.mqtt_sender(replayer), rate=40, size=200).start()  # ~9 KB/s: fills pty + queue
@@ -301,4 +343,13 @@ def test_slow_receiver_stalls_its_output(tmp_path, broker, receiver, replayer, d
     assert st["output"]["dropped_frames"] > 0, "a 20 s stall at 9 KB/s with an 8 KB queue must drop"
     assert m["frames_dropped_total"] == st["output"]["dropped_frames"] or m["frames_dropped_total"] > 0
     d = L.analyse(traffic, receiver, t0, t1)
-    _common(fwd, pid, sampler, "slow_receiver_stall_20s", d, t0, t1, dropped_frames=st["output"]["dropped_frames"])
+    _common(
+        fwd,
+        pid,
+        sampler,
+        "slow_receiver_stall_20s",
+        d,
+        fault_start=t0,
+        fault_end=t1,
+        dropped_frames=st["output"]["dropped_frames"],
+    )

@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.fleet, pytest.mark.lab, pytest.mark.slow]
 TOKEN = "7d2e4f60-1a3b-4c5d-8e9f-0a1b2c3d4e5f"
 N = 2
 ZTP_TASK = "Provision PointPerfect credentials (ZTP)"
-PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))
+VENV_BIN = str(Path(sys.executable).parent)  # ansible-playbook of this venv (make test runs .venv/bin/python -m pytest)
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +67,11 @@ def runner(lab, collections_path):
     )
     # what an AWX credential / EE provides: the token in the environment, the collection on the collections path
     envvars = {"POINTPERFECT_ZTP_TOKEN": TOKEN, "ANSIBLE_COLLECTIONS_PATH": collections_path,
-               "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3"}  # fmt: skip
+               "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3",
+               "PATH": os.pathsep.join([VENV_BIN, os.environ.get("PATH", "")])}  # fmt: skip
 
     def run():
-        return ansible_runner.run(private_data_dir=str(pdd), playbook="site.yml", envvars=envvars, binary=PLAYBOOK,
-                                  quiet=True, forks=N)  # fmt: skip
+        return ansible_runner.run(private_data_dir=str(pdd), playbook="site.yml", envvars=envvars, quiet=True, forks=N)
 
     return run
 

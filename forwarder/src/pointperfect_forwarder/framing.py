@@ -116,7 +116,7 @@ _PARSERS = {SPARTN: _spartn, UBX: _ubx, RTCM: _rtcm, NMEA: _nmea}
 class Framer:
     """Feed bytes in any chunking; get the same whole frames. Bytes that start no valid frame are counted as garbage."""
 
-    def __init__(self, streams: tuple[str, ...] | frozenset[str] = STREAMS):
+    def __init__(self, streams: tuple[str, ...] | frozenset[str] = STREAMS, on_garbage=None):
         unknown = set(streams) - set(STREAMS)
         if unknown:
             raise ValueError(f"unknown streams {sorted(unknown)}")
@@ -127,6 +127,7 @@ class Framer:
         self.frames = dict.fromkeys(self.streams, 0)
         self.bytes = dict.fromkeys(self.streams, 0)
         self.garbage_bytes = 0
+        self._on_garbage = on_garbage  # called with each increase of garbage_bytes (health counters)
 
     @property
     def pending(self) -> int:
@@ -135,10 +136,14 @@ class Framer:
 
     def reset(self) -> None:
         """Drop a partial frame (e.g. the stream was reconnected); its bytes count as garbage."""
-        self.garbage_bytes += len(self._buf)
+        if self._buf:
+            self.garbage_bytes += len(self._buf)
+            if self._on_garbage is not None:
+                self._on_garbage(len(self._buf))
         self._buf.clear()
 
     def feed(self, data: bytes) -> list[Frame]:
+        garbage_before = self.garbage_bytes
         buf = self._buf
         buf += data
         n = len(buf)
@@ -167,4 +172,6 @@ class Framer:
             p += size
         if p:
             del buf[:p]
+        if self._on_garbage is not None and self.garbage_bytes != garbage_before:
+            self._on_garbage(self.garbage_bytes - garbage_before)
         return out

@@ -81,6 +81,7 @@ class Health:
                 "bytes": s.input_bytes,
                 "frames": s.input_frames,
                 "reconnects": s.reconnects,
+                "garbage_bytes": s.garbage_bytes,
                 "last_error": s.input_error,
             },
             "output": {
@@ -186,6 +187,9 @@ class MetricsCollector:
         )
         yield counter("frames_dropped", "Frames dropped because the output queue was full.", s.dropped_frames)
         yield counter("reconnects", "Input reconnects.", s.reconnects)
+        yield counter(
+            "input_garbage_bytes", "Input bytes discarded as no valid frame (corrupt or cut off).", s.garbage_bytes
+        )
         age = s.last_data_age()
         yield gauge(
             "last_data_age_seconds", "Seconds since the last input data (-1 before any).", -1 if age is None else age

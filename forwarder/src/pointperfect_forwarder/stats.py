@@ -75,6 +75,11 @@ class Stats:
             entry["frames"] += 1
             entry["bytes"] += size
 
+    def garbage(self, size: int) -> None:
+        """Input bytes that were no valid frame (corrupt or cut off), discarded by the framer."""
+        with self.lock:
+            self.garbage_bytes += size
+
     def dropped(self, size: int) -> None:
         with self.lock:
             self.dropped_frames += 1

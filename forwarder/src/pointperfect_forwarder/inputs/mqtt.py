@@ -86,7 +86,7 @@ class MqttInput(Input):
     def _framer(self, topic: str, streams: tuple[str, ...]) -> Framer:
         framer = self._framers.get(topic)
         if framer is None:
-            framer = self._framers[topic] = Framer(streams)
+            framer = self._framers[topic] = Framer(streams, on_garbage=self.stats.garbage)
         return framer
 
     def _on_message(self, client, userdata, message):

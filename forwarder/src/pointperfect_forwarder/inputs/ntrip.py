@@ -133,7 +133,7 @@ class NtripInput(Input):
         super().__init__(*args, **kwargs)
         self.cfg = settings
         self.ca_file = ca_file
-        self.framer = Framer((SPARTN, RTCM))
+        self.framer = Framer((SPARTN, RTCM), on_garbage=self.stats.garbage)
         self.gga_sent = 0
         self._gga_missing_logged = False
 
