@@ -10,13 +10,15 @@ VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 APT_PACKAGES := python3-venv openssh-client mosquitto rtklib stunnel4 debootstrap systemd-container iproute2 \
 	chromium prometheus default-jre-headless
 PYTEST_ARGS ?=
+SOAK_MINUTES ?= 30
 
-.PHONY: help deps venv build lint sanity test unit demo demo-down clean
+.PHONY: help deps venv build lint sanity test unit soak demo demo-down clean
 
 help:
 	@echo "make demo       simulator + broker + caster + 3 gateways, provision, status report"
 	@echo "make demo-down  stop what make demo left running"
 	@echo "make test       install what is missing, lint, then run every test"
+	@echo "make soak       forwarders at 10x the real rate with random faults (SOAK_MINUTES=30)"
 
 # System packages the tests and the demo run for real (root on Debian/Ubuntu).
 deps: $(BUILD)/.apt-stamp
@@ -63,6 +65,10 @@ test: deps venv lint sanity
 
 unit: venv
 	$(BIN)/python -m pytest -p no:cacheprovider -q tests/unit simulator/tests forwarder/tests -m "not lab"
+
+# Long-running reliability check (issue 7): RSS must stay flat, frames delivered whole; results in .build/soak/.
+soak: deps venv
+	$(BIN)/python scripts/soak.py --minutes $(SOAK_MINUTES) --dir $(BUILD)/soak
 
 demo: deps venv build
 	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLL) $(BIN)/python scripts/demo.py up

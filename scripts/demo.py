@@ -30,11 +30,11 @@ from pointperfect_sim.server import run_in_thread  # noqa: E402
 
 from tests.harness import fleet as fleet_harness  # noqa: E402
 
-# Which simulated device profile each demo gateway belongs to: two MQTT plans and one NTRIP plan.
+# Demo gateways gw-01.. (the harness's names) and their simulated device profiles: two MQTT plans, one NTRIP.
 GATEWAYS = (
-    ("gw-1", profiles.DEMO_IP_EU, "mqtt"),
-    ("gw-2", profiles.DEMO_NTRIP, "ntrip"),
-    ("gw-3", profiles.DEMO_LIVE_BOTH, "mqtt"),
+    ("gw-01", profiles.DEMO_IP_EU, "mqtt"),
+    ("gw-02", profiles.DEMO_NTRIP, "ntrip"),
+    ("gw-03", profiles.DEMO_LIVE_BOTH, "mqtt"),
 )
 NTRIP_USER, NTRIP_PASSWORD = "demo", "demo"  # the shared caster account of the DEMO_NTRIP profile
 
@@ -127,6 +127,7 @@ def up(args: argparse.Namespace) -> int:
         (STATE / "demo.json").write_text(json.dumps(state))
         fleet.up()
         stack.callback(fleet.down)
+        assert [gw.name for gw in fleet.gateways] == [g[0] for g in GATEWAYS], "harness naming changed"
         host_vars(fleet_dir, sim, broker, caster)
 
         env = fleet.ansible_env()

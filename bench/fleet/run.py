@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,8 @@ TOKEN = "5b0c9e11-2f7d-4a3b-8c6e-0be7c0000001"  # noqa: S105  (the simulator pro
 BIN = Path(sys.executable).parent
 PORT_RE = re.compile(r"Port=(\d+)")
 TOOLS = ("collection", "baseline")
+INOTIFY_PER_GATEWAY = 7  # inotify instances of one booted gateway (counted in /proc/*/fd of its cgroup)
+RESULTS = HERE / "results.json"  # the last full run's measurements: docs/benchmarks.md is generated from it
 # The host's CA bundle, bound read-only into each gateway: here PyPI is reached through a TLS-intercepting egress
 # proxy whose CA only the host trusts; the baseline's pip gets it through PIP_CERT (bench_pip_env). Plumbing only.
 EGRESS_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -125,9 +128,13 @@ def run_playbook(tool: str, cfg: Path, env: dict, rundir: Path, lab_handle) -> d
     playbook = "gnss.pointperfect.provision" if tool == "collection" else str(HERE / "baseline.yml")
     argv = [str(BIN / "ansible-playbook"), playbook]
     calls0 = lab_handle.calls()["total"]
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     wall = time.monotonic() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # controller CPU: ansible-playbook, its workers and ssh clients (all waited for); not the gateways' side
+    ctrl_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     calls = lab_handle.calls()["total"] - calls0
     (rundir / "output.txt").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0:
@@ -142,7 +149,8 @@ def run_playbook(tool: str, cfg: Path, env: dict, rundir: Path, lab_handle) -> d
     per_host = Counter(m.group(1) for *_, args in ssh if (m := PORT_RE.search(args)))
     recap = stats["recap"]
     return {
-        "tool": tool, "wall": round(wall, 2), "api_calls": calls, "ssh": len(ssh),
+        "tool": tool, "wall": round(wall, 2), "controller_cpu": round(ctrl_cpu, 1), "api_calls": calls,
+        "ssh": len(ssh),
         "ssh_per_host_max": max(per_host.values(), default=0),
         "ssh_by_prog": dict(Counter(p for _, p, _ in ssh)),
         "changed": sum(r["changed"] for r in recap.values()), "hosts": len(recap),
@@ -214,7 +222,8 @@ def run_matrix(args, work: Path) -> dict:
                         r.update(phase=phase, forks=forks, pipelining=pipelining)
                         if phase == "fresh":
                             r["connected"] = check_running(fleets[tool])
-                        log(f"  {r['wall']:.1f}s api={r['api_calls']} ssh={r['ssh']} changed={r['changed']}"
+                        log(f"  {r['wall']:.1f}s cpu={r['controller_cpu']}s api={r['api_calls']} ssh={r['ssh']} "
+                            f"changed={r['changed']}"
                             + (f" connected={r['connected']}/{args.gateways}" if phase == "fresh" else ""))  # fmt: skip
                         results.append(r)
             finally:
@@ -235,6 +244,10 @@ def pick(results: list, tool: str, phase: str, forks: int, pipelining: bool) -> 
                 (tool, phase, forks, pipelining))  # fmt: skip
 
 
+def cpu(r: dict, n: int) -> str:
+    return f"{r['controller_cpu'] / n:.2f}" if "controller_cpu" in r else "n/a"
+
+
 def summarize(data: dict) -> tuple[str, dict]:
     """Markdown table + target verdicts, all computed from the measured runs."""
     res = data["results"]
@@ -242,8 +255,8 @@ def summarize(data: dict) -> tuple[str, dict]:
     n = data["gateways"]
     lines = [
         "| forks | pipelining | run | collection s | baseline s | speed-up | API calls coll/base | "
-        "SSH trips coll/base (max per host) | changed coll/base |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "SSH trips coll/base (max per host) | changed coll/base | controller CPU s/host coll/base |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     verdict = {"noop": [], "fresh": [], "noop_api_zero": True}
     for pipe, phase, forks in rows:
@@ -255,7 +268,7 @@ def summarize(data: dict) -> tuple[str, dict]:
         lines.append(
             f"| {forks} | {'on' if pipe else 'off'} | {phase} | {c['wall']:.1f} | {b['wall']:.1f} | {ratio:.2f}x | "
             f"{c['api_calls']}/{b['api_calls']} | {c['ssh']} ({c['ssh_per_host_max']}) / {b['ssh']} "
-            f"({b['ssh_per_host_max']}) | {c['changed']}/{b['changed']} |"
+            f"({b['ssh_per_host_max']}) | {c['changed']}/{b['changed']} | {cpu(c, n)}/{cpu(b, n)} |"
         )
     noop_ok = min(verdict["noop"]) >= 3 and verdict["noop_api_zero"]
     fresh_ok = min(verdict["fresh"]) >= 1.5
@@ -268,16 +281,56 @@ def summarize(data: dict) -> tuple[str, dict]:
     return text, {"noop_met": noop_ok, "fresh_met": fresh_ok, **verdict}
 
 
-def profile(data: dict, top: int = 12) -> str:
-    """Where the time and SSH round trips of the collection's runs go (forks/pipelining of the first config)."""
+def profile(data: dict, top: int = 10) -> str:
+    """Where the time and SSH round trips of the collection's runs go (first fresh and first no-op run)."""
     out = []
     for phase in ("fresh", "noop"):
         r = next(r for r in data["results"] if r["tool"] == "collection" and r["phase"] == phase)
-        out.append(f"collection {phase} (forks {r['forks']}, pipelining {r['pipelining']}): {r['wall']}s, "
-                   f"{r['ssh']} SSH trips")  # fmt: skip
+        out.append(f"- collection {phase} (forks {r['forks']}, pipelining {'on' if r['pipelining'] else 'off'}): "
+                   f"{r['wall']} s, {r['ssh'] / r['hosts']:.0f} SSH round trips per host; slowest tasks "
+                   "(seconds over all hosts, round trips per host):")  # fmt: skip
         for t in sorted(r["tasks"], key=lambda t: -t["seconds"])[:top]:
-            out.append(f"  {t['seconds']:7.2f}s {t['ssh']:4d} ssh {t['changed']:3d} changed  {t['name']}")
+            out.append(f"  - {t['seconds']:.1f} s, {t['ssh'] / r['hosts']:g} trips: {t['name'].split(' : ')[-1]}")
     return "\n".join(out)
+
+
+def doc_section(data: dict, table: str, plot_path: Path | None) -> str:
+    cmd = data.get("command", "bench/fleet/run.py")
+    lines = [
+        "## Fleet",
+        "",
+        "`gnss.pointperfect.provision` (the collection) against `bench/fleet/baseline.yml` (the hand-written "
+        "playbook: `uri` ZTP call on every run, `copy`, `template`, `pip` from PyPI, `systemd`) on "
+        f"{data['gateways']} nspawn gateways per tool, same ZTP simulator, Mosquitto and gateway image. Both "
+        "fleets are up at once and the two tools' runs alternate. Method and caveats: `bench/fleet/README.md`; "
+        "the 10,000-gateway model built on these numbers: `docs/scaling.md`.",
+        "",
+        f"Reproduce (root, repo root): `.venv/bin/python {cmd}` (this run took {data.get('bench_seconds', '?')} s). "
+        "Table, profile and plot again from the saved results: "
+        "`.venv/bin/python bench/fleet/run.py --from-json bench/fleet/results.json`.",
+        "",
+        f"Machine: {data['cpus']} CPUs shared by the controller, all gateways and other jobs; load average "
+        f"{data.get('loadavg_start', ['?'])[0]} at start, {data['loadavg_end'][0]:.1f} at end; date "
+        f"{data.get('started_at', '?')}; forwarder build {data.get('forwarder_build', '?')}. Wall times are "
+        "CPU-bound here; round trips, API calls and changed counts do not depend on the load.",
+        "",
+        table.rstrip(),
+        "",
+    ]
+    if plot_path:
+        lines += [f"![fleet benchmark]({plot_path.name}) (`{plot_path.name}`, written by the same command)", ""]
+    lines += ["### Where the collection's time and round trips go", "", profile(data), ""]
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(path: Path, section: str) -> None:
+    """Replace (or append) the `## Fleet` section of docs/benchmarks.md; other sections stay as they are."""
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nMeasured, never timed tests.\n\n## Forwarder\n\n"
+    pattern = re.compile(r"^## Fleet\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _m: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
 
 
 def plot(data: dict, path: Path) -> None:
@@ -323,29 +376,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/gnss-pointperfect-bench-fleet"))  # noqa: S108
     ap.add_argument("--plot", type=Path, default=REPO / "docs/fleet-benchmark.png")
     ap.add_argument("--from-json", type=Path, help="only summarize/plot a previous results.json")
+    ap.add_argument("--doc", default=str(REPO / "docs/benchmarks.md"), help="results file ('' = do not write)")
     args = ap.parse_args(argv)
     args.forks = [int(f) for f in args.forks.split(",")]
     args.forks_no_pipelining = [int(f) for f in args.forks_no_pipelining.split(",") if f]
     if args.from_json:
         data = json.loads(args.from_json.read_text())
+        mtime = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(args.from_json.stat().st_mtime))
+        data.setdefault("started_at", f"results written {mtime}")
     else:
         if os.geteuid() != 0:
             sys.exit("needs root (systemd-nspawn gateways)")
+        limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
+        if limit < 2 * args.gateways * INOTIFY_PER_GATEWAY + 64:
+            log(f"warning: fs.inotify.max_user_instances={limit} is too low for {2 * args.gateways} gateways (systemd "
+                f"uses ~{INOTIFY_PER_GATEWAY} each; late ones boot 'degraded'): sysctl -w "
+                "fs.inotify.max_user_instances=1024")  # fmt: skip
         work = args.workdir.absolute()
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         t0 = time.monotonic()
+        started = (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg())
         data = run_matrix(args, work)
+        data["started_at"], data["loadavg_start"] = started
         data["bench_seconds"] = round(time.monotonic() - t0, 1)
         data["command"] = "bench/fleet/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        (work / "results.json").write_text(json.dumps(data, indent=1))
-        log(f"results: {work / 'results.json'} ({data['bench_seconds']}s)")
+        for out in (work / "results.json", RESULTS):
+            out.write_text(json.dumps(data, indent=1) + "\n")
+        log(f"results: {RESULTS} ({data['bench_seconds']}s)")
     table, verdict = summarize(data)
     print(table)
     print(profile(data))
     if args.plot:
         plot(data, args.plot)
         log(f"plot: {args.plot}")
+    if args.doc:
+        write_doc(Path(args.doc), doc_section(data, table, args.plot))
+        log(f"results: {args.doc} (## Fleet)")
     return 0 if verdict["noop_met"] and verdict["fresh_met"] else 1
 
 

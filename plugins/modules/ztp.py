@@ -499,10 +499,19 @@ def main():
     dest = p["dest"]
     try:
         mode = _atomic.parse_mode(p["mode"])
-        uid = _atomic.resolve_uid(p["owner"])
-        gid = _atomic.resolve_gid(p["group"])
     except _atomic.AtomicWriteError as e:
         module.fail_json(msg=str(e))
+    ids = []
+    for resolve, name in ((_atomic.resolve_uid, p["owner"]), (_atomic.resolve_gid, p["group"])):
+        try:
+            ids.append(resolve(name))
+        except _atomic.AtomicWriteError as e:
+            if not module.check_mode:
+                module.fail_json(msg=str(e))
+            # check mode: an earlier task (skipped in check mode) may create it; -1 matches no file, so "would change"
+            module.warn("%s; assuming an earlier task creates it" % e)
+            ids.append(-1)
+    uid, gid = ids
     if p["_state"] == "read":
         module.exit_json(changed=False, state=read_state(dest, mode, uid, gid))
     if module.check_mode:

@@ -26,7 +26,7 @@ SUITE = "bookworm"
 DEFAULT_ROOTFS = Path("/var/cache/gnss-pointperfect/rootfs-bookworm")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Bump when the bake step changes: a rootfs with another version is rebuilt.
-ROOTFS_VERSION = 3
+ROOTFS_VERSION = 4
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "libnss-myhostname", "openssh-server", "python3", "python3-venv",
     "ca-certificates", "iproute2", "procps", "sudo",
@@ -156,6 +156,11 @@ def _bake(root: Path, pubkey: str) -> None:
     journald = root / "etc/systemd/journald.conf.d"
     journald.mkdir(parents=True, exist_ok=True)
     (journald / "harness.conf").write_text("[Journal]\nStorage=volatile\nRuntimeMaxUse=8M\n")
+    # Each gateway's identity is its bound-in /etc/machine-id: dbus must not keep a copy shared by all gateways.
+    dbus_id = root / "var/lib/dbus/machine-id"
+    if dbus_id.exists() or dbus_id.is_symlink():
+        dbus_id.unlink()
+        dbus_id.symlink_to("/etc/machine-id")
     # nspawn --hostname must win: debootstrap copied the build host's /etc/hostname.
     (root / "etc/hostname").unlink(missing_ok=True)
     (root / "etc/hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")

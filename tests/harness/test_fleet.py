@@ -114,9 +114,12 @@ def test_ansible_ping_and_service_mgr(fleet, ansible_env):
 def test_identities_differ(fleet):
     seen = []
     for gw in fleet.gateways:
-        out = gw.run("hostname; cat /etc/machine-id; cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.splitlines()
+        out = gw.run(
+            "hostname; cat /etc/machine-id; cat /etc/ssh/ssh_host_ed25519_key.pub; cat /var/lib/dbus/machine-id"
+        ).stdout.splitlines()
         assert out[0] == gw.name
         assert out[1] == gw.machine_id
+        assert out[3] == gw.machine_id  # dbus (Ansible's machine_id fact) must not share one id across gateways
         seen.append(out)
     assert len({o[0] for o in seen}) == len({o[1] for o in seen}) == len({o[2] for o in seen}) == 2
 

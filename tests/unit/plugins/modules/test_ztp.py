@@ -217,3 +217,32 @@ def test_action_helpers(pki, mqtt_model):
     for secret in ("s3cret-pass", KEY_A, "PRIVATE"):
         assert secret not in text
     assert action.summary({}, None) == ""
+
+
+def _run_main(args, capsys, check_mode=False):
+    """module.main() in-process, as Ansible runs it; returns the parsed JSON result and what went to stderr.
+
+    In-process (controller code imported), module warnings go to the controller's display, i.e. stderr.
+    """
+    from ansible.module_utils import basic  # noqa: PLC0415 - module arguments are patched per call
+
+    payload = {"ANSIBLE_MODULE_ARGS": dict(args, _ansible_check_mode=check_mode)}
+    basic._ANSIBLE_ARGS = json.dumps(payload).encode()
+    basic._ANSIBLE_PROFILE = "legacy"
+    with pytest.raises(SystemExit):
+        module.main()
+    captured = capsys.readouterr()
+    return json.loads(captured.out), captured.err
+
+
+@pytest.mark.parametrize("field", ["owner", "group"])
+def test_unknown_owner_or_group(tmp_path, mqtt_model, capsys, field):
+    """Fails for real; in check mode (where the role's user/group task did not run) it predicts a change instead."""
+    module.write_files(str(tmp_path), files_of(mqtt_model, tmp_path), 0o600, None, None)
+    args = {"hardware_id": "gw-01", "dest": str(tmp_path), field: "pp-no-such-name", "_state": "read"}
+    real, _err = _run_main(args, capsys)
+    assert real["failed"] and "pp-no-such-name" in real["msg"] and "does not exist" in real["msg"]
+    check, err = _run_main(args, capsys, check_mode=True)
+    assert not check.get("failed"), check
+    assert "pp-no-such-name" in json.dumps(check.get("warnings")) + err
+    assert not check["state"]["files"][module.CREDS]["attributes_ok"]
