@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -43,10 +44,12 @@ def say(msg: str) -> None:
     print(f"demo: {msg}", flush=True)
 
 
-def playbook(name: str, inventory: Path, env: dict, *extra: str) -> None:
+def playbook(name: str, inventory: Path, env: dict, *extra: str, quiet: bool = False) -> None:
     cmd = [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), f"gnss.pointperfect.{name}"]
-    say("$ " + " ".join(cmd[1:] + list(extra)))
-    subprocess.run([*cmd, *extra], env=env, check=True)
+    say("$ ansible-playbook " + " ".join(cmd[1:] + list(extra)) + (" (output hidden)" if quiet else ""))
+    run = subprocess.run([*cmd, *extra], env=env, check=False, capture_output=quiet, text=True)
+    if run.returncode:
+        sys.exit(f"demo: ansible-playbook {name} failed ({run.returncode})\n{(run.stdout or '')[-4000:]}")
 
 
 def host_vars(fleet_dir: Path, sim, broker: Mosquitto, caster: Caster) -> None:
@@ -112,11 +115,11 @@ def up(args: argparse.Namespace) -> int:
         state["pids"] += [broker.pid, *caster.pids]
 
         receivers = {}
+        (STATE / "rx").mkdir(exist_ok=True)
         for name, _, _ in GATEWAYS:
             rx = ReceiverSim(STATE / "rx" / name).start()
             stack.callback(rx.close)
             receivers[name] = rx
-        (STATE / "rx").mkdir(exist_ok=True)
 
         say(f"booting {len(GATEWAYS)} systemd gateways (the first run builds a Debian rootfs, about a minute)")
         fleet_dir = STATE / "fleet"
@@ -138,10 +141,12 @@ def up(args: argparse.Namespace) -> int:
         playbook("provision", fleet.inventory_path, env)
         say(f"ZTP API calls in the second run: {sim.calls()['total'] - before}")
 
-        say("letting corrections flow for 20 s")
-        time.sleep(20)
         report_dir = STATE / "report"
-        playbook("status", fleet.inventory_path, env, "-e", f"pointperfect_report_dir={report_dir}")
+        shutil.rmtree(report_dir, ignore_errors=True)
+        say("letting corrections flow for 20 s, sampling the fleet's status for the report's bytes/s history")
+        for last in (False, False, False, True):
+            time.sleep(5)
+            playbook("status", fleet.inventory_path, env, "-e", f"pointperfect_report_dir={report_dir}", quiet=not last)
         print()
         print(receiver_table(receivers, fleet_dir))
         print()

@@ -4,6 +4,7 @@ gateways, same simulator and Mosquitto; fresh provision and no-op re-run, forks 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -25,7 +26,7 @@ from pointperfect_sim import server  # noqa: E402
 from pointperfect_sim.lab import Mosquitto  # noqa: E402
 from pointperfect_sim.receiver import ReceiverSim  # noqa: E402
 
-from tests.harness.fleet import Fleet  # noqa: E402
+from tests.harness.fleet import Fleet, ensure_rootfs, key_path  # noqa: E402
 
 TOKEN = "5b0c9e11-2f7d-4a3b-8c6e-0be7c0000001"  # noqa: S105  (the simulator profile token)
 BIN = Path(sys.executable).parent
@@ -41,6 +42,19 @@ GUEST_CA = "/etc/bench-ca-bundle.crt"
 
 def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def snapshot_rootfs(work: Path) -> Path:
+    """A private copy of the gateway image (and its login key): a teammate's rebuild of the shared rootfs replaces
+    the lower layer under running gateways (their Python vanished mid-run once), so the bench boots from its own."""
+    shared = ensure_rootfs()
+    copy = work / shared.name
+    with open(shared.parent / f"{shared.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # no rebuild while we copy
+        subprocess.run(["cp", "-a", "--reflink=auto", str(shared), str(copy)], check=True)
+        for f in (key_path(shared), Path(f"{key_path(shared)}.pub")):
+            shutil.copy2(f, work / f.name.replace(shared.name, copy.name, 1))
+    return copy
 
 
 def install_collection(work: Path) -> tuple[str, Path]:
@@ -189,6 +203,7 @@ def run_matrix(args, work: Path) -> dict:
         broker = Mosquitto(lab_handle.sim.pki, work / "broker").start()
         receivers = [ReceiverSim().start() for _ in range(2 * args.gateways)]
         lab = {"url": lab_handle.url, "ca": lab_handle.ca_path, "broker_port": broker.port}
+        rootfs = snapshot_rootfs(work)
         coll_path, coll = install_collection(work)
         art = prepare_artifacts(work, coll)
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=coll_path, POINTPERFECT_ZTP_TOKEN=TOKEN,
@@ -208,7 +223,7 @@ def run_matrix(args, work: Path) -> dict:
             try:
                 for k, tool in enumerate(TOOLS):
                     rxs = receivers[k * args.gateways : (k + 1) * args.gateways]
-                    fleets[tool] = Fleet(args.gateways, step / tool / "fleet", prefix="gw",
+                    fleets[tool] = Fleet(args.gateways, step / tool / "fleet", prefix="gw", rootfs=rootfs,
                                          serial_devices=[r.slave_path for r in rxs],
                                          extra_nspawn_args=(f"--bind-ro={EGRESS_CA}:{GUEST_CA}",)).up()  # fmt: skip
                 cfgs = {tool: step / tool / "ansible.cfg" for tool in TOOLS}

@@ -551,7 +551,7 @@ def table_rows(report):
             (
                 r["host"],
                 r["health"].upper(),
-                "%s/%s" % (r.get("plan") or "-", r.get("service") or "-")
+                "%s/%s" % (r.get("plan") or "-", r.get("input_type") or r.get("service") or "-")
                 if r.get("plan")
                 else (r.get("credentials_state") or "-"),
                 _fmt_days(r.get("certificate_days")),
@@ -846,7 +846,7 @@ def render_html(report):
         h.extend(
             [
                 _td(r.get("plan")),
-                _td(r.get("service")),
+                _td(r.get("input_type") or r.get("service")),  # what the forwarder runs, else what ZTP offered
                 _td(r.get("credentials_state"), _state_class(r, "credentials_state")),
                 _td(
                     _fmt(r.get("certificate_days"), "%.1f"),
