@@ -325,7 +325,7 @@ def doc_section(data: dict, table: str, plot_path: Path | None) -> str:
         "`.venv/bin/python bench/fleet/run.py --from-json bench/fleet/results.json`.",
         "",
         f"Machine: {data['cpus']} CPUs shared by the controller, all gateways and other jobs; load average "
-        f"{data.get('loadavg_start', ['?'])[0]} at start, {data['loadavg_end'][0]:.1f} at end; date "
+        f"{data.get('loadavg_start', [float('nan')])[0]:.1f} at start, {data['loadavg_end'][0]:.1f} at end; date "
         f"{data.get('started_at', '?')}; forwarder build {data.get('forwarder_build', '?')}. Wall times are "
         "CPU-bound here; round trips, API calls and changed counts do not depend on the load.",
         "",
@@ -389,11 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--forks-no-pipelining", default="20", help="fork counts of no-op re-runs without pipelining")
     ap.add_argument("--fresh-no-pipelining", action="store_true", help="also a fresh provision without pipelining")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/gnss-pointperfect-bench-fleet"))  # noqa: S108
-    ap.add_argument("--plot", type=Path, default=REPO / "docs/fleet-benchmark.png")
+    ap.add_argument("--plot", default=str(REPO / "docs/fleet-benchmark.png"), help="PNG path ('' = no plot)")
     ap.add_argument("--from-json", type=Path, help="only summarize/plot a previous results.json")
     ap.add_argument("--doc", default=str(REPO / "docs/benchmarks.md"), help="results file ('' = do not write)")
     args = ap.parse_args(argv)
     args.forks = [int(f) for f in args.forks.split(",")]
+    args.plot = Path(args.plot) if args.plot else None
     args.forks_no_pipelining = [int(f) for f in args.forks_no_pipelining.split(",") if f]
     if args.from_json:
         data = json.loads(args.from_json.read_text())
@@ -416,9 +417,10 @@ def main(argv: list[str] | None = None) -> int:
         data["started_at"], data["loadavg_start"] = started
         data["bench_seconds"] = round(time.monotonic() - t0, 1)
         data["command"] = "bench/fleet/run.py " + " ".join(sys.argv[1:] if argv is None else argv)
-        for out in (work / "results.json", RESULTS):
+        # bench/fleet/results.json backs docs/benchmarks.md: only a run that writes the doc replaces it
+        for out in (work / "results.json", *([RESULTS] if args.doc else [])):
             out.write_text(json.dumps(data, indent=1) + "\n")
-        log(f"results: {RESULTS} ({data['bench_seconds']}s)")
+            log(f"results: {out} ({data['bench_seconds']}s)")
     table, verdict = summarize(data)
     print(table)
     print(profile(data))

@@ -23,10 +23,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 SUITE = "bookworm"
-DEFAULT_ROOTFS = Path("/var/cache/gnss-pointperfect/rootfs-bookworm")
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-# Bump when the bake step changes: a rootfs with another version is rebuilt.
+# Bump when the bake step changes: each version has its own directory, so a rebuild never pulls the rootfs out
+# from under gateways still running from the previous one.
 ROOTFS_VERSION = 4
+DEFAULT_ROOTFS = Path(f"/var/cache/gnss-pointperfect/rootfs-{SUITE}-v{ROOTFS_VERSION}")
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "libnss-myhostname", "openssh-server", "python3", "python3-venv",
     "ca-certificates", "iproute2", "procps", "sudo",
@@ -60,6 +61,18 @@ def _log(msg: str) -> None:
 
 def rootfs_path() -> Path:
     return Path(os.environ.get("PP_ROOTFS_CACHE") or DEFAULT_ROOTFS)
+
+
+def _ensure_inotify_instances(needed: int) -> None:
+    """Each booted systemd uses ~7 inotify instances of the host's per-user limit (default 128): raise it if short."""
+    knob = Path("/proc/sys/fs/inotify/max_user_instances")
+    try:
+        current = int(knob.read_text())
+        if current < needed:
+            knob.write_text(f"{needed}\n")
+            _log(f"raised fs.inotify.max_user_instances {current} -> {needed} (gateways' systemd needs them)")
+    except (OSError, ValueError) as e:
+        _log(f"cannot check fs.inotify.max_user_instances ({e}); many gateways may boot degraded")
 
 
 def key_path(rootfs: Path | None = None) -> Path:
@@ -388,6 +401,7 @@ class Fleet:
         if os.geteuid() != 0:
             raise FleetError("the fleet harness needs root (systemd-nspawn)")
         ensure_rootfs(self.rootfs)
+        _ensure_inotify_instances(7 * self.n + 64)
         if self.state_path.exists():
             prev = json.loads(self.state_path.read_text())
             if any(g.get("pid") and _alive(g["pid"]) for g in prev.get("gateways", [])):
