@@ -45,7 +45,7 @@ class SerialOutput(Output):
     def open(self) -> None:
         try:
             # exclusive: one process owns the port for both the corrections and the NMEA it reads back
-            self._ser = serial.Serial(self.target, self.baudrate, timeout=0.2, write_timeout=10, exclusive=True)
+            self._ser = serial.Serial(self.target, self.baudrate, timeout=1.0, write_timeout=10, exclusive=True)
         except serial.SerialException as exc:
             raise OSError(str(exc)) from None
 

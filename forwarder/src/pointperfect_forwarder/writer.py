@@ -124,7 +124,7 @@ class Writer:
     def _next(self) -> tuple[Frame, bool] | None:
         with self._cond:
             if not (self._high or self._normal or self._stop.is_set() or self._failed_generation is not None):
-                self._cond.wait(0.5)
+                self._cond.wait(2.0)  # notified on every frame; the timeout only re-checks stop
             priority = bool(self._high)
             queue = self._high if priority else self._normal
             if not queue or self._failed_generation is not None:

@@ -154,7 +154,7 @@ class MqttInput(Input):
         try:
             while not self.stopping():
                 self.heartbeat = time.monotonic()
-                rc = client.loop(timeout=0.2)
+                rc = client.loop(timeout=1.0)  # wakes on traffic; the timeout only bounds stop latency
                 if self._refused or self._closed or rc != paho.MQTT_ERR_SUCCESS:
                     if self._connected and not self._refused:
                         self.stats.set_input("backoff", f"connection lost ({paho.error_string(rc)})")
