@@ -12,11 +12,11 @@ __metaclass__ = type
 import calendar
 import time
 
-from ansible.module_utils.basic import env_fallback
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_client import DEFAULT_URL, ZtpClient
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_client import ZtpClient
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_decision import DAY, days_left, decide
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import ztp_argument_spec
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response import (
     ZtpError,
     certificate_info,
@@ -36,25 +36,8 @@ INSECURE_WARNING = (
 )
 CHANGING_REASONS = ("missing", "hardware_id_changed", "expiring")  # check mode predicts a change for these
 
-# Same options as DOCUMENTATION and the module part's argument_spec (a unit test keeps them in sync).
-ARGUMENT_SPEC = dict(
-    token=dict(type="str", no_log=True, fallback=(env_fallback, ["POINTPERFECT_ZTP_TOKEN"])),
-    hardware_id=dict(type="str", required=True),
-    given_name=dict(type="str"),
-    tags=dict(type="list", elements="str", default=[]),
-    api_url=dict(type="str", default=DEFAULT_URL),
-    dest=dict(type="path", default="/etc/pointperfect"),
-    renew_before_days=dict(type="int", default=30),
-    refresh_after_days=dict(type="int", default=7),
-    force=dict(type="bool", default=False),
-    timeout=dict(type="int", default=30),
-    retries=dict(type="int", default=3),
-    validate_certs=dict(type="bool", default=True),
-    ca_path=dict(type="path"),
-    owner=dict(type="str"),
-    group=dict(type="str"),
-    mode=dict(type="raw", default="0600"),
-)
+# Same options as DOCUMENTATION and the module part (one definition for both).
+ARGUMENT_SPEC = ztp_argument_spec()
 
 
 def parse_iso_z(text):

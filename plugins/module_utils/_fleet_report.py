@@ -13,10 +13,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import datetime
 import html
 import json
 import time
+
+from ansible_collections.gnss.pointperfect.plugins.module_utils._iso import iso, parse_iso
 
 REPORT_FORMAT = 1
 DAY = 86400.0
@@ -32,25 +33,6 @@ DEFAULT_THRESHOLDS = {
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "ok": 2}
 HEALTH_RANK = {"critical": 0, "unknown": 1, "warning": 2, "ok": 3}
-
-
-def _iso(ts):
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_iso(value):
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip()
-    if text[-1:] in ("Z", "z"):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.timestamp()
 
 
 def _dict(value):
@@ -83,13 +65,13 @@ def _latest_key(credentials, status_keys, now):
     candidates = []
     for source in (_dict(credentials.get("dynamickeys")), _dict(status_keys)):
         for name in ("current", "next"):
-            until = _parse_iso(_dict(source.get(name)).get("valid_until"))
+            until = parse_iso(_dict(source.get(name)).get("valid_until"))
             if until is not None:
                 candidates.append(until)
     if not candidates:
         return None, None
     until = max(candidates)
-    return _iso(until), round((until - now) / DAY, 2)
+    return iso(until), round((until - now) / DAY, 2)
 
 
 def gateway_row(host, result, now=None):
@@ -469,7 +451,7 @@ def fleet_report(results, thresholds=None, previous=None, now=None, history_leng
         row["health"] = _health(row, row_probs)
         points = list(old.get(host, []))
         if row.get("bytes_per_second") is not None:
-            stamp = row.get("collected_at") or _iso(now)
+            stamp = row.get("collected_at") or iso(now)
             if not points or points[-1][0] != stamp:
                 points.append([stamp, row["bytes_per_second"]])
         row["history"] = points[-int(history_length) :]
@@ -478,7 +460,7 @@ def fleet_report(results, thresholds=None, previous=None, now=None, history_leng
     rows.sort(key=lambda r: (HEALTH_RANK[r["health"]], -len(r["problems"]), r["host"]))
     return {
         "format": REPORT_FORMAT,
-        "generated_at": _iso(now),
+        "generated_at": iso(now),
         "thresholds": t,
         "totals": _totals(rows, problems),
         "problems": sort_problems(problems),

@@ -23,9 +23,9 @@ try:
 except ImportError:  # reported by ZtpClient with a hint to install it
     requests = None
 
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import DEFAULT_URL
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response import ZtpError, parse_body
 
-DEFAULT_URL = "https://api.thingstream.io/ztp/pointperfect/credentials"
 RETRYABLE_STATUS = frozenset([408, 429, 500, 502, 503, 504]) | frozenset(range(505, 600))
 BACKOFF_BASE = 1.0  # seconds before the first retry (before jitter)
 BACKOFF_CAP = 60.0  # longest computed backoff

@@ -148,12 +148,12 @@ gateway:
 """
 
 # ruff: noqa: E402 -- Ansible plugins keep DOCUMENTATION/EXAMPLES/RETURN above the imports.
-import datetime
 import json
 import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.gnss.pointperfect.plugins.module_utils._iso import iso, parse_iso
 
 # The only fields copied from credentials.json; everything else (ntrip password, key values, mqtt paths) stays put.
 CREDENTIAL_FIELDS = (
@@ -168,27 +168,6 @@ CREDENTIAL_FIELDS = (
 )
 SYSTEMD_PROPERTIES = ("LoadState", "ActiveState", "SubState", "NRestarts", "ExecMainStartTimestamp", "MainPID")
 DAY = 86400.0
-
-
-def iso(ts):
-    """Epoch seconds -> ISO 8601 UTC with Z."""
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(value):
-    """ISO 8601 (Z or offset) -> epoch seconds, or None when absent/unparsable."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip()
-    if text.endswith("Z") or text.endswith("z"):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.timestamp()
 
 
 def _read_json(path):

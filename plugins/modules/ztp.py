@@ -303,8 +303,9 @@ import pwd  # noqa: E402
 import stat  # noqa: E402
 import time  # noqa: E402
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback  # noqa: E402
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic  # noqa: E402
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import ztp_argument_spec  # noqa: E402
 
 CERT = "client.crt"
 KEY = "client.key"
@@ -468,22 +469,7 @@ def managed_files(dest):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            token=dict(type="str", no_log=True, fallback=(env_fallback, ["POINTPERFECT_ZTP_TOKEN"])),
-            hardware_id=dict(type="str", required=True),
-            given_name=dict(type="str"),
-            tags=dict(type="list", elements="str", default=[]),
-            api_url=dict(type="str", default="https://api.thingstream.io/ztp/pointperfect/credentials"),
-            dest=dict(type="path", default="/etc/pointperfect"),
-            renew_before_days=dict(type="int", default=30),
-            refresh_after_days=dict(type="int", default=7),
-            force=dict(type="bool", default=False),
-            timeout=dict(type="int", default=30),
-            retries=dict(type="int", default=3),
-            validate_certs=dict(type="bool", default=True),
-            ca_path=dict(type="path"),
-            owner=dict(type="str"),
-            group=dict(type="str"),
-            mode=dict(type="raw", default="0600"),
+            ztp_argument_spec(),
             # internal, set by the action plugin only
             _state=dict(type="str", choices=["read", "write", "attributes"]),
             _certificate=dict(type="str", no_log=True),

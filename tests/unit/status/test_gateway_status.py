@@ -144,10 +144,11 @@ def test_module_main_in_check_mode(tmp_path):
         os.environ,
         PATH="{}:{}".format(tmp_path / "bin", os.environ["PATH"]),
         FAKE_SYSTEMD_DIR=str(tmp_path / "units"),
-        PYTHONPATH=str(REPO),
+        # the collection tree the unit conftest put on sys.path (module_utils import as Ansible ships them)
+        PYTHONPATH=next(p for p in sys.path if p and Path(p, "ansible_collections", "gnss", "pointperfect").exists()),
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "plugins.modules.gateway_status"],
+        [sys.executable, "-m", "ansible_collections.gnss.pointperfect.plugins.modules.gateway_status"],
         input=json.dumps(args),
         capture_output=True,
         text=True,

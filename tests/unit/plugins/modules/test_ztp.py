@@ -177,14 +177,17 @@ def test_fix_attributes(tmp_path, mqtt_model):
 
 
 def test_argument_specs_match_documentation():
-    """The action plugin, the module part and DOCUMENTATION declare the same options."""
+    """The action plugin, the module part and DOCUMENTATION declare the same options (one shared definition)."""
     tree = ast.parse(inspect.getsource(module))
     call = next(n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "AnsibleModule")
     spec_node = next(k.value for k in call.keywords if k.arg == "argument_spec")
-    module_names = {k.arg for k in spec_node.keywords if not k.arg.startswith("_")}
+    # the module part takes the public options from the shared definition and adds only internal ones
+    assert [ast.unparse(a) for a in spec_node.args] == ["ztp_argument_spec()"]
+    assert all(k.arg.startswith("_") for k in spec_node.keywords)
+    assert action.ARGUMENT_SPEC == module.ztp_argument_spec()
     doc = yaml.safe_load(module.DOCUMENTATION)
     public_doc = {name for name in doc["options"] if not name.startswith("_")}
-    assert module_names == set(action.ARGUMENT_SPEC) == public_doc
+    assert set(action.ARGUMENT_SPEC) == public_doc
     for name, spec in action.ARGUMENT_SPEC.items():
         assert doc["options"][name]["type"] == spec["type"], name
         assert doc["options"][name].get("default") == spec.get("default"), name
