@@ -1,5 +1,6 @@
 # Controller helper of the gateway role: builds (once, cached) the offline wheelhouse of the forwarder and its deps.
-# Prints one JSON object: name, version, build_id, path, pip_wheel, built. Run with the controller's Python.
+# Prints one JSON object: name, version, build_id, path, tar, pip_wheel, built. Run with the controller's Python.
+# The wheels are also packed into one uncompressed tar next to the directory, so the role copies one file.
 import argparse
 import hashlib
 import json
@@ -8,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -62,6 +64,30 @@ def build(src: Path, dest: Path, pip_version: str, pip_args: list[str]) -> None:
         out.rename(dest)
 
 
+def pack(path: Path) -> Path:
+    """wheelhouse-<id>.tar beside the wheelhouse directory (written once, atomically): the wheels at its root."""
+    tar = path.parent / (path.name + ".tar")
+    if tar.is_file():
+        return tar
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".pack-", suffix=".tar")
+    os.close(fd)
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as out:
+            for wheel in sorted(path.glob("*.whl")):
+                info = out.gettarinfo(str(wheel), arcname=wheel.name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = "root"
+                info.mode = 0o644
+                with wheel.open("rb") as f:
+                    out.addfile(info, f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, tar)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tar
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(prog="wheelhouse.py")
     ap.add_argument("--src", required=True, type=Path)
@@ -83,6 +109,7 @@ def main() -> None:
     if not path.is_dir() and not args.no_build:
         build(src, path, args.pip_version, args.pip_arg)
         built = True
+    tar = pack(path) if path.is_dir() and not args.no_build else path.parent / (path.name + ".tar")
     pip_wheels = sorted(p.name for p in path.glob("pip-*.whl")) if path.is_dir() else []
     print(
         json.dumps(
@@ -91,6 +118,7 @@ def main() -> None:
                 "version": version,
                 "build_id": build_id,
                 "path": str(path),
+                "tar": str(tar),
                 "exists": path.is_dir(),
                 "pip_wheel": pip_wheels[0] if pip_wheels else None,
                 "built": built,

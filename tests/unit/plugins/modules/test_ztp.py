@@ -184,7 +184,7 @@ def test_argument_specs_match_documentation():
     # the module part takes the public options from the shared definition and adds only internal ones
     assert [ast.unparse(a) for a in spec_node.args] == ["ztp_argument_spec()"]
     assert all(k.arg.startswith("_") for k in spec_node.keywords)
-    assert action.ARGUMENT_SPEC == module.ztp_argument_spec()
+    assert module.ztp_argument_spec() == action.ARGUMENT_SPEC
     doc = yaml.safe_load(module.DOCUMENTATION)
     public_doc = {name for name in doc["options"] if not name.startswith("_")}
     assert set(action.ARGUMENT_SPEC) == public_doc

@@ -1,0 +1,101 @@
+# -*- coding: utf-8 -*-
+# Controller side of gnss.pointperfect.gateway_files: resolves src/template on the controller (templates rendered
+# with the task's variables), then runs the module part once on the target.
+# Copyright (c) gnss.pointperfect maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ansible.errors import AnsibleError
+from ansible.module_utils.common.text.converters import to_text
+from ansible.plugins.action import ActionBase
+
+try:  # ansible-core >= 2.19
+    from ansible._internal._templating._template_vars import generate_ansible_template_vars
+    from ansible.template import trust_as_template
+except ImportError:  # older ansible-core
+    from ansible.template import generate_ansible_template_vars
+
+    trust_as_template = None
+
+MODULE = "gnss.pointperfect.gateway_files"
+SOURCES = ("content", "src", "template")
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def _template_vars(self, task_vars, name, fullpath, dest):
+        """Task variables plus template_* and ansible_managed, like ansible.builtin.template."""
+        extra = task_vars.copy()
+        if trust_as_template is not None:
+            extra.update(
+                generate_ansible_template_vars(
+                    path=name, fullpath=fullpath, dest_path=dest, include_ansible_managed="ansible_managed" not in extra
+                )
+            )
+        else:
+            extra.update(generate_ansible_template_vars(name, fullpath=fullpath, dest_path=dest))
+        return extra
+
+    def _render(self, task_vars, name, dest):
+        """Render one template file on the controller with the task's templar."""
+        source = self._find_needle("templates", name)
+        text = to_text(self._loader.get_text_file_contents(source)) if trust_as_template is None else None
+        searchpath = list(task_vars.get("ansible_search_path", [])) + [self._loader._basedir, os.path.dirname(source)]
+        searchpath = [p for base in searchpath for p in (os.path.join(base, "templates"), base)]
+        templar = self._templar.copy_with_new_env(
+            searchpath=searchpath, available_variables=self._template_vars(task_vars, name, source, dest)
+        )
+        if trust_as_template is not None:
+            rendered = templar.template(
+                trust_as_template(self._loader.get_text_file_contents(source)), escape_backslashes=False
+            )
+        else:
+            rendered = templar.template(text, preserve_trailing_newlines=True, escape_backslashes=False)
+        return "" if rendered is None else to_text(rendered)
+
+    def _resolve(self, task_vars, spec):
+        """One file spec with its content filled in (src read, template rendered); src/template removed."""
+        spec = dict(spec)
+        path = spec.get("path")
+        if not path:
+            raise AnsibleError("every files item needs a path")
+        given = [key for key in SOURCES if spec.get(key) is not None]
+        if spec.get("state", "present") == "absent":
+            for key in SOURCES:
+                spec.pop(key, None)
+            return spec
+        if len(given) != 1:
+            raise AnsibleError("%s: give exactly one of content, src or template (got %s)" % (path, given or "none"))
+        if "src" in given:
+            source = self._find_needle("files", spec.pop("src"))
+            with open(source, "rb") as f:
+                spec["content"] = to_text(f.read(), errors="surrogate_or_strict")
+        elif "template" in given:
+            spec["content"] = self._render(task_vars, spec.pop("template"), path)
+        spec.pop("src", None)
+        spec.pop("template", None)
+        return spec
+
+    def run(self, tmp=None, task_vars=None):
+        task_vars = task_vars or {}
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        args = dict(self._task.args)
+        files = args.get("files") or []
+        if not isinstance(files, list) or not all(isinstance(item, dict) for item in files):
+            result.update(failed=True, msg="files must be a list of dictionaries")
+            return result
+        try:
+            args["files"] = [self._resolve(task_vars, item) for item in files]
+        except AnsibleError as e:
+            result.update(failed=True, msg=to_text(e.message if hasattr(e, "message") else e))
+            return result
+        result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+        return result
