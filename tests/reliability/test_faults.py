@@ -240,7 +240,8 @@ def test_serial_unplug_and_replug(tmp_path, broker, receiver, replayer, daemons)
     assert during and all(s["status"]["output"]["state"] == "closed" for s in during)
     assert all(not s["status"]["healthy"] for s in during), "healthy while the serial port was gone"
     d = L.analyse(traffic, receiver, t0, t1)
-    assert fwd.status()["receiver"]["config_state"] == "applied"
+    # re-applied after the re-plug; the status file catches up within its ~2 s rewrite period
+    assert fwd.wait_status(lambda s: s["receiver"]["config_state"] == "applied", 15)
     _common(fwd, pid, sampler, "serial_unplug_replug", d, fault_start=t0, fault_end=t1)
 
 

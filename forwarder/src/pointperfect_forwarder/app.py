@@ -154,6 +154,7 @@ class Forwarder:
         self.redactor = redactor
         self._stop = threading.Event()
         self._reload = threading.Event()
+        self._wake = threading.Event()  # set with a stop or reload request so the main loop acts at once
         self.started_at = time.time()
         self.pipeline: Pipeline | None = None
         self._metrics = None
@@ -161,9 +162,11 @@ class Forwarder:
 
     def request_stop(self, *_args) -> None:
         self._stop.set()
+        self._wake.set()
 
     def request_reload(self, *_args) -> None:
         self._reload.set()
+        self._wake.set()
 
     def _credentials_mtime(self) -> float | None:
         try:
@@ -272,7 +275,8 @@ class Forwarder:
                     last_ping = now
             except Exception:
                 log.exception("main loop error (continuing)")
-            self._stop.wait(1.0)  # a stop request wakes it at once; a longer tick means fewer idle wakeups
+            self._wake.wait(1.0)  # stop and reload requests wake it at once; a longer tick means fewer idle wakeups
+            self._wake.clear()
         log.info("stopping")
         self.notifier.stopping()
         self._stop_pipeline()
