@@ -15,6 +15,8 @@ for extra in (REPO / "simulator", REPO / "forwarder" / "src"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
+from pointperfect_sim.lab import write_credentials  # noqa: E402 - importable once sys.path is set above
+
 SRC = REPO / "forwarder" / "src"
 CLIENT_ID = "7b3f4c1e-5d2a-4e8f-9a6b-0c1d2e3f4a5b"
 
@@ -32,42 +34,7 @@ def lab_keys() -> dict:
 
 def credentials(tmp_path: Path, *, broker=None, caster=None, keys: dict | None = None, cn: str = CLIENT_ID) -> Path:
     """A Contract 1 credentials directory for the lab broker and/or caster; returns credentials.json."""
-    creds = {
-        "format": 1,
-        "hardware_id": "gw-test",
-        "given_name": "gw-test",
-        "plan": "ip" if broker else "ntrip",
-        "service": "mqtt" if broker else "ntrip",
-        "client_id": cn if broker else None,
-        "certificate_not_after": "2030-01-01T00:00:00Z" if broker else None,
-        "mqtt": None,
-        "regions": ["eu"],
-        "topics": {"keys": "/pp/ubx/0236/ip", "corrections": ["/pp/ip/eu"], "assistnow": "/pp/ubx/mga"},
-        "ntrip": None,
-        "dynamickeys": keys,
-    }
-    if broker is not None:
-        cert, key = broker.issue_device(cn)
-        creds["mqtt"] = {
-            "host": "127.0.0.1",
-            "port": broker.port,
-            "client_id": cn,
-            "certificate": str(cert),
-            "private_key": str(key),
-        }
-    if caster is not None:
-        creds["ntrip"] = {
-            "host": "127.0.0.1",
-            "port": caster.port,
-            "tls_port": caster.tls_port,
-            "mountpoint": caster.mountpoint,
-            "username": caster.user,
-            "password": caster.password,
-        }
-    path = tmp_path / "credentials.json"
-    path.write_text(json.dumps(creds, indent=2, sort_keys=True) + "\n")
-    path.chmod(0o600)
-    return path
+    return write_credentials(tmp_path, broker=broker, caster=caster, keys=keys, cn=cn, hardware_id="gw-test")
 
 
 def forwarder_config(tmp_path: Path, creds: Path, **sections) -> Path:

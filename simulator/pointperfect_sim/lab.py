@@ -450,6 +450,61 @@ def lab_keys(now_ms: int | None = None) -> dict:
     }
 
 
+def write_credentials(
+    folder: Path, *, broker=None, caster=None, keys: dict | None = None, cn: str, hardware_id: str = "gw-test"
+) -> Path:
+    """Contract 1 files for a device of this lab, written as the ztp module would (each file atomically, private
+    ones 0600): client.crt/client.key from the broker's PKI when `broker` is given, NTRIP details from `caster`.
+    Returns the path of credentials.json."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    creds = {
+        "format": 1,
+        "hardware_id": hardware_id,
+        "given_name": hardware_id,
+        "plan": "ip" if broker else "ntrip",
+        "service": "mqtt" if broker else "ntrip",
+        "client_id": cn if broker else None,
+        "certificate_not_after": "2030-01-01T00:00:00Z" if broker else None,
+        "mqtt": None,
+        "regions": ["eu"],
+        "topics": {"keys": "/pp/ubx/0236/ip", "corrections": ["/pp/ip/eu"], "assistnow": "/pp/ubx/mga"},
+        "ntrip": None,
+        "dynamickeys": keys,
+    }
+    if broker is not None:
+        cert_pem, key_pem = broker.pki.issue_client(cn, 365)
+        _replace(folder / "client.crt", cert_pem, 0o644)
+        _replace(folder / "client.key", key_pem, 0o600)
+        creds["mqtt"] = {
+            "host": LOOPBACK,
+            "port": broker.port,
+            "client_id": cn,
+            "certificate": str(folder / "client.crt"),
+            "private_key": str(folder / "client.key"),
+        }
+    if caster is not None:
+        creds["ntrip"] = {
+            "host": LOOPBACK,
+            "port": caster.port,
+            "tls_port": caster.tls_port,
+            "mountpoint": caster.mountpoint,
+            "username": caster.user,
+            "password": caster.password,
+        }
+    path = folder / "credentials.json"
+    _replace(path, json.dumps(creds, indent=2, sort_keys=True) + "\n", 0o600)
+    return path
+
+
+def _replace(path: Path, data: str | bytes, mode: int) -> None:
+    """Write `data` to `path` atomically (temp file with the final mode, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    tmp.chmod(mode)
+    os.replace(tmp, path)
+
+
 def _atomic_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -25,7 +25,7 @@ for extra in (REPO / "simulator", REPO / "forwarder" / "src", REPO):
         sys.path.insert(0, str(extra))
 
 from pointperfect_sim import frames as F  # noqa: E402
-from pointperfect_sim.lab import MOSQUITTO, Caster, Mosquitto, free_port  # noqa: E402
+from pointperfect_sim.lab import MOSQUITTO, Caster, Mosquitto, free_port, write_credentials  # noqa: E402
 
 __all__ = ["MOSQUITTO", "Caster", "Mosquitto", "free_port"]
 SRC = REPO / "forwarder" / "src"
@@ -45,53 +45,8 @@ def lab_keys(seed: int = 0) -> dict:
 
 
 def credentials(folder: Path, *, broker=None, caster=None, keys=None, cn: str = CLIENT_ID) -> Path:
-    """Contract 1 credentials.json (and client cert/key for MQTT) in `folder`, written as the ztp module would:
-    the new content lands atomically (temp file + rename), private files 0600."""
-    folder.mkdir(parents=True, exist_ok=True)
-    creds = {
-        "format": 1,
-        "hardware_id": "gw-rel",
-        "given_name": "gw-rel",
-        "plan": "ip" if broker else "ntrip",
-        "service": "mqtt" if broker else "ntrip",
-        "client_id": cn if broker else None,
-        "certificate_not_after": "2030-01-01T00:00:00Z" if broker else None,
-        "mqtt": None,
-        "regions": ["eu"],
-        "topics": {"keys": "/pp/ubx/0236/ip", "corrections": ["/pp/ip/eu"], "assistnow": "/pp/ubx/mga"},
-        "ntrip": None,
-        "dynamickeys": keys,
-    }
-    if broker is not None:
-        cert_pem, key_pem = broker.pki.issue_client(cn, 365)
-        _atomic(folder / "client.crt", cert_pem, 0o644)
-        _atomic(folder / "client.key", key_pem, 0o600)
-        creds["mqtt"] = {
-            "host": "127.0.0.1",
-            "port": broker.port,
-            "client_id": cn,
-            "certificate": str(folder / "client.crt"),
-            "private_key": str(folder / "client.key"),
-        }
-    if caster is not None:
-        creds["ntrip"] = {
-            "host": "127.0.0.1",
-            "port": caster.port,
-            "tls_port": caster.tls_port,
-            "mountpoint": caster.mountpoint,
-            "username": caster.user,
-            "password": caster.password,
-        }
-    path = folder / "credentials.json"
-    _atomic(path, json.dumps(creds, indent=2, sort_keys=True) + "\n", 0o600)
-    return path
-
-
-def _atomic(path: Path, data: str | bytes, mode: int) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    tmp.chmod(mode)
-    os.replace(tmp, path)
+    """Contract 1 files in `folder`, written as the ztp module would (atomically, private files 0600)."""
+    return write_credentials(folder, broker=broker, caster=caster, keys=keys, cn=cn, hardware_id="gw-rel")
 
 
 def forwarder_config(folder: Path, creds: Path, **sections) -> Path:
