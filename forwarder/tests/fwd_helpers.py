@@ -15,7 +15,7 @@ for extra in (REPO / "simulator", REPO / "forwarder" / "src"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from pointperfect_sim.lab import write_credentials  # noqa: E402 - importable once sys.path is set above
+from pointperfect_sim.lab import write_credentials, write_forwarder_config  # noqa: E402 - importable once sys.path is set above
 
 SRC = REPO / "forwarder" / "src"
 CLIENT_ID = "7b3f4c1e-5d2a-4e8f-9a6b-0c1d2e3f4a5b"
@@ -53,14 +53,7 @@ def forwarder_config(tmp_path: Path, creds: Path, **sections) -> Path:
         },
         "log_level": "debug",
     }
-    for name, value in sections.items():
-        if isinstance(value, dict) and isinstance(cfg.get(name), dict):
-            cfg[name] = {**cfg[name], **value}
-        else:
-            cfg[name] = value
-    path = tmp_path / "forwarder.json"
-    path.write_text(json.dumps(cfg, indent=2))
-    return path
+    return write_forwarder_config(tmp_path / "forwarder.json", cfg, **sections)
 
 
 class Daemon:

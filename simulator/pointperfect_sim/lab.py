@@ -497,6 +497,20 @@ def write_credentials(
     return path
 
 
+def write_forwarder_config(path: Path, defaults: dict, **sections) -> Path:
+    """forwarder.json (Contract 2) at `path`: `defaults` with each of `sections` merged in (dict sections are
+    updated key by key, anything else replaces the default). Returns `path`."""
+    cfg = dict(defaults)
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(cfg.get(name), dict):
+            cfg[name] = {**cfg[name], **value}
+        else:
+            cfg[name] = value
+    path = Path(path)
+    path.write_text(json.dumps(cfg, indent=2))
+    return path
+
+
 def _replace(path: Path, data: str | bytes, mode: int) -> None:
     """Write `data` to `path` atomically (temp file with the final mode, then rename)."""
     tmp = path.with_name(f".{path.name}.tmp")

@@ -25,7 +25,7 @@ for extra in (REPO / "simulator", REPO / "forwarder" / "src", REPO):
         sys.path.insert(0, str(extra))
 
 from pointperfect_sim import frames as F  # noqa: E402
-from pointperfect_sim.lab import MOSQUITTO, Caster, Mosquitto, free_port, write_credentials  # noqa: E402
+from pointperfect_sim.lab import MOSQUITTO, Caster, Mosquitto, free_port, write_credentials, write_forwarder_config  # noqa: E402
 
 __all__ = ["MOSQUITTO", "Caster", "Mosquitto", "free_port"]
 SRC = REPO / "forwarder" / "src"
@@ -66,14 +66,7 @@ def forwarder_config(folder: Path, creds: Path, **sections) -> Path:
         },
         "log_level": "info",
     }
-    for name, value in sections.items():
-        if isinstance(value, dict) and isinstance(cfg.get(name), dict):
-            cfg[name] = {**cfg[name], **value}
-        else:
-            cfg[name] = value
-    path = folder / "forwarder.json"
-    path.write_text(json.dumps(cfg, indent=2))
-    return path
+    return write_forwarder_config(folder / "forwarder.json", cfg, **sections)
 
 
 def rss_kb(pid: int) -> int | None:
