@@ -37,6 +37,9 @@ POSITION = (52.0, 5.0, 10.0)
 RAMP_RATES = [50_000, 100_000, 200_000, 400_000, 700_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000]
 OURS, PEER, FLOOR = "ours", "peer", "floor"
 LAB_NTRIP_LOGIN = ("bench", "bench-pw")  # lab caster user/password
+ROLE = REPO / "roles" / "gateway"
+GATEWAY_PYTHON = "/usr/bin/python3"  # the role's pointperfect_gateway_python default
+PIP_VERSION = "24.2"  # the role's pointperfect_pip_version default
 
 
 def log(msg: str) -> None:
@@ -46,20 +49,39 @@ def log(msg: str) -> None:
 # ---------------------------------------------------------------- peer venv
 
 
-def ensure_peer_venv(venv: Path) -> Path:
-    """pygnssutils 1.2.5 in its own venv (created here if absent, with pinned dependencies); returns its bin dir."""
+def ensure_peer_venv(venv: Path, python: str) -> Path:
+    """pygnssutils 1.2.5 in its own venv on `python` (made here if absent, on another interpreter or with another
+    version, with pinned dependencies); returns its bin dir."""
     bindir = venv / "bin"
-    probe = [str(bindir / "python"), "-c", "import pygnssutils; print(pygnssutils.version)"]
+    probe = [str(bindir / "python"), "-c", "import sys, pygnssutils; print(pygnssutils.version, sys._base_executable)"]
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        if subprocess.run(probe, capture_output=True, text=True, check=True).stdout.strip() == PEER_VERSION:
+        version, base = subprocess.run(probe, capture_output=True, text=True, check=True).stdout.split()
+        if version == PEER_VERSION and os.path.realpath(base) == os.path.realpath(python):
             return bindir
-    log(f"creating peer venv {venv} (pygnssutils {PEER_VERSION})")
-    base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    log(f"creating peer venv {venv} (pygnssutils {PEER_VERSION}, {python})")
+    subprocess.run([python, "-m", "venv", "--clear", str(venv)], check=True)
     pip = [str(bindir / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     subprocess.run([*pip, "-r", str(PEER_REQUIREMENTS)], check=True)
     subprocess.run(probe, check=True, capture_output=True)
     return bindir
+
+
+def install_ours(venv: Path, python: str) -> Path:
+    """Ours as the gateway role installs it: the role's wheelhouse (its own helper, cached like the role's), a venv
+    without pip made by the gateway interpreter, the forwarder installed from the wheels with no index. Returns the
+    venv's bin dir."""
+    cache = Path.home() / ".cache" / "gnss.pointperfect"
+    helper = [sys.executable, str(ROLE / "files" / "wheelhouse.py"), "--src", str(REPO / "forwarder")]
+    out = subprocess.run(
+        [*helper, "--cache-dir", str(cache), "--pip-version", PIP_VERSION], capture_output=True, text=True, check=True
+    )
+    house = json.loads(out.stdout)
+    log(f"ours: wheelhouse {house['build_id']}, venv on {python}")
+    subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), str(Path(house["path"]) / house["pip_wheel"] / "pip"), "install"]
+    offline = ["--quiet", "--disable-pip-version-check", "--no-index", "--no-cache-dir", "--find-links", house["path"]]
+    subprocess.run([*pip, *offline, f"{house['name']}=={house['version']}"], check=True)
+    return venv / "bin"
 
 
 # ---------------------------------------------------------------- clients
@@ -68,8 +90,9 @@ def ensure_peer_venv(venv: Path) -> Path:
 class Lab:
     """The shared world of one run: PKI, broker, caster, credentials, publisher."""
 
-    def __init__(self, tmp: Path, peer_bin: Path, ntrip: bool) -> None:
+    def __init__(self, tmp: Path, ours_bin: Path, peer_bin: Path, ntrip: bool) -> None:
         self.tmp = tmp
+        self.ours_bin = ours_bin
         self.peer_bin = peer_bin
         self.pki = PKI(tmp / "pki")
         self.broker = lab.Mosquitto(self.pki, tmp / "broker").start()
@@ -145,16 +168,8 @@ class Lab:
         }
         (work / "forwarder.json").write_text(json.dumps(config, indent=2) + "\n")
         self.last_status = work / "status.json"
-        exe = Path(sys.executable).parent / "pointperfect-forwarder"
-        if exe.exists():
-            argv = [str(exe)]
-        else:  # not installed in this venv: same entry point from the source tree
-            argv = [sys.executable, "-c", "import sys; from pointperfect_forwarder.cli import main; sys.exit(main())"]
-        os.environ["PYTHONPATH"] = str(REPO / "forwarder" / "src")
-        try:
-            return lab.Proc([*argv, "--config", str(work / "forwarder.json")], work / "forwarder.log").start()
-        finally:
-            del os.environ["PYTHONPATH"]
+        exe = self.ours_bin / "pointperfect-forwarder"
+        return lab.Proc([str(exe), "--config", str(work / "forwarder.json")], work / "forwarder.log").start()
 
     def start_peer(self, proto: str, device: str) -> lab.Proc:
         self.runs += 1
@@ -509,26 +524,27 @@ def _f(value, fmt: str = ".2f") -> str:
 # ---------------------------------------------------------------- report
 
 
-def machine_info(peer_bin: Path) -> dict:
+def machine_info(ours_bin: Path, peer_bin: Path) -> dict:
     cpu = next(
         (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if "model name" in ln),
         platform.processor(),
     )
     mem = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1]
     mosq = subprocess.run([lab.MOSQUITTO, "-h"], check=False, capture_output=True, text=True).stdout.split("\n", 1)[0]
-    try:
-        from pointperfect_forwarder import __version__ as ours  # noqa: PLC0415
-    except ImportError:
-        ours = "?"
+    ask = "import platform, sys, pointperfect_forwarder as p; "
+    ask += "print(p.__version__, platform.python_version(), sys._base_executable)"
+    ours, version, base = subprocess.run(
+        [str(ours_bin / "python"), "-c", ask], capture_output=True, text=True, check=True
+    ).stdout.split()
     return {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": f"{cpu}, {os.cpu_count()} cores",
         "memory": f"{int(mem) // 1024} MiB",
         "kernel": platform.release(),
-        "python": platform.python_version(),
+        "python": f"{version} ({base}, the gateways' interpreter; ours and the peer each in a venv on it)",
         "broker": mosq.strip(),
         "caster": "RTKLIB str2str (ntripc) + stunnel4 (TLS)",
-        "ours": f"pointperfect-forwarder {ours}",
+        "ours": f"pointperfect-forwarder {ours} (installed as the role does: its wheelhouse, a venv without pip)",
         "peer": f"pygnssutils {PEER_VERSION} ({peer_bin.parent})",
     }
 
@@ -590,20 +606,17 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
-def import_floor() -> dict:
+def import_floor(python: Path) -> dict:
     """RSS (MB) of a Python process that only imports what any TLS MQTT client needs, and of one that imports the
-    whole forwarder: how much of the forwarder's RSS is the interpreter and its libraries."""
+    whole forwarder, on ours' venv: how much of the forwarder's RSS is the interpreter and its libraries."""
     probe = "import re; print(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
     out = {}
     for name, imports in (
         ("python", ""),
         ("python + ssl + paho-mqtt + pyserial", "import ssl, serial, paho.mqtt.client; "),
-        ("all forwarder imports", "import pointperfect_forwarder.app, pointperfect_forwarder.cli; "),
+        ("all forwarder imports", "import pointperfect_forwarder.cli, pointperfect_forwarder.inputs.mqtt; "),
     ):
-        env = dict(os.environ, PYTHONPATH=str(REPO / "forwarder" / "src"))
-        run = subprocess.run(
-            [sys.executable, "-c", imports + probe], capture_output=True, text=True, env=env, check=False
-        )
+        run = subprocess.run([str(python), "-c", imports + probe], capture_output=True, text=True, check=False)
         with contextlib.suppress(ValueError):
             out[name] = int(run.stdout.strip()) * 1024 / 1e6
     return out
@@ -755,6 +768,11 @@ def main() -> int:
     ap.add_argument("--latency-rate", type=float, default=50.0, help="frames/s in the latency runs")
     ap.add_argument("--step", type=float, help="ramp step length, s (default 4, quick 2)")
     ap.add_argument("--peer-venv", default=os.environ.get("PEER_VENV", "/work/venv-pygnssutils"))
+    ap.add_argument(
+        "--python",
+        default=GATEWAY_PYTHON if Path(GATEWAY_PYTHON).exists() else getattr(sys, "_base_executable", sys.executable),
+        help=f"interpreter of both clients' venvs (default {GATEWAY_PYTHON}, the gateways' own, when present)",
+    )
     ap.add_argument("--synthetic", action="store_true", help="synthetic frames even if the capture is present")
     ap.add_argument("--no-ntrip", action="store_true", help="skip the NTRIP part")
     ap.add_argument("--no-mqtt", action="store_true", help="skip the MQTT part")
@@ -771,12 +789,12 @@ def main() -> int:
         dump = json.loads(Path(args.render).read_text())
         for key, value in dump.get("settings", {}).items():
             setattr(args, key, value)
-        section = render(dump["results"], dump["machine"], args, dump["notes"], import_floor())
+        section = render(dump["results"], dump["machine"], args, dump["notes"], dump.get("floor", {}))
         if args.doc:
             write_doc(Path(args.doc), section)
         print(section)
         return 0
-    peer_bin = ensure_peer_venv(Path(args.peer_venv))
+    peer_bin = ensure_peer_venv(Path(args.peer_venv), args.python)
     sizes = [len(f) for f in F.iter_spartn_file(CAPTURE)] if CAPTURE.exists() else [80, 120, 200, 350, 598]
     factory = M.FrameFactory(sizes, F)
     real_frames = capture_frames(args.synthetic, factory, args.window)
@@ -785,7 +803,10 @@ def main() -> int:
     t0 = time.monotonic()
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-forwarder-") as tmpdir:
-        world = Lab(Path(tmpdir), peer_bin, ntrip=not args.no_ntrip)
+        ours_bin = install_ours(Path(tmpdir) / "ours-venv", args.python)
+        floor = import_floor(ours_bin / "python")
+        info = machine_info(ours_bin, peer_bin)
+        world = Lab(Path(tmpdir), ours_bin, peer_bin, ntrip=not args.no_ntrip)
         try:
             for proto, phase, order in plan(args):
                 log(f"{proto.upper()}: {phase}")
@@ -796,19 +817,18 @@ def main() -> int:
         finally:
             world.close()
     log(f"done in {time.monotonic() - t0:.0f} s")
-    info = machine_info(peer_bin)
     info["load"] = (
         f"1-min load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (other work on the machine)"
     )
     info["duration"] = f"{time.monotonic() - t0:.0f} s"
-    section = render(res, info, args, notes, import_floor())
+    section = render(res, info, args, notes, floor)
     print()
     print(table(build_rows(res)))
     if args.json:
         settings = {
             k: getattr(args, k) for k in ("quick", "window", "latency_frames", "latency_rate", "step", "synthetic")
         }
-        dump = {"results": res, "machine": info, "notes": notes, "settings": settings}
+        dump = {"results": res, "machine": info, "notes": notes, "settings": settings, "floor": floor}
         Path(args.json).write_text(json.dumps(dump, indent=2, default=str))
     if args.doc:
         write_doc(Path(args.doc), section)

@@ -105,6 +105,13 @@ options:
     type: list
     elements: path
     default: []
+  stat:
+    description:
+      - Paths on the target whose type, mode and owner are returned in RV(stats) (V(null) when a path does not
+        exist), read before anything is written. Lets a role skip a task whose result is already in place.
+    type: list
+    elements: path
+    default: []
 notes:
   - The content travels in the module arguments, so use C(no_log) on the task for content that must not be logged,
     and set O(files[].secret=true) to keep it out of diffs.
@@ -176,11 +183,22 @@ contents:
   returned: always
   type: dict
   sample: {"/etc/machine-id": "0123456789abcdef0123456789abcdef\n"}
+stats:
+  description:
+    - For each O(stat) path, V(null) when it does not exist, else its type (V(file), V(directory), V(link) or
+      V(other), links not followed), its permission bits as an octal string and its owner and group (names, or the
+      numeric ids when they have no name).
+  returned: always
+  type: dict
+  sample: {"/etc/pointperfect": {"type": "directory", "mode": "0750", "owner": "root", "group": "pointperfect"}}
 """
 
-import hashlib  # noqa: E402 - Ansible modules import after DOCUMENTATION
+import grp  # noqa: E402 - Ansible modules import after DOCUMENTATION
+import hashlib  # noqa: E402
 import os  # noqa: E402
+import pwd  # noqa: E402
 import shlex  # noqa: E402
+import stat  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.common.text.converters import to_bytes, to_text  # noqa: E402
@@ -204,6 +222,7 @@ FILE_SPEC = dict(
 ARGUMENT_SPEC = dict(
     files=dict(type="list", elements="dict", default=[], options=FILE_SPEC),
     read=dict(type="list", elements="path", default=[]),
+    stat=dict(type="list", elements="path", default=[]),
 )
 
 
@@ -222,6 +241,31 @@ def read_small(path):
         raise _atomic.AtomicWriteError("%s is larger than %d bytes, which read does not return" % (path, READ_LIMIT))
     data = _atomic.read_bytes(path)
     return None if data is None else to_text(data, errors="surrogate_or_strict")
+
+
+def stat_path(path):
+    """Type, mode and owner of a path (links not followed), None when it does not exist."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _atomic.AtomicWriteError("cannot stat %s: %s" % (path, e.strerror)) from None
+    kinds = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "link"))
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return {
+        "type": next((name for test, name in kinds if test(st.st_mode)), "other"),
+        "mode": "%04o" % stat.S_IMODE(st.st_mode),
+        "owner": owner,
+        "group": group,
+    }
 
 
 def validate_argv(command, candidate):
@@ -324,6 +368,7 @@ def main():
     check_mode = module.check_mode
     try:
         contents = dict((path, read_small(path)) for path in module.params["read"])
+        stats = dict((path, stat_path(path)) for path in module.params["stat"])
         results, diffs = [], []
         for spec in module.params["files"]:
             reason, before, after = deploy(module, spec, check_mode)
@@ -334,7 +379,9 @@ def main():
     except _atomic.AtomicWriteError as e:
         module.fail_json(msg=str(e))
     changed_paths = [r["path"] for r in results if r["changed"]]
-    result = dict(changed=bool(changed_paths), files=results, changed_paths=changed_paths, contents=contents)
+    result = dict(
+        changed=bool(changed_paths), files=results, changed_paths=changed_paths, contents=contents, stats=stats
+    )
     if module._diff:
         result["diff"] = diffs
     module.exit_json(**result)

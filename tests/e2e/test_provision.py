@@ -236,6 +236,19 @@ def test_check_diff_shows_no_change_and_no_secret(lab, fleet, playbook):
     assert not leaked, f"secrets in --check --diff -v output: {leaked}"
 
 
+def test_drifted_config_directory_is_repaired_without_restart(lab, fleet, playbook):
+    gw = gateways(fleet)["gw-02"]
+    invocation = show(gw, "InvocationID")
+    sh(gw, "chmod 0755 /etc/pointperfect && chgrp root /etc/pointperfect")
+    before = lab.sim.calls()
+    run = playbook("provision", "--limit", "gw-02")
+    assert run.rc == 0, run.out[-6000:]
+    assert run.changed() == {"gw-02": 1}, run.out[-6000:]
+    assert sh(gw, "stat -c '%a %U %G' /etc/pointperfect").split() == ["750", "root", "pointperfect"]
+    assert lab.sim.calls() == before
+    assert show(gw, "InvocationID") == invocation
+
+
 def test_rotation_of_one_device_changes_and_restarts_only_that_host(lab, fleet, receivers, playbook, inventory):
     gw = gateways(fleet)["gw-01"]
     hwid = credentials(gw)["hardware_id"]

@@ -87,3 +87,29 @@ def test_documentation_matches_argument_spec():
     assert set(doc["files"]["suboptions"]) == set(module.FILE_SPEC)
     for name, opt in module.FILE_SPEC.items():
         assert doc["files"]["suboptions"][name]["type"] == opt["type"], name
+
+
+def test_stat_path_reports_type_mode_owner(tmp_path):
+    folder = tmp_path / "conf"
+    folder.mkdir(mode=0o750)
+    os.chmod(folder, 0o750)
+    (tmp_path / "f").write_text("x")
+    os.chmod(tmp_path / "f", 0o640)
+    (tmp_path / "l").symlink_to(folder)
+    got = module.stat_path(str(folder))
+    me = module.pwd.getpwuid(os.getuid()).pw_name
+    assert got == {"type": "directory", "mode": "0750", "owner": me, "group": module.grp.getgrgid(os.getgid()).gr_name}
+    assert module.stat_path(str(tmp_path / "f"))["type"] == "file"
+    assert module.stat_path(str(tmp_path / "f"))["mode"] == "0640"
+    assert module.stat_path(str(tmp_path / "l"))["type"] == "link"
+    assert module.stat_path(str(tmp_path / "missing")) is None
+
+
+def test_stat_path_unnamed_ids_are_numbers(tmp_path, monkeypatch):
+    def unknown(_id):
+        raise KeyError(_id)
+
+    monkeypatch.setattr(module.pwd, "getpwuid", unknown)
+    monkeypatch.setattr(module.grp, "getgrgid", unknown)
+    got = module.stat_path(str(tmp_path))
+    assert (got["owner"], got["group"]) == (str(os.getuid()), str(os.getgid()))
