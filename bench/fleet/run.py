@@ -10,6 +10,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +28,7 @@ from pointperfect_sim.lab import Mosquitto  # noqa: E402
 from pointperfect_sim.receiver import ReceiverSim  # noqa: E402
 
 from tests.harness.fleet import Fleet, ensure_rootfs, key_path  # noqa: E402
+from tests.harness.fleet import down as fleet_down  # noqa: E402
 
 TOKEN = "5b0c9e11-2f7d-4a3b-8c6e-0be7c0000001"  # noqa: S105  (the simulator profile token)
 BIN = Path(sys.executable).parent
@@ -254,6 +256,14 @@ def run_matrix(args, work: Path) -> dict:
         lab_handle.stop()
 
 
+def down_leftovers(work: Path) -> None:
+    """Halt the gateways of an earlier run that was killed before its cleanup (their fleet.json files are in WORK)."""
+    for state in sorted(work.glob("round-*/*/fleet/fleet.json")):
+        stopped = fleet_down(state.parent)
+        if stopped:
+            log(f"stopped {stopped} gateway(s) left running by an earlier run ({state.parent})")
+
+
 def pick(results: list, tool: str, phase: str, forks: int, pipelining: bool) -> dict:
     return next(r for r in results if (r["tool"], r["phase"], r["forks"], r["pipelining"]) ==
                 (tool, phase, forks, pipelining))  # fmt: skip
@@ -409,6 +419,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"uses ~{INOTIFY_PER_GATEWAY} each; late ones boot 'degraded'): sysctl -w "
                 "fs.inotify.max_user_instances=1024")  # fmt: skip
         work = args.workdir.absolute()
+        # SIGTERM/SIGHUP unwind like Ctrl-C, so every fleet is halted; a SIGKILLed run is cleaned up by the next one
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
+        down_leftovers(work)
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         t0 = time.monotonic()
