@@ -764,7 +764,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: short windows, fewer frames")
     ap.add_argument("--window", type=float, help="real-rate CPU/RSS window, s (default 60, quick 10)")
-    ap.add_argument("--latency-frames", type=int, help="frames per latency run (default 1000, quick 200)")
+    ap.add_argument("--latency-frames", type=int, help="frames per latency run (default 3000, quick 200)")
     ap.add_argument("--latency-rate", type=float, default=50.0, help="frames/s in the latency runs")
     ap.add_argument("--step", type=float, help="ramp step length, s (default 4, quick 2)")
     ap.add_argument("--peer-venv", default=os.environ.get("PEER_VENV", "/work/venv-pygnssutils"))
@@ -782,7 +782,7 @@ def main() -> int:
     ap.add_argument("--render", metavar="JSON", help="only rebuild the doc section from a --json dump (no measuring)")
     args = ap.parse_args()
     args.window = args.window or (10.0 if args.quick else 60.0)
-    args.latency_frames = args.latency_frames or (200 if args.quick else 1000)
+    args.latency_frames = args.latency_frames or (200 if args.quick else 3000)
     args.step = args.step or (2.0 if args.quick else 4.0)
 
     if args.render:
