@@ -249,6 +249,23 @@ def test_drifted_config_directory_is_repaired_without_restart(lab, fleet, playbo
     assert show(gw, "InvocationID") == invocation
 
 
+def test_mac_hardware_id_source_in_check_mode(lab, fleet, playbook):
+    """hardware_id_source=mac derives pp-<MAC of the default IPv4 interface>, or fails naming the missing fact."""
+    gw = gateways(fleet)["gw-01"]
+    iface = sh(gw, "awk '$2 == \"00000000\" {print $1; exit}' /proc/net/route").strip()
+    mac = sh(gw, f"cat /sys/class/net/{iface}/address").strip() if iface else ""
+    before = lab.sim.calls()
+    run = playbook("provision", "--check", "-v", "--limit", "gw-01", "-e", "pointperfect_hardware_id_source=mac")
+    assert lab.sim.calls() == before  # check mode: no API call, whatever the id
+    if mac:
+        assert run.rc == 0, run.out[-6000:]
+        assert f"pp-{mac.replace(':', '')}" in run.out
+        assert "hardware_id_changed" in run.out  # the deployed credentials belong to the machine-id based id
+    else:  # no default IPv4 route on this machine: the role says which fact is missing
+        assert run.rc != 0
+        assert "make sure the mac fact exists on gw-01" in run.out
+
+
 def test_rotation_of_one_device_changes_and_restarts_only_that_host(lab, fleet, receivers, playbook, inventory):
     gw = gateways(fleet)["gw-01"]
     hwid = credentials(gw)["hardware_id"]
