@@ -170,6 +170,7 @@ def main(argv=None) -> int:
             d = L.analyse(rig.traffic, rig.receiver, 0, 0)
             samples = [(r["t_s"], r["rss_kb"]) for r in rows if r["forwarder"] == rig.name and r["rss_kb"]]
             steady = [p for p in samples if p[0] >= 60] or samples
+            mid = (steady[0][0] + steady[-1][0]) / 2 if steady else 0.0  # halves of the steady part: warm-up or leak
             sent = rig.traffic.snapshot()
             span = (sent[-1].t - sent[0].t) if len(sent) > 1 else 1.0
             alive = rig.fwd.alive() and rig.fwd.pid == rig.pid
@@ -186,6 +187,8 @@ def main(argv=None) -> int:
                 "rss_kb_min": min(p[1] for p in samples) if samples else None,
                 "rss_kb_max": max(p[1] for p in samples) if samples else None,
                 "rss_slope_kb_per_min": round(slope_kb_per_min(steady), 2),
+                "rss_slope_first_half_kb_per_min": round(slope_kb_per_min([p for p in steady if p[0] <= mid]), 2),
+                "rss_slope_second_half_kb_per_min": round(slope_kb_per_min([p for p in steady if p[0] >= mid]), 2),
                 "same_pid": alive,
             }
             ok = ok and alive and d.garbage_bytes == 0 and d.foreign == 0 and d.in_order

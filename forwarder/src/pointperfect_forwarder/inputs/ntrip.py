@@ -16,6 +16,7 @@ from . import AUTH_FAILED, Input
 log = logging.getLogger(__name__)
 HEADER_LIMIT = 16384
 IO_TIMEOUT = 10.0
+RECV_SIZE = 65536
 
 
 class ProtocolError(Exception):
@@ -136,6 +137,8 @@ class NtripInput(Input):
         self.framer = Framer((SPARTN, RTCM), on_garbage=self.stats.garbage)
         self.gga_sent = 0
         self._gga_missing_logged = False
+        # one receive buffer for all reads: a fresh 64 KB bytes per recv() fragments the malloc heap (RSS creep)
+        self._rx = memoryview(bytearray(RECV_SIZE))
 
     def _connect(self) -> socket.socket:
         sock = socket.create_connection((self.cfg.host, self.cfg.port), timeout=IO_TIMEOUT)
@@ -246,7 +249,7 @@ class NtripInput(Input):
                 log.warning("ntrip input: %s", msg)
                 return None
             try:
-                data = sock.recv(65536)
+                data = bytes(self._rx[: sock.recv_into(self._rx)])
             except (TimeoutError, ssl.SSLWantReadError):
                 data = b""
                 continue
