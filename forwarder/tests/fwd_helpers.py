@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +11,11 @@ for extra in (REPO / "simulator", REPO / "forwarder" / "src"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
-from pointperfect_sim.lab import write_credentials, write_forwarder_config  # noqa: E402 - importable once sys.path is set above
+from pointperfect_sim.lab import (  # noqa: E402 - importable once sys.path is set above
+    ForwarderDaemon,
+    write_credentials,
+    write_forwarder_config,
+)
 
 SRC = REPO / "forwarder" / "src"
 CLIENT_ID = "7b3f4c1e-5d2a-4e8f-9a6b-0c1d2e3f4a5b"
@@ -56,63 +56,8 @@ def forwarder_config(tmp_path: Path, creds: Path, **sections) -> Path:
     return write_forwarder_config(tmp_path / "forwarder.json", cfg, **sections)
 
 
-class Daemon:
-    """`python -m pointperfect_forwarder -c CONFIG` as a child process with its log in a file."""
+class Daemon(ForwarderDaemon):
+    """The lab's forwarder daemon, run from this source tree."""
 
     def __init__(self, config: Path, env: dict | None = None):
-        self.config = Path(config)
-        self.log_path = self.config.parent / "forwarder.log"
-        self.status_path = json.loads(self.config.read_text()).get("health", {}).get("status_file")
-        self.env = {**os.environ, "PYTHONPATH": str(SRC), **(env or {})}
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Daemon:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pointperfect_forwarder", "-c", str(self.config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-            )
-        return self
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def status(self) -> dict | None:
-        try:
-            return json.loads(Path(self.status_path).read_text())
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def wait_status(self, predicate, timeout: float = 20.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            st = self.status()
-            if st is not None and predicate(st):
-                return st
-            if time.monotonic() > deadline:
-                raise AssertionError(f"status condition not met; status={st}\nlog tail:\n{self.log()[-3000:]}")
-            if self.proc.poll() is not None:
-                raise AssertionError(f"forwarder exited {self.proc.returncode}\n{self.log()[-3000:]}")
-            time.sleep(0.1)
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def stop(self, timeout: float = 10.0) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-                raise AssertionError(f"forwarder ignored SIGTERM\n{self.log()[-3000:]}") from None
-        return self.proc.returncode
+        super().__init__(config, {"PYTHONPATH": str(SRC), **(env or {})})

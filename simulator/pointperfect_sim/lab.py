@@ -436,6 +436,88 @@ class Caster:
         }
 
 
+# ---------------------------------------------------------------- forwarder under test
+
+
+class ForwarderDaemon:
+    """`python -m pointperfect_forwarder -c CONFIG` as a child process (optionally behind a prefix such as
+    `ip netns exec NS`), its output in forwarder.log beside the config; status from the config's status file."""
+
+    status_timeout = 20.0  # default wait for a status condition, s
+    stop_timeout = 10.0  # default wait for a clean exit after SIGTERM, s
+
+    def __init__(self, config: Path, env: dict | None = None, prefix=()):
+        self.config = Path(config)
+        self.cfg = json.loads(self.config.read_text())
+        self.log_path = self.config.parent / "forwarder.log"
+        health = self.cfg.get("health") or {}
+        self.status_path = health.get("status_file")
+        self.metrics_port = health.get("metrics_port")
+        self.env = {**os.environ, **(env or {})}
+        self.prefix = list(prefix)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> ForwarderDaemon:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [*self.prefix, sys.executable, "-m", "pointperfect_forwarder", "-c", str(self.config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+            )
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def status(self) -> dict | None:
+        try:
+            return json.loads(Path(self.status_path).read_text())
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def wait_status(self, predicate, timeout: float | None = None) -> dict:
+        """The first status for which `predicate` holds; AssertionError (with the log tail) on timeout or exit."""
+        deadline = time.monotonic() + (self.status_timeout if timeout is None else timeout)
+        while True:
+            st = self.status()
+            if st is not None and predicate(st):
+                return st
+            if not self.alive():
+                raise AssertionError(f"forwarder exited {self.proc.returncode}\n{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"status condition not met; status={st}\nlog tail:\n{self.log()[-3000:]}")
+            time.sleep(0.1)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float | None = None) -> int:
+        """SIGTERM and wait; the exit code. AssertionError when it has to be killed."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(self.stop_timeout if timeout is None else timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+                raise AssertionError(f"forwarder ignored SIGTERM\n{self.log()[-3000:]}") from None
+        return self.proc.returncode
+
+
 # ---------------------------------------------------------------- lab up
 
 

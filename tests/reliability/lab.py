@@ -7,7 +7,6 @@ import contextlib
 import ctypes
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -25,7 +24,15 @@ for extra in (REPO / "simulator", REPO / "forwarder" / "src", REPO):
         sys.path.insert(0, str(extra))
 
 from pointperfect_sim import frames as F  # noqa: E402
-from pointperfect_sim.lab import MOSQUITTO, Caster, Mosquitto, free_port, write_credentials, write_forwarder_config  # noqa: E402
+from pointperfect_sim.lab import (  # noqa: E402
+    MOSQUITTO,
+    Caster,
+    ForwarderDaemon,
+    Mosquitto,
+    free_port,
+    write_credentials,
+    write_forwarder_config,
+)
 
 __all__ = ["MOSQUITTO", "Caster", "Mosquitto", "free_port"]
 SRC = REPO / "forwarder" / "src"
@@ -79,64 +86,19 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
-class Daemon:
-    """`python -m pointperfect_forwarder -c CONFIG` (optionally behind a prefix such as `ip netns exec NS`)."""
+class Daemon(ForwarderDaemon):
+    """The lab's forwarder daemon run from this source tree (behind `prefix`, e.g. `ip netns exec NS`), with its
+    metrics scraped inside the namespace when there is one."""
+
+    status_timeout = 30.0
+    stop_timeout = 15.0
 
     def __init__(self, config: Path, prefix=()):
-        self.config = Path(config)
-        self.cfg = json.loads(self.config.read_text())
-        self.log_path = self.config.parent / "forwarder.log"
-        self.status_path = Path(self.cfg["health"]["status_file"])
-        self.metrics_port = self.cfg["health"]["metrics_port"]
-        self.prefix = list(prefix)
-        self.proc: subprocess.Popen | None = None
+        super().__init__(config, {"PYTHONPATH": str(SRC)}, prefix)
         self.netns: NetNS | None = None
 
-    def start(self) -> Daemon:
-        env = {**os.environ, "PYTHONPATH": str(SRC)}
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [*self.prefix, sys.executable, "-m", "pointperfect_forwarder", "-c", str(self.config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        return self
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def status(self) -> dict | None:
-        try:
-            return json.loads(self.status_path.read_text())
-        except (OSError, ValueError):
-            return None
-
-    def wait_status(self, predicate, timeout: float = 30.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            st = self.status()
-            if st is not None and predicate(st):
-                return st
-            if not self.alive():
-                raise AssertionError(f"forwarder exited {self.proc.returncode}\n{self.log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"status condition not met; status={st}\nlog tail:\n{self.log()[-3000:]}")
-            time.sleep(0.2)
-
     def metrics(self) -> dict[str, float]:
-        """Contract 4 metrics as {name{labels}: value} (scraped inside the namespace when there is one)."""
+        """Contract 4 metrics as {name{labels}: value}."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
 
         def fetch() -> str:
@@ -150,20 +112,6 @@ class Daemon:
                 name, value = line.rsplit(" ", 1)
                 out[name.removeprefix("pointperfect_forwarder_")] = float(value)
         return out
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def stop(self, timeout: float = 15.0) -> int:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-            raise AssertionError(f"forwarder ignored SIGTERM\n{self.log()[-3000:]}") from None
 
 
 # ---------------------------------------------------------------- traffic with provenance
