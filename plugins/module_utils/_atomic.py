@@ -72,6 +72,19 @@ def parse_mode(mode):
     return value
 
 
+def describe_attributes(st):
+    """Permission bits (octal string) and owner/group names of an os.stat result; numeric ids when unnamed."""
+    try:
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return {"mode": "%04o" % stat.S_IMODE(st.st_mode), "owner": owner, "group": group}
+
+
 def attributes_differ(path, mode, uid=None, gid=None):
     """True when the existing file's permission bits or owner/group differ from the wanted ones."""
     st = os.lstat(path)

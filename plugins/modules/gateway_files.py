@@ -193,10 +193,8 @@ stats:
   sample: {"/etc/pointperfect": {"type": "directory", "mode": "0750", "owner": "root", "group": "pointperfect"}}
 """
 
-import grp  # noqa: E402 - Ansible modules import after DOCUMENTATION
-import hashlib  # noqa: E402
+import hashlib  # noqa: E402 - Ansible modules import after DOCUMENTATION
 import os  # noqa: E402
-import pwd  # noqa: E402
 import shlex  # noqa: E402
 import stat  # noqa: E402
 
@@ -252,20 +250,9 @@ def stat_path(path):
     except OSError as e:
         raise _atomic.AtomicWriteError("cannot stat %s: %s" % (path, e.strerror)) from None
     kinds = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "link"))
-    try:
-        owner = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        owner = str(st.st_uid)
-    try:
-        group = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        group = str(st.st_gid)
-    return {
-        "type": next((name for test, name in kinds if test(st.st_mode)), "other"),
-        "mode": "%04o" % stat.S_IMODE(st.st_mode),
-        "owner": owner,
-        "group": group,
-    }
+    info = {"type": next((name for test, name in kinds if test(st.st_mode)), "other")}
+    info.update(_atomic.describe_attributes(st))
+    return info
 
 
 def validate_argv(command, candidate):

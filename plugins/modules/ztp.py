@@ -295,11 +295,9 @@ files:
   sample: [/etc/pointperfect/client.crt, /etc/pointperfect/client.key, /etc/pointperfect/credentials.json]
 """
 
-import grp  # noqa: E402 - Ansible modules import after DOCUMENTATION
-import hashlib  # noqa: E402
+import hashlib  # noqa: E402 - Ansible modules import after DOCUMENTATION
 import json  # noqa: E402
 import os  # noqa: E402
-import pwd  # noqa: E402
 import stat  # noqa: E402
 import time  # noqa: E402
 
@@ -322,20 +320,12 @@ def _file_state(path, mode, uid, gid):
     info = {
         "exists": True,
         "regular": stat.S_ISREG(st.st_mode),
-        "mode": "%04o" % stat.S_IMODE(st.st_mode),
         "uid": st.st_uid,
         "gid": st.st_gid,
         "mtime": st.st_mtime,
         "attributes_ok": not _atomic.attributes_differ(path, mode, uid, gid),
     }
-    try:
-        info["owner"] = pwd.getpwuid(st.st_uid).pw_name
-    except KeyError:
-        info["owner"] = str(st.st_uid)
-    try:
-        info["group"] = grp.getgrgid(st.st_gid).gr_name
-    except KeyError:
-        info["group"] = str(st.st_gid)
+    info.update(_atomic.describe_attributes(st))
     return info
 
 

@@ -1,6 +1,8 @@
 """Unit tests of gateway_files' module part: compare, validate, atomic write, check mode, spec sync."""
 
+import grp
 import os
+import pwd
 import stat
 
 import pytest
@@ -97,8 +99,8 @@ def test_stat_path_reports_type_mode_owner(tmp_path):
     os.chmod(tmp_path / "f", 0o640)
     (tmp_path / "l").symlink_to(folder)
     got = module.stat_path(str(folder))
-    me = module.pwd.getpwuid(os.getuid()).pw_name
-    assert got == {"type": "directory", "mode": "0750", "owner": me, "group": module.grp.getgrgid(os.getgid()).gr_name}
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert got == {"type": "directory", "mode": "0750", "owner": me, "group": grp.getgrgid(os.getgid()).gr_name}
     assert module.stat_path(str(tmp_path / "f"))["type"] == "file"
     assert module.stat_path(str(tmp_path / "f"))["mode"] == "0640"
     assert module.stat_path(str(tmp_path / "l"))["type"] == "link"
@@ -109,7 +111,7 @@ def test_stat_path_unnamed_ids_are_numbers(tmp_path, monkeypatch):
     def unknown(_id):
         raise KeyError(_id)
 
-    monkeypatch.setattr(module.pwd, "getpwuid", unknown)
-    monkeypatch.setattr(module.grp, "getgrgid", unknown)
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    monkeypatch.setattr(grp, "getgrgid", unknown)
     got = module.stat_path(str(tmp_path))
     assert (got["owner"], got["group"]) == (str(os.getuid()), str(os.getgid()))
