@@ -17,6 +17,8 @@ import time
 import uuid
 from pathlib import Path
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 sys.path[:0] = [str(HERE), str(REPO / "simulator"), str(REPO / "forwarder" / "src")]
@@ -38,8 +40,9 @@ RAMP_RATES = [50_000, 100_000, 200_000, 400_000, 700_000, 1_000_000, 1_500_000, 
 OURS, PEER, FLOOR = "ours", "peer", "floor"
 LAB_NTRIP_LOGIN = ("bench", "bench-pw")  # lab caster user/password
 ROLE = REPO / "roles" / "gateway"
-GATEWAY_PYTHON = "/usr/bin/python3"  # the role's pointperfect_gateway_python default
-PIP_VERSION = "24.2"  # the role's pointperfect_pip_version default
+ROLE_DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
+GATEWAY_PYTHON = ROLE_DEFAULTS["pointperfect_gateway_python"]
+PIP_VERSION = ROLE_DEFAULTS["pointperfect_pip_version"]
 
 
 def log(msg: str) -> None:
