@@ -36,6 +36,7 @@ PEER_REQUIREMENTS = HERE / "peer-requirements.txt"
 KEY_TOPIC = DEFAULT_TOPICS["keys"]
 CORR_TOPIC = DEFAULT_TOPICS["corrections"]
 POSITION = (52.0, 5.0, 10.0)
+LATENCY_ROUNDS = 2  # latency rounds per client and protocol, pooled
 RAMP_RATES = [50_000, 100_000, 200_000, 400_000, 700_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000]
 OURS, PEER, FLOOR = "ours", "peer", "floor"
 LAB_NTRIP_LOGIN = ("bench", "bench-pw")  # lab caster user/password
@@ -427,9 +428,21 @@ def phase_latency(world: Lab, who: str, proto: str, *, factory, count: int, msg_
     lat, lost = latencies_ms(sent, got)
     floor, _ = latencies_ms(sent, ref_got)
     added = [(g - r) * 1000.0 for g, r in zip(got, ref_got, strict=True) if g is not None and r is not None]
-    res = {
+    res = latency_summary({"lat": lat, "lost": lost, "added": added, "floor": floor})
+    log(
+        f"  {who:4} {proto} latency: n={res['n']} lost={lost} p50 {_f(res['p50'])} p99 {_f(res['p99'])} ms; "
+        f"added over reference p50 {_f(res['added_p50'])} p99 {_f(res['added_p99'])} ms; "
+        f"reference p50 {_f(res['floor_p50'])} p99 {_f(res['floor_p99'])} ms"
+    )
+    return res
+
+
+def latency_summary(raw: dict) -> dict:
+    """Percentiles of one latency run, or of the pooled rounds; the raw lists stay under "raw" for pooling."""
+    lat, added, floor = raw["lat"], raw["added"], raw["floor"]
+    return {
         "n": len(lat),
-        "lost": lost,
+        "lost": raw["lost"],
         "p50": M.percentile(lat, 50),
         "p99": M.percentile(lat, 99),
         "max": max(lat, default=None),
@@ -437,13 +450,18 @@ def phase_latency(world: Lab, who: str, proto: str, *, factory, count: int, msg_
         "added_p99": M.percentile(added, 99),
         "floor_p50": M.percentile(floor, 50),
         "floor_p99": M.percentile(floor, 99),
+        "raw": raw,
     }
-    log(
-        f"  {who:4} {proto} latency: n={res['n']} lost={lost} p50 {_f(res['p50'])} p99 {_f(res['p99'])} ms; "
-        f"added over reference p50 {_f(res['added_p50'])} p99 {_f(res['added_p99'])} ms; "
-        f"reference p50 {_f(res['floor_p50'])} p99 {_f(res['floor_p99'])} ms"
-    )
-    return res
+
+
+def pool_rounds(old: dict | None, new: dict) -> dict:
+    """One latency result from this client's rounds: all their frames pooled, percentiles taken again."""
+    if not old or "error" in old or "error" in new:
+        return new if not old or "error" in new else old
+    a, b = old["raw"], new["raw"]
+    pooled = latency_summary({k: a[k] + b[k] for k in ("lat", "lost", "added", "floor")})
+    pooled["rounds"] = old.get("rounds", 1) + 1
+    return pooled
 
 
 def phase_ramp(world: Lab, who: str, factory, rates: list[int], step_s: float) -> dict:
@@ -708,7 +726,8 @@ def render(res: dict, info: dict, args, notes: list[str], floor: dict) -> str:
         "",
         f"Settings: real-rate window {args.window:.0f} s at {REAL_RATE} B/s ({source}, one frame per message); "
         f"latency {args.latency_frames} (MQTT) / {args.latency_frames // 2} (NTRIP) unique frames at "
-        f"{args.latency_rate:.0f} frames/s; ramp steps of {args.step:.0f} s, one SPARTN frame per MQTT message, "
+        f"{args.latency_rate:.0f} frames/s per client, in {LATENCY_ROUNDS} rounds (A-B then B-A order, pooled); "
+        f"ramp steps of {args.step:.0f} s, one SPARTN frame per MQTT message, "
         "capture-sized frames (avg 209 B).",
         "",
         table(build_rows(res)),
@@ -814,9 +833,11 @@ def main() -> int:
             for proto, phase, order in plan(args):
                 log(f"{proto.upper()}: {phase}")
                 for who in order:
-                    res.setdefault(proto, {}).setdefault(phase, {})[who] = _guard(
+                    got = _guard(
                         notes, who, proto, phase, world=world, factory=factory, args=args, real_frames=real_frames
                     )
+                    per_who = res.setdefault(proto, {}).setdefault(phase, {})
+                    per_who[who] = pool_rounds(per_who.get(who), got) if phase == "latency" else got
         finally:
             world.close()
     log(f"done in {time.monotonic() - t0:.0f} s")
@@ -831,7 +852,13 @@ def main() -> int:
         settings = {
             k: getattr(args, k) for k in ("quick", "window", "latency_frames", "latency_rate", "step", "synthetic")
         }
-        dump = {"results": res, "machine": info, "notes": notes, "settings": settings, "floor": floor}
+        results = {  # without the per-frame lists
+            proto: {
+                ph: {w: {k: v for k, v in r.items() if k != "raw"} for w, r in byw.items()} for ph, byw in phs.items()
+            }
+            for proto, phs in res.items()
+        }
+        dump = {"results": results, "machine": info, "notes": notes, "settings": settings, "floor": floor}
         Path(args.json).write_text(json.dumps(dump, indent=2, default=str))
     if args.doc:
         write_doc(Path(args.doc), section)
@@ -842,14 +869,19 @@ def main() -> int:
 def plan(args) -> list[tuple[str, str, tuple[str, ...]]]:
     """(protocol, phase, client order): the first client alternates from phase to phase."""
     out = []
+    # latency in LATENCY_ROUNDS rounds in A-B, B-A order, pooled: a drift of the machine's load during the phase
+    # weighs on both clients alike
     if not args.no_mqtt:
         out += [
             ("mqtt", "real", (OURS, PEER)),
-            ("mqtt", "latency", (PEER, OURS)),
+            *[("mqtt", "latency", (PEER, OURS) if r % 2 == 0 else (OURS, PEER)) for r in range(LATENCY_ROUNDS)],
             ("mqtt", "ramp", (OURS, PEER)),
         ]
     if not args.no_ntrip:
-        out += [("ntrip", "real", (PEER, OURS)), ("ntrip", "latency", (OURS, PEER))]
+        out += [
+            ("ntrip", "real", (PEER, OURS)),
+            *[("ntrip", "latency", (OURS, PEER) if r % 2 == 0 else (PEER, OURS)) for r in range(LATENCY_ROUNDS)],
+        ]
     return out
 
 
@@ -861,7 +893,7 @@ def _guard(notes: list[str], who: str, proto: str, phase: str, *, world: Lab, fa
         if phase == "real":
             return phase_real_rate(world, who, proto, frames=real_frames, factory=factory, window=args.window)
         if phase == "latency":
-            count = args.latency_frames if proto == "mqtt" else args.latency_frames // 2
+            count = (args.latency_frames if proto == "mqtt" else args.latency_frames // 2) // LATENCY_ROUNDS
             return phase_latency(world, who, proto, factory=factory, count=count, msg_rate=args.latency_rate)
         return phase_ramp(world, who, factory, RAMP_RATES, args.step)
     except Exception as exc:  # any failure of a client is a result to report

@@ -9,6 +9,7 @@ import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pointperfect_forwarder import writer as writer_mod
 from pointperfect_forwarder.backoff import Backoff
 from pointperfect_forwarder.config import NtripSettings
 from pointperfect_forwarder.framing import Frame
@@ -45,14 +46,19 @@ def test_backoff_grows_jittered_to_cap_and_resets_after_long_session():
 
 
 class RecordingOutput(Output):
+    """In-memory output: `gate` cleared = full (writes take nothing), `room` = bytes it takes before it is full."""
+
     kind = "test"
+    write_timeout = 5.0
 
     def __init__(self, fail_first_writes: int = 0, fail_opens: int = 0):
         super().__init__("memory")
         self.writes: list[bytes] = []
+        self.threads: list[str] = []
         self.opens = 0
         self.fail_writes = fail_first_writes
         self.fail_opens = fail_opens
+        self.room: int | None = None
         self.gate = threading.Event()
         self.gate.set()
 
@@ -62,15 +68,31 @@ class RecordingOutput(Output):
             self.fail_opens -= 1
             raise FileNotFoundError(2, "No such file or directory")
 
-    def write(self, data):
-        self.gate.wait()
+    def write_some(self, data):
         if self.fail_writes:
             self.fail_writes -= 1
             raise OSError(5, "Input/output error")
-        self.writes.append(bytes(data))
+        if not self.gate.is_set():
+            return 0
+        take = len(data) if self.room is None else min(len(data), self.room)
+        if self.room is not None:
+            self.room -= take
+            if not self.room:
+                self.gate.clear()
+        if take:
+            self.writes.append(bytes(data[:take]))
+            self.threads.append(threading.current_thread().name)
+        return take
+
+    def wait_writable(self, timeout):
+        return self.gate.wait(timeout)
 
     def close(self):
         pass
+
+    @property
+    def stream(self) -> bytes:
+        return b"".join(self.writes)
 
 
 def _writer(out, queue_bytes=1 << 20, on_open=None):
@@ -93,7 +115,7 @@ def test_writer_writes_keys_before_queued_corrections():
     try:
         _wait(w.opened.is_set)
         w.submit(Frame("spartn", b"c0"))
-        _wait(lambda: w.queued_bytes() == 0)  # c0 is in write(), blocked on the gate
+        _wait(lambda: w.queued_bytes() == 0)  # c0 is in the writer thread, waiting on the gate
         for i in range(1, 4):
             w.submit(Frame("spartn", b"c%d" % i))
         w.submit(Frame("ubx", b"KEY"), priority=True)
@@ -137,7 +159,7 @@ def test_bounded_queue_drops_oldest_and_counts():
     try:
         _wait(w.opened.is_set)
         w.submit(Frame("spartn", b"x" * 10))
-        _wait(lambda: w.queued_bytes() == 0)
+        _wait(lambda: w.queued_bytes() == 0)  # in the writer thread, waiting on the gate
         for i in range(50):
             w.submit(Frame("spartn", bytes([i]) * 100))
         assert w.queued_bytes() <= 1000
@@ -160,6 +182,59 @@ def test_writer_reopens_and_rewrites_whole_frame():
         assert out.opens == 4  # two failed opens, one open, a failed write, a reopen
         assert out.writes == [b"KEY", b"frame-1"]  # the key written on the reopen goes first
         assert len(opened) == 2 and stats.output_state == "open"
+    finally:
+        w.stop()
+
+
+def test_idle_writer_writes_from_the_submitting_thread():
+    out = RecordingOutput()
+    w, stats = _writer(out)
+    w.start()
+    try:
+        _wait(w.opened.is_set)
+        w.submit(Frame("spartn", b"frame-1"))
+        assert out.writes == [b"frame-1"] and out.threads == [threading.current_thread().name]
+        assert stats.output_frames == 1 and w.queued_bytes() == 0
+    finally:
+        w.stop()
+
+
+def test_cut_frame_is_finished_first_after_a_timed_out_write(caplog):
+    out = RecordingOutput()
+    out.write_timeout = 0.3
+    w, stats = _writer(out, on_open=lambda: w.submit(Frame("ubx", b"KEY"), priority=True))
+    w.start()
+    try:
+        _wait(lambda: out.writes == [b"KEY"])
+        out.room = 3  # the receiver stops reading after 3 bytes of the next frame
+        w.submit(Frame("spartn", b"frame-1"))
+        w.submit(Frame("spartn", b"frame-2"))
+        _wait(lambda: out.opens == 2)  # the write timed out: the output was reopened
+        assert "failed (write timed out after 0.3 s), reopening" in caplog.text and out.stream == b"KEYfra"
+        out.room = None
+        out.gate.set()
+        _wait(lambda: stats.output_frames == 4)
+        # the receiver sees whole frames only: the cut one's rest, then the key of the reopen, then the rest
+        assert out.stream == b"KEYframe-1KEYframe-2"
+        # the cut write came from the submitting thread; the writer thread did the rest
+        assert out.threads[1] == threading.current_thread().name and set(out.threads) - {out.threads[1]} == {"writer"}
+    finally:
+        w.stop()
+
+
+def test_stalled_output_is_reported_and_recovers(monkeypatch):
+    monkeypatch.setattr(writer_mod, "STALL_AFTER", 0.2)
+    out = RecordingOutput()
+    w, stats = _writer(out)
+    w.start()
+    try:
+        _wait(w.opened.is_set)
+        out.gate.clear()  # the receiver stops reading
+        w.submit(Frame("spartn", b"frame-1"))
+        _wait(lambda: stats.output_state == "stalled")
+        out.gate.set()
+        _wait(lambda: stats.output_state == "open" and out.writes == [b"frame-1"])
+        assert out.opens == 1  # within the write timeout: no reopen
     finally:
         w.stop()
 

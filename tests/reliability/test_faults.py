@@ -314,7 +314,8 @@ def test_credentials_rotated(tmp_path, broker, receiver, replayer, daemons, how)
 
 
 def test_slow_receiver_stalls_its_output(tmp_path, broker, receiver, replayer, daemons):
-    """The receiver stops reading for 20 s: the queue stays bounded (drops counted), nothing is split."""
+    """The receiver stops reading for 20 s: health says "stalled" at once, the queue stays bounded (drops counted),
+    nothing is split (a frame cut by the write timeout is finished after the reopen)."""
     replayer.publish_keys(L.lab_keys())
     fwd, _ = _mqtt_forwarder(
         tmp_path,
@@ -331,10 +332,14 @@ def test_slow_receiver_stalls_its_output(tmp_path, broker, receiver, replayer, d
         assert _wait_flow(traffic, receiver, time.monotonic())
         t0 = time.monotonic()
         receiver.stall(True)
-        time.sleep(20)
+        # health says so within seconds, long before the write times out and the port is reopened
+        stalled = fwd.wait_status(lambda s: s["output"]["state"] == "stalled", timeout=15)
+        assert not stalled["healthy"]
+        time.sleep(max(0.0, t0 + 20 - time.monotonic()))
         t1 = time.monotonic()
         receiver.stall(False)
         assert _wait_flow(traffic, receiver, t1)
+        fwd.wait_status(lambda s: s["output"]["state"] == "open" and s["healthy"], timeout=15)
         time.sleep(2)
     finally:
         traffic.stop()

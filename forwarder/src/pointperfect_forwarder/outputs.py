@@ -11,10 +11,15 @@ import serial
 
 
 class Output:
-    """One target. open/write/read raise OSError on failure; the writer closes and reopens."""
+    """One target. open/write_some/read raise OSError on failure; the writer closes and reopens.
+
+    Writes are non-blocking and report what they took, so the writer always knows how much of a frame is out
+    (a timed-out write of a cut frame is finished, not re-sent whole, after the reopen).
+    """
 
     kind = "none"
     readable = False
+    write_timeout = 10.0  # seconds one frame may take before the output counts as stuck and is reopened
 
     def __init__(self, target: str):
         self.target = target
@@ -22,8 +27,21 @@ class Output:
     def open(self) -> None:
         raise NotImplementedError
 
-    def write(self, data: bytes) -> None:
+    def fileno(self) -> int:
         raise NotImplementedError
+
+    def write_some(self, data: bytes | memoryview) -> int:
+        """One non-blocking write: the number of bytes taken, 0 when the output is full."""
+        try:
+            return os.write(self.fileno(), data)
+        except BlockingIOError:
+            return 0
+
+    def wait_writable(self, timeout: float) -> bool:
+        """True once the output can take more bytes, False after `timeout` seconds."""
+        poller = select.poll()
+        poller.register(self.fileno(), select.POLLOUT)
+        return bool(poller.poll(max(0.0, timeout) * 1000))
 
     def read(self) -> bytes:
         """Bytes the receiver sent (waits up to ~0.2 s); b"" when none."""
@@ -45,18 +63,17 @@ class SerialOutput(Output):
     def open(self) -> None:
         try:
             # exclusive: one process owns the port for both the corrections and the NMEA it reads back
-            self._ser = serial.Serial(self.target, self.baudrate, timeout=1.0, write_timeout=10, exclusive=True)
+            self._ser = serial.Serial(self.target, self.baudrate, timeout=1.0, exclusive=True)
         except serial.SerialException as exc:
             raise OSError(str(exc)) from None
 
-    def write(self, data: bytes) -> None:
+    def fileno(self) -> int:
+        # pyserial opens the port non-blocking; writing to its descriptor (not Serial.write, which loses the count
+        # of bytes written when it times out) lets the writer finish a cut frame
         ser = self._ser
-        if ser is None:
+        if ser is None or not ser.is_open:
             raise OSError("serial port closed")
-        try:
-            ser.write(data)
-        except serial.SerialException as exc:  # includes SerialTimeoutException
-            raise OSError(str(exc)) from None
+        return ser.fileno()
 
     def read(self) -> bytes:
         ser = self._ser
@@ -90,14 +107,23 @@ class TcpOutput(Output):
         sock = socket.create_connection((self.host, self.port), timeout=10)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        sock.settimeout(10)
+        sock.setblocking(False)
         self._sock = sock
 
-    def write(self, data: bytes) -> None:
+    def fileno(self) -> int:
         sock = self._sock
         if sock is None:
             raise OSError("socket closed")
-        sock.sendall(data)
+        return sock.fileno()
+
+    def write_some(self, data: bytes | memoryview) -> int:
+        sock = self._sock
+        if sock is None:
+            raise OSError("socket closed")
+        try:
+            return sock.send(data)
+        except BlockingIOError:
+            return 0
 
     def read(self) -> bytes:
         sock = self._sock
@@ -106,7 +132,10 @@ class TcpOutput(Output):
         ready, _writable, _errored = select.select([sock], [], [], 0.2)
         if not ready:
             return b""
-        data = sock.recv(65536)
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            return b""
         if not data:
             raise OSError("connection closed by peer")
         return data
@@ -128,12 +157,13 @@ class FileOutput(Output):
     def open(self) -> None:
         self._fd = os.open(self.target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
 
-    def write(self, data: bytes) -> None:
+    def fileno(self) -> int:
         if self._fd is None:
             raise OSError("file closed")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        return self._fd
+
+    def wait_writable(self, timeout: float) -> bool:
+        return True  # a regular file takes what it can at once (a short write is retried)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None

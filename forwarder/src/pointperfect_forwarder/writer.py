@@ -1,4 +1,4 @@
-"""The one writer thread: whole frames only, keys/config before corrections, bounded queue, output reopen."""
+"""The one writer: whole frames only, keys/config before corrections, bounded queue, output reopen."""
 
 from __future__ import annotations
 
@@ -14,10 +14,30 @@ from .outputs import Output
 from .stats import Stats
 
 log = logging.getLogger(__name__)
+STOP_CHECK = 0.5  # seconds between stop checks while a write waits for the output
+STALL_AFTER = 2.0  # seconds a write may wait before the output is reported "stalled" (not healthy)
+
+
+class _Cut(Exception):
+    """A write failed after `done` bytes of the frame were out."""
+
+    def __init__(self, done: int, reason: str):
+        super().__init__(reason)
+        self.done = done
+        self.reason = reason
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc) or exc.__class__.__name__
 
 
 class Writer:
-    """Frames are queued whole and written whole, one at a time, by a single thread, so no frame is ever spliced.
+    """Frames are written whole and one at a time, so no frame is ever spliced into another.
+
+    When nothing is queued and the output is idle, `submit` writes the frame at once from the caller's thread
+    with one non-blocking write (no hand-off, no wake-up of another thread). Everything else goes through the
+    queue to the writer thread: what did not fit, frames arriving while a write is running, and the rest of a cut
+    frame, which goes out before anything else, also after a reopen, so the receiver still sees it whole.
 
     Priority frames (keys, receiver configuration) are written before any queued correction. The queue is bounded
     by `queue_bytes`: when full, the oldest corrections are dropped (and counted) to make room for new ones.
@@ -41,6 +61,8 @@ class Writer:
         self._high: collections.deque[Frame] = collections.deque()
         self._normal: collections.deque[Frame] = collections.deque()
         self._queued = 0
+        self._tail: tuple[Frame, int, bool] | None = None  # a cut frame: (frame, bytes already out, priority)
+        self._busy = False  # a thread is using the output (writing, closing or opening); guarded by _cond
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._failed_generation: int | None = None
@@ -54,18 +76,24 @@ class Writer:
         with self._cond:
             if priority and frame in self._high:
                 return  # the same key/config frame is already waiting (e.g. re-queued on a reopen)
-            queue = self._high if priority else self._normal
-            # make room by dropping the oldest corrections first, then (only if needed) the oldest priority frames
-            while self._queued + size > self.queue_bytes and (self._normal or (priority and self._high)):
-                old = self._normal.popleft() if self._normal else self._high.popleft()
-                self._queued -= len(old.data)
-                self.stats.dropped(len(old.data))
-            if self._queued + size > self.queue_bytes:
-                self.stats.dropped(size)
+            if self._busy or self._has_work():
+                self._enqueue(frame, priority)
                 return
-            queue.append(frame)
-            self._queued += size
-            self._cond.notify()
+            self._busy = True  # idle and open: the output is this thread's for one write
+        try:
+            done, reason = self.output.write_some(frame.data), None
+        except OSError as exc:
+            done, reason = 0, _reason(exc)
+        with self._cond:
+            self._busy = False
+            if done < size:
+                self._keep(frame, done, priority)
+                if reason is not None:
+                    self._failed(self.generation, reason)
+            if self._has_work():
+                self._cond.notify()
+        if done == size:
+            self.stats.data_out(frame.stream, size)
 
     def queued_bytes(self) -> int:
         return self._queued
@@ -73,10 +101,8 @@ class Writer:
     def fail(self, generation: int, reason: str) -> None:
         """The reader saw the output fail: the writer thread closes and reopens it."""
         with self._cond:
-            if generation == self.generation and self._failed_generation is None:
-                self._failed_generation = generation
-                self.stats.output_error = reason
-                self._cond.notify()
+            self._failed(generation, reason)
+            self._cond.notify()
 
     # --- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -93,6 +119,54 @@ class Writer:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    # --- queue (all under _cond) -----------------------------------------------------------------------------------
+
+    def _has_work(self) -> bool:
+        return bool(
+            self._tail is not None
+            or self._high
+            or self._normal
+            or self._failed_generation is not None
+            or not self.opened.is_set()
+        )
+
+    def _enqueue(self, frame: Frame, priority: bool) -> None:
+        size = len(frame.data)
+        queue = self._high if priority else self._normal
+        # make room by dropping the oldest corrections first, then (only if needed) the oldest priority frames
+        while self._queued + size > self.queue_bytes and (self._normal or (priority and self._high)):
+            old = self._normal.popleft() if self._normal else self._high.popleft()
+            self._queued -= len(old.data)
+            self.stats.dropped(len(old.data))
+        if self._queued + size > self.queue_bytes:
+            self.stats.dropped(size)
+            return
+        queue.append(frame)
+        self._queued += size
+        self._cond.notify()
+
+    def _keep(self, frame: Frame, done: int, priority: bool) -> None:
+        """A frame that is not (all) out yet goes first: its rest if it was cut, else the whole of it."""
+        if done:
+            self._tail = (frame, done, priority)
+        else:
+            (self._high if priority else self._normal).appendleft(frame)
+            self._queued += len(frame.data)
+
+    def _failed(self, generation: int, reason: str) -> None:
+        if generation == self.generation and self._failed_generation is None:
+            self._failed_generation = generation
+            self.stats.output_error = reason
+
+    def _pop(self) -> tuple[Frame, int, bool]:
+        if self._tail is not None:
+            tail, self._tail = self._tail, None
+            return tail
+        priority = bool(self._high)
+        frame = (self._high if priority else self._normal).popleft()
+        self._queued -= len(frame.data)
+        return frame, 0, priority
+
     # --- writer thread ---------------------------------------------------------------------------------------------
 
     def _close(self) -> None:
@@ -104,9 +178,9 @@ class Writer:
         try:
             self.output.open()
         except OSError as exc:
-            reason = exc.strerror or str(exc) or exc.__class__.__name__
+            reason = _reason(exc)
             if self.stats.output_error != reason or self.backoff.attempt == 0:
-                log.warning("output %s %s: cannot open: %s", self.output.kind, self.output.target, reason)
+                log.warning("output %s %s: cannot open: %s", *self._names(), reason)
             self.stats.output_error = reason
             self.stats.output_state = "closed"
             return False
@@ -115,61 +189,72 @@ class Writer:
         self.backoff.reset()
         self.stats.output_state = "open"
         self.stats.output_error = None
-        log.info("output %s %s: open", self.output.kind, self.output.target)
+        log.info("output %s %s: open", *self._names())
         if self.on_open:
-            self.on_open()  # queues keys and receiver config ahead of any correction
+            self.on_open()  # queues keys and receiver config ahead of any correction (after a cut frame's rest)
         self.opened.set()
         return True
 
-    def _next(self) -> tuple[Frame, bool] | None:
-        with self._cond:
-            if not (self._high or self._normal or self._stop.is_set() or self._failed_generation is not None):
-                self._cond.wait(2.0)  # notified on every frame; the timeout only re-checks stop
-            priority = bool(self._high)
-            queue = self._high if priority else self._normal
-            if not queue or self._failed_generation is not None:
-                return None
-            frame = queue.popleft()
-            self._queued -= len(frame.data)
-            return frame, priority
+    def _repair(self) -> None:
+        """Close a failed output, open a closed one."""
+        if self.opened.is_set():
+            log.warning("output %s %s: failed (%s), reopening", *self._names(), self.stats.output_error)
+            self._close()
+        if not self._open():
+            self._stop.wait(self.backoff.next_delay())
 
-    def _requeue(self, frame: Frame, priority: bool) -> None:
-        with self._cond:
-            (self._high if priority else self._normal).appendleft(frame)
-            self._queued += len(frame.data)
+    def _write(self, frame: Frame, done: int) -> None:
+        """Write frame.data[done:] within the output's write_timeout; raises _Cut on failure."""
+        view = memoryview(frame.data)
+        start = time.monotonic()
+        deadline = start + self.output.write_timeout
+        try:
+            while True:
+                done += self.output.write_some(view[done:])
+                if done == len(view):
+                    break
+                while not self.output.wait_writable(min(STOP_CHECK, deadline - time.monotonic())):
+                    now = time.monotonic()
+                    if self._stop.is_set():
+                        raise _Cut(done, "stopping")
+                    if now >= deadline:
+                        raise _Cut(done, f"write timed out after {self.output.write_timeout:g} s")
+                    if now - start >= STALL_AFTER and self.stats.output_state == "open":
+                        self.stats.output_state = "stalled"
+                        log.warning("output %s %s: stalled, the receiver takes no data", *self._names())
+        except OSError as exc:
+            raise _Cut(done, _reason(exc)) from None
+        if self.stats.output_state == "stalled":
+            self.stats.output_state = "open"
+            log.info("output %s %s: takes data again after %.1f s", *self._names(), time.monotonic() - start)
+
+    def _names(self) -> tuple[str, str]:
+        return self.output.kind, self.output.target
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self.heartbeat = time.monotonic()
-            if self._failed_generation is not None and self.opened.is_set():
-                log.warning(
-                    "output %s %s: failed (%s), reopening",
-                    self.output.kind,
-                    self.output.target,
-                    self.stats.output_error,
-                )
-                self._close()
-            if not self.opened.is_set():
-                if not self._open():
-                    self._stop.wait(self.backoff.next_delay())
-                continue
-            item = self._next()
-            if item is None:
-                continue
-            frame, priority = item
+            with self._cond:
+                if self._busy or not self._has_work():
+                    self._cond.wait(2.0)  # notified on new work; the timeout only re-checks stop
+                    continue
+                self._busy = True
+                ready = self.opened.is_set() and self._failed_generation is None
+                item = self._pop() if ready else None
             try:
-                self.output.write(frame.data)
-            except OSError as exc:
-                # the whole frame is written again after the reopen; the receiver resyncs on the cut one
-                self._requeue(frame, priority)
-                self.stats.output_error = exc.strerror or str(exc) or exc.__class__.__name__
-                log.warning(
-                    "output %s %s: write failed (%s), reopening",
-                    self.output.kind,
-                    self.output.target,
-                    self.stats.output_error,
-                )
-                self._close()
-                continue
-            self.stats.data_out(frame.stream, len(frame.data))
+                if item is None:
+                    self._repair()
+                    continue
+                frame, done, priority = item
+                try:
+                    self._write(frame, done)
+                except _Cut as cut:
+                    with self._cond:
+                        self._keep(frame, cut.done, priority)
+                        self._failed(self.generation, cut.reason)
+                    continue
+                self.stats.data_out(frame.stream, len(frame.data))
+            finally:
+                with self._cond:
+                    self._busy = False
         self.stats.output_state = "closed"
