@@ -104,6 +104,16 @@ def test_each_threshold_flags_its_problem(tmp_path, kwargs, expected, severity):
     assert all(p["remedy"] and p["host"] == "gw-x" for p in problems)
 
 
+def test_stalled_output_is_a_warning_with_its_remedy(tmp_path):
+    st = fab.status(NOW, healthy=False)
+    st["output"]["state"] = "stalled"  # the forwarder's writer waited > 2 s for the receiver
+    problems = fr.fleet_health({"gw-x": result(tmp_path, "gw-x", creds=fab.credentials(NOW), status=st)}, now=NOW)
+    assert [(p["check"], p["severity"], p["message"]) for p in problems] == [
+        ("output", "warning", "output serial is stalled")
+    ]
+    assert "receiver link" in problems[0]["remedy"]
+
+
 def test_threshold_boundaries_and_overrides(tmp_path):
     res = result(tmp_path, "gw", creds=fab.credentials(NOW, cert_days=30.0), status=fab.status(NOW, last_data_age=60))
     assert fr.fleet_health({"gw": res}, now=NOW) == []  # exactly at the thresholds is still fine
