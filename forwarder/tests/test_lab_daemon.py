@@ -83,6 +83,43 @@ def test_sd_notify_ready_watchdog_stopping(tmp_path, broker, receiver, daemons):
         sock.close()
 
 
+def _notices(sock: socket.socket, until, timeout: float = 15) -> list[str]:
+    """sd_notify fields received until `until(fields)` holds (or the timeout)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not until(seen):
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            seen += sock.recv(4096).decode().split("\n")
+        except TimeoutError:
+            break
+    return seen
+
+
+def test_only_a_requested_reload_is_announced_to_systemd(tmp_path, broker, receiver, daemons):
+    """A reload because the credentials file changed does not send RELOADING=1: the unit would show "reloading",
+    and Ansible's systemd module turns a `restarted` handler on such a unit into a plain (no-op) start."""
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    try:
+        creds = credentials(tmp_path, broker=broker, keys=lab_keys())
+        cfg = forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver))
+        fwd = daemons(cfg, env={"NOTIFY_SOCKET": str(sock_path)})
+        assert "READY=1" in _notices(sock, lambda seen: "READY=1" in seen)
+        fwd.wait_status(lambda s: s["input"]["state"] == "connected")
+        creds.write_text(creds.read_text())  # a new mtime, as a rotation writes it
+        seen = _notices(sock, lambda _seen: "reloading (credentials file changed)" in fwd.log(), timeout=20)
+        seen += _notices(sock, lambda _seen: False, timeout=2)  # what the reload sends when it is done
+        assert "reloading (credentials file changed)" in fwd.log()
+        assert "RELOADING=1" not in seen and any(f.startswith("STATUS=") for f in seen), seen
+        fwd.signal(__import__("signal").SIGHUP)
+        seen = _notices(sock, lambda seen: "READY=1" in seen)
+        assert seen[:1] == ["RELOADING=1"] and "READY=1" in seen, seen
+    finally:
+        sock.close()
+
+
 def test_sighup_reloads_config(tmp_path, broker, receiver, daemons):
     creds = credentials(tmp_path, broker=broker, keys=lab_keys())
     cfg = forwarder_config(

@@ -207,19 +207,23 @@ class Forwarder:
         if self.pipeline is not None:
             self.pipeline.stop()
 
-    def _do_reload(self, why: str) -> None:
-        self.notifier.reloading()
+    def _do_reload(self, why: str, announce: bool = True) -> None:
+        # Only a requested reload (SIGHUP) is announced: RELOADING=1 puts the unit in "reloading", which a
+        # concurrent `systemctl restart` from Ansible's systemd module takes for "not running" (it then only starts).
+        done = self.notifier.ready if announce else self.notifier.status
+        if announce:
+            self.notifier.reloading()
         try:
             new = config.load(self.settings.path)
         except config.ConfigError as exc:
             log.error("reload (%s) refused, keeping the running configuration: %s", why, exc)
-            self.notifier.ready(self._status_line())
+            done(self._status_line())
             return
         log.info("reloading (%s)", why)
         self._stop_pipeline()
         self.settings = new
         self._start()
-        self.notifier.ready(self._status_line())
+        done(self._status_line())
 
     def _status_line(self) -> str:
         p = self.pipeline
@@ -254,7 +258,7 @@ class Forwarder:
                     mtime = self._credentials_mtime()
                     if mtime is not None and mtime != cred_mtime:
                         cred_mtime = mtime
-                        self._do_reload("credentials file changed")
+                        self._do_reload("credentials file changed", announce=False)
                 p = self.pipeline
                 if now - last_status >= STATUS_EVERY:
                     last_status = now
