@@ -56,6 +56,7 @@ class ReceiverSim:
         self.inf_notice = inf_notice
         self.nak_valset = False
         self.resets = 0
+        self.key_loads = 0  # RXM-SPARTNKEY loads received (counts re-sends that a reset makes)
         self.plugged = False
         self._lock = threading.RLock()
         self._write_lock = threading.Lock()
@@ -305,6 +306,7 @@ class ReceiverSim:
                 keys = F.parse_spartnkey_payload(payload)
                 with self._lock:
                     self._keys = keys
+                    self.key_loads += 1
             else:
                 self.write(F.ubx_frame(UBX_RXM, UBX_RXM_SPARTNKEY, F.spartnkey_payload(self.keys)))
         elif (cls, msg_id) == (UBX_MON, UBX_MON_VER) and not payload:

@@ -107,11 +107,12 @@ def test_reset_clears_state_and_prints_boot_banner(rx):
     with _port(rx.device_path) as port:
         port.write(F.cfg_valset(CONFIG) + F.spartnkey_frame(KEYS))
         assert rx.wait_for(lambda r: r.config and r.keys)
+        assert rx.key_loads == 1
         port.reset_input_buffer()
         rx.reset()
         found = _read_until(port, lambda fs: any(b"u-blox AG" in f.raw for f in fs))
         assert any(f.raw.startswith(b"$GNTXT,01,01,02,u-blox AG") for f in found)
-        assert rx.config == {} and rx.keys == [] and rx.resets == 1
+        assert rx.config == {} and rx.keys == [] and rx.resets == 1 and rx.key_loads == 1
         port.write(F.ubx_frame(0x02, 0x36))
         found = _read_until(port, lambda fs: any(f.ubx_id == (0x02, 0x36) for f in fs))
         answer = next(f for f in found if f.ubx_id == (0x02, 0x36))
