@@ -103,7 +103,7 @@ def test_receiver_configured_and_reset_recovered(tmp_path, broker, receiver, dae
     receiver.reset()  # power cycle: keys and RAM config gone, boot banner printed (re-send may come at once)
     st = fwd.wait_status(lambda s: s["receiver"]["resets_detected"] >= 1 and s["receiver"]["config_state"] == "applied")
     assert receiver.wait_for(lambda r: r.key_loads > loads and len(r.keys) == 2)
-    assert receiver.config == {0x20A70001: 0, 0x10770005: 1}
+    assert receiver.wait_for(lambda r: r.config == {0x20A70001: 0, 0x10770005: 1})  # the status may lead the ACK
     assert "reset detected" in fwd.log()
 
 

@@ -77,13 +77,19 @@ class Device:
         self.client.tls_set(ca_certs=str(broker.ca_path), certfile=str(cert), keyfile=str(key))
         self.client.on_connect = lambda *a: self.connected.set()
         self.client.on_message = lambda c, u, m: self.got.append((m.topic, m.payload))
+        self.subacks: set[int] = set()
+        self.client.on_subscribe = lambda c, u, mid, *a: self.subacks.add(mid)
         self.client.connect("127.0.0.1", broker.port)
         self.client.loop_start()
         assert self.connected.wait(10)
 
     def subscribe(self, *topics):
-        for topic in topics:
-            self.client.subscribe(topic, qos=0)
+        """Subscribe and wait for every SUBACK (retained messages may already have arrived)."""
+        mids = {self.client.subscribe(topic, qos=0)[1] for topic in topics}
+        deadline = time.monotonic() + 10
+        while not mids <= self.subacks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert mids <= self.subacks, "no SUBACK"
 
     def wait(self, n, timeout=10):
         deadline = time.monotonic() + timeout
@@ -129,7 +135,6 @@ def test_device_gets_retained_keys_then_frames_byte_exact(broker):
         try:
             dev.subscribe("/pp/ubx/0236/ip", "/pp/ip/eu")
             assert dev.wait(1)[0] == ("/pp/ubx/0236/ip", key_frame)  # retained: arrives right after subscribing
-            time.sleep(0.2)
             rep.publish_all((("corrections", f) for f in sent), interval=0.005)
             got = dev.wait(21)
         finally:
@@ -144,7 +149,6 @@ def test_devices_cannot_publish(broker):
     b = Device(broker, *broker.issue_device("gw-b"), cn="gw-b")
     try:
         b.subscribe("/pp/ip/eu")
-        time.sleep(0.3)
         a.client.publish("/pp/ip/eu", b"forged")
         with MqttReplayer(broker) as rep:
             rep.publish("/pp/ip/eu", b"genuine")
@@ -166,7 +170,6 @@ def test_restart_keeps_port_and_replayer_reconnects(broker):
         assert rep.wait_connected(10)
         dev = Device(broker, *broker.issue_device("gw-restart"), cn="gw-restart")
         dev.subscribe("/pp/ip/eu")
-        time.sleep(0.3)
         rep.publish("/pp/ip/eu", b"after-restart")
         assert dev.wait(1) == [("/pp/ip/eu", b"after-restart")]
         dev.close()

@@ -150,8 +150,8 @@ def test_caster_connection_dropped_mid_frame(tmp_path, caster, receiver, daemons
             sampler.stop()
         d = L.analyse(traffic, receiver, t0, t1)
         assert half not in [f.raw for f in receiver.frames_of("spartn")]
-        st = fwd.status()
-        assert st["input"]["reconnects"] >= 1 and st["input"]["state"] == "connected"
+        # the status file is rewritten every ~2 s: wait for it rather than read it once
+        fwd.wait_status(lambda s: s["input"]["reconnects"] >= 1 and s["input"]["state"] == "connected", 10)
         _common(fwd, pid, sampler, "caster_drop_mid_frame", d, fault_start=t0, fault_end=t1)
     finally:
         fwd.stop()
@@ -227,6 +227,7 @@ def test_serial_unplug_and_replug(tmp_path, broker, receiver, replayer, daemons)
         t0 = time.monotonic()
         receiver.unplug()
         fwd.wait_status(lambda s: s["output"]["state"] == "closed", 15)
+        t_closed = time.monotonic()
         time.sleep(5)
         t1 = time.monotonic()
         receiver.replug()
@@ -236,7 +237,7 @@ def test_serial_unplug_and_replug(tmp_path, broker, receiver, replayer, daemons)
     finally:
         traffic.stop()
         sampler.stop()
-    during = sampler.between(t0 + 3, t1)  # the status file is rewritten every ~2 s
+    during = sampler.between(t_closed, t1)  # from the first "closed" status: the file is rewritten every ~2 s
     assert during and all(s["status"]["output"]["state"] == "closed" for s in during)
     assert all(not s["status"]["healthy"] for s in during), "healthy while the serial port was gone"
     d = L.analyse(traffic, receiver, t0, t1)
@@ -299,13 +300,20 @@ def test_credentials_rotated(tmp_path, broker, receiver, replayer, daemons, how)
         assert _wait_flow(traffic, receiver, time.monotonic())
         t0 = time.monotonic()
         new_keys = L.lab_keys(seed=1)
+        want = [new_keys["current"]["value"], new_keys["next"]["value"]]
+        # the service's retained key message carries the keys ZTP returns (else the old retained keys would follow
+        # the file's after the reconnect); the loads counted after it are the ones the reload makes
+        replayer.publish_keys(new_keys)
+        assert receiver.wait_for(lambda r: [k["value"] for k in r.keys] == want, 15)
+        loads = receiver.key_loads
         L.credentials(creds.parent, broker=broker, keys=new_keys, cn="rotated-" + L.CLIENT_ID[:8])
         assert (creds.parent / "client.crt").read_bytes() != old_cert
         if how == "sighup":
             fwd.signal(signal.SIGHUP)
         t1 = time.monotonic()
-        want = [new_keys["current"]["value"], new_keys["next"]["value"]]
-        assert receiver.wait_for(lambda r: [k["value"] for k in r.keys] == want, 30), "rotated keys not sent"
+        assert receiver.wait_for(lambda r: r.key_loads > loads and [k["value"] for k in r.keys] == want, 30), (
+            "rotated keys not sent"
+        )
         assert _wait_flow(traffic, receiver, t1)
     finally:
         traffic.stop()

@@ -116,15 +116,6 @@ class TcpOutput(Output):
             raise OSError("socket closed")
         return sock.fileno()
 
-    def write_some(self, data: bytes | memoryview) -> int:
-        sock = self._sock
-        if sock is None:
-            raise OSError("socket closed")
-        try:
-            return sock.send(data)
-        except BlockingIOError:
-            return 0
-
     def read(self) -> bytes:
         sock = self._sock
         if sock is None:
