@@ -21,6 +21,16 @@ SRC = REPO / "forwarder" / "src"
 CLIENT_ID = "7b3f4c1e-5d2a-4e8f-9a6b-0c1d2e3f4a5b"
 
 
+def wait_until(predicate, timeout: float = 20.0) -> bool:
+    """Poll `predicate()` until it holds or `timeout` s pass; returns its last result."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
 def lab_keys() -> dict:
     """Current and next 4-week keys around now (distinct, recognisable values)."""
     period = 2419200000

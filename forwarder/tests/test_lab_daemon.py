@@ -10,7 +10,7 @@ import time
 import urllib.request
 
 import pytest
-from fwd_helpers import SRC, credentials, forwarder_config, lab_keys
+from fwd_helpers import SRC, credentials, forwarder_config, lab_keys, wait_until
 from pointperfect_sim.lab import free_port
 
 pytestmark = pytest.mark.timeout(90)
@@ -54,35 +54,6 @@ def test_status_file_and_metrics(tmp_path, broker, receiver, daemons):
         assert f"pointperfect_forwarder_{name}" in body, name
 
 
-def test_sd_notify_ready_watchdog_stopping(tmp_path, broker, receiver, daemons):
-    sock_path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
-    sock.settimeout(15)
-    try:
-        creds = credentials(tmp_path, broker=broker, keys=lab_keys())
-        cfg = forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver))
-        fwd = daemons(cfg, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"})
-        seen: list[str] = []
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not ("READY=1" in seen and seen.count("WATCHDOG=1") >= 2):
-            seen += sock.recv(4096).decode().split("\n")
-        assert "READY=1" in seen and seen.count("WATCHDOG=1") >= 2
-        assert any(s.startswith("STATUS=") for s in seen)
-        assert fwd.stop() == 0
-        rest = []
-        sock.settimeout(1)
-        try:
-            while True:
-                rest += sock.recv(4096).decode().split("\n")
-        except TimeoutError:
-            pass
-        assert "STOPPING=1" in rest
-        assert fwd.status()["input"]["state"] == "stopped"
-    finally:
-        sock.close()
-
-
 def _notices(sock: socket.socket, until, timeout: float = 15) -> list[str]:
     """sd_notify fields received until `until(fields)` holds (or the timeout)."""
     seen: list[str] = []
@@ -94,6 +65,25 @@ def _notices(sock: socket.socket, until, timeout: float = 15) -> list[str]:
         except TimeoutError:
             break
     return seen
+
+
+def test_sd_notify_ready_watchdog_stopping(tmp_path, broker, receiver, daemons):
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    try:
+        creds = credentials(tmp_path, broker=broker, keys=lab_keys())
+        cfg = forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver))
+        fwd = daemons(cfg, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"})
+        seen = _notices(sock, lambda seen: "READY=1" in seen and seen.count("WATCHDOG=1") >= 2)
+        assert "READY=1" in seen and seen.count("WATCHDOG=1") >= 2
+        assert any(s.startswith("STATUS=") for s in seen)
+        assert fwd.stop() == 0
+        rest = _notices(sock, lambda _rest: False, timeout=1)  # all it sent while stopping
+        assert "STOPPING=1" in rest
+        assert fwd.status()["input"]["state"] == "stopped"
+    finally:
+        sock.close()
 
 
 def test_only_a_requested_reload_is_announced_to_systemd(tmp_path, broker, receiver, daemons):
@@ -136,9 +126,7 @@ def test_sighup_reloads_config(tmp_path, broker, receiver, daemons):
     # a broken config on SIGHUP is refused and the running one is kept
     cfg.write_text('{"input": "carrier-pigeon"}')
     fwd.signal(__import__("signal").SIGHUP)
-    deadline = time.monotonic() + 15
-    while "reload (SIGHUP) refused" not in fwd.log() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: "reload (SIGHUP) refused" in fwd.log(), 15)
     assert fwd.proc.poll() is None
     assert "reload (SIGHUP) refused" in fwd.log() and "config error: input:" in fwd.log()
     assert fwd.status()["input"]["state"] == "connected"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import pytest
-from fwd_helpers import credentials, forwarder_config, lab_keys
+from fwd_helpers import credentials, forwarder_config, lab_keys, wait_until
 from pointperfect_sim import frames as F
 from pointperfect_sim.replay import MqttReplayer
 
@@ -66,15 +65,6 @@ class TcpReceiver:
         self.server.close()
 
 
-def _wait(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def _spartn(frames: list[F.Frame]) -> list[bytes]:
     return [f.raw for f in frames if f.kind == "spartn"]
 
@@ -95,12 +85,12 @@ def test_tcp_output_keys_first_and_reconnect_after_the_server_drops(tmp_path, br
         first = F.synthetic_spartn(40)
         for frame in first:
             replayer.publish("corrections", frame)
-        assert _wait(lambda: _spartn(rx.frames(0)[0]) == first)
+        assert wait_until(lambda: _spartn(rx.frames(0)[0]) == first)
         frames, garbage = rx.frames(0)
         assert garbage == 0 and frames[0].raw == key_frame  # the keys come before any correction
 
         rx.drop()
-        assert _wait(lambda: len(rx.sessions) == 2)  # the writer reopens the connection
+        assert wait_until(lambda: len(rx.sessions) == 2)  # the writer reopens the connection
         second = F.synthetic_spartn(40, size=120)
 
         def delivered() -> bool:
@@ -111,7 +101,7 @@ def test_tcp_output_keys_first_and_reconnect_after_the_server_drops(tmp_path, br
                 replayer.publish("corrections", frame)  # dropped link are lost with it, as on a real port)
             return False
 
-        assert _wait(delivered, timeout=30)
+        assert wait_until(delivered, timeout=30)
         frames, garbage = rx.frames(1)
         assert garbage == 0 and frames[0].raw == key_frame  # keys again, first, on the new connection
         got = _spartn(frames)
@@ -135,7 +125,7 @@ def test_file_output_appends_whole_frames_keys_first(tmp_path, broker, daemons):
         sent = F.synthetic_spartn(50, size=200)
         for i in range(0, len(sent), 5):
             replayer.publish("corrections", b"".join(sent[i : i + 5]))
-        assert _wait(lambda: _spartn(F.split_frames(path.read_bytes())[0]) == sent)
+        assert wait_until(lambda: _spartn(F.split_frames(path.read_bytes())[0]) == sent)
         frames, garbage = F.split_frames(path.read_bytes())
         assert garbage == 0 and frames[0].raw == key_frame
         st = fwd.wait_status(lambda s: s["streams"]["spartn"]["frames"] == len(sent))
@@ -144,7 +134,7 @@ def test_file_output_appends_whole_frames_keys_first(tmp_path, broker, daemons):
         before = path.read_bytes()
         fwd2 = daemons(_config(tmp_path, broker, {"type": "file", "path": str(path)}))
         fwd2.wait_status(lambda s: s["input"]["state"] == "connected")
-        assert _wait(lambda: path.stat().st_size > len(before))  # the restarted daemon appends (the keys again)
+        assert wait_until(lambda: path.stat().st_size > len(before))  # the restarted daemon appends (the keys again)
         assert path.read_bytes().startswith(before)
     finally:
         replayer.stop()
