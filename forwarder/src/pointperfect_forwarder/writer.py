@@ -19,12 +19,11 @@ STALL_AFTER = 2.0  # seconds a write may wait before the output is reported "sta
 
 
 class _Cut(Exception):
-    """A write failed after `done` bytes of the frame were out."""
+    """A write failed after `done` bytes of the frame were out; str() is the reason."""
 
     def __init__(self, done: int, reason: str):
         super().__init__(reason)
         self.done = done
-        self.reason = reason
 
 
 def _reason(exc: OSError) -> str:
@@ -251,7 +250,7 @@ class Writer:
                 except _Cut as cut:
                     with self._cond:
                         self._keep(frame, cut.done, priority)
-                        self._failed(self.generation, cut.reason)
+                        self._failed(self.generation, str(cut))
                     continue
                 self.stats.data_out(frame.stream, len(frame.data))
             finally:
