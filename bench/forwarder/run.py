@@ -456,8 +456,10 @@ def latency_summary(raw: dict) -> dict:
 
 def pool_rounds(old: dict | None, new: dict) -> dict:
     """One latency result from this client's rounds: all their frames pooled, percentiles taken again."""
-    if not old or "error" in old or "error" in new:
-        return new if not old or "error" in new else old
+    if not old or "error" in new:
+        return new  # the first round, or a failed one (reported as such)
+    if "error" in old:
+        return old
     a, b = old["raw"], new["raw"]
     pooled = latency_summary({k: a[k] + b[k] for k in ("lat", "lost", "added", "floor")})
     pooled["rounds"] = old.get("rounds", 1) + 1
