@@ -54,6 +54,15 @@ def test_status_file_and_metrics(tmp_path, broker, receiver, daemons):
         assert f"pointperfect_forwarder_{name}" in body, name
 
 
+@pytest.fixture
+def notify_socket(tmp_path):
+    """The $NOTIFY_SOCKET a daemon reports to, as systemd's would be; its path is getsockname()."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify.sock"))
+    yield sock
+    sock.close()
+
+
 def _notices(sock: socket.socket, until, timeout: float = 15) -> list[str]:
     """sd_notify fields received until `until(fields)` holds (or the timeout)."""
     seen: list[str] = []
@@ -67,48 +76,36 @@ def _notices(sock: socket.socket, until, timeout: float = 15) -> list[str]:
     return seen
 
 
-def test_sd_notify_ready_watchdog_stopping(tmp_path, broker, receiver, daemons):
-    sock_path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
-    try:
-        creds = credentials(tmp_path, broker=broker, keys=lab_keys())
-        cfg = forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver))
-        fwd = daemons(cfg, env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"})
-        seen = _notices(sock, lambda seen: "READY=1" in seen and seen.count("WATCHDOG=1") >= 2)
-        assert "READY=1" in seen and seen.count("WATCHDOG=1") >= 2
-        assert any(s.startswith("STATUS=") for s in seen)
-        assert fwd.stop() == 0
-        rest = _notices(sock, lambda _rest: False, timeout=1)  # all it sent while stopping
-        assert "STOPPING=1" in rest
-        assert fwd.status()["input"]["state"] == "stopped"
-    finally:
-        sock.close()
+def test_sd_notify_ready_watchdog_stopping(tmp_path, broker, receiver, daemons, notify_socket):
+    creds = credentials(tmp_path, broker=broker, keys=lab_keys())
+    cfg = forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver))
+    fwd = daemons(cfg, env={"NOTIFY_SOCKET": notify_socket.getsockname(), "WATCHDOG_USEC": "1000000"})
+    seen = _notices(notify_socket, lambda seen: "READY=1" in seen and seen.count("WATCHDOG=1") >= 2)
+    assert "READY=1" in seen and seen.count("WATCHDOG=1") >= 2
+    assert any(s.startswith("STATUS=") for s in seen)
+    assert fwd.stop() == 0
+    rest = _notices(notify_socket, lambda _rest: False, timeout=1)  # all it sent while stopping
+    assert "STOPPING=1" in rest
+    assert fwd.status()["input"]["state"] == "stopped"
 
 
-def test_only_a_requested_reload_is_announced_to_systemd(tmp_path, broker, receiver, daemons):
+def test_only_a_requested_reload_is_announced_to_systemd(tmp_path, broker, receiver, daemons, notify_socket):
     """A reload because the credentials file changed does not send RELOADING=1: the unit would show "reloading",
     and Ansible's systemd module turns a `restarted` handler on such a unit into a plain (no-op) start."""
-    sock_path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
-    try:
-        creds = credentials(tmp_path, broker=broker, keys=lab_keys())
-        cfg = forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver))
-        fwd = daemons(cfg, env={"NOTIFY_SOCKET": str(sock_path)})
-        assert "READY=1" in _notices(sock, lambda seen: "READY=1" in seen)
-        fwd.wait_status(lambda s: s["input"]["state"] == "connected")
-        creds.write_text(creds.read_text())  # a new mtime, as a rotation writes it
-        seen = _notices(sock, lambda _seen: "reloading (credentials file changed)" in fwd.log(), timeout=20)
-        seen += _notices(sock, lambda _seen: False, timeout=2)  # what the reload sends when it is done
-        assert "reloading (credentials file changed)" in fwd.log()
-        assert "RELOADING=1" not in seen and any(f.startswith("STATUS=") for f in seen), seen
-        fwd.signal(__import__("signal").SIGHUP)
-        seen = _notices(sock, lambda seen: "READY=1" in seen)
-        events = [f for f in seen if f and not f.startswith("STATUS=")]  # a periodic STATUS= may come first
-        assert events[:2] == ["RELOADING=1", "READY=1"], seen
-    finally:
-        sock.close()
+    creds = credentials(tmp_path, broker=broker, keys=lab_keys())
+    cfg = forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(receiver))
+    fwd = daemons(cfg, env={"NOTIFY_SOCKET": notify_socket.getsockname()})
+    assert "READY=1" in _notices(notify_socket, lambda seen: "READY=1" in seen)
+    fwd.wait_status(lambda s: s["input"]["state"] == "connected")
+    creds.write_text(creds.read_text())  # a new mtime, as a rotation writes it
+    seen = _notices(notify_socket, lambda _seen: "reloading (credentials file changed)" in fwd.log(), timeout=20)
+    seen += _notices(notify_socket, lambda _seen: False, timeout=2)  # what the reload sends when it is done
+    assert "reloading (credentials file changed)" in fwd.log()
+    assert "RELOADING=1" not in seen and any(f.startswith("STATUS=") for f in seen), seen
+    fwd.signal(__import__("signal").SIGHUP)
+    seen = _notices(notify_socket, lambda seen: "READY=1" in seen)
+    events = [f for f in seen if f and not f.startswith("STATUS=")]  # a periodic STATUS= may come first
+    assert events[:2] == ["RELOADING=1", "READY=1"], seen
 
 
 def test_sighup_reloads_config(tmp_path, broker, receiver, daemons):
