@@ -22,7 +22,9 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response im
     certificate_info,
     credentials_document,
     iso_z,
+    normalize_topics,
     public_view,
+    region_code,
 )
 
 MODULE = "gnss.pointperfect.ztp"
@@ -38,6 +40,25 @@ CHANGING_REASONS = ("missing", "hardware_id_changed", "expiring")  # check mode 
 
 # Same options as DOCUMENTATION and the module part (one definition for both).
 ARGUMENT_SPEC = ztp_argument_spec()
+
+
+def region_option(value):
+    """The region option as 'auto' or a region code ('EU' and 'Japan' are accepted as eu and jp)."""
+    text = (value or "auto").strip()
+    if text.lower() == "auto":
+        return "auto"
+    code = region_code(text)
+    if code is None:
+        raise ZtpError("region %r is not a region code: set region to auto or a code such as eu, us, kr, au, jp" % text)
+    return code
+
+
+def region_error(region, regions):
+    """The one-line error when an explicit region is not in the plan; None when it is (or nothing to check)."""
+    regions = [r for r in regions or [] if isinstance(r, str)]
+    if region == "auto" or not regions or region in regions:
+        return None  # NTRIP and L-band-only plans list no correction regions: nothing to check against
+    return "region %r is not in this plan (%s): set region to one of them or auto" % (region, ", ".join(regions))
 
 
 def parse_iso_z(text):
@@ -83,19 +104,14 @@ def deployed_view(state, deployed):
     mqtt = creds.get("mqtt") or {}
     ntrip = creds.get("ntrip")
     not_after = deployed.get("certificate_not_after") if deployed.get("mqtt") else None
-    topics = creds.get("topics") if isinstance(creds.get("topics"), dict) else {}
     return {
         "client_id": creds.get("client_id"),
         "plan": creds.get("plan"),
         "service": creds.get("service"),
         "broker_host": mqtt.get("host"),
         "broker_port": mqtt.get("port"),
-        "regions": creds.get("regions") or [],
-        "topics": {
-            "keys": topics.get("keys"),
-            "corrections": topics.get("corrections") or [],
-            "assistnow": topics.get("assistnow"),
-        },
+        "regions": creds.get("regions") if isinstance(creds.get("regions"), list) else [],
+        "topics": normalize_topics(creds.get("topics")),
         "ntrip": None
         if not ntrip
         else {
@@ -119,7 +135,8 @@ def summary(view, fingerprint):
         return ""
     if view.get("ntrip"):
         n = view["ntrip"]
-        endpoint = "ntrip://%s:%s/%s (tls %s)" % (n["host"], n["port"], n["mountpoint"], n["tls"])
+        endpoint = "ntrip://%s:%s/%s" % (n["host"], n["port"], n["mountpoint"])
+        endpoint += " (tls %s)" % n["tls"] if n.get("tls") else ""
     else:
         endpoint = "mqtts://%s:%s" % (view.get("broker_host"), view.get("broker_port"))
     lines = [
@@ -128,6 +145,7 @@ def summary(view, fingerprint):
         "not_after: %s" % view.get("certificate_not_after"),
         "endpoint: %s" % endpoint,
         "plan: %s" % view.get("plan"),
+        "regions: %s" % ", ".join(view.get("regions") or []),
     ]
     return "\n".join(lines) + "\n"
 
@@ -151,6 +169,9 @@ class ActionModule(ActionBase):
             if args.get("token"):
                 secrets.add(args["token"])
             result["invocation"] = {"module_args": dict(args, token=CENSORED if args.get("token") else None)}
+            args["region"] = region_option(args["region"])
+            if args["activation_timeout"] < 0:
+                raise ZtpError("activation_timeout must be 0 (no retry) or more seconds")
             if not args["validate_certs"]:
                 result.setdefault("warnings", []).append(INSECURE_WARNING)
             result.update(self._provision(args, task_vars or {}, secrets))
@@ -185,7 +206,7 @@ class ActionModule(ActionBase):
             refresh_after_days=args["refresh_after_days"],
             force=args["force"],
         )
-        out = {"reason": decision.reason, "api_called": False, "changed": False}
+        out = {"reason": decision.reason, "api_called": False, "changed": False, "region": args["region"]}
         before_view = deployed_view(state, deployed) if deployed.get("credentials") else {}
         before = summary(before_view, deployed.get("fingerprint"))
         files_now = [
@@ -197,6 +218,9 @@ class ActionModule(ActionBase):
         if not decision.call_api:
             out.update(before_view)
             out["files"] = files_now
+            wrong = region_error(args["region"], before_view.get("regions"))
+            if wrong:
+                return dict(out, failed=True, changed=False, msg=wrong)
             bad = [n for n, f in state["files"].items() if f.get("exists") and not f.get("attributes_ok")]
             if bad:
                 out["changed"] = True
@@ -209,7 +233,7 @@ class ActionModule(ActionBase):
             return out
 
         if self._task.check_mode:
-            out.update(before_view or {"regions": [], "topics": {"keys": None, "corrections": [], "assistnow": None}})
+            out.update(before_view or {"regions": [], "topics": normalize_topics(None)})
             out["files"] = (
                 [state["dest"].rstrip("/") + "/" + n for n in (CERT, KEY, CREDS)]
                 if decision.reason == "missing" and not files_now
@@ -232,6 +256,7 @@ class ActionModule(ActionBase):
             retries=args["retries"],
             validate_certs=args["validate_certs"],
             ca_path=args["ca_path"],
+            activation_timeout=args["activation_timeout"],
         )
         out["api_called"] = True
         try:
@@ -246,6 +271,10 @@ class ActionModule(ActionBase):
                 secrets.add(secret)
         for key in (model.get("dynamickeys") or {}).values():
             secrets.add(key["value"])
+        wrong = region_error(args["region"], model.get("regions"))
+        if wrong:
+            out.update(failed=True, msg=wrong)
+            return out
 
         document = credentials_document(
             model, args["hardware_id"], args["given_name"] or args["hardware_id"], args["dest"]
@@ -267,6 +296,8 @@ class ActionModule(ActionBase):
         out["files"] = written.get("files", [])
         out["changed"] = bool(written.get("changed"))
         out["msg"] = "credentials %s (%s)" % ("written" if out["changed"] else "confirmed unchanged", decision.detail)
+        if client.activation_waited:
+            out["msg"] += "; the device was activated after %d s" % client.activation_waited
         after = summary(view, model.get("fingerprint"))
         if self._task.diff and (out["changed"] or before != after):
             out["diff"] = {

@@ -24,12 +24,18 @@ except ImportError:  # reported by ZtpClient with a hint to install it
     requests = None
 
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import DEFAULT_URL
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response import ZtpError, parse_body
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response import (
+    NOT_ACTIVATED,
+    ZtpError,
+    ZtpNotActivated,
+    parse_body,
+)
 
 RETRYABLE_STATUS = frozenset([408, 429, 500, 502, 503, 504]) | frozenset(range(505, 600))
 BACKOFF_BASE = 1.0  # seconds before the first retry (before jitter)
 BACKOFF_CAP = 60.0  # longest computed backoff
 RETRY_AFTER_MAX = 300.0  # a Retry-After beyond this is not waited for: fail and say when to come back
+ACTIVATION_DELAYS = (2, 4, 8, 15)  # waits between "not activated" answers; the last one repeats
 
 _ERRNO = re.compile(r'\[Errno -?\d+\] ([^\'")]+)')
 
@@ -68,6 +74,11 @@ def parse_retry_after(value, now=None):
         return None
     now = time.time() if now is None else now
     return max(0.0, when.timestamp() - now)
+
+
+def activation_delay(n):
+    """Seconds to wait after the n-th (from 0) "not activated" answer: 2, 4, 8, 15, 15..."""
+    return ACTIVATION_DELAYS[min(n, len(ACTIVATION_DELAYS) - 1)]
 
 
 def error_for_status(status, text, hardware_id, retries, token=None):
@@ -133,8 +144,10 @@ class ZtpClient(object):
         validate_certs=True,
         ca_path=None,
         session=None,
+        activation_timeout=0,
         sleep=time.sleep,
         rng=random.random,
+        clock=time.monotonic,
     ):
         if requests is None and session is None:
             raise ZtpError(
@@ -149,6 +162,9 @@ class ZtpClient(object):
         self.session = session
         self.sleep = sleep
         self.rng = rng
+        self.clock = clock
+        self.activation_timeout = max(0, int(activation_timeout or 0))
+        self.activation_waited = 0.0  # seconds spent waiting for the device to be activated
         self.attempts = 0  # HTTP requests made (tests and the action plugin report it)
 
     def _post(self, payload):
@@ -222,8 +238,27 @@ class ZtpClient(object):
         return ZtpError("ZTP request failed (%s); check api_url" % exc.__class__.__name__)
 
     def fetch(self, token, hardware_id, given_name=None, tags=None):
-        """request() + parse_body(): the validated credentials model."""
-        return parse_body(self.request(token, hardware_id, given_name, tags))
+        """request() + parse_body(): the validated credentials model.
+
+        A "not activated" answer is asked again within activation_timeout seconds (2, 4, 8, 15, 15... s apart,
+        never past the timeout), as RTK-E HTTP_Client.ino does; then a one-line ZtpNotActivated.
+        """
+        deadline = self.clock() + self.activation_timeout
+        answers = 0
+        while True:
+            try:
+                return parse_body(self.request(token, hardware_id, given_name, tags))
+            except ZtpNotActivated:
+                answers += 1
+                left = deadline - self.clock()
+                if left <= 0:
+                    if self.activation_timeout <= 0:
+                        raise
+                    waited = " %d times within activation_timeout=%d s" % (answers, self.activation_timeout)
+                    raise ZtpNotActivated(NOT_ACTIVATED % waited) from None
+            delay = min(activation_delay(answers - 1), left)
+            self.sleep(delay)
+            self.activation_waited += delay
 
 
 def _safe_text(response):

@@ -15,6 +15,7 @@ __metaclass__ = type
 from collections import namedtuple
 
 DAY = 86400
+KEYS_MARGIN_DAYS = 7  # NTRIP-only: keys renew through the weekly refresh long before this
 
 REASONS = ("missing", "hardware_id_changed", "expiring", "stale", "forced", "valid")
 
@@ -38,7 +39,8 @@ def decide(deployed, hardware_id, now, *, renew_before_days=30, refresh_after_da
       certificate_ok: bool, client.crt and client.key exist and the certificate parses
       certificate_not_after: float, the certificate's not-after (from the certificate itself)
       recorded_not_after: float, the not-after recorded in credentials.json (must match the certificate)
-      keys_end: float, end of the newest dynamic key (start + duration of `next`, else `current`)
+      keys_end: float, end of the newest dynamic key (start + duration of `next`, else `current`); ignored with
+        MQTT credentials (keys arrive live on the key topic), NTRIP-only: within KEYS_MARGIN_DAYS -> expiring
       ntrip: bool, credentials.json records NTRIP credentials
       confirmed_at: float, mtime of credentials.json = last ZTP call that confirmed the credentials
     Precedence: missing > hardware_id_changed > expiring > stale > forced > valid (the most telling reason wins).
@@ -66,13 +68,12 @@ def decide(deployed, hardware_id, now, *, renew_before_days=30, refresh_after_da
             True,
             "certificate expires in %d days (renew_before_days=%d)" % (days_left(not_after, now), renew_before_days),
         )
-    keys_end = deployed.get("keys_end")
-    if keys_end is not None and keys_end - now < renew:
+    keys_end = None if deployed.get("mqtt") else deployed.get("keys_end")
+    if keys_end is not None and keys_end - now < KEYS_MARGIN_DAYS * DAY:
         return Decision(
             "expiring",
             True,
-            "newest dynamic key expires in %d days (renew_before_days=%d)"
-            % (days_left(keys_end, now), renew_before_days),
+            "newest dynamic key expires in %d days (less than %d)" % (days_left(keys_end, now), KEYS_MARGIN_DAYS),
         )
     confirmed_at = deployed.get("confirmed_at")
     if deployed.get("ntrip") and (confirmed_at is None or now - confirmed_at > refresh_after_days * DAY):

@@ -30,6 +30,8 @@ def ztp_argument_spec():
         renew_before_days=dict(type="int", default=30),
         refresh_after_days=dict(type="int", default=7),
         force=dict(type="bool", default=False),
+        region=dict(type="str", default="auto"),
+        activation_timeout=dict(type="int", default=60),
         timeout=dict(type="int", default=30),
         retries=dict(type="int", default=3),
         validate_certs=dict(type="bool", default=True),

@@ -25,10 +25,30 @@ except ImportError:  # reported by the action plugin with a hint to install it
 MQTT_PORT = 8883  # the API has no port field
 CREDENTIALS_FORMAT = 1
 
-_KEYS_TOPIC = re.compile(r"^/?pp/ubx/0236/(ip|Lb)$")
-_CORRECTION_TOPIC = re.compile(r"^/?pp/(ip|Lb)/([a-z]{2})(/[a-z]+)?$")
-_ASSISTNOW_TOPIC = re.compile(r"^/?pp/ubx/mga$")
-_REGION_TEXT = re.compile(r"\b([A-Za-z]{2})\s+region\b")
+# Topic paths (XPLR bin/emuZtpResponse.json, RTK-E HTTP_Client.ino); a leading slash or not, either case of ip/Lb.
+_KEYS_TOPIC = re.compile(r"^/?pp/ubx/0236/(ip|lb)$", re.IGNORECASE)
+_CORRECTION_TOPIC = re.compile(r"^/?pp/(ip|lb)/([A-Za-z]{2,12})(/[A-Za-z]+)?$", re.IGNORECASE)
+_ASSISTNOW_TOPIC = re.compile(r"^/?pp/ubx/mga$", re.IGNORECASE)
+_FREQUENCIES_TOPIC = re.compile(r"^/?pp/frequencies/lb$", re.IGNORECASE)
+_REGION_TEXT = re.compile(r"\bfor\s+(?:the\s+)?([A-Za-z][A-Za-z .-]{0,30}?)\s+region\b", re.IGNORECASE)
+_SUB_STREAM_TEXT = re.compile(r"geographic|area definition|atmosphere|orbit|clock", re.IGNORECASE)
+_REGION_CODE = re.compile(r"^[a-z]{2}$")
+# Region name as in the ZTP descriptions -> topic region: RTK-E Firmware/RTK_Everywhere/settings.h
+# Regional_Information_Table (US us, EU eu, AU au, KR kr, Japan jp); the long names are our additions.
+REGION_NAMES = {
+    "us": "us",
+    "eu": "eu",
+    "au": "au",
+    "kr": "kr",
+    "japan": "jp",
+    "jp": "jp",
+    "europe": "eu",
+    "usa": "us",
+    "australia": "au",
+    "korea": "kr",
+}
+TLS_PORTS = {2101: 2102}  # u-blox's caster only (ARK config.toml, pygnssutils examples); no client derives it
+UBLOX_CASTER_DOMAIN = ".services.u-blox.com"
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
 
 
@@ -38,6 +58,16 @@ class ZtpError(Exception):
 
 class ZtpResponseError(ZtpError):
     """The API answered 200 but the body cannot be used."""
+
+
+class ZtpNotActivated(ZtpError):
+    """A 200 without credentials: the device is not activated yet (RTK-E: the usual answer to a first call)."""
+
+
+NOT_ACTIVATED = (
+    "the device is not activated yet (ZTP returned no credentials%s); "
+    "activate it in Thingstream or wait a few minutes, then run again"
+)
 
 
 def _bad(what):
@@ -164,6 +194,15 @@ def keys_end_ms(dynamickeys):
     return start + duration
 
 
+def region_code(name):
+    """A region name or code ("EU", "Japan", "jp") -> topic region ("eu", "jp"); None when it is not one."""
+    if not isinstance(name, str):
+        return None
+    text = " ".join(name.split()).lower()
+    code = REGION_NAMES.get(text, text)
+    return code if _REGION_CODE.match(code) else None
+
+
 def _subscription_paths(body):
     """(description, path) for every topic; path-only entries may join several topics with ';'."""
     subs = _field(body, "subscriptions", (list,), required=False) or []
@@ -178,28 +217,105 @@ def _subscription_paths(body):
     return out
 
 
-def _topics(paths, kind):
-    """keys/corrections/assistnow topics and regions, preferring the stream kind ('ip' or 'Lb') of the plan."""
-    keys_by_kind, corrections, regions, assistnow = {}, [], set(), None
+def _kind(text):
+    return "Lb" if text.lower() == "lb" else "ip"
+
+
+def _description_kind(description):
+    low = description.strip().lower()
+    if low.startswith("l-band") or low.startswith("lband"):
+        return "Lb"
+    if low.startswith("ip"):
+        return "ip"
+    return None
+
+
+def _topics(paths, plan):
+    """Contract 1 topics and regions. Regions come from correction topic paths and from descriptions; corrections
+    map each region to its top-level topic of the plan's stream kind (ip: /pp/ip/<r>, ip+lband: /pp/Lb/<r>)."""
+    kind = "ip" if plan == "ip" else "Lb"
+    keys_by_kind, assistnow, frequencies, described_keys = {}, None, None, None
+    top = {"ip": {}, "Lb": {}}  # kind -> region -> top-level topic
+    seen = {"ip": {}, "Lb": {}, None: {}}  # kind -> every region named -> a topic naming it (None: a description)
     for description, topic in paths:
         m = _KEYS_TOPIC.match(topic)
         if m:
-            keys_by_kind.setdefault(m.group(1), topic)
-            continue
-        m = _CORRECTION_TOPIC.match(topic)
-        if m:
-            if m.group(3) is None:
-                corrections.append((m.group(1), topic))
-            regions.add(m.group(2))
-            d = _REGION_TEXT.search(description)
-            if d:
-                regions.add(d.group(1).lower())
+            keys_by_kind.setdefault(_kind(m.group(1)), topic)
             continue
         if _ASSISTNOW_TOPIC.match(topic):
             assistnow = assistnow or topic
-    preferred = [t for k, t in corrections if k == kind] or [t for k, t in corrections]
-    keys = keys_by_kind.get(kind) or next(iter(sorted(keys_by_kind.values())), None)
-    return {"keys": keys, "corrections": sorted(set(preferred)), "assistnow": assistnow}, sorted(regions)
+            continue
+        if _FREQUENCIES_TOPIC.match(topic):
+            frequencies = frequencies or topic
+            continue
+        named = _REGION_TEXT.search(description)
+        named = region_code(named.group(1)) if named else None
+        m = _CORRECTION_TOPIC.match(topic)
+        if m:
+            k, region = _kind(m.group(1)), region_code(m.group(2))
+            if region is None:
+                continue
+            if m.group(3) is None:
+                top[k].setdefault(region, topic)
+            seen[k].setdefault(region, topic)
+            if named:
+                seen[k].setdefault(named, None)
+            continue
+        low = description.lower()
+        if "key distribution topic" in low and "json" not in low and "/key/" not in topic:
+            described_keys = described_keys or topic
+        elif named and "/" in topic and "dict" not in topic:  # a region named only in the description
+            k = _description_kind(description)
+            if "correction topic for" in low and not _SUB_STREAM_TEXT.search(description):
+                top[k or kind].setdefault(named, topic)
+            seen[k].setdefault(named, None)
+    chosen = kind if (seen[kind] or not seen[_other(kind)]) else _other(kind)
+    regions = set(seen[chosen]) | set(seen[None])
+    corrections = {}
+    if plan != "lband":
+        prefix = _prefix(list(top[chosen].values()) + [t for t in seen[chosen].values() if t])
+        for region in sorted(regions):  # a region without its top-level topic gets the service's pattern for it
+            corrections[region] = top[chosen].get(region) or "%spp/%s/%s" % (prefix, chosen, region)
+    keys = keys_by_kind.get(kind) or next(iter(sorted(keys_by_kind.values())), None) or described_keys
+    topics = {"keys": keys, "corrections": corrections, "assistnow": assistnow, "frequencies": frequencies}
+    return topics, sorted(regions)
+
+
+def _other(kind):
+    return "ip" if kind == "Lb" else "Lb"
+
+
+def _prefix(examples):
+    """'/' when the service writes its topics with a leading slash (it does), '' when it does not."""
+    return "" if examples and all(not t.startswith("/") for t in examples) else "/"
+
+
+def normalize_topics(topics):
+    """Contract 1 topics from a credentials.json of either form (old form: corrections is a list of topics)."""
+    topics = topics if isinstance(topics, dict) else {}
+    corrections = topics.get("corrections")
+    if isinstance(corrections, list):
+        old = corrections
+        corrections = {}
+        for topic in old:
+            if isinstance(topic, str) and topic.strip("/"):
+                last = topic.rstrip("/").rsplit("/", 1)[-1]  # the old form's region: the last path element
+                corrections.setdefault(region_code(last) or last, topic)
+    elif not isinstance(corrections, dict):
+        corrections = {}
+    return {
+        "keys": topics.get("keys"),
+        "corrections": dict(corrections),
+        "assistnow": topics.get("assistnow"),
+        "frequencies": topics.get("frequencies"),
+    }
+
+
+def tls_port(host, port):
+    """2102 for u-blox's caster on 2101; None otherwise (no client derives a TLS port: the user sets it)."""
+    if not isinstance(host, str) or not host.lower().rstrip(".").endswith(UBLOX_CASTER_DOMAIN):
+        return None
+    return TLS_PORTS.get(port)
 
 
 def _plan(supports_mqtt, supports_lband, has_ntrip):
@@ -238,10 +354,7 @@ def parse_credentials(body):
     key_pem = body.get("privateKey") or None
     rtcm = body.get("rtcmCredentials") or None
     if cert_pem is None and key_pem is None and rtcm is None:
-        raise ZtpError(
-            "the device is not activated yet (ZTP returned no credentials); "
-            "activate it in Thingstream or wait a few minutes, then run again"
-        )
+        raise ZtpNotActivated(NOT_ACTIVATED % "")
     mqtt = None
     model = {
         "client_id": None,
@@ -275,10 +388,11 @@ def parse_credentials(body):
         if not isinstance(rtcm, dict):
             raise _bad("field rtcmCredentials has the wrong type")
         port = _port(rtcm.get("httpPort"), "rtcmCredentials.httpPort")
+        host = _text(rtcm, "endpoint", where="rtcmCredentials.")
         ntrip = {
-            "host": _text(rtcm, "endpoint", where="rtcmCredentials."),
+            "host": host,
             "port": port,
-            "tls_port": port + 1,
+            "tls_port": tls_port(host, port),
             "mountpoint": _text(rtcm, "mountPoint", where="rtcmCredentials."),
             "username": _text(rtcm, "userName", where="rtcmCredentials."),
             "password": _text(rtcm, "password", where="rtcmCredentials."),
@@ -286,7 +400,7 @@ def parse_credentials(body):
     if mqtt and supports_mqtt is None and supports_lband is None:
         supports_mqtt = True  # a certificate without plan flags can only be for the IP stream
     plan = _plan(supports_mqtt, supports_lband, ntrip is not None)
-    topics, regions = _topics(_subscription_paths(body), "ip" if supports_mqtt else "Lb")
+    topics, regions = _topics(_subscription_paths(body), plan)
     model.update(
         {
             "plan": plan,
@@ -338,7 +452,7 @@ def public_view(model):
         "broker_host": model.get("broker_host"),
         "broker_port": model.get("broker_port"),
         "regions": list(model.get("regions") or []),
-        "topics": dict(model.get("topics") or {"keys": None, "corrections": [], "assistnow": None}),
+        "topics": normalize_topics(model.get("topics")),
         "ntrip": None
         if not ntrip
         else {

@@ -20,11 +20,15 @@ description:
   - The API call is made B(on the controller) with C(requests) and validated with C(cryptography); the token never
     travels to the target, which needs only the Python standard library.
   - The module first reads what is deployed in O(dest) (one round trip) and calls the API only when the credentials
-    are missing, the certificate or the newest dynamic key expires within O(renew_before_days), the hardware id
-    differs, NTRIP credentials were last confirmed more than O(refresh_after_days) ago, or O(force=true).
-    A no-op run makes no API call.
+    are missing, the certificate expires within O(renew_before_days), the hardware id differs, NTRIP credentials
+    were last confirmed more than O(refresh_after_days) ago, or O(force=true). A no-op run makes no API call.
+  - Dynamic keys never cause a call when MQTT credentials are deployed (the forwarder receives new keys live on the
+    key topic). With NTRIP-only credentials they do only when the newest key ends within 7 days.
   - Both response shapes are accepted, MQTT (certificate, private key, broker, dynamic keys, subscriptions) and
-    NTRIP (C(rtcmCredentials)); the plan, regions and topics are derived from the response.
+    NTRIP (C(rtcmCredentials)); the plan, regions and topics are derived from the response. The response lists
+    every region of the plan; the forwarder subscribes to one of them (see O(region)).
+  - A 200 answer without credentials means the device is not activated yet, the usual answer to a device's first
+    call; it is asked again within O(activation_timeout) seconds.
   - Everything is validated before anything is written. Files are written atomically (temporary file with the
     final mode and owner in O(dest), fsync, rename) and only when their bytes or attributes differ. The
     certificate and key are replaced before C(credentials.json), which is renamed last and acts as the commit
@@ -75,7 +79,7 @@ options:
     default: /etc/pointperfect
   renew_before_days:
     description:
-      - Call the API when the certificate or the newest dynamic key expires within this many days.
+      - Call the API when the client certificate expires within this many days.
     type: int
     default: 30
   refresh_after_days:
@@ -89,6 +93,24 @@ options:
       - Call the API even when the deployed credentials are valid.
     type: bool
     default: false
+  region:
+    description:
+      - Correction region the gateway uses, V(auto) (the forwarder picks it from the receiver position) or a region
+        code of the plan, such as V(eu), V(us), V(kr), V(au) or V(jp). Names as the service writes them
+        (V(EU), V(Japan)) are accepted too.
+      - An explicit region the plan does not list fails with nothing written. It is checked against the API
+        response, and against the deployed C(credentials.json) when no API call is needed (no call is made
+        for the check).
+      - Not checked for plans without correction regions (NTRIP and L-band only).
+    type: str
+    default: auto
+  activation_timeout:
+    description:
+      - Seconds to keep asking while the API answers that the device is not activated yet (200 without
+        credentials), 2, 4, 8, 15, 15... seconds apart. V(0) fails at the first such answer.
+      - When the time runs out the task fails with nothing written.
+    type: int
+    default: 60
   timeout:
     description:
       - Timeout in seconds of one API request.
@@ -184,6 +206,12 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ ztp.plan }} via {{ ztp.service }}, certificate valid {{ ztp.days_remaining }} more days"
 
+- name: Pin the gateway to the US corrections; wait up to 5 minutes for the device to be activated
+  gnss.pointperfect.ztp:
+    hardware_id: gw-02
+    region: us
+    activation_timeout: 300
+
 - name: Renew early and refresh NTRIP credentials daily
   gnss.pointperfect.ztp:
     hardware_id: gw-01
@@ -232,12 +260,17 @@ broker_port:
   returned: success
   type: int
   sample: 8883
+region:
+  description: The O(region) option as used, V(auto) or a region code.
+  returned: always
+  type: str
+  sample: auto
 regions:
-  description: Correction regions found in the subscriptions.
+  description: Region codes the plan covers, from the correction topics and their descriptions.
   returned: success
   type: list
   elements: str
-  sample: [eu]
+  sample: [au, eu, jp, kr, us]
 topics:
   description: MQTT topics derived from the subscriptions.
   returned: success
@@ -248,14 +281,19 @@ topics:
       type: str
       sample: /pp/ubx/0236/ip
     corrections:
-      description: SPARTN correction topics.
-      type: list
-      elements: str
-      sample: [/pp/ip/eu]
+      description:
+        - Top-level SPARTN correction topic of each region, of the plan's stream (C(/pp/ip/<region>) for IP,
+          C(/pp/Lb/<region>) for IP + L-band); empty for L-band only plans.
+      type: dict
+      sample: {eu: /pp/ip/eu, us: /pp/ip/us}
     assistnow:
       description: AssistNow topic.
       type: str
       sample: /pp/ubx/mga
+    frequencies:
+      description: Topic of the L-band frequencies, V(null) when the plan has none.
+      type: str
+      sample: /pp/frequencies/Lb
 ntrip:
   description: NTRIP caster details (no credentials); V(null) without NTRIP credentials.
   returned: success
@@ -274,7 +312,9 @@ ntrip:
       type: str
       sample: NEAR-SPARTN
     tls:
-      description: Caster TLS port (RV(ntrip.port) + 1).
+      description:
+        - Caster TLS port, V(2102) for u-blox's caster on port 2101; V(null) for any other caster (no TLS port
+          is published, set it on the forwarder).
       type: int
       sample: 2102
 certificate_not_after:

@@ -12,14 +12,25 @@ from pointperfect_sim.server import run_in_thread
 
 PLAYBOOK = Path(__file__).resolve().parent / "targets" / "ztp" / "ztp.yml"
 
-# Simulator profiles used by the tests, by name; each gets a fresh lowercase UUID token.
+# Simulator profiles used by the tests, by name; each gets a fresh lowercase UUID token. Region and first-call
+# activation are pinned where a test counts calls or regions (the simulator's defaults may change); "default" keeps
+# the simulator's defaults (every region of the plan, new devices "not activated" on their first call).
 PROFILES = {
-    "ip": {"plan": "ip", "region": "eu"},
-    "ip2": {"plan": "ip", "region": "eu"},
-    "ip+lband": {"plan": "ip+lband", "region": "us"},
-    "ntrip": {"plan": "ntrip"},
-    "live_both": {"plan": "ip", "region": "eu", "live_both": True},
-    "flaky": {"error": "rate_limit", "error_calls": 2, "retry_after": 1},
+    "ip": {"plan": "ip", "region": "eu", "not_activated_calls": 0},
+    "ip2": {"plan": "ip", "region": "eu", "not_activated_calls": 0},
+    "ip+lband": {"plan": "ip+lband", "region": "us", "not_activated_calls": 0},
+    "ntrip": {"plan": "ntrip", "not_activated_calls": 0},
+    "live_both": {
+        "plan": "ip",
+        "region": "eu",
+        "live_both": True,
+        "not_activated_calls": 0,
+        "ntrip": {"host": "ppntrip.services.u-blox.com"},  # u-blox's caster: TLS port 2102 is known
+    },
+    "default": {"plan": "ip"},
+    "multi": {"plan": "ip", "region": ["eu", "us"], "not_activated_calls": 0},
+    "pending": {"plan": "ip", "region": "eu", "not_activated_calls": 2},
+    "flaky": {"error": "rate_limit", "error_calls": 2, "retry_after": 1, "not_activated_calls": 0},
     "already_registered": {"error": "already_registered"},
     "no_plan": {"error": "no_plan"},
     "not_whitelisted": {"error": "not_whitelisted"},
@@ -72,6 +83,7 @@ def playbook(sim, ansible_env, tmp_path_factory):
             "api_url": sim.url,
             "ca_path": sim.ca_path,
             "results_file": str(results_file),
+            "activation_timeout": 20,  # the tasks' default here; a case may set its own
             "ansible_python_interpreter": sys.executable,
         }
         vars_file = work / f"vars-{n}.json"

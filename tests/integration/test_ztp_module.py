@@ -93,8 +93,13 @@ def test_four_steps_both_plans(sim, playbook, base):
         "127.0.0.1",
         8883,
     )
-    assert mqtt["regions"] == ["eu"]
-    assert mqtt["topics"] == {"keys": "/pp/ubx/0236/ip", "corrections": ["/pp/ip/eu"], "assistnow": "/pp/ubx/mga"}
+    assert (mqtt["regions"], mqtt["region"]) == (["eu"], "auto")
+    assert mqtt["topics"] == {
+        "keys": "/pp/ubx/0236/ip",
+        "corrections": {"eu": "/pp/ip/eu"},
+        "assistnow": "/pp/ubx/mga",
+        "frequencies": None,
+    }
     assert mqtt["ntrip"] is None
     assert 360 <= mqtt["days_remaining"] <= 365
     assert mqtt["client_id"] and mqtt["certificate_not_after"].endswith("Z")
@@ -108,16 +113,22 @@ def test_four_steps_both_plans(sim, playbook, base):
     creds = json.loads((d / "credentials.json").read_text())
     assert (creds["format"], creds["hardware_id"], creds["client_id"]) == (1, "four-mqtt", mqtt["client_id"])
     assert creds["mqtt"]["certificate"] == str(d / "client.crt")
+    assert (creds["regions"], creds["topics"]["corrections"]) == (["eu"], {"eu": "/pp/ip/eu"})
     assert (ntrip["plan"], ntrip["service"], ntrip["client_id"], ntrip["certificate_not_after"]) == (
         "ntrip",
         "ntrip",
         None,
         None,
     )
-    assert ntrip["ntrip"] == {"host": "127.0.0.1", "port": 2101, "mountpoint": "NEAR-SPARTN", "tls": 2102}
+    # not u-blox's caster: no TLS port is known (the user sets it on the forwarder)
+    assert ntrip["ntrip"] == {"host": "127.0.0.1", "port": 2101, "mountpoint": "NEAR-SPARTN", "tls": None}
+    ntrip_creds = json.loads((base / "four-ntrip" / "credentials.json").read_text())
+    assert (ntrip_creds["ntrip"]["port"], ntrip_creds["ntrip"]["tls_port"]) == (2101, None)  # httpPort a string
     assert sorted(os.listdir(base / "four-ntrip")) == ["credentials.json"]
     assert mode_of(base / "four-ntrip" / "credentials.json") == 0o640
     assert (lband["plan"], lband["regions"], lband["topics"]["keys"]) == ("ip+lband", ["us"], "/pp/ubx/0236/Lb")
+    assert lband["topics"]["corrections"] == {"us": "/pp/Lb/us"}
+    assert lband["topics"]["frequencies"] == "/pp/frequencies/Lb"
     # diff mode shows public facts only
     assert "fingerprint_sha256:" in real.output and "endpoint: mqtts://127.0.0.1:8883" in real.output
     assert_clean(real, sim, secrets_in(d) + secrets_in(base / "four-ntrip"))
@@ -238,7 +249,12 @@ ERRORS = [
     ("unavailable", "unavailable", {}, "ZTP API unavailable (HTTP 503) after 1 retries"),
     ("malformed", "malformed", {}, "ZTP API returned malformed JSON"),
     ("timeout", "timeout", {"timeout": 1}, "did not answer within timeout=1 s (after 1 retries)"),
-    ("not_activated", "not_activated", {}, "the device is not activated yet"),
+    (
+        "not_activated",
+        "not_activated",
+        {"activation_timeout": 3},
+        "the device is not activated yet (ZTP returned no credentials 3 times within activation_timeout=3 s)",
+    ),
     (
         "connection",
         "ip",
@@ -299,7 +315,53 @@ def test_live_both_secrets_never_shown(sim, playbook, base):
     dest = base / "both"
     run = playbook([{"name": "both", "profile": "live_both", "hardware_id": "both-1", "dest": str(dest)}], diff=True)
     r = run["both"]
-    assert (r["plan"], r["service"], r["ntrip"]["tls"]) == ("ip", "ntrip", 2102)
+    assert (r["plan"], r["service"], r["ntrip"]["tls"]) == ("ip", "ntrip", 2102)  # u-blox's caster on 2101
     secrets = secrets_in(dest)
     assert len(secrets) > 10
     assert_clean(run, sim, secrets)
+
+
+def test_activation_wait_is_transparent(sim, playbook, base):
+    """A device "not activated" on its first calls (RTK-E: the usual answer to a first call) is asked again in the
+    same run; with the simulator's defaults too (every region of the plan, whatever its first-call behaviour)."""
+    cases = [
+        {"name": "pending", "profile": "pending", "hardware_id": "pend-1", "dest": str(base / "pending")},
+        {"name": "default", "profile": "default", "hardware_id": "dflt-1", "dest": str(base / "default")},
+    ]
+    run = playbook(cases, verbose=False)
+    assert run.rc == 0, run.output[-3000:]
+    r = run["pending"]
+    assert (r["changed"], r["api_called"], r["reason"]) == (True, True, "missing"), r
+    assert "the device was activated after 6 s" in r["msg"]
+    assert device_calls(sim, "pending", "pend-1") == 3  # two "not activated" answers, 2 s and 4 s apart
+    r = run["default"]
+    assert (r["changed"], r["api_called"], r.get("failed", False)) == (True, True, False), r
+    assert r["regions"] and set(r["topics"]["corrections"]) == set(r["regions"])
+    assert all(t == "/pp/ip/" + g for g, t in r["topics"]["corrections"].items())
+    calls = [device_calls(sim, c["profile"], c["hardware_id"]) for c in cases]
+    again = playbook(cases, verbose=False)
+    for c in cases:
+        assert (again[c["name"]]["changed"], again[c["name"]]["api_called"]) == (False, False)
+    assert [device_calls(sim, c["profile"], c["hardware_id"]) for c in cases] == calls
+
+
+def test_region_option(sim, playbook, base):
+    """An explicit region must be in the plan: checked on the API answer before writing, and against the deployed
+    credentials.json without a call; a region of the plan (any spelling) is accepted and returned."""
+    dest = str(base / "region")
+    case = {"name": "r", "profile": "multi", "hardware_id": "region-1", "dest": dest}
+    wrong = playbook([dict(case, region="kr")], verbose=False)["r"]
+    assert wrong["failed"] and wrong["api_called"] and not wrong["changed"], wrong
+    assert wrong["msg"] == "region 'kr' is not in this plan (eu, us): set region to one of them or auto"
+    assert not os.path.exists(dest)
+    ok = playbook([dict(case, region="US")], verbose=False)["r"]
+    assert (ok["changed"], ok["region"], ok["regions"]) == (True, "us", ["eu", "us"]), ok
+    assert ok["topics"]["corrections"] == {"eu": "/pp/ip/eu", "us": "/pp/ip/us"}
+    written = tree_hash(dest)
+    calls = device_calls(sim, "multi", "region-1")
+    for check in (True, False):
+        again = playbook([dict(case, region="kr")], check=check, verbose=False)["r"]
+        assert again["failed"] and not again["api_called"] and not again["changed"], again
+        assert "region 'kr' is not in this plan (eu, us)" in again["msg"]
+    assert device_calls(sim, "multi", "region-1") == calls
+    assert tree_hash(dest) == written

@@ -206,3 +206,92 @@ def test_fetch_parses(monkeypatch):
     cl, _, _ = client([FakeResponse(200, b"not json")])
     with pytest.raises(ZtpError, match="malformed JSON"):
         cl.fetch(TOKEN, "gw-01")
+
+
+class FakeClock:
+    """Monotonic time that advances only when the client sleeps (or a request takes time)."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.sleeps = []
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+NOT_ACTIVATED = json.dumps({"clientId": "x", "supportsMqtt": True, "brokerHost": "h"})
+NTRIP_OK = json.dumps(
+    {
+        "supportsMqtt": False,
+        "supportsLband": False,
+        "rtcmCredentials": {
+            "endpoint": "ppntrip.services.u-blox.com",
+            "httpPort": "2101",
+            "userName": "u",
+            "password": "p",
+            "mountPoint": "NEAR-RTCM",
+        },
+    }
+)
+
+
+def activation_client(script, activation_timeout):
+    clock = FakeClock()
+    session = FakeSession(script)
+    cl = c.ZtpClient(
+        "https://ztp.test/credentials",
+        session=session,
+        sleep=clock.sleep,
+        clock=clock,
+        rng=lambda: 0.5,
+        retries=1,
+        activation_timeout=activation_timeout,
+    )
+    return cl, session, clock
+
+
+def test_activation_delays():
+    assert [c.activation_delay(n) for n in range(7)] == [2, 4, 8, 15, 15, 15, 15]
+
+
+def test_not_activated_first_call_is_retried_transparently():
+    cl, session, clock = activation_client([FakeResponse(200, NOT_ACTIVATED), FakeResponse(200, NTRIP_OK)], 60)
+    assert cl.fetch(TOKEN, "gw-01")["plan"] == "ntrip"
+    assert len(session.requests) == 2 and clock.sleeps == [2]
+    assert cl.activation_waited == 2
+
+
+def test_not_activated_until_the_timeout_then_one_line():
+    cl, session, clock = activation_client([FakeResponse(200, NOT_ACTIVATED)] * 20, 60)
+    with pytest.raises(ZtpError, match="not activated yet") as exc:
+        cl.fetch(TOKEN, "gw-01")
+    assert clock.sleeps == [2, 4, 8, 15, 15, 15, 1]  # never past the timeout
+    assert sum(clock.sleeps) == 60 and len(session.requests) == 8
+    assert "8 times within activation_timeout=60 s" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_activation_timeout_zero_fails_at_the_first_answer():
+    cl, session, clock = activation_client([FakeResponse(200, NOT_ACTIVATED)], 0)
+    with pytest.raises(ZtpError, match=r"not activated yet \(ZTP returned no credentials\); activate it"):
+        cl.fetch(TOKEN, "gw-01")
+    assert len(session.requests) == 1 and clock.sleeps == []
+
+
+def test_transient_errors_inside_the_activation_wait_use_the_retry_policy():
+    cl, session, clock = activation_client(
+        [FakeResponse(200, NOT_ACTIVATED), FakeResponse(503), FakeResponse(200, NTRIP_OK)], 10
+    )
+    assert cl.fetch(TOKEN, "gw-01")["service"] == "ntrip"
+    assert clock.sleeps == [2, 0.75]  # activation wait, then the jittered backoff of the 503
+    assert len(session.requests) == 3
+
+
+def test_other_errors_are_not_retried_as_activation():
+    cl, session, clock = activation_client([FakeResponse(200, b"{")], 60)
+    with pytest.raises(ZtpError, match="malformed JSON"):
+        cl.fetch(TOKEN, "gw-01")
+    assert len(session.requests) == 1 and clock.sleeps == []

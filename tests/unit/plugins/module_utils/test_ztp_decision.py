@@ -1,7 +1,13 @@
 """Unit tests of the renewal decision table: every reason, thresholds and precedence."""
 
 import pytest
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_decision import DAY, REASONS, days_left, decide
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_decision import (
+    DAY,
+    KEYS_MARGIN_DAYS,
+    REASONS,
+    days_left,
+    decide,
+)
 
 NOW = 1_800_000_000.0
 
@@ -46,7 +52,10 @@ def ntrip_state(**over):
         (mqtt_state(hardware_id="gw-02"), {}, "hardware_id_changed"),
         (mqtt_state(certificate_not_after=NOW + 29 * DAY, recorded_not_after=NOW + 29 * DAY), {}, "expiring"),
         (mqtt_state(certificate_not_after=NOW - DAY, recorded_not_after=NOW - DAY), {}, "expiring"),
-        (mqtt_state(keys_end=NOW + 10 * DAY), {}, "expiring"),
+        (mqtt_state(keys_end=NOW + 10 * DAY), {}, "valid"),  # MQTT: keys arrive live on the key topic
+        (mqtt_state(keys_end=NOW - DAY), {}, "valid"),
+        (ntrip_state(keys_end=NOW + 10 * DAY), {}, "valid"),  # NTRIP-only: keys matter within 7 days only
+        (ntrip_state(keys_end=NOW + 6 * DAY), {}, "expiring"),
         (
             mqtt_state(certificate_not_after=NOW + 50 * DAY, recorded_not_after=NOW + 50 * DAY),
             {"renew_before_days": 60},
@@ -78,7 +87,7 @@ def test_every_reason_is_reachable():
         for s, f in [
             ({}, False),
             (mqtt_state(hardware_id="x"), False),
-            (mqtt_state(keys_end=NOW), False),
+            (ntrip_state(keys_end=NOW), False),
             (ntrip_state(confirmed_at=0), False),
             (mqtt_state(), True),
             (mqtt_state(), False),
@@ -92,7 +101,8 @@ def test_every_reason_is_reachable():
     [
         (mqtt_state(certificate_ok=False, hardware_id="x"), "missing"),
         (mqtt_state(hardware_id="x", keys_end=NOW), "hardware_id_changed"),
-        (mqtt_state(keys_end=NOW, ntrip=True, confirmed_at=0), "expiring"),
+        (mqtt_state(certificate_not_after=NOW, recorded_not_after=NOW, ntrip=True, confirmed_at=0), "expiring"),
+        (ntrip_state(keys_end=NOW, confirmed_at=0), "expiring"),
         (ntrip_state(confirmed_at=0), "stale"),
     ],
 )
@@ -107,6 +117,9 @@ def test_threshold_boundaries():
     assert decide(just_under, "gw-01", NOW).reason == "expiring"
     assert decide(ntrip_state(confirmed_at=NOW - 7 * DAY), "gw-01", NOW).reason == "valid"
     assert decide(ntrip_state(confirmed_at=NOW - 7 * DAY - 1), "gw-01", NOW).reason == "stale"
+    margin = KEYS_MARGIN_DAYS * DAY
+    assert decide(ntrip_state(keys_end=NOW + margin), "gw-01", NOW).reason == "valid"
+    assert decide(ntrip_state(keys_end=NOW + margin - 1), "gw-01", NOW).reason == "expiring"
 
 
 def test_detail_names_the_numbers():

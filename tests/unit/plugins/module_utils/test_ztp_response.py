@@ -8,7 +8,7 @@ import pytest
 from ansible_collections.gnss.pointperfect.plugins.module_utils import _ztp_response as r
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ztp_samples import KEY_A, KEY_B, mqtt_body, ntrip_body
+from ztp_samples import KEY_A, KEY_B, mqtt_body, ntrip_body, rtke_ip_body, xplr_body
 
 
 def test_mqtt_shape(pki):
@@ -19,7 +19,12 @@ def test_mqtt_shape(pki):
     assert m["broker_host"] == "pp.services.u-blox.com"
     assert m["broker_port"] == 8883
     assert m["regions"] == ["eu"]
-    assert m["topics"] == {"keys": "/pp/ubx/0236/ip", "corrections": ["/pp/ip/eu"], "assistnow": "/pp/ubx/mga"}
+    assert m["topics"] == {
+        "keys": "/pp/ubx/0236/ip",
+        "corrections": {"eu": "/pp/ip/eu"},
+        "assistnow": "/pp/ubx/mga",
+        "frequencies": None,
+    }
     assert m["ntrip"] is None
     assert m["certificate_not_after"] == pki["not_after"].strftime("%Y-%m-%dT%H:%M:%SZ")
     assert len(m["fingerprint"].split(":")) == 32
@@ -42,7 +47,28 @@ def test_ntrip_shape_port_string_and_int():
         }
         assert m["client_id"] is None
         assert m["certificate_pem"] is None
-        assert m["topics"] == {"keys": None, "corrections": [], "assistnow": None}
+        assert m["topics"] == {"keys": None, "corrections": {}, "assistnow": None, "frequencies": None}
+        assert m["regions"] == []
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "tls"),
+    [
+        ("ppntrip.services.u-blox.com", "2101", 2102),
+        ("PPNTRIP.services.u-blox.com.", 2101, 2102),
+        ("ppntrip.services.u-blox.com", 2102, None),  # only the known plain port has a known TLS twin
+        ("127.0.0.1", "2101", None),
+        ("caster.example.com", 2101, None),
+        ("services.u-blox.com.evil.example", 2101, None),
+    ],
+)
+def test_tls_port_only_for_the_u_blox_caster(host, port, tls):
+    body = ntrip_body(port)
+    body["rtcmCredentials"]["endpoint"] = host
+    m = r.parse_body(json.dumps(body))
+    assert m["ntrip"]["tls_port"] == tls
+    assert m["ntrip"]["port"] == int(port)
+    assert r.public_view(m)["ntrip"]["tls"] == tls
 
 
 def test_ntrip_without_flags_is_ntrip_plan():
@@ -63,7 +89,7 @@ def test_mqtt_plan_with_rtcm_credentials_uses_ntrip_service(pki):
     [
         (True, False, "ip", "/pp/ubx/0236/ip"),
         (False, True, "lband", "/pp/ubx/0236/Lb"),
-        (True, True, "ip+lband", "/pp/ubx/0236/ip"),
+        (True, True, "ip+lband", "/pp/ubx/0236/Lb"),
     ],
 )
 def test_plan_from_flags_and_path_only_subscriptions(pki, mqtt, lband, plan, keys):
@@ -80,7 +106,15 @@ def test_plan_from_flags_and_path_only_subscriptions(pki, mqtt, lband, plan, key
     assert m["regions"] == ["us"]
     assert m["topics"]["keys"] == keys
     assert m["topics"]["assistnow"] == "/pp/ubx/mga"
-    assert m["topics"]["corrections"] == (["/pp/Lb/us"] if plan == "lband" else ["/pp/ip/us"])
+    assert (
+        m["topics"]["corrections"]
+        == {
+            "ip": {"us": "/pp/ip/us"},
+            "ip+lband": {"us": "/pp/Lb/us"},
+            "lband": {},  # L-band only: the corrections come over the satellite
+        }[plan]
+    )
+    assert m["topics"]["frequencies"] is None
 
 
 def test_regions_from_description_and_several_regions(pki):
@@ -90,7 +124,123 @@ def test_regions_from_description_and_several_regions(pki):
     ]
     m = r.parse_body(json.dumps(mqtt_body(pki, subscriptions=subs)))
     assert m["regions"] == ["eu", "us"]
-    assert m["topics"]["corrections"] == ["/pp/ip/eu", "/pp/ip/us"]
+    assert m["topics"]["corrections"] == {"eu": "/pp/ip/eu", "us": "/pp/ip/us"}
+
+
+def test_xplr_sample_ip_plus_lband(pki):
+    """u-blox/XPLR-HPG-software XPLR-HPG-SW/bin/emuZtpResponse.json: four regions, Japan by name, ';' entries."""
+    m = r.parse_body(json.dumps(xplr_body(pki)))
+    assert m["plan"] == "ip+lband"
+    assert m["regions"] == ["au", "eu", "jp", "us"]
+    assert m["topics"] == {
+        "keys": "/pp/ubx/0236/Lb",
+        "corrections": {"au": "/pp/Lb/au", "eu": "/pp/Lb/eu", "jp": "/pp/Lb/jp", "us": "/pp/Lb/us"},
+        "assistnow": "/pp/ubx/mga",
+        "frequencies": "/pp/frequencies/Lb",
+    }
+    assert m["dynamickeys"]["next"]["duration"] == 2505599999
+    assert r.keys_end_ms(m["dynamickeys"]) == 1671235182000 + 2505599999
+
+
+def test_rtke_like_ip_plan_five_regions(pki):
+    m = r.parse_body(json.dumps(rtke_ip_body(pki)))
+    assert (m["plan"], m["regions"]) == ("ip", ["au", "eu", "jp", "kr", "us"])
+    assert m["topics"]["corrections"] == {r_: "/pp/ip/" + r_ for r_ in ("au", "eu", "jp", "kr", "us")}
+    assert m["topics"]["keys"] == "/pp/ubx/0236/ip" and m["topics"]["frequencies"] is None
+
+
+@pytest.mark.parametrize(
+    ("subs", "regions", "corrections"),
+    [
+        # path-only entries, no description at all
+        ([{"path": "/pp/ubx/0236/ip;/pp/ip/eu;/pp/ip/us;/pp/ip/us/gad"}], ["eu", "us"], None),
+        # no leading slash: kept as the service wrote it
+        ([{"path": "pp/ip/kr"}, {"path": "pp/ip/kr/hpac"}], ["kr"], {"kr": "pp/ip/kr"}),
+        # only sub-streams: the top-level topic is their parent
+        ([{"path": "/pp/ip/au/gad;/pp/ip/au/ocb"}], ["au"], {"au": "/pp/ip/au"}),
+        # a region named only in a description (the path does not carry it)
+        (
+            [
+                {"description": "IP correction topic for EU region", "path": "/pp/ip/eu"},
+                {"description": "IP correction topic for Japan region", "path": "/pp/ip/japan-east"},
+            ],
+            ["eu", "jp"],
+            {"eu": "/pp/ip/eu", "jp": "/pp/ip/japan-east"},
+        ),
+        # a sub-stream description names Japan; the top-level topic follows the pattern
+        (
+            [{"description": "IP GNSS clock topic for Japan region", "path": "/pp/ip/tokyo-clock"}],
+            ["jp"],
+            {"jp": "/pp/ip/jp"},
+        ),
+        # path names the region by its long name; either case of the stream kind
+        ([{"path": "/pp/IP/Japan"}], ["jp"], {"jp": "/pp/IP/Japan"}),
+        # localized tiles, JSON keys and unrelated topics are no regions
+        ([{"path": "pp/ip/L2N5375E00900/dict;/pp/key/ip;/pp/ubx/mga/updates"}], [], {}),
+        ([], [], {}),
+    ],
+)
+def test_every_plausible_subscription_form(pki, subs, regions, corrections):
+    m = r.parse_body(json.dumps(mqtt_body(pki, subscriptions=subs)))
+    assert m["regions"] == regions
+    assert m["topics"]["corrections"] == (corrections or {g: "/pp/ip/" + g for g in regions})
+    assert set(m["topics"]["corrections"]) == set(m["regions"])
+
+
+def test_mixed_streams_prefer_the_plan_kind_and_fall_back(pki):
+    subs = [{"path": "/pp/ip/eu;/pp/Lb/us"}]
+    ip = r.parse_body(json.dumps(mqtt_body(pki, subscriptions=subs)))
+    assert (ip["regions"], ip["topics"]["corrections"]) == (["eu"], {"eu": "/pp/ip/eu"})
+    both = r.parse_body(json.dumps(mqtt_body(pki, subscriptions=subs, supportsLband=True)))
+    assert (both["regions"], both["topics"]["corrections"]) == (["us"], {"us": "/pp/Lb/us"})
+    only_ip = [{"description": "IP correction topic for KR region", "path": "/pp/ip/kr"}]
+    both = r.parse_body(json.dumps(mqtt_body(pki, subscriptions=only_ip, supportsLband=True)))
+    assert (both["regions"], both["topics"]["corrections"]) == (["kr"], {"kr": "/pp/ip/kr"})
+
+
+def test_lband_only_plan_has_keys_and_frequencies_but_no_correction_topic(pki):
+    subs = [
+        {"description": "L-band key distribution topic", "path": "/pp/ubx/0236/Lb"},
+        {"description": "JSON key distribution topic", "path": "/pp/key/Lb"},
+        {"description": "L-band frequencies topic", "path": "/pp/frequencies/Lb"},
+        {"path": "/pp/ubx/mga;/pp/ubx/mga/updates"},
+    ]
+    m = r.parse_body(json.dumps(mqtt_body(pki, supportsMqtt=False, supportsLband=True, subscriptions=subs)))
+    assert m["plan"] == "lband" and m["regions"] == []
+    assert m["topics"] == {
+        "keys": "/pp/ubx/0236/Lb",
+        "corrections": {},
+        "assistnow": "/pp/ubx/mga",
+        "frequencies": "/pp/frequencies/Lb",
+    }
+
+
+def test_key_topic_from_its_description(pki):
+    subs = [{"description": "IP key distribution topic", "path": "/pp/ubx/0236/ip2"}, {"path": "/pp/ip/eu"}]
+    assert r.parse_body(json.dumps(mqtt_body(pki, subscriptions=subs)))["topics"]["keys"] == "/pp/ubx/0236/ip2"
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [("EU", "eu"), ("Japan", "jp"), ("JAPAN", "jp"), (" us ", "us"), ("KR", "kr"), ("xx", "xx"), ("Atlantis", None)],
+)
+def test_region_code(name, code):
+    assert r.region_code(name) == code
+    assert r.region_code(None) is None
+
+
+def test_normalize_topics_reads_both_forms():
+    old = {"keys": "/pp/ubx/0236/ip", "corrections": ["/pp/ip/eu", "/pp/ip/us"], "assistnow": "/pp/ubx/mga"}
+    assert r.normalize_topics(old) == {
+        "keys": "/pp/ubx/0236/ip",
+        "corrections": {"eu": "/pp/ip/eu", "us": "/pp/ip/us"},
+        "assistnow": "/pp/ubx/mga",
+        "frequencies": None,
+    }
+    new = dict(old, corrections={"jp": "/pp/Lb/jp"}, frequencies="/pp/frequencies/Lb")
+    assert r.normalize_topics(new) == new
+    assert r.normalize_topics(None) == {"keys": None, "corrections": {}, "assistnow": None, "frequencies": None}
+    assert r.normalize_topics({"corrections": "x"})["corrections"] == {}
 
 
 def test_no_flags_with_certificate_is_ip(pki):
@@ -227,6 +377,13 @@ def test_credentials_document_contract(pki):
         "private_key": "/etc/pointperfect/client.key",
     }
     assert doc["ntrip"] is None
+    assert doc["regions"] == ["eu"]
+    assert doc["topics"] == {
+        "keys": "/pp/ubx/0236/ip",
+        "corrections": {"eu": "/pp/ip/eu"},
+        "assistnow": "/pp/ubx/mga",
+        "frequencies": None,
+    }
     assert doc["dynamickeys"]["current"]["value"] == KEY_A
     # identical input gives identical bytes
     assert r.credentials_document(r.parse_credentials(mqtt_body(pki)), "gw-01", "gw-01", "/etc/pointperfect") == raw

@@ -1,0 +1,209 @@
+"""Unit tests of the ztp action plugin's flow with the module part run in-process and a fake API: renewal over a
+whole key period, the region option, old-form credentials.json."""
+
+import json
+import os
+import time
+import types
+
+import pytest
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible_collections.gnss.pointperfect.plugins.action import ztp as action
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _ztp_response as resp
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response import ZtpError
+from ansible_collections.gnss.pointperfect.plugins.modules import ztp as module
+from ztp_samples import KEY_PERIOD_MS, key_grid, mqtt_body, ntrip_body, rtke_ip_body, xplr_body
+
+DAY = 86400
+TOKEN = "8f6b2f0c-1c1e-4d0a-9a51-0000000000aa"
+
+
+class FakeApi:
+    """Stands in for ZtpClient: answers body(now) and records every call."""
+
+    def __init__(self, body):
+        self.body = body
+        self.calls = []
+        self.now = None
+
+    def client(self, **kwargs):
+        api = self
+
+        class Client:
+            activation_waited = 0
+
+            def fetch(self, token, hardware_id, given_name=None, tags=None):
+                api.calls.append(api.now)
+                return resp.parse_credentials(api.body(api.now))
+
+        return Client()
+
+
+class Action(action.ActionModule):
+    """The action plugin with the module part called in-process on a local dest, at a simulated time."""
+
+    def __init__(self, api, check_mode=False):  # no ActionBase plumbing: _provision is driven directly
+        self._task = types.SimpleNamespace(check_mode=check_mode, diff=True)
+        self.api = api
+
+    def _run_part(self, task_vars, args):
+        dest, mode = args["dest"], _atomic.parse_mode(args["mode"])
+        if args["_state"] == "read":
+            state = module.read_state(dest, mode, None, None)
+            state["now"] = self.api.now
+            return {"state": state}
+        if self._task.check_mode:
+            return {"changed": False, "files": module.managed_files(dest)}
+        if args["_state"] == "attributes":
+            return {"changed": module.fix_attributes(dest, mode, None, None)}
+        contents = {module.CERT: args.get("_certificate"), module.KEY: args.get("_private_key")}
+        contents[module.CREDS] = args["_credentials"]
+        contents = {k: None if v is None else v.encode() for k, v in contents.items()}
+        changed = module.write_files(dest, contents, mode, None, None, remove=args.get("_remove") or [])
+        creds = os.path.join(dest, module.CREDS)
+        os.utime(creds, (self.api.now, self.api.now))  # the confirmation time, in simulated time
+        return {"changed": changed, "files": module.managed_files(dest)}
+
+
+@pytest.fixture
+def run(monkeypatch):
+    """run(api, dest, now, check=False, **options) -> the task result."""
+
+    def _run(api, dest, now, check=False, **options):
+        monkeypatch.setattr(action, "ZtpClient", api.client)
+        api.now = now
+        params = dict({"token": TOKEN, "hardware_id": "gw-01", "dest": str(dest)}, **options)
+        result = ArgumentSpecValidator(action.ARGUMENT_SPEC).validate(params)
+        assert not result.error_messages, result.error_messages
+        args = result.validated_parameters
+        args["region"] = action.region_option(args["region"])
+        return Action(api, check_mode=check)._provision(args, {}, set())
+
+    return _run
+
+
+def snapshot(dest):
+    return {n: (dest / n).read_bytes() for n in sorted(os.listdir(dest))} if dest.exists() else {}
+
+
+def sweep_points(start_s, period_s, steps=56):
+    """Times across one key period: its first and last millisecond and every period/steps between."""
+    return [start_s + period_s * i / steps for i in range(steps)] + [start_s + period_s - 0.001]
+
+
+@pytest.mark.parametrize("service", ["mqtt", "ntrip"])
+def test_second_run_never_calls_the_api_across_a_whole_key_period(tmp_path, pki, run, service):
+    """Whenever in the 28-day key period the first call happens, runs seconds, minutes and a day later make no call
+    and check mode predicts no change (keys arrive live on MQTT; NTRIP keys renew with the weekly refresh)."""
+
+    def body(now):
+        keys = key_grid(int(now * 1000))
+        return mqtt_body(pki, dynamickeys=keys) if service == "mqtt" else ntrip_body(dynamickeys=keys)
+
+    # the period containing today, so the test certificate (valid 365 days from now) stays valid throughout
+    start_ms = key_grid(int(time.time() * 1000))["current"]["start"]
+    for i, first in enumerate(sweep_points(start_ms / 1000.0, KEY_PERIOD_MS / 1000.0)):
+        api = FakeApi(body)
+        dest = tmp_path / f"{service}-{i:03d}"
+        r = run(api, dest, first)
+        assert (r["api_called"], r["changed"], r["reason"]) == (True, True, "missing"), r
+        written = snapshot(dest)
+        for later in (5, 300, DAY):
+            check = run(api, dest, first + later, check=True)
+            outcome = (check["api_called"], check["changed"], check["reason"])
+            assert outcome == (False, False, "valid"), (i, later, check["msg"])
+            again = run(api, dest, first + later)
+            outcome = (again["api_called"], again["changed"], again["reason"])
+            assert outcome == (False, False, "valid"), (i, later, again["msg"])
+        assert api.calls == [first]
+        assert snapshot(dest) == written
+
+
+def test_ntrip_keys_in_their_last_week_are_renewed(tmp_path, run):
+    """The weekly NTRIP refresh normally renews keys; keys within 7 days of their end still trigger a call."""
+    now = 1_800_000_000.0
+    end = int((now + 6 * DAY) * 1000)
+    keys = {"current": {"start": end - 2419199999, "duration": 2419199999, "value": "ab" * 16}}
+    api = FakeApi(lambda t: ntrip_body(dynamickeys=keys))
+    run(api, tmp_path / "d", now - 2 * DAY)
+    r = run(api, tmp_path / "d", now, check=True)
+    assert (r["reason"], r["changed"], r["api_called"]) == ("expiring", True, False)
+
+
+@pytest.mark.parametrize(("body", "region"), [(xplr_body, "Japan"), (rtke_ip_body, "kr"), (rtke_ip_body, "auto")])
+def test_region_in_the_plan_is_accepted(tmp_path, pki, run, body, region):
+    api = FakeApi(lambda now: body(pki))
+    r = run(api, tmp_path / "d", 1_800_000_000.0, region=region)
+    assert r["changed"] and not r.get("failed"), r
+    assert r["region"] == {"Japan": "jp"}.get(region, region)
+    assert r["regions"] == (["au", "eu", "jp", "us"] if body is xplr_body else ["au", "eu", "jp", "kr", "us"])
+    assert set(r["topics"]["corrections"]) == set(r["regions"])
+    again = run(api, tmp_path / "d", 1_800_000_100.0, region=region)
+    assert (again["api_called"], again["changed"], again.get("failed", False)) == (False, False, False)
+
+
+def test_region_not_in_the_plan_fails_before_writing(tmp_path, pki, run):
+    subs = [{"path": "/pp/ubx/0236/ip;/pp/ip/eu;/pp/ip/us"}]
+    api = FakeApi(lambda now: mqtt_body(pki, subscriptions=subs))
+    dest = tmp_path / "d"
+    r = run(api, dest, 1_800_000_000.0, region="kr")
+    assert r["failed"] and r["api_called"] and not r["changed"]
+    assert r["msg"] == "region 'kr' is not in this plan (eu, us): set region to one of them or auto"
+    assert snapshot(dest) == {}
+
+
+def test_region_checked_against_deployed_credentials_without_a_call(tmp_path, pki, run):
+    api = FakeApi(lambda now: rtke_ip_body(pki))
+    dest = tmp_path / "d"
+    run(api, dest, 1_800_000_000.0)
+    for check in (True, False):
+        assert not run(api, dest, 1_800_000_100.0, check=check, region="jp").get("failed")
+    # a credentials.json listing only eu and us (e.g. written for another plan)
+    creds = json.loads((dest / "credentials.json").read_text())
+    creds["regions"] = ["eu", "us"]
+    (dest / "credentials.json").write_text(json.dumps(creds))
+    deployed = snapshot(dest)
+    for check in (True, False):
+        r = run(api, dest, 1_800_000_200.0, check=check, region="jp")
+        assert r["failed"] and not r["api_called"] and not r["changed"]
+        assert r["msg"] == "region 'jp' is not in this plan (eu, us): set region to one of them or auto"
+    assert len(api.calls) == 1 and snapshot(dest) == deployed
+
+
+@pytest.mark.parametrize("body", [ntrip_body, "lband"])
+def test_region_not_checked_for_plans_without_correction_regions(tmp_path, pki, run, body):
+    lband = [{"path": "/pp/ubx/0236/Lb;/pp/frequencies/Lb"}]
+    if body == "lband":
+        body = lambda: mqtt_body(pki, supportsMqtt=False, supportsLband=True, subscriptions=lband)  # noqa: E731
+    r = run(FakeApi(lambda now: body()), tmp_path / "d", 1_800_000_000.0, region="us")
+    assert r["changed"] and not r.get("failed") and r["regions"] == [] and r["region"] == "us"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", "auto"), ("AUTO", "auto"), ("EU", "eu"), ("Japan", "jp")])
+def test_region_option(value, expected):
+    assert action.region_option(value) == expected
+
+
+@pytest.mark.parametrize("value", ["eu west", "e", "4u", "/pp/ip/eu"])
+def test_region_option_rejects_what_is_no_region(value):
+    with pytest.raises(ZtpError, match="is not a region code: set region to auto or a code"):
+        action.region_option(value)
+
+
+def test_old_form_credentials_are_read(tmp_path, pki, run):
+    """A credentials.json written before Contract 1 (corrections as a list) is reported in the new shape."""
+    api = FakeApi(lambda now: mqtt_body(pki))
+    dest = tmp_path / "d"
+    run(api, dest, 1_800_000_000.0)
+    creds = json.loads((dest / "credentials.json").read_text())
+    creds["topics"] = {"keys": "/pp/ubx/0236/ip", "corrections": ["/pp/ip/eu"], "assistnow": "/pp/ubx/mga"}
+    (dest / "credentials.json").write_text(json.dumps(creds))
+    r = run(api, dest, 1_800_000_100.0, region="eu")
+    assert (r["api_called"], r.get("failed", False)) == (False, False)
+    assert r["topics"] == {
+        "keys": "/pp/ubx/0236/ip",
+        "corrections": {"eu": "/pp/ip/eu"},
+        "assistnow": "/pp/ubx/mga",
+        "frequencies": None,
+    }
