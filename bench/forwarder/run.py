@@ -101,7 +101,10 @@ class Lab:
         self.pki = PKI(tmp / "pki")
         self.broker = lab.Mosquitto(self.pki, tmp / "broker").start()
         self.caster = (
-            lab.Caster(tmp / "caster", pki=self.pki, user=LAB_NTRIP_LOGIN[0], password=LAB_NTRIP_LOGIN[1]).start()
+            # no GGA gate: the floor client sends no GGA, and this bench measures relay latency, not the gating
+            lab.Caster(
+                tmp / "caster", pki=self.pki, user=LAB_NTRIP_LOGIN[0], password=LAB_NTRIP_LOGIN[1], require_gga=False
+            ).start()
             if ntrip
             else None
         )

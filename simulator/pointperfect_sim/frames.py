@@ -6,6 +6,7 @@ Also a combined stream splitter (UBX, NMEA, RTCM3, SPARTN) that checks every che
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import struct
 import time
@@ -312,6 +313,103 @@ def mga_frames(total_bytes: int = 11000) -> bytes:
         sv = sv % 32 + 1
         out += ubx_frame(0x13, 0x00, bytes([1, 0, sv, 0]) + os.urandom(64))
     return bytes(out)
+
+
+# ---------------------------------------------------------------- L-band (NEO-D9S)
+
+UBX_RXM_PMP = (0x02, 0x72)
+PMP_USER_DATA_MAX = 504  # userData bytes per UBX-RXM-PMP frame (fixed in version 0x00, up to this in 0x01)
+PMP_UNIQUE_WORD = 0xE15AE893E15AE893  # CFG-PMP-UNIQUE_WORD for PointPerfect (SparkFun_u-blox_GNSS_v3 examples)
+PMP_SERVICE_ID = 21845  # CFG-PMP-SERVICE_ID for PointPerfect (same examples; 50821 is the module default)
+
+
+def rxm_pmp_frame(
+    user_data: bytes,
+    *,
+    version: int = 1,
+    time_tag: int = 0,
+    service_id: int = PMP_SERVICE_ID,
+    unique_word: int = PMP_UNIQUE_WORD,
+    ebno_db: float = 8.0,
+    fec_bits: int = 0,
+    unique_word_bit_errors: int = 0,
+) -> bytes:
+    """UBX-RXM-PMP (0x02 0x72) as a NEO-D9S outputs it, carrying `user_data` (the demodulated SPARTN stream).
+
+    Both wire layouts, as semuconsulting/pyubx2 src/pyubx2/ubxtypes_get.py (RXM-PMP-V0/V1) and
+    sparkfun/SparkFun_u-blox_GNSS_v3 src/u-blox_structs.h (UBX_RXM_PMP_data_t) define them:
+    - version 0x01 (default; what the D9S emits: pygnssutils' d9s example and GNSSv3
+      examples/NEO-D9S_and_NEO-D9C/Example8_LBand_SPARTN_Parsing read numBytesUserData and userData at payload[24]):
+      version U1, reserved0 U1, numBytesUserData U2, timeTag U4, uniqueWord 2xU4, serviceIdentifier U2, spare U1,
+      uniqueWordBitErrors U1, fecBits U2, ebno U1 (2^-3 dB), reserved1 U1, userData[numBytesUserData <= 504];
+    - version 0x00: version U1, reserved0 3xU1, timeTag, uniqueWord 2xU4, serviceIdentifier, spare,
+      uniqueWordBitErrors, userData[504] (always 504: shorter data is zero-padded), fecBits U2, ebno U1, reserved1.
+    """
+    if len(user_data) > PMP_USER_DATA_MAX:
+        raise ValueError(f"RXM-PMP carries at most {PMP_USER_DATA_MAX} user data bytes, not {len(user_data)}")
+    words = struct.pack("<II", unique_word >> 32, unique_word & 0xFFFFFFFF)
+    ebno = max(0, min(255, round(ebno_db * 8)))
+    if version == 1:
+        payload = (
+            struct.pack("<BBHI", 1, 0, len(user_data), time_tag)
+            + words
+            + struct.pack("<HBBHBB", service_id, 0, unique_word_bit_errors, fec_bits, ebno, 0)
+            + user_data
+        )
+    elif version == 0:
+        payload = (
+            struct.pack("<B3xI", 0, time_tag)
+            + words
+            + struct.pack("<HBB", service_id, 0, unique_word_bit_errors)
+            + user_data.ljust(PMP_USER_DATA_MAX, b"\0")
+            + struct.pack("<HBB", fec_bits, ebno, 0)
+        )
+    else:
+        raise ValueError(f"RXM-PMP version is 0 or 1, not {version}")
+    return ubx_frame(*UBX_RXM_PMP, payload)
+
+
+def pmp_user_data(frame_or_payload: bytes) -> bytes:
+    """The userData of an RXM-PMP frame (whole frame or payload), either version."""
+    payload = frame_or_payload
+    if payload[:2] == UBX_SYNC and tuple(payload[2:4]) == UBX_RXM_PMP:
+        payload = payload[6:-2]
+    if payload[0] == 1:
+        size = struct.unpack_from("<H", payload, 2)[0]
+        return payload[24 : 24 + size]
+    return payload[20 : 20 + PMP_USER_DATA_MAX]
+
+
+def frequencies_payload(mapping: dict) -> bytes:
+    """The retained /pp/frequencies/Lb message: region -> MHz (number or string) as the service publishes it, e.g.
+    {"frequencies": {"us": {"current": {"value": "1556.29"}}, ...}}, pretty-printed with 2-space indents, MHz as
+    strings: byte for byte the payload in semuconsulting/pygnssutils tests/test_static.py `testparsemqttfreq`; the
+    shape u-blox/XPLR-HPG-software XPLR-HPG-SW/components/hpglib/src/location_service/lband_service/xplr_lband.c
+    (lbandParseFrequencyFromMqtt: frequencies.<region>.current.value, a string read with %lf) parses."""
+    freqs = {
+        region: {"current": {"value": value if isinstance(value, str) else repr(float(value))}}
+        for region, value in mapping.items()
+    }
+    return json.dumps({"frequencies": freqs}, indent=2).encode()
+
+
+LBAND_FREQUENCIES_MHZ = {"us": "1556.29", "eu": "1545.26"}  # GNSSv3 NEO-D9S examples; they move: read the topic
+
+
+D9S_BOOT_TEXT = (  # a NEO-D9S identifies itself like this (u-blox/XPLR-HPG-software
+    # XPLR-HPG-SW/examples/positioning/01_hpg_gnss_config/README.md device info: PMP 1.04, protocol 24.00)
+    "u-blox AG - www.u-blox.com",
+    "HW UBX 9 00190000",
+    "ROM BASE 0x118B2060",
+    "FWVER=PMP 1.04",
+    "PROTVER=24.00",
+    "MOD=NEO-D9S",
+)
+
+
+def d9s_boot_notice() -> bytes:
+    """The startup notices of a NEO-D9S after a reset, as UBX-INF-NOTICE (the D9S speaks UBX only, no NMEA)."""
+    return b"".join(ubx_frame(0x04, 0x02, line.encode()) for line in D9S_BOOT_TEXT)
 
 
 # ---------------------------------------------------------------- RTCM3

@@ -4,9 +4,14 @@ A profile (keyed by its token, a lowercase 36-char UUID) says what the simulated
 
     {
       "plan": "ip",                # ip | lband | ip+lband | ntrip
-      "region": "eu",              # or a list, e.g. ["eu", "us"]; ip: eu us kr au jp, lband: eu us au jp
+      "region": null,              # null = every region of the plan, as the service lists them ("the correction
+                                   #   topics for all available regional areas", RTK-E HTTP_Client.ino); or one
+                                   #   code or a list: ip: eu us kr au jp; ip+lband: eu us au jp; lband: eu us
+                                   #   (its L-band beams, used only for frequencies; no correction topic); ntrip: -
       "return_existing": true,     # false: a repeat call for a known hardwareId gets 403 "Device already registered"
-      "not_activated_calls": 0,    # first N calls per device: 200 without certificate/privateKey/rtcmCredentials
+      "not_activated_calls": 1,    # a new device's first N calls: 200 without certificate/privateKey/
+                                   #   rtcmCredentials ("not activated yet", the usual answer to a device's first
+                                   #   call: sparkfun/SparkFun_RTK_Everywhere_Firmware HTTP_Client.ino); 0 = never
       "error": null,               # null | already_registered | no_plan | not_whitelisted | bad_token | rate_limit
                                    #      | server_error | malformed | timeout
       "error_calls": null,         # null: the error is permanent; N: only the first N calls per device fail
@@ -24,7 +29,8 @@ A profile (keyed by its token, a lowercase 36-char UUID) says what the simulated
     }
 
 Error counting (`error_calls`, `not_activated_calls`) is per device ("token/hardwareId") and restarts when the profile
-is replaced (`PUT /_sim/profiles/<token>`) or the simulator is reset.
+is replaced (`PUT /_sim/profiles/<token>`) or the simulator is reset. A device that was activated once is never
+"not activated" again (until a reset forgets it).
 """
 
 from __future__ import annotations
@@ -37,8 +43,13 @@ from pathlib import Path
 TOKEN_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 PLANS = ("ip", "lband", "ip+lband", "ntrip")
+# Regions per plan: u-blox/XPLR-HPG-software XPLR-HPG-SW/bin/emuZtpResponse.json (ip+lband: EU, US, AU, Japan),
+# sparkfun/SparkFun_RTK_Everywhere_Firmware Firmware/RTK_Everywhere/settings.h Regional_Information_Table (US, EU, AU,
+# KR, Japan; L-band frequencies only for US and EU).
 IP_REGIONS = ("eu", "us", "kr", "au", "jp")
-LBAND_REGIONS = ("eu", "us", "au", "jp")
+IP_LBAND_REGIONS = ("eu", "us", "au", "jp")
+LBAND_REGIONS = ("eu", "us")
+PLAN_REGIONS = {"ip": IP_REGIONS, "ip+lband": IP_LBAND_REGIONS, "lband": LBAND_REGIONS, "ntrip": IP_REGIONS}
 ERRORS = (
     "already_registered",
     "no_plan",
@@ -54,9 +65,9 @@ DEFAULT_NTRIP = {"host": "127.0.0.1", "port": 2101, "mountpoint": "NEAR-SPARTN",
 
 DEFAULT_PROFILE = {
     "plan": "ip",
-    "region": "eu",
+    "region": None,
     "return_existing": True,
-    "not_activated_calls": 0,
+    "not_activated_calls": 1,
     "error": None,
     "error_calls": None,
     "error_status": 500,
@@ -72,28 +83,29 @@ DEFAULT_PROFILE = {
 }
 
 # The demo/default world: a few tokens a user can paste into an inventory (`make demo` uses them).
-DEMO_IP_EU = "8f6b2f0c-1c1e-4d0a-9a51-000000000001"  # IP plan, EU, MQTT
+# Every demo device is "not activated" on its first call, as a real new device is (the default).
+DEMO_IP_EU = "8f6b2f0c-1c1e-4d0a-9a51-000000000001"  # IP plan, all five regions (the name predates region auto)
 DEMO_NTRIP = "8f6b2f0c-1c1e-4d0a-9a51-000000000002"  # Flex NTRIP, shared caster credentials demo/demo
-DEMO_IP_LBAND_US = "8f6b2f0c-1c1e-4d0a-9a51-000000000003"  # IP + L-band, US
-DEMO_LBAND_EU = "8f6b2f0c-1c1e-4d0a-9a51-000000000004"  # L-band only, EU
-DEMO_LIVE_BOTH = "8f6b2f0c-1c1e-4d0a-9a51-000000000005"  # IP EU MQTT answer that also carries rtcmCredentials
+DEMO_IP_LBAND_US = "8f6b2f0c-1c1e-4d0a-9a51-000000000003"  # IP + L-band, all its regions (eu us au jp)
+DEMO_LBAND_EU = "8f6b2f0c-1c1e-4d0a-9a51-000000000004"  # L-band only (keys + frequencies, no correction topic)
+DEMO_LIVE_BOTH = "8f6b2f0c-1c1e-4d0a-9a51-000000000005"  # IP MQTT answer that also carries rtcmCredentials
 DEMO_NOT_WHITELISTED = "8f6b2f0c-1c1e-4d0a-9a51-000000000006"  # always 403 not whitelisted
-DEMO_FLAKY = "8f6b2f0c-1c1e-4d0a-9a51-000000000007"  # first 2 calls per device 429, then IP EU
-DEMO_PENDING = "8f6b2f0c-1c1e-4d0a-9a51-000000000008"  # first call per device: not activated yet
+DEMO_FLAKY = "8f6b2f0c-1c1e-4d0a-9a51-000000000007"  # first 2 calls per device 429, then IP
+DEMO_PENDING = "8f6b2f0c-1c1e-4d0a-9a51-000000000008"  # first 3 calls per device: not activated yet
 
 DEMO_PROFILES = {
-    DEMO_IP_EU: {"plan": "ip", "region": "eu", "note": "IP plan, EU corrections over MQTT"},
+    DEMO_IP_EU: {"plan": "ip", "note": "IP plan, corrections over MQTT for eu us kr au jp"},
     DEMO_NTRIP: {
         "plan": "ntrip",
         "ntrip": {"shared_credentials": {"user": "demo", "password": "demo"}},
         "note": "Flex NTRIP; one shared user so a single str2str caster accepts every device",
     },
-    DEMO_IP_LBAND_US: {"plan": "ip+lband", "region": "us", "note": "IP + L-band plan, US"},
-    DEMO_LBAND_EU: {"plan": "lband", "region": "eu", "note": "L-band only plan, EU"},
-    DEMO_LIVE_BOTH: {"plan": "ip", "region": "eu", "live_both": True, "note": "MQTT plan plus rtcmCredentials"},
+    DEMO_IP_LBAND_US: {"plan": "ip+lband", "note": "IP + L-band plan (eu us au jp)"},
+    DEMO_LBAND_EU: {"plan": "lband", "note": "L-band only plan: keys and frequencies over MQTT"},
+    DEMO_LIVE_BOTH: {"plan": "ip", "live_both": True, "note": "MQTT plan plus rtcmCredentials"},
     DEMO_NOT_WHITELISTED: {"error": "not_whitelisted", "note": "403 Device hardware code not whitelisted"},
     DEMO_FLAKY: {"error": "rate_limit", "error_calls": 2, "retry_after": 1, "note": "two 429s, then success"},
-    DEMO_PENDING: {"not_activated_calls": 1, "note": "first call: device not activated yet"},
+    DEMO_PENDING: {"not_activated_calls": 3, "note": "first three calls: device not activated yet"},
 }
 
 
@@ -156,11 +168,12 @@ def normalize(profile: dict) -> dict:
     p.update(copy.deepcopy(profile))
     if p["plan"] not in PLANS:
         raise ProfileError(f"plan must be one of {PLANS}, got {p['plan']!r}")
+    allowed = PLAN_REGIONS[p["plan"]]
+    if p["region"] is None:
+        p["region"] = list(allowed)
     regions = p["region"] if isinstance(p["region"], list) else [p["region"]]
-    allowed = LBAND_REGIONS if p["plan"] == "lband" else IP_REGIONS
     if not regions or any(r not in allowed for r in regions):
         raise ProfileError(f"region must be one or a list of {allowed} for plan {p['plan']}, got {p['region']!r}")
-    p["region"] = p["region"] if isinstance(p["region"], list) else regions[0]
     _bool("return_existing", p["return_existing"])
     _bool("live_both", p["live_both"])
     _int("not_activated_calls", p["not_activated_calls"])

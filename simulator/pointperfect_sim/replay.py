@@ -22,7 +22,19 @@ DEFAULT_TOPICS = {
     "json_keys": "/pp/key/ip",
     "corrections": "/pp/ip/eu",
     "mga": "/pp/ubx/mga",
+    "frequencies": "/pp/frequencies/Lb",
 }
+
+
+def plan_topics(plan: str = "ip", region: str | None = "eu") -> dict:
+    """The replayer's topic names for a plan (u-blox/XPLR-HPG-software XPLR-HPG-SW/bin/emuZtpResponse.json,
+    semuconsulting/pygnssutils TOPIC_KEY/TOPIC_DATA/TOPIC_FREQ): ip: /pp/ubx/0236/ip, /pp/key/ip, /pp/ip/<r>;
+    ip+lband: /pp/ubx/0236/Lb, /pp/key/Lb, /pp/Lb/<r>; lband: the Lb key topics and no correction topic (None)."""
+    stream = "ip" if plan == "ip" else "Lb"
+    corrections = f"/pp/{stream}/{region}" if plan != "lband" and region else None
+    return dict(DEFAULT_TOPICS, keys=f"/pp/ubx/0236/{stream}", json_keys=f"/pp/key/{stream}", corrections=corrections)
+
+
 REAL_RATE = 323  # bytes/s of the real continental IP stream
 
 
@@ -89,7 +101,7 @@ class MqttReplayer:
     """paho-mqtt publisher with the broker's publisher identity (`pp-replayer`).
 
     `broker` is a lab.Mosquitto or a dict {"host", "port", "ca", "cert", "key"}; `topic_map` overrides
-    DEFAULT_TOPICS (keys, json_keys, corrections, mga).
+    DEFAULT_TOPICS (keys, json_keys, corrections, mga, frequencies); `plan_topics()` gives the names of a plan.
     """
 
     def __init__(self, broker, topic_map: dict | None = None, client_id: str | None = None) -> None:
@@ -153,6 +165,13 @@ class MqttReplayer:
         self.publish("keys", frame, retain=retain)
         self.publish("json_keys", json.dumps({"dynamickeys": dynamickeys}).encode(), retain=retain)
         return frame
+
+    def publish_frequencies(self, mapping: dict | None = None, retain: bool = True) -> bytes:
+        """The retained L-band frequencies message on /pp/frequencies/Lb (region -> MHz; default US 1556.29 and
+        EU 1545.26), shaped as `frames.frequencies_payload` documents."""
+        payload = F.frequencies_payload(F.LBAND_FREQUENCIES_MHZ if mapping is None else mapping)
+        self.publish("frequencies", payload, retain=retain, qos=1)
+        return payload
 
     def clear_retained(self, topic: str) -> None:
         self.publish(topic, b"", retain=True)

@@ -37,7 +37,10 @@ ADMIN_PREFIX = "/_sim"
 # Dynamic keys rotate on a fixed 28-day grid; the anchor is the documented example start (GPS week 2224, tow 518400).
 KEY_ANCHOR_MS = 1661558382000
 KEY_PERIOD_MS = 2419200000
-KEY_DURATION_MS = KEY_PERIOD_MS - 1  # 2419199999, as the service sends it
+KEY_DURATION_MS = KEY_PERIOD_MS - 1  # 2419199999: current.duration as the service sends it
+# next.duration as u-blox/XPLR-HPG-software XPLR-HPG-SW/bin/emuZtpResponse.json shows it (29 days - 1 ms): the next key
+# still starts on the grid, it is only announced as valid a day longer.
+KEY_NEXT_DURATION_MS = 2505599999
 
 # Error texts exactly as clients see them (RTK-E HTTP_Client.ino); bad_token is our choice (not documented).
 MSG_ALREADY_REGISTERED = "Device already registered"
@@ -82,49 +85,76 @@ def dynamic_keys(seed: str, now_ms: int | None = None) -> dict:
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     start = KEY_ANCHOR_MS + ((now_ms - KEY_ANCHOR_MS) // KEY_PERIOD_MS) * KEY_PERIOD_MS
 
-    def key(s: int) -> dict:
+    def key(s: int, duration: int) -> dict:
         value = hmac.new(bytes.fromhex(seed), str(s).encode(), hashlib.sha256).hexdigest()[:32]
-        return {"start": s, "duration": KEY_DURATION_MS, "value": value}
+        return {"start": s, "duration": duration, "value": value}
 
-    return {"current": key(start), "next": key(start + KEY_PERIOD_MS)}
+    return {"current": key(start, KEY_DURATION_MS), "next": key(start + KEY_PERIOD_MS, KEY_NEXT_DURATION_MS)}
 
 
 def _regions(profile: dict) -> list[str]:
-    return profile["region"] if isinstance(profile["region"], list) else [profile["region"]]
+    regions = profile["region"] if isinstance(profile["region"], list) else [profile["region"]]
+    return sorted(regions, key=lambda r: REGION_ORDER.index(r) if r in REGION_ORDER else len(REGION_ORDER))
+
+
+# Region names as the service writes them in descriptions ("... for EU region", "... for Japan region"):
+# u-blox/XPLR-HPG-software XPLR-HPG-SW/bin/emuZtpResponse.json; KR as in sparkfun/SparkFun_RTK_Everywhere_Firmware
+# Firmware/RTK_Everywhere/settings.h Regional_Information_Table (US, EU, AU, KR, Japan).
+REGION_NAMES = {"eu": "EU", "us": "US", "kr": "KR", "au": "AU", "jp": "Japan"}
+REGION_ORDER = ("eu", "us", "kr", "au", "jp")
+# Sub-streams of a region's correction topic and their descriptions (XPLR emuZtpResponse.json).
+SUB_STREAMS = (
+    ("gad", "geographic area definition topic"),
+    ("hpac", "high-precision atmosphere correction topic"),
+    ("ocb", "GNSS orbit, clocks and bias topic"),
+    ("clk", "GNSS clock topic"),
+)
+FREQUENCIES_TOPIC = "/pp/frequencies/Lb"
+PLAN_LABELS = {"ip": "IP", "ip+lband": "L-band + IP", "lband": "L-band"}
 
 
 def subscriptions(profile: dict) -> list[dict]:
-    """The subscriptions list for an MQTT plan: described entries plus path-only entries joining several topics."""
+    """The subscriptions list of an MQTT plan, in the shape of u-blox/XPLR-HPG-software
+    XPLR-HPG-SW/bin/emuZtpResponse.json (an ip+lband answer):
+
+    - key topic ("<label> key distribution topic"), AssistNow ("<label> AssistNow topic");
+    - per region, in the order eu us kr au jp: the top-level correction topic ("<label> correction topic for EU
+      region", "... for Japan region") and its /gad /hpac /ocb /clk sub-streams, then a path-only entry joining the
+      sub-streams with ';' (AU: only its correction topic, as in the sample);
+    - ip+lband: "<label> frequencies topic" /pp/frequencies/Lb after the US block, joined into US's path-only entry;
+    - lband only: key topic /pp/ubx/0236/Lb, JSON keys /pp/key/Lb, AssistNow and /pp/frequencies/Lb, no correction
+      topic (corrections come over the satellite; facts section 1, pygnssutils TOPIC_FREQ).
+    ip: /pp/ubx/0236/ip and /pp/ip/<r> (sparkfun/SparkFun_RTK_Everywhere_Firmware HTTP_Client.ino); ip+lband:
+    /pp/ubx/0236/Lb and /pp/Lb/<r>."""
     plan = profile["plan"]
-    lband = plan in ("lband", "ip+lband")
-    ip = plan in ("ip", "ip+lband")
-    key_suffix = "Lb" if lband else "ip"
+    label = PLAN_LABELS[plan]
+    stream = "ip" if plan == "ip" else "Lb"
     subs = [
-        {"description": "UBX-RXM-SPARTNKEY key distribution topic", "path": f"/pp/ubx/0236/{key_suffix}"},
-        {"description": "JSON key distribution topic", "path": f"/pp/key/{key_suffix}"},
-        {"description": "AssistNow (MGA) topic", "path": "/pp/ubx/mga"},
+        {"description": f"{label} key distribution topic", "path": f"/pp/ubx/0236/{stream}"},
+        {"description": f"{label} AssistNow topic", "path": "/pp/ubx/mga"},
     ]
-    corrections = []
-    for region in _regions(profile):
-        name = region.upper()
-        if ip:
-            subs.append({"description": f"IP correction topic for {name} region", "path": f"/pp/ip/{region}"})
-            subs.append(
-                {
-                    "description": f"IP geographic area definition topic for {name} region",
-                    "path": f"/pp/ip/{region}/gad",
-                }
-            )
-            corrections.append(f"/pp/ip/{region}")
-        if lband:
-            subs.append({"description": f"L-band correction topic for {name} region", "path": f"/pp/Lb/{region}"})
-            if not ip:
-                corrections.append(f"/pp/Lb/{region}")
-    if lband:
-        subs.append({"description": "L-band frequencies topic", "path": "/pp/frequencies/Lb"})
-    # Path-only entries, as the service sends them: several topics joined by ';'.
-    subs.append({"path": ";".join([f"/pp/ubx/0236/{key_suffix}", *corrections])})
-    subs.append({"path": "/pp/ubx/mga;/pp/ubx/mga/updates"})
+    if plan == "lband":
+        subs.append({"description": f"{label} JSON key distribution topic", "path": "/pp/key/Lb"})
+        subs.append({"description": f"{label} frequencies topic", "path": FREQUENCIES_TOPIC})
+        subs.append({"path": f"/pp/ubx/0236/Lb;/pp/key/Lb;{FREQUENCIES_TOPIC}"})
+        return subs
+    regions = _regions(profile)
+    freq_after = "us" if "us" in regions else regions[-1]
+    for region in regions:
+        name = REGION_NAMES[region]
+        top = f"/pp/{stream}/{region}"
+        subs.append({"description": f"{label} correction topic for {name} region", "path": top})
+        if region == "au":
+            continue
+        for sub, what in SUB_STREAMS:
+            subs.append({"description": f"{label} {what} for {name} region", "path": f"{top}/{sub}"})
+        joined = [f"{top}/{sub}" for sub, _ in SUB_STREAMS]
+        if plan == "ip+lband" and region == freq_after:
+            subs.append({"description": f"{label} frequencies topic", "path": FREQUENCIES_TOPIC})
+            joined.append(FREQUENCIES_TOPIC)
+        subs.append({"path": ";".join(joined)})
+    if plan == "ip+lband" and freq_after == "au":
+        subs.append({"description": f"{label} frequencies topic", "path": FREQUENCIES_TOPIC})
     return subs
 
 
@@ -280,6 +310,11 @@ class Simulator:
             self.profile_calls[key] = self.profile_calls.get(key, 0) + 1
             return self.profile_calls[key]
 
+    def activated(self, token: str, hwid: str) -> bool:
+        """Whether the device got its credentials once (then it is never "not activated" again)."""
+        with self.lock:
+            return bool(self.devices.get(f"{token}/{hwid}", {}).get("activated"))
+
     def credentials(self, token: str, hwid: str, given_name: str, tags, profile: dict) -> dict:
         """Register or look up the device and build the 200 body."""
         key = f"{token}/{hwid}"
@@ -314,8 +349,8 @@ class Simulator:
                 supportsMqtt=plan in ("ip", "ip+lband"),
                 dynamickeys=dynamic_keys(seed),
                 subscriptions=subscriptions(profile),
-                subscriptionsTitle="PointPerfect subscriptions",
-                rotatingKeyTitle="PointPerfect dynamic keys",
+                subscriptionsTitle="Topics",  # XPLR emuZtpResponse.json
+                rotatingKeyTitle=f"{PLAN_LABELS[plan]} Dynamic Keys",  # there: "L-band + IP Dynamic Keys"
             )
             if activated:
                 out.update(certificate=dev["certificate"], privateKey=dev["privateKey"])
@@ -333,15 +368,26 @@ class Simulator:
             }
         return out
 
-    def not_activated_body(self, token: str, hwid: str, profile: dict) -> dict:
+    def not_activated_body(
+        self, token: str, hwid: str, profile: dict, given_name: str | None = None, tags=None
+    ) -> dict:
         """A 200 without certificate/privateKey/rtcmCredentials; the device is registered but not active yet."""
         with self.lock:
             key = f"{token}/{hwid}"
+            changed = token not in self.key_seeds
+            seed = self._seed(token)
             if key not in self.devices:
-                self.devices[key] = {"clientId": str(uuid.uuid4()), "generation": 1, "created": int(time.time())}
+                self.devices[key] = {
+                    "clientId": str(uuid.uuid4()),
+                    "givenName": given_name,
+                    "tags": tags,
+                    "generation": 1,
+                    "created": int(time.time()),
+                }
+                changed = True
+            if changed:
                 self._save()
             dev = dict(self.devices[key])
-            seed = self._seed(token)
         return self.body(dev, profile, seed, activated=False)
 
 
@@ -469,8 +515,8 @@ class Handler(BaseHTTPRequestHandler):
             self._fail(error, profile, token)
             return
         try:
-            if call <= profile["not_activated_calls"]:
-                body = self.sim.not_activated_body(token, hwid, profile)
+            if call <= profile["not_activated_calls"] and not self.sim.activated(token, hwid):
+                body = self.sim.not_activated_body(token, hwid, profile, name, tags)
             else:
                 body = self.sim.credentials(token, hwid, name, tags, profile)
         except ApiError as err:

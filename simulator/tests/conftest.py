@@ -19,7 +19,9 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def sim_handle(tmp_path_factory):
-    handle = run_in_thread(tmp_path_factory.mktemp("sim"), {T_IP: {"plan": "ip", "region": "eu"}})
+    handle = run_in_thread(
+        tmp_path_factory.mktemp("sim"), {T_IP: {"plan": "ip", "region": "eu", "not_activated_calls": 0}}
+    )
     yield handle
     handle.stop()
 

@@ -1,6 +1,7 @@
 """Frame builders checked by independent parsers (pyspartn, pyubx2, pyrtcm, pynmeagps) and by the stream splitter."""
 
 import io
+import json
 
 import pytest
 from pointperfect_sim import frames as F
@@ -164,3 +165,55 @@ def test_iter_capture_file(tmp_path):
     path = tmp_path / "cap.bin"
     path.write_bytes(b"\x00junk" + data)
     assert b"".join(F.iter_spartn_file(path)) == data
+
+
+# ---------------------------------------------------------------- L-band
+
+
+@pytest.mark.parametrize("version", [0, 1])
+def test_rxm_pmp_frame_both_layouts_parse_with_pyubx2(version):
+    data = b"".join(F.synthetic_spartn(4))[:300]
+    frame = F.rxm_pmp_frame(data, version=version, time_tag=4321)
+    msg = UBXReader.parse(frame)
+    assert msg.identity == "RXM-PMP" and msg.version == version and msg.timeTag == 4321
+    assert msg.serviceIdentifier == 21845 and (msg.uniqueWord1, msg.uniqueWord2) == (0xE15AE893, 0xE15AE893)
+    assert frame[2:4] == b"\x02\x72"
+    if version == 1:
+        assert len(frame) == 8 + 24 + 300 and msg.numBytesUserData == 300
+        assert F.pmp_user_data(frame) == data
+    else:
+        assert len(frame) == 8 + 528  # always 504 bytes of user data
+        assert F.pmp_user_data(frame) == data + bytes(204)
+    assert F.pmp_user_data(frame[6:-2]) == F.pmp_user_data(frame)  # payload only works too
+    assert len(F.rxm_pmp_frame(bytes(504))) == 536
+    with pytest.raises(ValueError):
+        F.rxm_pmp_frame(bytes(505))
+
+
+def test_pmp_frames_split_by_the_splitter():
+    data = b"".join(F.synthetic_spartn(12))
+    frames = [F.rxm_pmp_frame(data[i : i + 504]) for i in range(0, len(data), 504)]
+    found, garbage = F.split_frames(b"".join(frames))
+    assert garbage == 0 and [f.raw for f in found] == frames and {f.kind for f in found} == {"ubx"}
+    assert b"".join(F.pmp_user_data(f.raw) for f in found) == data
+    spartn, garbage = F.split_frames(data)  # the SPARTN inside survives the split over PMP frames
+    assert garbage == 0 and len(spartn) == 12
+
+
+def test_frequencies_payload_is_the_service_shape():
+    # semuconsulting/pygnssutils tests/test_static.py testparsemqttfreq, byte for byte
+    expected = (
+        b'{\n  "frequencies": {\n    "us": {\n      "current": {\n        "value": "1556.29"\n      }\n    },\n'
+        b'    "eu": {\n      "current": {\n        "value": "1545.26"\n      }\n    }\n  }\n}'
+    )
+    assert F.frequencies_payload({"us": 1556.29, "eu": 1545.26}) == expected
+    assert F.frequencies_payload(F.LBAND_FREQUENCIES_MHZ) == expected
+    assert json.loads(F.frequencies_payload({"jp": "1548.23"})) == {
+        "frequencies": {"jp": {"current": {"value": "1548.23"}}}
+    }
+
+
+def test_d9s_boot_notice_is_ubx_inf():
+    found, garbage = F.split_frames(F.d9s_boot_notice())
+    assert garbage == 0 and {f.ubx_id for f in found} == {(0x04, 0x02)}
+    assert any(b"MOD=NEO-D9S" in f.payload for f in found)

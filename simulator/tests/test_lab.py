@@ -17,7 +17,7 @@ import pytest
 from pointperfect_sim import frames as F
 from pointperfect_sim import lab
 from pointperfect_sim.pki import PKI
-from pointperfect_sim.replay import MqttReplayer, capture_payloads
+from pointperfect_sim.replay import MqttReplayer, capture_payloads, plan_topics
 
 SIM_ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.lab
@@ -141,6 +141,24 @@ def test_device_gets_retained_keys_then_frames_byte_exact(broker):
             dev.close()
     assert [p for t, p in got[1:]] == sent
     assert {t for t, p in got[1:]} == {"/pp/ip/eu"}
+
+
+@need_mosquitto
+def test_lband_topics_and_retained_frequencies(broker):
+    topics = plan_topics("lband")
+    assert (topics["keys"], topics["json_keys"], topics["corrections"]) == ("/pp/ubx/0236/Lb", "/pp/key/Lb", None)
+    assert plan_topics("ip+lband", "jp")["corrections"] == "/pp/Lb/jp"
+    with MqttReplayer(broker, topics) as rep:
+        key_frame = rep.publish_keys(KEYS)
+        freq = rep.publish_frequencies({"us": "1556.29", "eu": 1545.26})
+    dev = Device(broker, *broker.issue_device("gw-lband"), cn="gw-lband")
+    try:
+        dev.subscribe("/pp/ubx/0236/Lb", "/pp/frequencies/Lb")  # after the publisher left: retained
+        got = dict(dev.wait(2))
+    finally:
+        dev.close()
+    assert got == {"/pp/ubx/0236/Lb": key_frame, "/pp/frequencies/Lb": freq}
+    assert json.loads(freq)["frequencies"]["eu"]["current"]["value"] == "1545.26"
 
 
 @need_mosquitto
@@ -269,6 +287,148 @@ def test_caster_tls_verified_against_ca(caster, pki, tmp_path):
         _ntrip(caster.tls_port, "u1", "p1", ctx=other)
 
 
+def _silent(sock, wait=0.6) -> bytes:
+    """What arrives on `sock` within `wait` seconds (b"" when nothing does)."""
+    sock.settimeout(wait)
+    try:
+        return sock.recv(4096)
+    except TimeoutError:
+        return b""
+
+
+def test_gga_valid():
+    good = F.gga_sentence(47.1, 8.2, 400.0)
+    assert lab.gga_valid(good) and lab.gga_valid(good.decode())
+    assert not lab.gga_valid(F.gga_sentence(quality=0))  # no fix
+    assert not lab.gga_valid(good.replace(b"*", b"*0").replace(good[-4:-2], b"00"))  # checksum wrong
+    assert not lab.gga_valid(good[:-5] + b"*00\r\n")
+    assert not lab.gga_valid(b"$GNRMC,120000.00,A*00\r\n") and not lab.gga_valid(b"GGA without dollar")
+
+
+@need_caster
+def test_gate_sends_nothing_before_a_valid_gga(caster):
+    sock, status, rest = _ntrip(caster.port, "u1", "p1")
+    try:
+        assert status == "ICY 200 OK" and rest == b""
+        dropped = caster.dropped_before_gga
+        caster.feed(b"".join(F.synthetic_spartn(3)))
+        assert _silent(sock) == b""
+        assert caster.dropped_before_gga > dropped  # the stream reached the gate and was dropped there
+        bad = F.gga_sentence(47.1, 8.2, 400.0)
+        sock.sendall(F.gga_sentence(quality=0) + bad[:-5] + b"*00\r\n")  # no fix; wrong checksum
+        sock.sendall(b"$GNTXT,01,01,02,hello*00\r\n")
+        caster.feed(b"".join(F.synthetic_spartn(2)))
+        assert _silent(sock) == b""
+        gga = F.gga_sentence(47.1, 8.2, 400.0)
+        sock.sendall(gga[:20])  # a GGA split over two writes
+        time.sleep(0.1)
+        sock.sendall(gga[20:])
+        deadline = time.monotonic() + 10
+        while gga.decode().strip() not in caster.gga() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert gga.decode().strip() in caster.gga()
+        data = b"".join(F.synthetic_spartn(5))
+        caster.feed(data)
+        assert _recv_exact(sock, len(data)) == data  # exactly the stream fed after the GGA
+    finally:
+        sock.close()
+
+
+@need_caster
+def test_gate_one_session_per_user(caster, pki):
+    first, status, _ = _ntrip(caster.port, "u1", "p1")
+    assert status == "ICY 200 OK"
+    try:
+        assert caster.active_users() == ["u1"]
+        conflicts = caster.conflicts
+        second, status, rest = _ntrip(caster.port, "u1", "p1", rev=2)
+        rest += _recv_exact(second, 400, timeout=2)
+        second.close()
+        assert status == "HTTP/1.1 409 Conflict" and b"Connection: close" in rest
+        assert caster.conflicts == conflicts + 1
+        ctx = ssl.create_default_context(cafile=str(pki.ca_path))  # through stunnel: the same gate
+        tls, status, _ = _ntrip(caster.tls_port, "u1", "p1", ctx=ctx)
+        tls.close()
+        assert status == "HTTP/1.1 409 Conflict"
+        wrong, status, _ = _ntrip(caster.port, "u1", "nope")  # bad credentials still get str2str's 401
+        wrong.close()
+        assert " 401 " in status
+        table, status, _ = _ntrip(caster.port, "u1", "p1", mount="")  # a source-table request is no session
+        table.close()
+        assert status.startswith("SOURCETABLE 200")
+        caster.clear_client_bytes()
+        first.sendall(F.gga_sentence(47.1, 8.2, 400.0))  # the first session is unharmed
+        assert caster.wait_gga(1)
+        data = b"".join(F.synthetic_spartn(2))
+        caster.feed(data)
+        assert _recv_exact(first, len(data)) == data
+    finally:
+        first.close()
+    again, status, _ = _ntrip(caster.port, "u1", "p1")  # released once the first one disconnected
+    again.close()
+    assert status == "ICY 200 OK"
+    deadline = time.monotonic() + 5
+    while caster.active_users() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert caster.active_users() == []
+
+
+@need_caster
+def test_gate_connect_burst_before_gga(caster):
+    burst = F.mga_frames(300)
+    caster.gate.connect_burst = burst  # what a -MGA mountpoint sends at connect
+    try:
+        sock, status, rest = _ntrip(caster.port, "u1", "p1")
+        try:
+            assert status == "ICY 200 OK"
+            assert rest + _recv_exact(sock, len(burst) - len(rest)) == burst
+            caster.feed(b"".join(F.synthetic_spartn(2)))
+            assert _silent(sock) == b""
+        finally:
+            sock.close()
+    finally:
+        caster.gate.connect_burst = None
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("ip", ("us", "eu"), "/pp/ubx/0236/ip", {"eu": "/pp/ip/eu", "us": "/pp/ip/us"}, None),
+        ("ip+lband", ("eu", "jp"), "/pp/ubx/0236/Lb", {"eu": "/pp/Lb/eu", "jp": "/pp/Lb/jp"}, "/pp/frequencies/Lb"),
+        ("lband", ("eu", "us"), "/pp/ubx/0236/Lb", {}, "/pp/frequencies/Lb"),
+    ],
+)
+def test_write_credentials_plans(tmp_path, pki, case):
+    plan, regions, keys, corrections, frequencies = case
+    broker = type("B", (), {"pki": pki, "port": 8883})()
+    path = lab.write_credentials(tmp_path, broker=broker, keys=KEYS, cn="gw-1", regions=regions, plan=plan)
+    creds = json.loads(path.read_text())
+    assert creds["plan"] == plan and creds["service"] == "mqtt" and creds["regions"] == sorted(regions)
+    assert creds["topics"] == {
+        "keys": keys,
+        "corrections": corrections,
+        "assistnow": "/pp/ubx/mga",
+        "frequencies": frequencies,
+    }
+    assert creds["mqtt"]["port"] == 8883 and (tmp_path / "client.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_write_credentials_defaults(tmp_path, pki):
+    broker = type("B", (), {"pki": pki, "port": 8883})()
+    caster = type("C", (), {"port": 2101, "tls_port": 2102, "mountpoint": "NEAR-SPARTN", "user": "u", "password": "p"})
+    creds = json.loads(lab.write_credentials(tmp_path / "a", broker=broker, caster=caster(), cn="gw").read_text())
+    assert creds["plan"] == "ip" and creds["regions"] == ["eu"]
+    assert creds["topics"]["corrections"] == {"eu": "/pp/ip/eu"}
+    assert creds["ntrip"]["port"] == 2101 and creds["ntrip"]["tls_port"] == 2102
+    creds = json.loads(lab.write_credentials(tmp_path / "b", caster=caster(), cn="gw").read_text())
+    assert creds["plan"] == "ntrip" and creds["mqtt"] is None and creds["regions"] == []
+    assert creds["topics"] == {"keys": None, "corrections": {}, "assistnow": None, "frequencies": None}
+    creds = json.loads(lab.write_credentials(tmp_path / "d", broker=broker, cn="gw", plan="lband").read_text())
+    assert creds["regions"] == [] and creds["topics"]["corrections"] == {}  # an L-band answer names no region
+    with pytest.raises(ValueError, match="needs a broker"):
+        lab.write_credentials(tmp_path / "c", cn="gw", plan="lband")
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -301,6 +461,7 @@ def test_lab_up_cli(tmp_path):
         ctx = ssl.create_default_context(cafile=info["ca"])
         sock, status, rest = _ntrip(c["tls_port"], c["username"], c["password"], mount=c["mountpoint"], ctx=ctx)
         assert status == "ICY 200 OK"
+        sock.sendall(F.gga_sentence(52.0, 5.0, 10.0))  # the caster sends nothing before a valid GGA
         sock.settimeout(12)
         data = rest + sock.recv(4096)
         sock.close()

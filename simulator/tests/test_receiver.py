@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import serial
 from pointperfect_sim import frames as F
+from pointperfect_sim import receiver as D
 from pointperfect_sim.receiver import ReceiverSim
 from pyubx2 import UBXReader
 
@@ -155,3 +156,149 @@ def test_stall_blocks_the_writer(rx):
                 port.write(chunk)
         rx.stall(False)
         assert rx.wait_for(lambda r: len(r.frames_of("spartn")) >= 20)
+
+
+# ---------------------------------------------------------------- position at run time, RXM-PMP, D9S
+
+US = (39.7, -105.0, 1600.0)
+PP_TUNE = {  # what the forwarder sends (Contract 2): PointPerfect L-band settings, US frequency, RXM-PMP on USB
+    D.CFG_PMP["CENTER_FREQUENCY"]: 1556290000,
+    D.CFG_PMP["SEARCH_WINDOW"]: 2200,
+    D.CFG_PMP["USE_SERVICE_ID"]: 0,
+    D.CFG_PMP["SERVICE_ID"]: 21845,
+    D.CFG_PMP["DATA_RATE"]: 2400,
+    D.CFG_PMP["USE_DESCRAMBLER"]: 1,
+    D.CFG_PMP["DESCRAMBLER_INIT"]: 26969,
+    D.CFG_PMP["USE_PRESCRAMBLING"]: 0,
+    D.CFG_PMP["UNIQUE_WORD"]: 0xE15AE893E15AE893,
+    D.CFG_MSGOUT_RXM_PMP["USB"]: 1,
+}
+
+
+def _gga_positions(frames):
+    return [f.raw.split(b",")[2:6] for f in frames if f.kind == "nmea" and f.name.endswith("GGA")]
+
+
+def test_position_changes_at_run_time(rx):
+    with _port(rx.device_path) as port:
+        assert _read_until(port, lambda fs: _gga_positions(fs))
+        rx.position = US
+        found = _read_until(port, lambda fs: any(p[3] == b"W" for p in _gga_positions(fs)))
+    assert rx.position == US
+    lat, ns, lon, ew = _gga_positions(found)[-1]
+    assert (ns, ew) == (b"N", b"W") and lat.startswith(b"3942") and lon.startswith(b"10500")
+    rx.quality = 0
+    assert rx.quality == 0
+
+
+def test_receiver_records_rxm_pmp(rx):
+    data = b"".join(F.synthetic_spartn(10))
+    frames = [F.rxm_pmp_frame(data[i : i + 504]) for i in range(0, len(data), 504)]
+    with _port(rx.device_path) as port:
+        port.write(b"".join(frames))
+        port.flush()
+        assert rx.wait_for(lambda r: len(r.pmp_frames()) == len(frames))
+    assert [f.raw for f in rx.pmp_frames()] == frames and rx.pmp_user_data() == data
+    assert rx.garbage_bytes == 0
+
+
+@pytest.fixture
+def d9s(tmp_path):
+    sim = D.D9sSim(tmp_path / "ttyD9S", frame_interval=0.05, beam_hz=1556290000).start()
+    yield sim
+    sim.close()
+
+
+class _Link:
+    """A host port on a simulated device that keeps every frame it has read, in order."""
+
+    def __init__(self, port):
+        self.port = port
+        self.splitter = F.StreamSplitter()
+        self.frames = []
+
+    def read_until(self, predicate, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while not predicate(self.frames) and time.monotonic() < deadline:
+            self.frames += self.splitter.feed(self.port.read(4096))
+        return self.frames
+
+    def valset(self, items):
+        """CFG-VALSET; returns the ACK-ACK (5, 1) or ACK-NAK (5, 0) id that answers it."""
+        start = len(self.frames)
+        self.port.write(F.cfg_valset(items))
+        self.port.flush()
+        acks = ((5, 1), (5, 0))
+        self.read_until(lambda fs: any(f.ubx_id in acks for f in fs[start:]))
+        return next(f.ubx_id for f in self.frames[start:] if f.ubx_id in acks)
+
+    def pmp(self):
+        return [f.raw for f in self.frames if f.ubx_id == F.UBX_RXM_PMP]
+
+
+def test_d9s_silent_until_tuned_then_emits_pmp(d9s):
+    with _port(d9s.device_path) as port:
+        link = _Link(port)
+        assert link.valset({D.CFG_PMP["CENTER_FREQUENCY"]: 1556290000}) == (5, 1)  # ACK
+        assert d9s.tune_problem() == "CFG-MSGOUT-UBX_RXM_PMP_USB not 1"
+        assert link.valset({D.CFG_MSGOUT_RXM_PMP["USB"]: 1}) == (5, 1)
+        assert "DESCRAMBLER_INIT is 23560" in d9s.tune_problem()  # the module defaults do not receive PointPerfect
+        time.sleep(0.2)
+        assert d9s.emitted == []
+        assert link.valset(PP_TUNE) == (5, 1)
+        assert d9s.tuned and d9s.pmp_config["CENTER_FREQUENCY"] == 1556290000
+        link.read_until(lambda fs: len(link.pmp()) >= 3)
+    pmp = link.pmp()
+    assert pmp == d9s.emitted[: len(pmp)]
+    for raw in pmp:
+        msg = UBXReader.parse(raw)
+        assert msg.identity == "RXM-PMP" and msg.numBytesUserData == 504
+    spartn, _ = F.split_frames(b"".join(F.pmp_user_data(f) for f in pmp))
+    assert len(spartn) > 3 and {f.kind for f in spartn} == {"spartn"}  # SPARTN split over the user data
+
+
+def test_d9s_wrong_beam_and_reset(d9s):
+    with _port(d9s.device_path) as port:
+        link = _Link(port)
+        assert link.valset({**PP_TUNE, D.CFG_PMP["CENTER_FREQUENCY"]: 1545260000}) == (5, 1)  # EU frequency
+        assert "no beam" in d9s.tune_problem()
+        time.sleep(0.2)
+        assert d9s.emitted == []
+        assert link.valset(PP_TUNE) == (5, 1)
+        assert d9s.wait_for(lambda d: len(d.emitted) >= 1)
+        d9s.reset()
+        found = link.read_until(lambda fs: any(f.ubx_id == (4, 2) and b"NEO-D9S" in f.payload for f in fs))
+        assert any(b"FWVER=PMP 1.04" in f.payload for f in found)
+        assert d9s.config == {} and not d9s.tuned
+        count = len(d9s.emitted)
+        time.sleep(0.2)
+        assert len(d9s.emitted) == count  # forgot the config: silent until tuned again
+        port.write(F.ubx_frame(0x0A, 0x04))
+        port.flush()
+        found = _read_until(port, lambda fs: any(f.ubx_id == (0x0A, 0x04) for f in fs))
+        ver = next(f for f in found if f.ubx_id == (0x0A, 0x04))
+        assert b"MOD=NEO-D9S" in ver.payload and b"PROTVER=24.00" in ver.payload
+
+
+def test_d9s_given_bytes_relay_byte_for_byte(tmp_path):
+    """The chain a forwarder builds: D9S pty -> (relay) -> main receiver pty; the receiver gets exactly what the D9S
+    emitted."""
+    spartn = b"".join(F.synthetic_spartn(20, size=90))
+    d9s = D.D9sSim(tmp_path / "d9s", spartn=spartn, frame_interval=0.02, version=1, strict=False).start()
+    rx = ReceiverSim(tmp_path / "gnss", gga_interval=5).start()
+    try:
+        with _port(d9s.device_path, timeout=0.05) as d9s_port, _port(rx.device_path) as rx_port:
+            link = _Link(d9s_port)
+            assert link.valset({D.CFG_PMP["CENTER_FREQUENCY"]: 1556290000, D.CFG_MSGOUT_RXM_PMP["USB"]: 1}) == (5, 1)
+            link.read_until(lambda fs: len(link.pmp()) * 504 >= len(spartn))
+            for raw in link.pmp():
+                rx_port.write(raw)  # relayed whole
+            rx_port.flush()
+            assert rx.wait_for(lambda r: len(r.pmp_frames()) == len(d9s.emitted))
+        assert d9s.emitted_user_data() == spartn  # given bytes, in order, then nothing more
+        assert b"".join(f.raw for f in rx.pmp_frames()) == d9s.emitted_bytes()
+        assert rx.pmp_user_data() == spartn
+        assert len(d9s.emitted) == -(-len(spartn) // 504)
+    finally:
+        d9s.close()
+        rx.close()

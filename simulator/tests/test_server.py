@@ -43,6 +43,11 @@ def _ok(sim: SimClient, token: str, hwid: str, **kw) -> dict:
     return resp.json()
 
 
+def _put(sim: SimClient, token: str, profile: dict) -> dict:
+    """PUT a profile whose devices are activated on their first call unless the test sets not_activated_calls."""
+    return sim.put_profile(token, {"not_activated_calls": 0, **profile})
+
+
 # ----- the 200 body, MQTT plans
 
 
@@ -82,7 +87,7 @@ def test_dynamic_keys_are_realistic(sim):
     keys = _ok(sim, T_IP, "gw-01")["dynamickeys"]
     now_ms = time.time() * 1000
     cur, nxt = keys["current"], keys["next"]
-    assert cur["duration"] == nxt["duration"] == 2419199999
+    assert cur["duration"] == 2419199999 and nxt["duration"] == 2505599999  # as XPLR's sample shows them
     assert cur["start"] <= now_ms < cur["start"] + cur["duration"]
     assert nxt["start"] == cur["start"] + cur["duration"] + 1
     assert HEX32.match(cur["value"]) and HEX32.match(nxt["value"]) and cur["value"] != nxt["value"]
@@ -95,55 +100,124 @@ def test_dynamic_keys_roll_over_next_becomes_current():
     now = int(time.time() * 1000)
     now_keys = dynamic_keys(seed, now)
     later = dynamic_keys(seed, now_keys["next"]["start"] + 1000)
-    assert later["current"] == now_keys["next"]
+    assert {k: later["current"][k] for k in ("start", "value")} == {k: now_keys["next"][k] for k in ("start", "value")}
     assert later["next"]["start"] == now_keys["next"]["start"] + KEY_PERIOD_MS
     assert dynamic_keys("22" * 32, now)["current"]["value"] != now_keys["current"]["value"]
 
 
-def test_ip_subscriptions_topics_and_path_only_entries(sim):
-    subs = _ok(sim, T_IP, "gw-01")["subscriptions"]
-    described = {s["path"]: s["description"] for s in subs if "description" in s}
-    assert described["/pp/ubx/0236/ip"].endswith("key distribution topic")
-    assert described["/pp/ip/eu"] == "IP correction topic for EU region"
-    assert "/pp/ubx/mga" in described
-    assert not any(p.startswith("/pp/Lb") or p.startswith("/pp/frequencies") for p in described)
-    path_only = [s["path"] for s in subs if set(s) == {"path"}]
-    assert path_only, "at least one path-only entry"
-    joined = [p.split(";") for p in path_only if ";" in p]
-    assert ["/pp/ubx/0236/ip", "/pp/ip/eu"] in joined
+# u-blox/XPLR-HPG-software XPLR-HPG-SW/bin/emuZtpResponse.json: the subscriptions of a real ip+lband answer
+XPLR_IP_LBAND = [
+    ("L-band + IP key distribution topic", "/pp/ubx/0236/Lb"),
+    ("L-band + IP AssistNow topic", "/pp/ubx/mga"),
+]
+for _name, _r in (("EU", "eu"), ("US", "us"), ("AU", "au"), ("Japan", "jp")):
+    XPLR_IP_LBAND.append((f"L-band + IP correction topic for {_name} region", f"/pp/Lb/{_r}"))
+    if _r == "au":
+        continue
+    XPLR_IP_LBAND += [
+        (f"L-band + IP geographic area definition topic for {_name} region", f"/pp/Lb/{_r}/gad"),
+        (f"L-band + IP high-precision atmosphere correction topic for {_name} region", f"/pp/Lb/{_r}/hpac"),
+        (f"L-band + IP GNSS orbit, clocks and bias topic for {_name} region", f"/pp/Lb/{_r}/ocb"),
+        (f"L-band + IP GNSS clock topic for {_name} region", f"/pp/Lb/{_r}/clk"),
+    ]
+    joined = ";".join(f"/pp/Lb/{_r}/{s}" for s in ("gad", "hpac", "ocb", "clk"))
+    if _r == "us":
+        XPLR_IP_LBAND.append(("L-band + IP frequencies topic", "/pp/frequencies/Lb"))
+        joined += ";/pp/frequencies/Lb"
+    XPLR_IP_LBAND.append((None, joined))
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        ("lband", "us", "/pp/ubx/0236/Lb", ["/pp/Lb/us"], (False, True)),  # plan, region, keys, corrections, flags
-        ("ip+lband", "eu", "/pp/ubx/0236/Lb", ["/pp/ip/eu"], (True, True)),
-    ],
-)
-def test_lband_plans(sim, case):
-    plan, region, keys, corrections, flags = case
-    sim.put_profile(T_OTHER, {"plan": plan, "region": region})
+def _pairs(subs):
+    return [(s.get("description"), s["path"]) for s in subs]
+
+
+def test_ip_lband_subscriptions_are_xplrs_sample(sim):
+    _put(sim, T_OTHER, {"plan": "ip+lband"})  # default region: every region of the plan
     body = _ok(sim, T_OTHER, "gw-lb")
-    assert (body["supportsMqtt"], body["supportsLband"]) == flags
-    paths = [s["path"] for s in body["subscriptions"]]
-    assert keys in paths
-    assert "/pp/frequencies/Lb" in paths
-    assert f"/pp/Lb/{region}" in paths
-    assert ";".join([keys, *corrections]) in paths
-    descs = " ".join(s.get("description", "") for s in body["subscriptions"])
-    assert f"correction topic for {region.upper()} region" in descs
+    assert _pairs(body["subscriptions"]) == XPLR_IP_LBAND
+    assert (body["supportsMqtt"], body["supportsLband"]) == (True, True)
+    assert body["subscriptionsTitle"] == "Topics" and body["rotatingKeyTitle"] == "L-band + IP Dynamic Keys"
     assert "region" not in body
 
 
-def test_several_regions(sim):
-    sim.put_profile(T_OTHER, {"plan": "ip", "region": ["eu", "us"]})
+def test_ip_subscriptions_every_region_with_sub_streams(sim):
+    _put(sim, T_OTHER, {"plan": "ip"})
+    subs = _ok(sim, T_OTHER, "gw-01")["subscriptions"]
+    described = {s["path"]: s["description"] for s in subs if "description" in s}
+    assert described["/pp/ubx/0236/ip"] == "IP key distribution topic"
+    assert described["/pp/ubx/mga"] == "IP AssistNow topic"
+    tops = [p for p in described if re.fullmatch(r"/pp/ip/[a-z]{2}", p)]
+    assert tops == ["/pp/ip/eu", "/pp/ip/us", "/pp/ip/kr", "/pp/ip/au", "/pp/ip/jp"]
+    assert described["/pp/ip/eu"] == "IP correction topic for EU region"
+    assert described["/pp/ip/kr"] == "IP correction topic for KR region"
+    assert described["/pp/ip/jp"] == "IP correction topic for Japan region"
+    assert described["/pp/ip/jp/hpac"] == "IP high-precision atmosphere correction topic for Japan region"
+    assert not any(p.startswith(("/pp/Lb", "/pp/frequencies", "/pp/key")) for p in described)
+    path_only = [s["path"] for s in subs if set(s) == {"path"}]
+    assert "/pp/ip/us/gad;/pp/ip/us/hpac;/pp/ip/us/ocb;/pp/ip/us/clk" in path_only
+    assert all(";" in p for p in path_only)
+
+
+def test_lband_only_plan_has_no_correction_topic(sim):
+    _put(sim, T_OTHER, {"plan": "lband"})
+    body = _ok(sim, T_OTHER, "gw-lb")
+    assert (body["supportsMqtt"], body["supportsLband"]) == (False, True)
+    paths = [s["path"] for s in body["subscriptions"]]
+    assert paths == [
+        "/pp/ubx/0236/Lb",
+        "/pp/ubx/mga",
+        "/pp/key/Lb",
+        "/pp/frequencies/Lb",
+        "/pp/ubx/0236/Lb;/pp/key/Lb;/pp/frequencies/Lb",
+    ]
+    assert body["rotatingKeyTitle"] == "L-band Dynamic Keys"
+    assert prof.normalize({"plan": "lband"})["region"] == ["eu", "us"]  # its beams, used only for frequencies
+
+
+def test_region_subset_and_defaults(sim):
+    _put(sim, T_OTHER, {"plan": "ip", "region": ["us", "eu"]})
     paths = [s["path"] for s in _ok(sim, T_OTHER, "gw-1")["subscriptions"]]
-    assert {"/pp/ip/eu", "/pp/ip/us"} <= set(paths)
-    assert "/pp/ubx/0236/ip;/pp/ip/eu;/pp/ip/us" in paths
+    assert [p for p in paths if re.fullmatch(r"/pp/ip/[a-z]{2}", p)] == ["/pp/ip/eu", "/pp/ip/us"]
+    _put(sim, T_OTHER, {"plan": "ip+lband", "region": "jp"})
+    subs = _ok(sim, T_OTHER, "gw-2")["subscriptions"]
+    assert ("L-band + IP correction topic for Japan region", "/pp/Lb/jp") in _pairs(subs)
+    assert ("L-band + IP frequencies topic", "/pp/frequencies/Lb") in _pairs(subs)  # without US: after the last
+    assert prof.normalize({})["region"] == ["eu", "us", "kr", "au", "jp"]
+    assert prof.normalize({"plan": "ip+lband"})["region"] == ["eu", "us", "au", "jp"]
+    with pytest.raises(prof.ProfileError):
+        prof.normalize({"plan": "ip+lband", "region": "kr"})
+
+
+def test_new_device_is_not_activated_on_its_first_call(sim):
+    sim.put_profile(T_OTHER, {"plan": "ip"})  # the default: not_activated_calls 1
+    assert prof.normalize({})["not_activated_calls"] == 1
+    first = _ok(sim, T_OTHER, "gw-new")
+    assert "certificate" not in first and "privateKey" not in first and first["supportsMqtt"] is True
+    second = _ok(sim, T_OTHER, "gw-new")
+    assert second["certificate"].startswith("-----BEGIN CERTIFICATE-----") and second["clientId"] == first["clientId"]
+    sim.put_profile(T_OTHER, {"plan": "ip", "cert_days": 30})  # a new profile restarts the counters ...
+    assert "certificate" in _ok(sim, T_OTHER, "gw-new")  # ... but an activated device stays activated
+    assert "certificate" not in _ok(sim, T_OTHER, "gw-other")  # while another new one is not activated yet
+    sim.put_profile(T_OTHER, {"plan": "ntrip"})
+    assert "rtcmCredentials" not in _ok(sim, T_OTHER, "gw-ntrip")
+    assert _ok(sim, T_OTHER, "gw-ntrip")["rtcmCredentials"]["httpPort"] == "2101"  # a string
+
+
+def test_not_activated_answer_survives_a_restart(tmp_path):
+    with run_in_thread(tmp_path, {T_IP: {}}) as first:
+        pending = _ok(first.client(), T_IP, "gw-01", given_name="Gateway 1")
+    with run_in_thread(tmp_path, {T_IP: {}}) as second:
+        again = _ok(second.client(), T_IP, "gw-01")  # still not activated: a new count after the restart
+        assert again == pending  # same clientId and the same keys (the key seed was saved)
+        assert "certificate" in _ok(second.client(), T_IP, "gw-01")
+
+
+def test_demo_pending_needs_three_calls():
+    assert prof.demo()[prof.DEMO_PENDING]["not_activated_calls"] == 3
 
 
 def test_broker_host_and_cert_days_from_profile(sim):
-    sim.put_profile(T_OTHER, {"broker_host": "localhost", "cert_days": 30})
+    _put(sim, T_OTHER, {"broker_host": "localhost", "cert_days": 30})
     body = _ok(sim, T_OTHER, "gw-1")
     assert body["brokerHost"] == "localhost"
     assert 29 < _days_left(body) <= 30
@@ -153,7 +227,7 @@ def test_broker_host_and_cert_days_from_profile(sim):
 
 
 def test_ntrip_plan_per_device_credentials_and_string_port(sim):
-    sim.put_profile(T_OTHER, {"plan": "ntrip", "ntrip": {"host": "localhost", "port": 2201, "mountpoint": "NEAR-RTCM"}})
+    _put(sim, T_OTHER, {"plan": "ntrip", "ntrip": {"host": "localhost", "port": 2201, "mountpoint": "NEAR-RTCM"}})
     a = _ok(sim, T_OTHER, "gw-a")
     b = _ok(sim, T_OTHER, "gw-b")
     for body in (a, b):
@@ -170,7 +244,7 @@ def test_ntrip_plan_per_device_credentials_and_string_port(sim):
 
 def test_ntrip_shared_credentials(sim):
     shared = {"user": "caster", "password": "s3cret"}
-    sim.put_profile(T_OTHER, {"plan": "ntrip", "ntrip": {"shared_credentials": shared}})
+    _put(sim, T_OTHER, {"plan": "ntrip", "ntrip": {"shared_credentials": shared}})
     for hwid in ("gw-a", "gw-b"):
         rc = _ok(sim, T_OTHER, hwid)["rtcmCredentials"]
         assert (rc["userName"], rc["password"]) == ("caster", "s3cret")
@@ -178,7 +252,7 @@ def test_ntrip_shared_credentials(sim):
 
 
 def test_live_both_has_mqtt_and_rtcm(sim):
-    sim.put_profile(T_OTHER, {"plan": "ip", "live_both": True})
+    _put(sim, T_OTHER, {"plan": "ip", "live_both": True})
     body = _ok(sim, T_OTHER, "gw-1")
     assert body["privateKey"].startswith("-----BEGIN RSA PRIVATE KEY-----")
     assert body["supportsMqtt"] is True
@@ -200,7 +274,7 @@ def test_same_device_gets_same_credentials_other_device_gets_its_own(sim):
 
 
 def test_return_existing_false_rejects_repeat(sim):
-    sim.put_profile(T_OTHER, {"return_existing": False})
+    _put(sim, T_OTHER, {"return_existing": False})
     assert sim.ztp(T_OTHER, "gw-1").status == 200
     resp = sim.ztp(T_OTHER, "gw-1")
     assert (resp.status, resp.text) == (403, "Device already registered")
@@ -208,7 +282,7 @@ def test_return_existing_false_rejects_repeat(sim):
 
 
 def test_rotate_gives_new_secrets_same_client_id(sim):
-    sim.put_profile(T_OTHER, {"plan": "ip", "live_both": True})
+    _put(sim, T_OTHER, {"plan": "ip", "live_both": True})
     before = _ok(sim, T_OTHER, "gw-1")
     info = sim.rotate(T_OTHER, "gw-1")
     assert info["generation"] == 2
@@ -239,7 +313,7 @@ def test_expire_reissues_cert_with_days_left(sim):
 
 
 def test_restart_returns_same_credentials(tmp_path):
-    profiles = {T_IP: {}}
+    profiles = {T_IP: {"not_activated_calls": 0}}
     with run_in_thread(tmp_path, profiles) as first:
         body = _ok(first.client(), T_IP, "gw-01")
         ca = Path(first.ca_path).read_text()
@@ -289,7 +363,7 @@ def test_handle_calls_matches_admin_api(sim, sim_handle):
 
 def test_reset_all_forgets_devices_and_profile_overrides(sim):
     first = _ok(sim, T_IP, "gw-01")
-    sim.put_profile(T_IP, {"error": "no_plan"})
+    _put(sim, T_IP, {"error": "no_plan"})
     sim.reset()
     assert sim.devices() == []
     second = _ok(sim, T_IP, "gw-01")  # profile is back to the startup one
@@ -298,12 +372,12 @@ def test_reset_all_forgets_devices_and_profile_overrides(sim):
 
 def test_profile_admin_validation(sim):
     with pytest.raises(SimError, match="400"):
-        sim.put_profile(T_OTHER, {"plan": "satellite"})
+        _put(sim, T_OTHER, {"plan": "satellite"})
     with pytest.raises(SimError, match="400"):
-        sim.put_profile(T_OTHER, {"plna": "ip"})
+        _put(sim, T_OTHER, {"plna": "ip"})
     with pytest.raises(SimError, match="400"):
-        sim.put_profile(T_OTHER, {"plan": "lband", "region": "kr"})
-    stored = sim.put_profile(T_OTHER, {"plan": "ntrip"})
+        _put(sim, T_OTHER, {"plan": "lband", "region": "kr"})
+    stored = _put(sim, T_OTHER, {"plan": "ntrip"})
     assert stored["ntrip"]["port"] == 2101 and stored["return_existing"] is True
     assert sim.profiles()[T_OTHER]["plan"] == "ntrip"
     sim.delete_profile(T_OTHER)
@@ -314,7 +388,7 @@ def test_profile_admin_validation(sim):
 
 
 def test_unknown_wrong_case_and_bad_token_look_the_same(sim):
-    sim.put_profile(T_OTHER, {"error": "bad_token"})
+    _put(sim, T_OTHER, {"error": "bad_token"})
     answers = [
         sim.ztp(T_OTHER, "gw"),
         sim.ztp("ffffffff-ffff-4fff-8fff-ffffffffffff", "gw"),
@@ -334,14 +408,14 @@ def test_unknown_wrong_case_and_bad_token_look_the_same(sim):
     ],
 )
 def test_documented_403_texts(sim, error, text):
-    sim.put_profile(T_OTHER, {"error": error})
+    _put(sim, T_OTHER, {"error": error})
     for _ in range(2):  # permanent by default
         resp = sim.ztp(T_OTHER, "gw")
         assert (resp.status, resp.text) == (403, text)
 
 
 def test_no_plan_text_names_a_device_uuid(sim):
-    sim.put_profile(T_OTHER, {"error": "no_plan"})
+    _put(sim, T_OTHER, {"error": "no_plan"})
     resp = sim.ztp(T_OTHER, "gw")
     assert resp.status == 403
     assert re.fullmatch(
@@ -350,14 +424,14 @@ def test_no_plan_text_names_a_device_uuid(sim):
 
 
 def test_json_error_format(sim):
-    sim.put_profile(T_OTHER, {"error": "not_whitelisted", "error_format": "json"})
+    _put(sim, T_OTHER, {"error": "not_whitelisted", "error_format": "json"})
     resp = sim.ztp(T_OTHER, "gw")
     assert resp.status == 403
     assert resp.json() == {"message": "Device hardware code not whitelisted"}
 
 
 def test_rate_limit_with_retry_after_then_success(sim):
-    sim.put_profile(T_OTHER, {"error": "rate_limit", "error_calls": 2, "retry_after": 7})
+    _put(sim, T_OTHER, {"error": "rate_limit", "error_calls": 2, "retry_after": 7})
     for _ in range(2):
         resp = sim.ztp(T_OTHER, "gw")
         assert resp.status == 429
@@ -369,7 +443,7 @@ def test_rate_limit_with_retry_after_then_success(sim):
 
 @pytest.mark.parametrize(("status", "retry"), [(500, None), (502, None), (503, "1")])
 def test_server_errors(sim, status, retry):
-    sim.put_profile(T_OTHER, {"error": "server_error", "error_status": status, "error_calls": 1})
+    _put(sim, T_OTHER, {"error": "server_error", "error_status": status, "error_calls": 1})
     resp = sim.ztp(T_OTHER, "gw")
     assert resp.status == status
     assert resp.headers.get("retry-after") == retry
@@ -377,15 +451,15 @@ def test_server_errors(sim, status, retry):
 
 
 def test_put_profile_restarts_error_calls(sim):
-    sim.put_profile(T_OTHER, {"error": "server_error", "error_calls": 1})
+    _put(sim, T_OTHER, {"error": "server_error", "error_calls": 1})
     assert sim.ztp(T_OTHER, "gw").status == 500
     assert sim.ztp(T_OTHER, "gw").status == 200
-    sim.put_profile(T_OTHER, {"error": "server_error", "error_calls": 1})
+    _put(sim, T_OTHER, {"error": "server_error", "error_calls": 1})
     assert sim.ztp(T_OTHER, "gw").status == 500
 
 
 def test_malformed_is_200_with_invalid_json(sim):
-    sim.put_profile(T_OTHER, {"error": "malformed"})
+    _put(sim, T_OTHER, {"error": "malformed"})
     resp = sim.ztp(T_OTHER, "gw")
     assert resp.status == 200
     assert resp.headers["content-type"] == "application/json"
@@ -394,7 +468,7 @@ def test_malformed_is_200_with_invalid_json(sim):
 
 
 def test_timeout_holds_the_request_past_the_client_timeout(sim):
-    sim.put_profile(T_OTHER, {"error": "timeout", "timeout_seconds": 3, "error_calls": 1})
+    _put(sim, T_OTHER, {"error": "timeout", "timeout_seconds": 3, "error_calls": 1})
     start_t = time.monotonic()
     with pytest.raises((TimeoutError, socket.timeout, OSError)):
         sim.ztp(T_OTHER, "gw", timeout=0.5)
@@ -404,14 +478,14 @@ def test_timeout_holds_the_request_past_the_client_timeout(sim):
 
 
 def test_delay(sim):
-    sim.put_profile(T_OTHER, {"delay": 0.6})
+    _put(sim, T_OTHER, {"delay": 0.6})
     start_t = time.monotonic()
     assert sim.ztp(T_OTHER, "gw").status == 200
     assert time.monotonic() - start_t >= 0.6
 
 
 def test_not_activated_calls(sim):
-    sim.put_profile(T_OTHER, {"not_activated_calls": 2})
+    _put(sim, T_OTHER, {"not_activated_calls": 2})
     pending = [_ok(sim, T_OTHER, "gw") for _ in range(2)]
     for body in pending:
         assert "certificate" not in body and "privateKey" not in body
@@ -422,14 +496,14 @@ def test_not_activated_calls(sim):
 
 
 def test_not_activated_with_return_existing_false_still_activates(sim):
-    sim.put_profile(T_OTHER, {"not_activated_calls": 1, "return_existing": False})
+    _put(sim, T_OTHER, {"not_activated_calls": 1, "return_existing": False})
     assert "certificate" not in _ok(sim, T_OTHER, "gw")
     assert "certificate" in _ok(sim, T_OTHER, "gw")
     assert sim.ztp(T_OTHER, "gw").text == "Device already registered"
 
 
 def test_not_activated_ntrip_has_no_rtcm_credentials(sim):
-    sim.put_profile(T_OTHER, {"plan": "ntrip", "not_activated_calls": 1})
+    _put(sim, T_OTHER, {"plan": "ntrip", "not_activated_calls": 1})
     assert "rtcmCredentials" not in _ok(sim, T_OTHER, "gw")
     assert "rtcmCredentials" in _ok(sim, T_OTHER, "gw")
 
@@ -481,7 +555,7 @@ def test_refuses_non_loopback(tmp_path):
 
 def test_cli_serve_and_sigterm(tmp_path):
     profiles_file = tmp_path / "profiles.json"
-    profiles_file.write_text(json.dumps({T_IP: {"plan": "ntrip"}}))
+    profiles_file.write_text(json.dumps({T_IP: {"plan": "ntrip", "not_activated_calls": 0}}))
     state = tmp_path / "state"
     env = {**os.environ, "PYTHONPATH": SIM_ROOT}
     cmd = [sys.executable, "-m", "pointperfect_sim", "serve", "--state-dir", str(state), "--port", "0"]
