@@ -42,9 +42,12 @@ def lab_keys() -> dict:
     }
 
 
-def credentials(tmp_path: Path, *, broker=None, caster=None, keys: dict | None = None, cn: str = CLIENT_ID) -> Path:
-    """A Contract 1 credentials directory for the lab broker and/or caster; returns credentials.json."""
-    return write_credentials(tmp_path, broker=broker, caster=caster, keys=keys, cn=cn, hardware_id="gw-test")
+def credentials(
+    tmp_path: Path, *, broker=None, caster=None, keys: dict | None = None, cn: str = CLIENT_ID, **plan
+) -> Path:
+    """A Contract 1 credentials directory for the lab broker and/or caster (`plan`: the lab's `regions`, `plan`);
+    returns credentials.json."""
+    return write_credentials(tmp_path, broker=broker, caster=caster, keys=keys, cn=cn, hardware_id="gw-test", **plan)
 
 
 def forwarder_config(tmp_path: Path, creds: Path, **sections) -> Path:

@@ -45,7 +45,8 @@ def _files(tmp_path, cfg: dict, creds_extra: dict | None = None):
 def test_defaults_and_credentials(tmp_path):
     s = config.load(_files(tmp_path, {}))
     assert (s.mqtt.host, s.mqtt.port, s.mqtt.client_id, s.mqtt.keepalive) == ("pp.example", 8883, "cid", 60)
-    assert s.mqtt.correction_topics == ["/pp/ip/eu"] and s.mqtt.assistnow_topic is None
+    assert s.mqtt.corrections == {"eu": "/pp/ip/eu"} and s.mqtt.assistnow_topic is None
+    assert (s.regions, s.region, s.lband_mode) == (["eu"], None, "off")
     assert s.output == {**config.DEFAULTS["output"]}
     assert s.backoff == {"initial": 1.0, "max": 60.0, "reset_after": 60.0}
     assert s.health["metrics_address"] == "127.0.0.1" and s.health["metrics_port"] == 9661
@@ -53,12 +54,14 @@ def test_defaults_and_credentials(tmp_path):
 
 
 def test_overrides(tmp_path):
-    s = config.load(_files(tmp_path, {"mqtt": {"region": "us", "assistnow": True, "port": 1883}}))
-    assert s.mqtt.correction_topics == ["/pp/ip/us"] and s.mqtt.assistnow_topic == "/pp/ubx/mga"
+    us = {"topics": {"keys": "/pp/ubx/0236/ip", "corrections": {"eu": "/pp/ip/eu", "us": "/pp/ip/us"}}}
+    s = config.load(_files(tmp_path, {"mqtt": {"region": "us", "assistnow": True, "port": 1883}}, us))
+    assert s.region == "us" and s.mqtt.assistnow_topic == "/pp/ubx/mga"
     assert s.mqtt.port == 1883
     s = config.load(_files(tmp_path, {"input": "ntrip"}))
     assert (s.ntrip.host, s.ntrip.port, s.ntrip.tls, s.ntrip.version) == ("nt.example", 2102, True, 2)
-    s = config.load(_files(tmp_path, {"input": "ntrip", "ntrip": {"tls": False, "mountpoint": "NEAR-RTCM"}}))
+    plain = {"tls": False, "allow_plain_auth": True, "mountpoint": "NEAR-RTCM"}
+    s = config.load(_files(tmp_path, {"input": "ntrip", "ntrip": plain}))
     assert (s.ntrip.port, s.ntrip.mountpoint) == (2101, "NEAR-RTCM")
     s = config.load(_files(tmp_path, {"input": "ntrip", "ntrip": {"port": 9999}}))
     assert s.ntrip.port == 9999

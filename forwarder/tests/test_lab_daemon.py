@@ -167,4 +167,13 @@ def test_check_config_ok(tmp_path, broker):
     creds = credentials(tmp_path, broker=broker, keys=lab_keys())
     res = _cli("-c", str(forwarder_config(tmp_path, creds)), "--check-config")
     assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith(f"config ok: mqtt 127.0.0.1:{broker.port} -> serial /dev/ttyACM0, keys 2")
+    head = f"config ok: mqtt 127.0.0.1:{broker.port} region eu (the plan's only region)"
+    assert res.stdout.startswith(f"{head} topics /pp/ubx/0236/ip, /pp/ip/eu -> serial /dev/ttyACM0, keys 2")
+    creds = credentials(tmp_path, broker=broker, keys=lab_keys(), regions=["eu", "us"])
+    cfg = forwarder_config(tmp_path, creds, fixed_position={"lat": 39.7, "lon": -105})
+    res = _cli("-c", str(cfg), "--check-config")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith(
+        f"config ok: mqtt 127.0.0.1:{broker.port} region auto (eu, us: from the receiver position; fixed_position "
+        "gives us) topics /pp/ubx/0236/ip + 1 correction topic once a region is chosen -> serial /dev/ttyACM0"
+    )

@@ -165,7 +165,7 @@ def test_broker_restart_on_the_gateway(gateway):
     gw, rx, broker, replayer = gateway.gw, gateway.rx, gateway.broker, gateway.replayer
     _wait(gw, lambda s: s["input"]["state"] == "connected")
     pid, invocation = _show(gw, "MainPID"), _show(gw, "InvocationID")
-    topic = json.loads(gw.run("cat /etc/pointperfect/credentials.json").stdout)["topics"]["corrections"][0]
+    topic = json.loads(gw.run("cat /run/pointperfect/status.json").stdout)["region"]["topic"]
     traffic = L.Traffic(L.mqtt_sender(replayer, topic)).start()
     figures = {}
     try:

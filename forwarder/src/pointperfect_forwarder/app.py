@@ -14,8 +14,10 @@ from .framing import UBX, Frame
 from .health import Health, start_metrics
 from .inputs import Input
 from .keys import spartnkey_frame
+from .lband import D9s, parse_frequencies
 from .outputs import make_output
 from .receiver import Receiver
+from .region import RegionSelector
 from .stats import Stats
 from .systemd import Notifier
 from .writer import Writer
@@ -24,6 +26,9 @@ log = logging.getLogger(__name__)
 STATUS_EVERY = 2.0  # seconds between status file writes
 CREDENTIALS_CHECK_EVERY = 5.0  # seconds between checks of credentials.json for a change (then reload)
 STALL_LIMIT = 30.0  # seconds a loop may go without a heartbeat (beyond its longest wait) before it counts as wedged
+POSITION_MAX_AGE = 120.0  # seconds the receiver's last good fix still counts as its position (then fixed_position)
+WAITING_FOR_POSITION = "waiting for a position fix"
+WAITING_FOR_FREQUENCIES = "waiting for the L-band frequencies"
 
 
 class Pipeline:
@@ -60,11 +65,43 @@ class Pipeline:
         self.health = Health(
             self.stats, lambda: self.settings.keys, settings.watchdog["no_data_timeout"], settings.certificate_not_after
         )
+        self._init_region_lband()
         in_backoff = Backoff(b["initial"], b["max"], b["reset_after"])
         args = (self.stats, self, in_backoff, settings.watchdog["no_data_timeout"])
         self.input: Input = _input_class(settings.input)(getattr(settings, settings.input), settings.ca_file, *args)
         self.reader_heartbeat = time.monotonic()
         self._reader = threading.Thread(target=self._read_loop, name="reader", daemon=True)
+
+    def _init_region_lband(self) -> None:
+        s, st = self.settings, self.stats
+        mode = s.lband_mode
+        self._frequencies: dict[str, int] = {}
+        self._waiting: str | None = None
+        self._region_lock = threading.Lock()  # the reader, the input and the NEO-D9S threads all tick the region
+        # MQTT chooses a region for its one correction topic (IP) or for the NEO-D9S frequency (L-band)
+        self._region_active = s.input == "mqtt" and (mode == "off" or s.lband["device"] is not None)
+        if s.input == "mqtt" and mode == "off":
+            corrections = s.mqtt.corrections
+            candidates = [r for r in s.regions if r in corrections] or sorted(corrections)
+        else:
+            candidates = []  # L-band: the frequency table's regions, once it arrives
+        self.region = RegionSelector(candidates, s.region if s.input == "mqtt" else None)
+        st.region_needed = self._region_active
+        st.lband_mode = mode
+        st.lband_device = s.lband["device"] if mode == "d9s" else None
+        st.d9s_state = None
+        self.d9s: D9s | None = None
+        if mode == "d9s":
+            b = s.backoff
+            self.d9s = D9s(
+                s.lband,
+                st,
+                self.writer.submit,
+                self.lband_frequency,
+                backoff=Backoff(b["initial"], b["max"], b["reset_after"]),
+                no_data_timeout=s.watchdog["no_data_timeout"],
+            )
+        self._publish_region()
 
     # --- what inputs call ------------------------------------------------------------------------------------------
 
@@ -79,13 +116,86 @@ class Pipeline:
 
     def gga(self) -> bytes | None:
         n = self.settings.ntrip
-        return self.receiver.gga(n.gga_grace, n.fixed_position) if n else None
+        return self.receiver.gga(n.gga_grace, self.settings.fixed_position) if n else None
+
+    def correction_topic(self) -> str | None:
+        """The one MQTT correction topic to subscribe: None in L-band mode and until a region is chosen."""
+        self.region_tick()
+        selected = self.region.selected
+        if self.settings.lband_mode != "off" or selected is None:
+            return None
+        return self.settings.mqtt.corrections.get(selected)
+
+    def frequencies(self, payload: bytes) -> None:
+        """/pp/frequencies/Lb: the NEO-D9S frequency per region; its regions are the ones to choose from."""
+        try:
+            table = parse_frequencies(payload)
+        except ValueError as exc:
+            self.stats.error(f"unreadable L-band frequencies: {exc}")
+            log.warning("lband: unreadable frequencies message: %s", exc)
+            return
+        if table != self._frequencies:
+            log.info("lband: frequencies %s", ", ".join(f"{r} {hz} Hz" for r, hz in sorted(table.items())))
+        self._frequencies = table
+        plan = set(self.settings.regions)
+        if self.region.set_available([r for r in table if r in plan] or list(table)) and self.region.selected:
+            log.info("region %s (%s)", self.region.selected, self.region.source)
+        self.region_tick()
+
+    def lband_frequency(self) -> int | None:
+        """The NEO-D9S centre frequency (Hz) for the chosen region, once both are known."""
+        self.region_tick()
+        selected = self.region.selected
+        return self._frequencies.get(selected) if selected else None
 
     def assistnow_full_wanted(self) -> bool:
         return self._mga_full_wanted
 
     def assistnow_full_done(self) -> None:
         self._mga_full_wanted = False
+
+    # --- region ----------------------------------------------------------------------------------------------------
+
+    def _fix(self) -> tuple[float, float, str, float | None] | None:
+        """The position for the region: the receiver's fix, else fixed_position (timed now)."""
+        pos = self.receiver.position(POSITION_MAX_AGE)
+        if pos is not None:
+            return pos[0], pos[1], "position", pos[2]
+        fp = self.settings.fixed_position
+        return (float(fp["lat"]), float(fp["lon"]), "fixed_position", None) if fp else None
+
+    def region_tick(self) -> None:
+        """Feed the current position to the region choice (called from the reader and the inputs' loops)."""
+        with self._region_lock:
+            if self._region_active:
+                fix = self._fix()
+                if fix is not None and self.region.update(*fix):
+                    r = self.region
+                    log.info("region %s (from the %s; plan: %s)", r.selected, r.source, ", ".join(r.available))
+            self._publish_region()
+
+    def _publish_region(self) -> None:
+        s, st = self.settings, self.stats
+        region = self.region.status()
+        if s.input != "mqtt":
+            region["available"] = list(s.regions)
+        selected = region["selected"]
+        topic = None
+        if selected and s.input == "mqtt" and s.lband_mode == "off":
+            topic = s.mqtt.corrections.get(selected)
+        st.region = {**region, "topic": topic}
+        if s.lband_mode != "off":
+            st.lband_frequency_hz = self._frequencies.get(selected) if selected else None
+        waiting = None
+        if self._region_active and selected is None:
+            waiting = WAITING_FOR_POSITION if region["available"] or s.lband_mode == "off" else WAITING_FOR_FREQUENCIES
+        if waiting != self._waiting:
+            if waiting:
+                st.error(waiting)
+                log.info("%s to choose the correction region", waiting)
+            elif st.last_error == self._waiting:
+                st.last_error = None
+            self._waiting = waiting
 
     # --- receiver events -------------------------------------------------------------------------------------------
 
@@ -118,6 +228,7 @@ class Pipeline:
             if data:
                 self.receiver.feed(data)
             self.receiver.tick()
+            self.region_tick()
 
     # --- lifecycle -------------------------------------------------------------------------------------------------
 
@@ -125,11 +236,15 @@ class Pipeline:
         self.writer.start()
         if self.output.readable:
             self._reader.start()
+        if self.d9s is not None:
+            self.d9s.start()
         self.input.start()
 
     def stop(self) -> None:
         self._stop.set()
         self.input.stop()
+        if self.d9s is not None:
+            self.d9s.stop()
         if self._reader.is_alive():
             self._reader.join(2)
         self.writer.stop()
@@ -142,6 +257,8 @@ class Pipeline:
         ok = ok and self.input.alive() and now - self.input.heartbeat < longest_wait
         if self.output.readable:
             ok = ok and self._reader.is_alive() and now - self.reader_heartbeat < STALL_LIMIT
+        if self.d9s is not None:
+            ok = ok and self.d9s.alive() and now - self.d9s.heartbeat < longest_wait
         return ok
 
 

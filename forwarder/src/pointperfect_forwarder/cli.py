@@ -8,6 +8,7 @@ import sys
 
 from . import __version__, config
 from .app import Forwarder, install_signals
+from .region import candidate
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
@@ -32,6 +33,31 @@ class RedactFilter(logging.Filter):
             if redacted != msg:
                 record.msg, record.args = redacted, None
         return True
+
+
+def subscriptions(s: config.Settings) -> str:
+    """`--check-config`: the region decision and the MQTT topics it leads to (empty for NTRIP)."""
+    m = s.mqtt
+    if m is None:
+        return ""
+    topics = [t for t in (m.key_topic, m.assistnow_topic, m.frequencies_topic) if t]
+    fp = s.fixed_position
+    if s.lband_mode == "keys_only":
+        return f" L-band keys only (no lband.device) topics {', '.join(topics)}"
+    if s.lband_mode == "d9s":
+        region = f"region {s.region} (mqtt.region)" if s.region else "region auto (frequency table + position)"
+        return f" {region} topics {', '.join(topics)}; NEO-D9S {s.lband['device']} (RXM-PMP on {s.lband['port']})"
+    plan = [r for r in s.regions if r in m.corrections] or sorted(m.corrections)
+    if s.region:
+        region, chosen = f"region {s.region} (mqtt.region)", m.corrections[s.region]
+    elif len(plan) == 1:
+        region, chosen = f"region {plan[0]} (the plan's only region)", m.corrections[plan[0]]
+    else:
+        start = f"; fixed_position gives {candidate(fp['lat'], fp['lon'], plan)}" if fp else ""
+        region, chosen = f"region auto ({', '.join(plan)}: from the receiver position{start})", None
+    if chosen:
+        return f" {region} topics {', '.join([*topics, chosen])}"
+    return f" {region} topics {', '.join(topics) or '-'} + 1 correction topic once a region is chosen"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.log_level = args.log_level
     if args.check_config:
         print(
-            f"config ok: {settings.input} {settings.input_endpoint()} -> {settings.output['type']} "
-            f"{settings.output_target()}, keys {len(settings.keys)}, receiver configure "
+            f"config ok: {settings.input} {settings.input_endpoint()}{subscriptions(settings)} -> "
+            f"{settings.output['type']} {settings.output_target()}, keys {len(settings.keys)}, receiver configure "
             f"{'on' if settings.receiver['configure'] else 'off'}"
         )
         return EXIT_OK

@@ -20,11 +20,12 @@ DEFAULTS: dict[str, Any] = {
     "credentials_file": "/etc/pointperfect/credentials.json",
     "input": "mqtt",
     "ca_file": None,
-    "mqtt": {"host": None, "port": None, "region": None, "assistnow": False, "keepalive": 60},
+    "mqtt": {"host": None, "port": None, "region": "auto", "assistnow": False, "keepalive": 60},
     "ntrip": {
         "host": None,
         "port": None,
         "tls": True,
+        "allow_plain_auth": False,
         "mountpoint": None,
         "version": 2,
         "gga_interval": 10,
@@ -41,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
         "queue_bytes": 1048576,
     },
     "receiver": {"configure": True, "port": "USB", "source": "ip"},
+    "lband": {"device": None, "baudrate": 38400, "port": "USB"},
+    "fixed_position": None,
     "backoff": {"initial": 1, "max": 60, "reset_after": 60},
     "watchdog": {"no_data_timeout": 30},
     "health": {
@@ -70,8 +73,9 @@ class MqttSettings:
     private_key: str
     keepalive: int
     key_topic: str | None
-    correction_topics: list[str]
+    corrections: dict[str, str]  # region -> its correction topic (one is subscribed, once a region is chosen)
     assistnow_topic: str | None
+    frequencies_topic: str | None = None  # L-band mode: the NEO-D9S frequencies
 
 
 @dataclass
@@ -86,6 +90,7 @@ class NtripSettings:
     gga_interval: float
     gga_grace: float
     fixed_position: dict[str, float] | None
+    allow_plain_auth: bool = False
 
 
 @dataclass
@@ -106,6 +111,17 @@ class Settings:
     plan: str | None = None
     keys: dict[str, DynamicKey] = field(default_factory=dict)
     certificate_not_after: float | None = None
+    regions: list[str] = field(default_factory=list)  # the plan's regions (credentials `regions`, else its topics)
+    region: str | None = None  # explicit mqtt.region; None = auto
+    fixed_position: dict[str, float] | None = None  # fixed_position, else ntrip.fixed_position
+    lband: dict[str, Any] = field(default_factory=lambda: dict(DEFAULTS["lband"]))
+
+    @property
+    def lband_mode(self) -> str:
+        """off (receiver.source ip), keys_only (L-band without a NEO-D9S) or d9s."""
+        if self.receiver["source"] != "lband":
+            return "off"
+        return "d9s" if self.lband["device"] else "keys_only"
 
     def secrets(self) -> list[str]:
         """Strings that must never reach a log line."""
@@ -183,6 +199,21 @@ def _choice(where: str, value: Any, choices: tuple) -> Any:
     return value
 
 
+def _position(where: str, fp: Any) -> None:
+    if fp is None:
+        return
+    if not isinstance(fp, dict):
+        raise ConfigError(where, "must be an object {lat, lon, alt} or null")
+    for key in fp:
+        if key not in ("lat", "lon", "alt"):
+            raise ConfigError(f"{where}.{key}", "unknown field")
+    for key, lim in (("lat", 90), ("lon", 180)):
+        value = _num(f"{where}.{key}", fp.get(key), lo=-lim)
+        if value > lim:
+            raise ConfigError(f"{where}.{key}", f"must be between -{lim} and {lim}")
+    _num(f"{where}.alt", fp.get("alt", 0.0), lo=-1000)
+
+
 def _validate(cfg: dict) -> None:
     _str("credentials_file", cfg["credentials_file"])
     _choice("input", cfg["input"], ("mqtt", "ntrip"))
@@ -191,30 +222,23 @@ def _validate(cfg: dict) -> None:
     _str("mqtt.host", m["host"], null=True)
     _int("mqtt.port", m["port"], 1, 65535, null=True)
     if m["region"] is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", str(m["region"])):
-        raise ConfigError("mqtt.region", "must be a region name like eu, us, au, kr, jp, or null")
+        raise ConfigError("mqtt.region", "must be auto or a region name like eu, us, au, kr, jp")
     _bool("mqtt.assistnow", m["assistnow"])
     _int("mqtt.keepalive", m["keepalive"], 5, 65535)
     n = cfg["ntrip"]
     _str("ntrip.host", n["host"], null=True)
     _int("ntrip.port", n["port"], 1, 65535, null=True)
     _bool("ntrip.tls", n["tls"])
+    _bool("ntrip.allow_plain_auth", n["allow_plain_auth"])
+    if cfg["input"] == "ntrip" and not n["tls"] and not n["allow_plain_auth"]:
+        problem = "false sends the NTRIP password in clear text (Basic auth): set ntrip.allow_plain_auth to accept that"
+        raise ConfigError("ntrip.tls", problem)
     if n["mountpoint"] is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", str(n["mountpoint"])):
         raise ConfigError("ntrip.mountpoint", "must be a mountpoint name (letters, digits, . _ -) or null")
     _choice("ntrip.version", n["version"], (1, 2))
     _num("ntrip.gga_interval", n["gga_interval"], positive=True)
     _num("ntrip.gga_grace", n["gga_grace"])
-    fp = n["fixed_position"]
-    if fp is not None:
-        if not isinstance(fp, dict):
-            raise ConfigError("ntrip.fixed_position", "must be an object {lat, lon, alt} or null")
-        for key in fp:
-            if key not in ("lat", "lon", "alt"):
-                raise ConfigError(f"ntrip.fixed_position.{key}", "unknown field")
-        for key, lim in (("lat", 90), ("lon", 180)):
-            value = _num(f"ntrip.fixed_position.{key}", fp.get(key), lo=-lim)
-            if value > lim:
-                raise ConfigError(f"ntrip.fixed_position.{key}", f"must be between -{lim} and {lim}")
-        _num("ntrip.fixed_position.alt", fp.get("alt", 0.0), lo=-1000)
+    _position("ntrip.fixed_position", n["fixed_position"])
     o = cfg["output"]
     _choice("output.type", o["type"], ("serial", "tcp", "file"))
     if o["type"] == "serial":
@@ -230,6 +254,18 @@ def _validate(cfg: dict) -> None:
     _bool("receiver.configure", r["configure"])
     _choice("receiver.port", r["port"], ("USB", "UART1", "UART2"))
     _choice("receiver.source", r["source"], ("ip", "lband"))
+    _position("fixed_position", cfg["fixed_position"])
+    lb = cfg["lband"]
+    _str("lband.device", lb["device"], null=True)
+    _int("lband.baudrate", lb["baudrate"], 1)
+    _choice("lband.port", lb["port"], ("USB", "UART1", "UART2"))
+    if lb["device"] is not None:
+        if r["source"] != "lband":
+            raise ConfigError("lband.device", "a NEO-D9S needs receiver.source lband")
+        if cfg["input"] != "mqtt":
+            raise ConfigError("lband.device", "a NEO-D9S needs input mqtt (its frequency comes from MQTT)")
+        if o["type"] == "serial" and lb["device"] == o["device"]:
+            raise ConfigError("lband.device", "must not be output.device (the NEO-D9S has its own port)")
     b = cfg["backoff"]
     _num("backoff.initial", b["initial"], positive=True)
     _num("backoff.max", b["max"], positive=True)
@@ -271,6 +307,42 @@ def _timestamp(where: str, value: Any) -> float | None:
         raise ConfigError(where, "must be an ISO 8601 UTC time like 2027-11-25T21:00:00Z") from None
 
 
+def _topics(creds: dict) -> dict:
+    topics = creds.get("topics") or {}
+    if not isinstance(topics, dict):
+        raise ConfigError("credentials.topics", "must be an object")
+    return topics
+
+
+def _corrections(topics: dict) -> dict[str, str]:
+    """`topics.corrections`: region -> topic, or the old form, a list of topics (region = last path element)."""
+    corr = topics.get("corrections") or {}
+    if isinstance(corr, list) and all(isinstance(t, str) and t.strip("/") for t in corr):
+        return {t.rstrip("/").rsplit("/", 1)[-1].lower(): t for t in corr}
+    if isinstance(corr, dict) and all(isinstance(r, str) and r and isinstance(t, str) and t for r, t in corr.items()):
+        return {r.lower(): t for r, t in corr.items()}
+    raise ConfigError("credentials.topics.corrections", "must map region -> topic (or be a list of topics)")
+
+
+def _regions(cfg: dict, creds: dict) -> tuple[list[str], str | None]:
+    """The plan's regions (credentials `regions`, else the correction topics' regions) and the explicit region."""
+    listed = creds.get("regions")
+    if listed is not None and (not isinstance(listed, list) or not all(isinstance(r, str) and r for r in listed)):
+        raise ConfigError("credentials.regions", "must be a list of region codes")
+    corr = _corrections(_topics(creds))
+    regions = sorted({r.lower() for r in listed} if listed is not None else set(corr))
+    wanted = cfg["mqtt"]["region"]
+    explicit = None if wanted in (None, "auto") else str(wanted).lower()
+    if explicit and cfg["input"] == "mqtt":
+        plan = regions or (sorted(corr) if cfg["receiver"]["source"] == "ip" else [])
+        if plan and explicit not in plan:
+            problem = f"'{explicit}' is not in this plan ({', '.join(plan)}): set it to one of them or auto"
+            raise ConfigError("mqtt.region", problem)
+        if cfg["receiver"]["source"] == "ip" and explicit not in corr:
+            raise ConfigError("mqtt.region", f"'{explicit}' has no correction topic in credentials topics.corrections")
+    return regions, explicit
+
+
 def _resolve_mqtt(cfg: dict, creds: dict) -> MqttSettings:
     m = cfg["mqtt"]
     cm = creds.get("mqtt")
@@ -286,22 +358,20 @@ def _resolve_mqtt(cfg: dict, creds: dict) -> MqttSettings:
             raise ConfigError(where, f"{path}: no such file")
         if not os.access(path, os.R_OK):
             raise ConfigError(where, f"{path}: permission denied")
-    topics = creds.get("topics") or {}
-    if not isinstance(topics, dict):
-        raise ConfigError("credentials.topics", "must be an object")
+    topics = _topics(creds)
     key_topic = _str("credentials.topics.keys", topics.get("keys"), null=True)
-    corr = topics.get("corrections") or []
-    if not isinstance(corr, list) or not all(isinstance(t, str) and t for t in corr):
-        raise ConfigError("credentials.topics.corrections", "must be a list of topics")
-    if m["region"]:
-        # a region override swaps the last path element (/pp/ip/eu -> /pp/ip/us)
-        corr = list(dict.fromkeys(re.sub(r"/[^/]+$", "/" + m["region"], t) for t in corr))
-    if not corr:
-        raise ConfigError("credentials.topics.corrections", "no correction topic")
+    corr, freq = _corrections(topics), None
+    if cfg["receiver"]["source"] == "lband":
+        # L-band: corrections come over the satellite (NEO-D9S, tuned from the frequencies topic), keys over MQTT
+        corr = {}
+        freq = _str("credentials.topics.frequencies", topics.get("frequencies") or "/pp/frequencies/Lb")
+    elif not corr:
+        hint = " (an L-band plan: set receiver.source lband)" if creds.get("plan") == "lband" else ""
+        raise ConfigError("credentials.topics.corrections", "no correction topic" + hint)
     assist = None
     if m["assistnow"]:
         assist = _str("credentials.topics.assistnow", topics.get("assistnow") or "/pp/ubx/mga")
-    return MqttSettings(host, port, client_id, cert, key, m["keepalive"], key_topic, corr, assist)
+    return MqttSettings(host, port, client_id, cert, key, m["keepalive"], key_topic, corr, assist, freq)
 
 
 def _resolve_ntrip(cfg: dict, creds: dict) -> NtripSettings:
@@ -310,16 +380,15 @@ def _resolve_ntrip(cfg: dict, creds: dict) -> NtripSettings:
     if not isinstance(cn, dict):
         raise ConfigError("credentials.ntrip", "null: this plan has no NTRIP service (use input mqtt)")
     host = n["host"] or _str("credentials.ntrip.host", cn.get("host"))
+    # ntrip.port is the port to connect to; null = the credentials' TLS port (with tls) or plain port (never derived)
     if n["port"]:
         port = n["port"]
     elif n["tls"]:
-        tls_port = cn.get("tls_port")
-        if tls_port is None and cn.get("port") is not None:
-            tls_port = int(cn["port"]) + 1
-        port = _int("credentials.ntrip.tls_port", tls_port, 1, 65535)
+        if cn.get("tls_port") is None:
+            raise ConfigError("ntrip.port", "set the caster's TLS port (u-blox: 2102)")
+        port = _int("credentials.ntrip.tls_port", _port(cn["tls_port"]), 1, 65535)
     else:
-        raw = cn.get("port")
-        port = _int("credentials.ntrip.port", int(raw) if isinstance(raw, str) and raw.isdigit() else raw, 1, 65535)
+        port = _int("credentials.ntrip.port", _port(cn.get("port")), 1, 65535)
     mount = n["mountpoint"] or _str("credentials.ntrip.mountpoint", cn.get("mountpoint"))
     user = _str("credentials.ntrip.username", cn.get("username"))
     password = cn.get("password")
@@ -336,7 +405,13 @@ def _resolve_ntrip(cfg: dict, creds: dict) -> NtripSettings:
         float(n["gga_interval"]),
         float(n["gga_grace"]),
         n["fixed_position"],
+        n["allow_plain_auth"],
     )
+
+
+def _port(raw: Any) -> Any:
+    """A credentials port as an int when it is a digit string (ZTP's httpPort is a string)."""
+    return int(raw) if isinstance(raw, str) and raw.strip().isdigit() else raw
 
 
 def load(path: str) -> Settings:
@@ -354,6 +429,7 @@ def load(path: str) -> Settings:
     except ValueError as exc:
         where, _sep, problem = str(exc).partition(": ")
         raise ConfigError(where, problem) from None
+    regions, explicit = _regions(cfg, creds)
     settings = Settings(
         path=path,
         raw=cfg,
@@ -371,6 +447,10 @@ def load(path: str) -> Settings:
         plan=creds.get("plan"),
         keys=keys,
         certificate_not_after=_timestamp("credentials.certificate_not_after", creds.get("certificate_not_after")),
+        regions=regions,
+        region=explicit,
+        fixed_position=cfg["fixed_position"] or cfg["ntrip"]["fixed_position"],
+        lband=cfg["lband"],
     )
     if settings.ca_file is not None and not os.path.isfile(settings.ca_file):
         raise ConfigError("ca_file", f"{settings.ca_file}: no such file")

@@ -43,11 +43,36 @@ class Health:
         s = self.stats
         if s.input_state != "connected" or s.output_state != "open":
             return False
+        if s.region_needed and s.region["selected"] is None:
+            return False  # waiting for a position fix (or the L-band frequencies): no corrections can flow
+        if s.lband_mode == "keys_only":
+            return s.keys_last_sent_at is not None  # the corrections reach the receiver without the forwarder
+        if s.lband_mode == "d9s":
+            return self._pmp_flowing()
         age = s.last_data_age()
         if age is None:  # connected but nothing yet: healthy while within the watchdog time
             since = s.connected_since
             return since is not None and time.time() - since <= self.no_data_timeout
         return age <= self.no_data_timeout
+
+    def _pmp_flowing(self) -> bool:
+        """The NEO-D9S is tuned and its RXM-PMP data arrived within the no-data timeout (counted from the tuning)."""
+        s = self.stats
+        if s.d9s_state != "applied":
+            return False
+        last = max(s.d9s_applied_mono or 0.0, s.last_pmp_mono or 0.0)
+        return time.monotonic() - last <= self.no_data_timeout
+
+    def lband_status(self) -> dict:
+        s = self.stats
+        return {
+            "mode": s.lband_mode,
+            "device": s.lband_device,
+            "device_state": s.lband_device_state,
+            "frequency_hz": s.lband_frequency_hz,
+            "d9s_state": s.d9s_state,
+            "pmp_frames": s.pmp_frames,
+        }
 
     def bytes_per_second(self) -> float:
         """Input rate over the last ~10 s."""
@@ -98,6 +123,8 @@ class Health:
             "keys": {**key_status(self.keys(), now), "last_sent_at": iso(s.keys_last_sent_at)},
             "certificate_not_after": iso(self.certificate_not_after),
             "receiver": {"config_state": s.receiver_state, "resets_detected": s.receiver_resets},
+            "region": dict(s.region),
+            "lband": self.lband_status(),
             "last_error": s.last_error,
         }
 
@@ -133,8 +160,22 @@ class Health:
             f"(total in {s.input_bytes} B/{s.input_frames} frames, out {s.output_bytes} B), "
             f"dropped {s.dropped_frames}, reconnects {s.reconnects}, "
             f"last data {'never' if age is None else f'{age:.1f} s ago'}, output {s.output_state}, "
-            f"receiver {s.receiver_state}, healthy {self.healthy()}"
+            f"receiver {s.receiver_state}, {self._region_summary()}healthy {self.healthy()}"
         )
+
+    def _region_summary(self) -> str:
+        s = self.stats
+        r = s.region
+        out = ""
+        if r["selected"]:
+            out = f"region {r['selected']} ({r['source']}), "
+        elif s.region_needed:
+            out = f"region none (waiting, plan: {', '.join(r['available']) or '-'}), "
+        if s.lband_mode == "d9s":
+            out += f"lband d9s {s.d9s_state} {s.lband_frequency_hz or '-'} Hz, {s.pmp_frames} PMP frames, "
+        elif s.lband_mode == "keys_only":
+            out += "lband keys only, "
+        return out
 
 
 class MetricsCollector:
@@ -212,6 +253,11 @@ class MetricsCollector:
             int(s.receiver_state == "applied"),
         )
         yield counter("receiver_resets", "Receiver resets detected.", s.receiver_resets)
+        region = GaugeMetricFamily(p + "region_info", "1 for the chosen region.", labels=["region", "source"])
+        if s.region["selected"]:
+            region.add_metric([s.region["selected"], s.region["source"] or ""], 1)
+        yield region
+        yield counter("lband_pmp_frames", "UBX-RXM-PMP frames relayed from the NEO-D9S.", s.pmp_frames)
         yield gauge("start_time_seconds", "Start time of the forwarder (Unix seconds).", s.started_at)
 
 

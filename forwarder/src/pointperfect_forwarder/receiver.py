@@ -79,6 +79,7 @@ class Receiver:
         self.framer = Framer((NMEA, UBX, RTCM))
         self.last_gga: bytes | None = None
         self.last_gga_at: float | None = None
+        self.last_fix: tuple[float, float, float] | None = None  # (lat, lon, clock()) of the last good GGA
         self._attempts = 0
         self._next_action = 0.0
         self._next_poll = clock() + KEY_POLL_INTERVAL
@@ -123,11 +124,13 @@ class Receiver:
         try:
             msg = NMEAReader.parse(raw)
             good = int(msg.quality or 0) > 0 and msg.lat != ""
+            lat, lon = float(msg.lat), float(msg.lon)
         except Exception:  # a sentence pynmeagps cannot decode is not a position
             return
         if good:
             self.last_gga = raw
             self.last_gga_at = self._clock()
+            self.last_fix = (lat, lon, self.last_gga_at)
 
     def _ack(self, ok: bool) -> None:
         if self.stats.receiver_state != "pending" or not self.configure:
@@ -175,6 +178,11 @@ class Receiver:
             self._next_poll = now + KEY_POLL_INTERVAL
             if self._have_keys():
                 self._send(Frame(UBX, spartnkey_poll()))
+
+    def position(self, max_age: float) -> tuple[float, float, float] | None:
+        """(lat, lon, clock() of the fix) of the last good GGA when at most `max_age` s old."""
+        fix = self.last_fix
+        return fix if fix is not None and self._clock() - fix[2] <= max_age else None
 
     def gga(self, grace: float, fixed: dict | None) -> bytes | None:
         """The GGA to send to a caster: the receiver's last good one within `grace` s, else the fixed position."""

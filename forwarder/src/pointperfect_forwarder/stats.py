@@ -42,6 +42,19 @@ class Stats:
         self.receiver_state = "disabled"
         self.receiver_resets = 0
         self.last_error: str | None = None
+        # region (Contract 3 `region`): `region_needed` = corrections wait for a chosen region
+        self.region: dict = {"selected": None, "source": None, "available": [], "topic": None}
+        self.region_needed = False
+        # L-band (Contract 3 `lband`)
+        self.lband_mode = "off"
+        self.lband_device: str | None = None
+        self.lband_device_state: str | None = None
+        self.lband_frequency_hz: int | None = None
+        self.d9s_state: str | None = None
+        self.d9s_applied_mono: float | None = None
+        self.pmp_frames = 0
+        self.pmp_bytes = 0
+        self.last_pmp_mono: float | None = None
 
     def error(self, message: str) -> None:
         self.last_error = message
@@ -74,6 +87,13 @@ class Stats:
             entry = self.out_streams[stream]
             entry["frames"] += 1
             entry["bytes"] += size
+
+    def pmp_in(self, size: int) -> None:
+        """A UBX-RXM-PMP frame from the NEO-D9S."""
+        with self.lock:
+            self.pmp_frames += 1
+            self.pmp_bytes += size
+            self.last_pmp_mono = time.monotonic()
 
     def garbage(self, size: int) -> None:
         """Input bytes that were no valid frame (corrupt or cut off), discarded by the framer."""

@@ -30,6 +30,10 @@ class Pipeline(Protocol):
 
     def assistnow_full_done(self) -> None: ...
 
+    def correction_topic(self) -> str | None: ...
+
+    def frequencies(self, payload: bytes) -> None: ...
+
 
 class Input:
     """Base of an input thread: waits for the output, connects, runs a session, backs off, repeats until stopped."""

@@ -1,4 +1,5 @@
-"""MQTT input (paho-mqtt): mutual TLS, key topic first, then corrections and AssistNow (full set once, then updates)."""
+"""MQTT input (paho-mqtt): mutual TLS, key topic first, then AssistNow (full set once, then updates), the L-band
+frequencies, and the one correction topic of the chosen region (switched when the region changes)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,9 @@ class MqttInput(Input):
         self._closed = False
         self._key_mid: int | None = None
         self._refused: str | None = None
+        self._rest = False  # the topics after the key topic are subscribed
+        self._corrections: str | None = None  # the one subscribed correction topic
+        self._corrections_since = 0.0  # monotonic time of its subscription (the no-data watchdog starts there)
         self._mga_full = settings.assistnow_topic
         self._mga_updates = f"{settings.assistnow_topic}/updates" if settings.assistnow_topic else None
 
@@ -64,11 +68,33 @@ class MqttInput(Input):
             self._subscribe_rest(client)
 
     def _subscribe_rest(self, client) -> None:
-        topics = [(t, 0) for t in self.cfg.correction_topics]
+        topics = []
         if self._mga_full:
             wanted = self._mga_full if self.pipeline.assistnow_full_wanted() else self._mga_updates
             topics.append((wanted, 0))
-        client.subscribe(topics)
+        if self.cfg.frequencies_topic:
+            topics.append((self.cfg.frequencies_topic, 0))
+        if topics:
+            client.subscribe(topics)
+        self._rest = True
+        self._follow_region(client)
+
+    def _follow_region(self, client) -> None:
+        """Subscribe the chosen region's correction topic; on a region switch leave the old one first."""
+        wanted = self.pipeline.correction_topic()
+        old = self._corrections
+        if wanted == old:
+            return
+        if old is not None:
+            client.unsubscribe(old)
+            self._framers.pop(old, None)
+            log.info("mqtt input: unsubscribed %s", old)
+        self._corrections = wanted
+        if wanted is not None:
+            self._framers.pop(wanted, None)  # a fresh framer: nothing of an earlier subscription prefixes it
+            self._corrections_since = time.monotonic()
+            client.subscribe(wanted, 0)
+            log.info("mqtt input: subscribed %s", wanted)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
@@ -104,6 +130,9 @@ class MqttInput(Input):
                 self.stats.data_in(frame.stream, len(frame.data))
                 self.pipeline.new_keys(frame)
             return
+        if topic == self.cfg.frequencies_topic:
+            self.pipeline.frequencies(payload)
+            return
         if topic in (self._mga_full, self._mga_updates):
             for frame in self._framer(topic, (UBX,)).feed(payload):
                 self.stats.data_in(frame.stream, len(frame.data))
@@ -114,6 +143,8 @@ class MqttInput(Input):
                 client.unsubscribe(self._mga_full)
                 client.subscribe(self._mga_updates, 0)
             return
+        if topic != self._corrections:
+            return  # still in flight from a topic left on a region switch
         framer = self._framer(topic, (SPARTN,))
         for frame in framer.feed(payload):
             self.stats.data_in(frame.stream, len(frame.data))
@@ -137,6 +168,8 @@ class MqttInput(Input):
         self._connected = self._closed = False
         self._refused = None
         self._key_mid = None
+        self._rest = False
+        self._corrections = None
         for framer in self._framers.values():
             framer.reset()  # a partial frame of the last session must not prefix this one
         try:
@@ -165,7 +198,11 @@ class MqttInput(Input):
                         self.stats.set_input("connecting", "no CONNACK from broker")
                         break
                     continue
-                silent = self.silent_for(started)
+                if self._rest:
+                    self._follow_region(client)
+                if self._corrections is None:
+                    continue  # no correction topic (L-band, or no region yet): keys and frequencies come rarely
+                silent = self.silent_for(self._corrections_since)
                 if silent > self.no_data_timeout:
                     msg = f"no data for {silent:.0f} s: reconnecting"
                     self.stats.set_input("backoff", msg)

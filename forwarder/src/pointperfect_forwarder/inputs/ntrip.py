@@ -1,4 +1,8 @@
-"""NTRIP input: own socket client for rev1 and rev2 (chunked), TLS with verification, Basic auth, periodic GGA."""
+"""NTRIP input: own socket client for rev1 and rev2 (chunked), TLS with verification, Basic auth, periodic GGA.
+
+Follows the caster's rules (pointperfect-facts section 3): no connection before a position exists, the session is kept
+through the silence before the first data (the caster sends nothing until it has a valid GGA), UBX-MGA frames of the
+-MGA mountpoints are forwarded whole, and one connection per account (a refusal is backed off, not auth_failed)."""
 
 from __future__ import annotations
 
@@ -10,17 +14,26 @@ import time
 
 from .. import __version__
 from ..config import NtripSettings
-from ..framing import RTCM, SPARTN, Framer
+from ..framing import RTCM, SPARTN, UBX, Framer
 from . import AUTH_FAILED, Input
 
 log = logging.getLogger(__name__)
 HEADER_LIMIT = 16384
 IO_TIMEOUT = 10.0
 RECV_SIZE = 65536
+INITIAL_SILENCE = 300.0  # s a session may stay silent before its first data (the caster waits for a valid GGA)
+POSITION_POLL = 1.0  # s between checks for a position while waiting for one
+WAITING_FOR_POSITION = "waiting for a position fix (no GGA from the receiver and no fixed_position)"
+# answers other than 401 that refuse the session; the real caster allows one connection per account
+REFUSALS = (403, 409, 429, 503)
 
 
 class ProtocolError(Exception):
     """The caster answered something this client cannot use."""
+
+
+class Refused(ProtocolError):
+    """The caster refused the session (not for bad credentials): str() is the status line for the user."""
 
 
 class ChunkedDecoder:
@@ -134,7 +147,8 @@ class NtripInput(Input):
         super().__init__(*args, **kwargs)
         self.cfg = settings
         self.ca_file = ca_file
-        self.framer = Framer((SPARTN, RTCM), on_garbage=self.stats.garbage)
+        # UBX: the -MGA mountpoints interleave UBX-MGA (AssistNow) frames with the corrections
+        self.framer = Framer((SPARTN, RTCM, UBX), on_garbage=self.stats.garbage)
         self.gga_sent = 0
         self._gga_missing_logged = False
         # one receive buffer for all reads: a fresh 64 KB bytes per recv() fragments the malloc heap (RSS creep)
@@ -158,16 +172,40 @@ class NtripInput(Input):
         gga = self.pipeline.gga()
         if gga is None:
             if not self._gga_missing_logged:
-                log.warning("ntrip input: no position for GGA yet (no fix and no ntrip.fixed_position)")
+                log.warning("ntrip input: no position for GGA (no fix within gga_grace and no fixed_position)")
                 self._gga_missing_logged = True
             return
         self._gga_missing_logged = False
         sock.sendall(gga)
         self.gga_sent += 1
 
+    def _wait_for_position(self) -> bool:
+        """Block until a GGA exists (True) or the input stops (False): no socket is opened before one exists."""
+        waited = False
+        while self.pipeline.gga() is None:
+            if self.stopping():
+                return False
+            if not waited:
+                self.stats.set_input("waiting_for_position", WAITING_FOR_POSITION)
+                log.warning("ntrip input: %s", WAITING_FOR_POSITION)
+                waited = True
+            self.heartbeat = time.monotonic()
+            self._stop.wait(POSITION_POLL)
+        if waited:
+            log.info("ntrip input: a position is available: connecting")
+            self.stats.set_input("connecting")
+        return not self.stopping()
+
     def session(self) -> float | None:
         endpoint = f"{self.cfg.host}:{self.cfg.port}"
         self.framer.reset()
+        if not self._wait_for_position():
+            return None
+        if not self.cfg.tls:
+            log.warning(
+                "ntrip input: plain TCP to %s: the NTRIP password travels in clear text (ntrip.allow_plain_auth)",
+                endpoint,
+            )
         try:
             sock = self._connect()
         except ssl.SSLError as exc:
@@ -181,6 +219,10 @@ class NtripInput(Input):
             return None
         try:
             return self._stream(sock, endpoint)
+        except Refused as exc:
+            self.stats.set_input("backoff", str(exc))
+            log.warning("ntrip input: %s: %s", endpoint, exc)
+            return None
         except (OSError, ProtocolError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
             if self.stats.input_state != "auth_failed":
@@ -210,6 +252,8 @@ class NtripInput(Input):
             return None
         if status == 404:
             raise ProtocolError(f"mountpoint {self.cfg.mountpoint!r} not found (caster sent its source table)")
+        if status in REFUSALS:
+            raise Refused(f"caster refused the connection ({status}): is another client using this account?")
         if status != 200:
             raise ProtocolError(f"caster answered status {status}")
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
@@ -228,6 +272,7 @@ class NtripInput(Input):
         next_gga = started + self.cfg.gga_interval
         sock.settimeout(0.5)
         data = body
+        got_data = False  # the no-data watchdog starts at the session's first data
         while not self.stopping():
             self.heartbeat = time.monotonic()
             if data:
@@ -236,6 +281,7 @@ class NtripInput(Input):
                 for frame in self.framer.feed(data):
                     self.stats.data_in(frame.stream, len(frame.data))
                     self.pipeline.submit(frame)
+                    got_data = True
                 if decoder is not None and decoder.done:
                     raise ProtocolError("caster ended the stream")
             now = time.monotonic()
@@ -243,8 +289,9 @@ class NtripInput(Input):
                 self._send_gga(sock)
                 next_gga = now + self.cfg.gga_interval
             silent = self.silent_for(started)
-            if silent > self.no_data_timeout:
-                msg = f"no data for {silent:.0f} s: reconnecting"
+            limit = self.no_data_timeout if got_data else max(INITIAL_SILENCE, self.no_data_timeout)
+            if silent > limit:
+                msg = f"no data for {silent:.0f} s{'' if got_data else ' since connecting'}: reconnecting"
                 self.stats.set_input("backoff", msg)
                 log.warning("ntrip input: %s", msg)
                 return None
