@@ -3,6 +3,8 @@
 Starts the ZTP API simulator, a real Mosquitto (mutual TLS) and a real RTKLIB caster behind stunnel, three systemd
 gateways (systemd-nspawn) each wired to a simulated receiver on a pseudo-terminal, runs the provision playbook and
 the status playbook, prints the table, and tears everything down (DEMO_KEEP=1 keeps it running until Ctrl-C).
+Region auto: one receiver reports a fix in Colorado, so its gateway subscribes the US corrections; the table says
+which region each gateway chose and why.
 """
 
 from __future__ import annotations
@@ -31,11 +33,13 @@ from pointperfect_sim.server import run_in_thread  # noqa: E402
 
 from tests.harness import fleet as fleet_harness  # noqa: E402
 
-# Demo gateways gw-01.. (the harness's names) and their simulated device profiles: two MQTT plans, one NTRIP.
+# Demo gateways gw-01.. (the harness's names), their simulated device profiles (two MQTT plans, one NTRIP) and
+# where their receivers are: gw-03's plan lists every region and its receiver is in the US.
+EU, US = (52.0, 5.0, 10.0), (39.7, -105.0, 1600.0)
 GATEWAYS = (
-    ("gw-01", profiles.DEMO_IP_EU, "mqtt"),
-    ("gw-02", profiles.DEMO_NTRIP, "ntrip"),
-    ("gw-03", profiles.DEMO_LIVE_BOTH, "mqtt"),
+    ("gw-01", profiles.DEMO_IP_EU, "mqtt", EU),
+    ("gw-02", profiles.DEMO_NTRIP, "ntrip", EU),
+    ("gw-03", profiles.DEMO_LIVE_BOTH, "mqtt", US),
 )
 NTRIP_USER, NTRIP_PASSWORD = "demo", "demo"  # the shared caster account of the DEMO_NTRIP profile
 
@@ -56,7 +60,7 @@ def host_vars(fleet_dir: Path, sim, broker: Mosquitto, caster: Caster) -> None:
     """Per-gateway inventory variables: its token, the simulator's API and CA, and the lab's loopback ports."""
     hv = fleet_dir / "host_vars"
     hv.mkdir(exist_ok=True)
-    for name, token, service in GATEWAYS:
+    for name, token, service, _ in GATEWAYS:
         lines = [
             f"pointperfect_ztp_token: {token}",
             f"pointperfect_ztp_api_url: {sim.url}",
@@ -69,15 +73,20 @@ def host_vars(fleet_dir: Path, sim, broker: Mosquitto, caster: Caster) -> None:
         (hv / f"{name}.yml").write_text("---\n" + "\n".join(lines) + "\n")
 
 
-def receiver_table(receivers: dict[str, ReceiverSim], fleet_dir: Path) -> str:
-    rows = [("gateway", "input", "keys", "SPARTN frames", "bytes", "config applied", "garbage")]
-    for name, _, service in GATEWAYS:
+def receiver_table(receivers: dict[str, ReceiverSim], report: dict) -> str:
+    """What each receiver got, with the region its forwarder chose and why (status.json region, via the report)."""
+    rows = [("gateway", "input", "region (why)", "keys", "SPARTN frames", "bytes", "config applied", "garbage")]
+    by_host = {row["host"]: row for row in report.get("gateways", [])}
+    for name, _, service, _ in GATEWAYS:
         rx = receivers[name]
         spartn = rx.frames_of("spartn")
+        row = by_host.get(name, {})
+        region = f"{row['region']} ({row.get('region_source')})" if row.get("region") else "-"
         rows.append(
             (
                 name,
                 service,
+                region,
                 "yes" if rx.keys else "no",
                 str(len(spartn)),
                 str(sum(len(f.raw) for f in rx.frames)),
@@ -109,6 +118,7 @@ def up(args: argparse.Namespace) -> int:
         replayer = MqttReplayer(broker, dict(DEFAULT_TOPICS, corrections="/pp/ip/eu")).connect()
         replayer.publish_keys(lab_keys())
         replayer.start_stream(loop=True)
+        replayer.start_stream("/pp/ip/us", loop=True)  # for the gateway whose receiver is in the US
         stack.callback(replayer.stop)
         feeder = CasterFeeder(caster).start(loop=True)
         stack.callback(feeder.stop)
@@ -116,8 +126,8 @@ def up(args: argparse.Namespace) -> int:
 
         receivers = {}
         (STATE / "rx").mkdir(exist_ok=True)
-        for name, _, _ in GATEWAYS:
-            rx = ReceiverSim(STATE / "rx" / name).start()
+        for name, _, _, position in GATEWAYS:
+            rx = ReceiverSim(STATE / "rx" / name, position=position).start()
             stack.callback(rx.close)
             receivers[name] = rx
 
@@ -147,8 +157,9 @@ def up(args: argparse.Namespace) -> int:
         for last in (False, False, False, True):
             time.sleep(5)
             playbook("status", fleet.inventory_path, env, "-e", f"pointperfect_report_dir={report_dir}", quiet=not last)
+        report = json.loads((report_dir / "status.json").read_text())
         print()
-        print(receiver_table(receivers, fleet_dir))
+        print(receiver_table(receivers, report))
         print()
         say(f"HTML report: {report_dir / 'index.html'}")
         if os.environ.get("DEMO_KEEP") == "1":

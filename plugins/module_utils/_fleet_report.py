@@ -93,6 +93,8 @@ def gateway_row(host, result, now=None):
     inp = _dict(data.get("input"))
     out = _dict(data.get("output"))
     receiver = _dict(data.get("receiver"))
+    region = _dict(data.get("region"))
+    lband = _dict(data.get("lband"))
     keys = _dict(creds.get("dynamickeys"))
     key_until, key_days = _latest_key(creds, data.get("keys"), now)
     row.update(
@@ -133,6 +135,16 @@ def gateway_row(host, result, now=None):
         bytes_per_second=_num(data.get("bytes_per_second")),
         receiver_config_state=receiver.get("config_state"),
         receiver_resets=_num(receiver.get("resets_detected")),
+        # Contract 3: the region the forwarder chose and why (position | fixed_position | inventory | plan)
+        region=region.get("selected"),
+        region_source=region.get("source"),
+        regions=region.get("available") if isinstance(region.get("available"), list) else creds.get("regions"),
+        # an MQTT forwarder that reports a region object but has not chosen one yet (no position so far)
+        region_pending=bool(region) and region.get("selected") is None and inp.get("type") == "mqtt",
+        lband_mode=lband.get("mode"),
+        lband_d9s_state=lband.get("d9s_state"),
+        lband_frequency_hz=_num(lband.get("frequency_hz")),
+        lband_pmp_frames=_num(lband.get("pmp_frames")),
         last_error=data.get("last_error") or inp.get("last_error"),
     )
     return row
@@ -327,7 +339,18 @@ def row_problems(row, thresholds=None):
     if sstate == "ok":
         istate = row.get("input_state")
         age = row.get("last_data_age")
-        if istate == "auth_failed":
+        if istate == "waiting_for_position":
+            add(
+                _problem(
+                    row,
+                    "warning",
+                    "position",
+                    "waiting for a position fix: the NTRIP caster sends nothing before a GGA",
+                    "the receiver has no fix: check the antenna and its view of the sky, or set "
+                    "pointperfect_fixed_position (lat, lon, alt) for this gateway",
+                )
+            )
+        elif istate == "auth_failed":
             add(
                 _problem(
                     row,
@@ -368,6 +391,29 @@ def row_problems(row, thresholds=None):
                     "output",
                     "output %s is %s" % (row.get("output_type"), row.get("output_state")),
                     "check the receiver link (device path, cable, permissions)",
+                )
+            )
+        if istate == "connected" and row.get("region_pending"):
+            add(
+                _problem(
+                    row,
+                    "warning",
+                    "region",
+                    "no correction region chosen yet (plan regions: %s): only the key topic is subscribed"
+                    % (", ".join(row.get("regions") or []) or "-"),
+                    "the receiver has no fix: check the antenna and its view of the sky, or set "
+                    "pointperfect_fixed_position or pointperfect_region for this gateway",
+                )
+            )
+        if row.get("lband_d9s_state") == "failed":
+            add(
+                _problem(
+                    row,
+                    "warning",
+                    "lband",
+                    "NEO-D9S configuration failed",
+                    "check pointperfect_lband_device, pointperfect_lband_baudrate and pointperfect_lband_port "
+                    "(the D9S port the gateway is wired to)",
                 )
             )
         if row.get("receiver_config_state") == "failed":
@@ -508,10 +554,25 @@ def _fmt(value, pattern="%s"):
     return "-" if value is None else pattern % value
 
 
+def region_text(row):
+    """The chosen region and why, e.g. "us (position)"; "waiting" while an MQTT forwarder has no position."""
+    if row.get("region"):
+        return "%s (%s)" % (row["region"], row.get("region_source") or "?")
+    return "waiting" if row.get("region_pending") else None
+
+
+def service_text(row):
+    """What the forwarder runs: its input type, or the L-band mode ("L-band d9s", "L-band keys_only")."""
+    if row.get("lband_mode") not in (None, "off"):
+        return "L-band %s" % row["lband_mode"]
+    return row.get("input_type") or row.get("service")
+
+
 TABLE_COLUMNS = (
     "HOST",
     "HEALTH",
     "PLAN/SVC",
+    "REGION",
     "CERT d",
     "KEY d",
     "FORWARDER",
@@ -527,15 +588,16 @@ def table_rows(report):
     out = []
     for r in report["gateways"]:
         if not r.get("reachable"):
-            out.append((r["host"], r["health"].upper(), "-", "-", "-", "unreachable", "-", "-", "-", "-", "-"))
+            out.append((r["host"], r["health"].upper(), "-", "-", "-", "-", "unreachable", "-", "-", "-", "-", "-"))
             continue
         out.append(
             (
                 r["host"],
                 r["health"].upper(),
-                "%s/%s" % (r.get("plan") or "-", r.get("input_type") or r.get("service") or "-")
+                "%s/%s" % (r.get("plan") or "-", service_text(r) or "-")
                 if r.get("plan")
                 else (r.get("credentials_state") or "-"),
+                region_text(r) or "-",
                 _fmt_days(r.get("certificate_days")),
                 _fmt_days(r.get("key_days")),
                 r.get("forwarder_state") or "-",
@@ -799,6 +861,7 @@ def render_html(report):
         "Health",
         "Plan",
         "Service",
+        "Region",
         "Credentials",
         "Cert days",
         "Key days",
@@ -820,7 +883,7 @@ def render_html(report):
         h.append('<th scope="row">%s</th>' % _e(r["host"]))
         h.append(_td('<span class="badge b-%s">%s</span>' % (r["health"], _e(r["health"])), raw=True))
         if not r.get("reachable") or r.get("error"):
-            h.append('<td colspan="15" class="s-critical">%s</td></tr>' % _e(r.get("error")))
+            h.append('<td colspan="16" class="s-critical">%s</td></tr>' % _e(r.get("error")))
             continue
         age = r.get("last_data_age")
         age_cls = None if age is None else ("critical" if age > t["max_data_age"] else "ok")
@@ -828,7 +891,8 @@ def render_html(report):
         h.extend(
             [
                 _td(r.get("plan")),
-                _td(r.get("input_type") or r.get("service")),  # what the forwarder runs, else what ZTP offered
+                _td(service_text(r)),  # what the forwarder runs, else what ZTP offered
+                _td(region_text(r), "warning" if r.get("region_pending") else None),
                 _td(r.get("credentials_state"), _state_class(r, "credentials_state")),
                 _td(
                     _fmt(r.get("certificate_days"), "%.1f"),

@@ -98,6 +98,7 @@ gateway:
       description:
         - Summary of C(credentials.json). C(state) is V(ok), V(missing) (not provisioned), V(unreadable) or
           V(corrupt); other keys are present when C(state=ok).
+        - C(regions) lists every region of the plan; the forwarder subscribes to one of them.
         - Contains no key value, private key or password.
       type: dict
       returned: always
@@ -110,7 +111,7 @@ gateway:
         plan: ip
         service: mqtt
         client_id: 4f1b0e0c-0000-4000-8000-000000000001
-        regions: [eu]
+        regions: [eu, us]
         certificate_not_after: "2026-11-25T21:00:00Z"
         certificate_days_remaining: 365.0
         dynamickeys:
@@ -122,13 +123,21 @@ gateway:
       description:
         - The forwarder status file (Contract 3) under C(data), with C(state) V(ok), V(missing), V(unreadable),
           V(corrupt) or V(stale), and C(age) in seconds since C(updated_at) (or the file's mtime).
+        - C(data.region) says which correction region the forwarder chose (C(selected), null while it waits for a
+          position) and why (C(source) V(position), V(fixed_position), V(inventory) or V(plan)); C(data.lband) gives
+          the L-band mode (V(off), V(keys_only) or V(d9s)).
       type: dict
       returned: always
       sample:
         state: ok
         path: /run/pointperfect/status.json
         age: 1.4
-        data: {format: 1, healthy: true, bytes_per_second: 512.0}
+        data:
+          format: 1
+          healthy: true
+          bytes_per_second: 512.0
+          region: {selected: us, source: position, available: [eu, us], topic: /pp/ip/us}
+          lband: {mode: "off", device: null, frequency_hz: null, d9s_state: null, pmp_frames: 0}
     service:
       description:
         - systemd state of the forwarder. C(state) is V(active), V(activating), V(inactive), V(failed),

@@ -1,6 +1,8 @@
-"""End-to-end: `ansible-playbook gnss.pointperfect.provision` on 5 nspawn gateways (3 MQTT, 2 NTRIP) against the ZTP
-simulator, a real Mosquitto and a real NTRIP caster; then idempotence, check/diff, one-host rotation and removal.
-The tests share one fleet and run in file order (each step builds on the previous one)."""
+"""End-to-end: `ansible-playbook gnss.pointperfect.provision` on 7 nspawn gateways against the ZTP simulator, a real
+Mosquitto and real NTRIP casters: 4 on IP plans (three choose EU from their receivers' position, gw-06 is in the US
+with a plan listing EU and US), 2 on NTRIP, and gw-07 on an L-band plan with a simulated NEO-D9S; then idempotence,
+check/diff, one-host rotation and removal. The tests share one fleet and run in file order (each step builds on the
+previous one)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,25 @@ import urllib.request
 import pytest
 from pointperfect_sim import frames as F
 
-from .conftest import CASTER_PASSWORD, MQTT_TOKEN, NTRIP_HOSTS, NTRIP_TOKEN
+from .conftest import (
+    CASTER_PASSWORD,
+    EU_US_TOKEN,
+    GUEST_D9S,
+    LBAND_HOST,
+    LBAND_TOKEN,
+    MQTT_TOKEN,
+    NTRIP_HOSTS,
+    NTRIP_TOKEN,
+    REGION_OF,
+    US_HOST,
+)
 
 pytestmark = [pytest.mark.fleet, pytest.mark.lab, pytest.mark.slow]
 SERVICE = "pointperfect-forwarder"
 USBINPROT_SPARTN = 0x10770005
+SPARTN_USE_SOURCE = 0x20A70001  # CFG-SPARTN-USE_SOURCE: 0 = IP, 1 = L-band
+RXM_PMP = (0x02, 0x72)
+TOKENS = (MQTT_TOKEN, NTRIP_TOKEN, EU_US_TOKEN, LBAND_TOKEN)
 TIMINGS: dict[str, float] = {}
 
 
@@ -28,6 +44,10 @@ def gateways(fleet):
 
 def mqtt_names(fleet):
     return [n for n in gateways(fleet) if n not in NTRIP_HOSTS]
+
+
+def receiver_of(fleet, receivers) -> dict:
+    return {gw.name: receivers[i] for i, gw in enumerate(fleet.gateways)}
 
 
 def sh(gw, command: str) -> str:
@@ -80,40 +100,56 @@ def contains_in_order(received: list[bytes], sent: list[bytes]) -> bool:
 
 
 def assert_delivery(lab, fleet, receivers, names, count: int = 12) -> None:
-    """Frames published/fed now reach each named gateway's receiver whole, in order, byte-exact."""
+    """Frames published/fed now reach each named gateway's receiver whole, in order, byte-exact; an IP gateway gets
+    its region's frames and none of the frames published at the same time on the plan's other correction topics."""
     by_name = gateways(fleet)
-    rx_of = {gw.name: receivers[i] for i, gw in enumerate(fleet.gateways)}
-    mqtt = [n for n in names if n not in NTRIP_HOSTS]
-    ntrip = [n for n in names if n in NTRIP_HOSTS]
+    rx_of = receiver_of(fleet, receivers)
     wait_connected([by_name[n] for n in names])
-    topic = credentials(by_name[mqtt[0]])["topics"]["corrections"][0] if mqtt else None
+    ip = [n for n in names if n in REGION_OF]
+    ntrip = [n for n in names if n in NTRIP_HOSTS]
+    topics: dict[str, str] = {}  # every correction topic of the plans in play: region -> topic
+    for name in ip:
+        topics.update(credentials(by_name[name])["topics"]["corrections"])
 
-    def send(frames: list[bytes]) -> None:
-        if mqtt:
+    def send(per_region: dict[str, list[bytes]], fed: list[bytes]) -> None:
+        for region, frames in per_region.items():
             for frame in frames:
-                lab.replayer.publish(topic, frame)
-        if ntrip:
-            lab.caster.feed(b"".join(frames))
+                lab.replayer.publish(topics[region], frame)
+        for name in ntrip:
+            lab.casters[name].feed(b"".join(fed))
+
+    def expected(name: str, per_region: dict[str, list[bytes]], fed: list[bytes]) -> list[bytes]:
+        return per_region[REGION_OF[name]] if name in REGION_OF else fed
 
     def seen(name: str, frames: list[bytes]) -> bool:
         return contains_in_order([f.raw for f in rx_of[name].frames_of("spartn")], frames)
 
-    # a probe until every session is subscribed/streaming (connected does not mean subscribed yet)
-    probe = F.synthetic_spartn(1, size=40)
+    # a probe per topic until every session is subscribed/streaming (connected does not mean subscribed yet)
+    probe = {region: F.synthetic_spartn(1, size=40) for region in topics}
+    probe_fed = F.synthetic_spartn(1, size=40)
     deadline = time.monotonic() + 30
-    while not all(seen(n, probe) for n in names) and time.monotonic() < deadline:
-        send(probe)
+    while not all(seen(n, expected(n, probe, probe_fed)) for n in names) and time.monotonic() < deadline:
+        send(probe, probe_fed)
         time.sleep(0.5)
-    assert all(seen(n, probe) for n in names), {n: len(rx_of[n].frames_of("spartn")) for n in names}
+    assert all(seen(n, expected(n, probe, probe_fed)) for n in names), {
+        n: len(rx_of[n].frames_of("spartn")) for n in names
+    }
 
-    sent = F.synthetic_spartn(count)
-    send(sent)
+    sent = {region: F.synthetic_spartn(count) for region in topics}  # random payloads: distinct per topic
+    sent_fed = F.synthetic_spartn(count)
+    send(sent, sent_fed)
     for name in names:
         rx = rx_of[name]
-        ok = rx.wait_for(lambda r, n=name: seen(n, sent), timeout=30)
+        want = expected(name, sent, sent_fed)
+        ok = rx.wait_for(lambda r, n=name, w=want: seen(n, w), timeout=30)
         got = len(rx.frames_of("spartn"))
         assert ok, f"{name}: published SPARTN frames did not arrive in order ({got} SPARTN frames seen)"
         assert rx.garbage_bytes == 0, f"{name}: {rx.garbage_bytes} bytes outside valid frames"
+    time.sleep(1)  # frames of a second subscription would arrive with the expected ones
+    for name in ip:
+        foreign = {f for region in topics if region != REGION_OF[name] for f in probe[region] + sent[region]}
+        received = {f.raw for f in rx_of[name].frames_of("spartn")}
+        assert not received & foreign, f"{name}: got frames of another region's topic"
 
 
 # ---------------------------------------------------------------- steps
@@ -126,7 +162,7 @@ def test_check_mode_on_fresh_gateways_predicts_without_touching(lab, fleet, play
     assert run.rc == 0, run.out[-6000:]
     assert all(r["changed"] > 0 and r["failed"] == 0 for r in run.recap.values()), run.recap
     assert lab.sim.calls() == before, "check mode called the ZTP API"
-    assert not [s for s in (MQTT_TOKEN, NTRIP_TOKEN) if s in run.out], "a token is in the output"
+    assert not [s for s in TOKENS if s in run.out], "a token is in the output"
     for gw in fleet.gateways:
         left = gw.run("ls -d /etc/pointperfect /opt/pointperfect 2>/dev/null; getent passwd pointperfect", check=False)
         assert left.stdout.strip() == "", f"{gw.name}: check mode wrote {left.stdout}"
@@ -139,9 +175,12 @@ def test_provision_fleet(lab, fleet, receivers, playbook):
     assert run.rc == 0, run.out[-6000:]
     assert set(run.recap) == set(gateways(fleet)), run.recap
     assert all(r["failed"] == 0 and r["unreachable"] == 0 and r["changed"] > 0 for r in run.recap.values())
-    assert lab.sim.calls()["total"] - calls_before == len(fleet.gateways)
+    # each new device is "not activated" on its first call: the module retried once within the run
+    calls = lab.sim.calls()
+    assert calls["total"] - calls_before == 2 * len(fleet.gateways), calls
+    assert sorted(calls["by_device"].values()) == [2] * len(fleet.gateways), calls
 
-    rx_of = {gw.name: receivers[i] for i, gw in enumerate(fleet.gateways)}
+    rx_of = receiver_of(fleet, receivers)
     for name, gw in gateways(fleet).items():
         ntrip = name in NTRIP_HOSTS
         creds = credentials(gw)
@@ -149,6 +188,15 @@ def test_provision_fleet(lab, fleet, receivers, playbook):
         assert creds["hardware_id"] == f"pp-{gw.machine_id}"
         assert creds["given_name"] == name
         assert creds["service"] == ("ntrip" if ntrip else "mqtt")
+        # the plan lists every region it covers; the region is chosen on the gateway, not at provisioning
+        if name == LBAND_HOST:
+            assert creds["plan"] == "lband" and creds["topics"]["corrections"] == {}, creds["topics"]
+            assert creds["topics"]["frequencies"] == "/pp/frequencies/Lb"
+        elif name == US_HOST:
+            assert creds["regions"] == ["eu", "us"]
+            assert creds["topics"]["corrections"] == {"eu": "/pp/ip/eu", "us": "/pp/ip/us"}
+        elif not ntrip:
+            assert creds["regions"] == ["au", "eu", "jp", "kr", "us"], creds["regions"]
         modes = dict(
             line.split(" ", 1) for line in sh(gw, "cd /etc/pointperfect && stat -c '%n %a %U:%G' . * ").splitlines()
         )
@@ -164,6 +212,11 @@ def test_provision_fleet(lab, fleet, receivers, playbook):
         config = json.loads(sh(gw, "cat /etc/pointperfect/forwarder.json"))
         assert config["input"] == creds["service"]
         assert config["output"]["device"] == "/dev/ttyACM0"
+        assert config["mqtt"]["region"] == "auto"
+        assert config["receiver"]["source"] == ("lband" if name == LBAND_HOST else "ip")
+        assert config["lband"]["device"] == (GUEST_D9S if name == LBAND_HOST else None)
+        if ntrip:  # not u-blox's caster: the TLS port comes from the inventory
+            assert config["ntrip"]["port"] == lab.casters[name].tls_port and config["ntrip"]["tls"] is True
         assert config["health"]["metrics_port"] == gw.metrics_port
         assert CASTER_PASSWORD not in json.dumps(config)
 
@@ -175,6 +228,8 @@ def test_provision_fleet(lab, fleet, receivers, playbook):
         exposure = sh(gw, f"systemd-analyze security --no-pager {SERVICE} | tail -n 1")
         TIMINGS[f"exposure_{name}"] = float(exposure.split(":")[1].split()[0])
         assert TIMINGS[f"exposure_{name}"] <= 2.0, exposure
+        allowed = show(gw, "DeviceAllow")
+        assert "/dev/ttyACM0 rw" in allowed and ((GUEST_D9S + " rw") in allowed) == (name == LBAND_HOST), allowed
         pid = show(gw, "MainPID")
         assert "dialout" in sh(gw, f"ps -o group=,supgrp= -p {pid}")
         assert sh(gw, f"ps -o user= -p {pid}").strip() == "pointperfect"
@@ -196,15 +251,59 @@ def test_provision_fleet(lab, fleet, receivers, playbook):
         keyframe = rx.frames[first_key]
         assert F.parse_spartnkey_payload(keyframe.payload) == expected, name
         assert rx.wait_for(lambda r: r.config.get(USBINPROT_SPARTN) == 1, timeout=20), f"{name}: {rx.config}"
+        source = 1 if name == LBAND_HOST else 0
+        assert rx.wait_for(lambda r, v=source: r.config.get(SPARTN_USE_SOURCE) == v, timeout=20), rx.config
 
-    # corrections: replayed into the broker and the caster, byte-exact at every receiver; GGA reached the caster
-    assert_delivery(lab, fleet, receivers, list(gateways(fleet)))
-    assert lab.caster.wait_gga(1, timeout=20), "no GGA reached the caster"
+    # corrections: replayed into the broker and the casters, byte-exact at every receiver, each IP gateway only its
+    # region's; GGA reached each caster (a caster streams nothing before it)
+    assert_delivery(lab, fleet, receivers, [n for n in gateways(fleet) if n != LBAND_HOST])
+    for name, caster in lab.casters.items():
+        assert caster.wait_gga(1, timeout=20), f"no GGA reached {name}'s caster"
 
     for gw in fleet.gateways:
         text = metrics(gw)
         assert metric_value(text, "pointperfect_forwarder_up") == 1, gw.name
         assert metric_value(text, "pointperfect_forwarder_input_connected") == 1, gw.name
+
+
+def test_region_auto_chooses_from_the_receiver_position(lab, fleet):
+    """Every IP gateway subscribed exactly one correction topic: the region holding its receiver's position."""
+    for name, region in REGION_OF.items():
+        gw = gateways(fleet)[name]
+        st = status(gw)
+        assert st["region"]["selected"] == region and st["region"]["source"] == "position", (name, st["region"])
+        assert st["region"]["topic"] == f"/pp/ip/{region}", (name, st["region"])
+        assert st["region"]["available"] == credentials(gw)["regions"], (name, st["region"])
+        assert st["lband"]["mode"] == "off", (name, st["lband"])
+        info = [ln for ln in metrics(gw).splitlines() if ln.startswith("pointperfect_forwarder_region_info{")]
+        assert len(info) == 1 and f'region="{region}"' in info[0] and 'source="position"' in info[0], info
+        assert info[0].endswith(" 1.0"), info
+    # the US gateway got the /pp/ip/us frames and none of /pp/ip/eu (assert_delivery checked it byte for byte)
+
+
+def test_lband_gateway_relays_the_d9s(lab, fleet, receivers, d9s):
+    """gw-07: keys, CFG-SPARTN-USE_SOURCE=1, a D9S tuned to the EU frequency, and its RXM-PMP frames whole and in
+    order at the main receiver; no correction topic."""
+    gw = gateways(fleet)[LBAND_HOST]
+    rx = receiver_of(fleet, receivers)[LBAND_HOST]
+    wait_connected([gw])
+    eu_hz = round(float(F.LBAND_FREQUENCIES_MHZ["eu"]) * 1e6)
+    assert d9s.wait_for(lambda d: d.tuned, timeout=30), d9s.tune_problem()  # only the EU beam is receivable
+    assert d9s.pmp_config["CENTER_FREQUENCY"] == eu_hz, d9s.pmp_config
+    assert rx.config.get(SPARTN_USE_SOURCE) == 1 and rx.keys, (rx.config, rx.keys)
+    assert rx.wait_for(lambda r: len([f for f in r.frames if f.ubx_id == RXM_PMP]) >= 5, timeout=30), len(rx.frames)
+    received = [f.raw for f in rx.frames if f.ubx_id == RXM_PMP]
+    emitted = d9s.emitted  # after `received`: every received frame was emitted before
+    assert contains_in_order(emitted, received), f"{len(received)} RXM-PMP frames received, {len(emitted)} emitted"
+    assert rx.garbage_bytes == 0 and rx.frames_of("spartn") == []  # no IP correction topic in L-band mode
+    deadline = time.monotonic() + 10  # the status file is rewritten every ~2 s
+    while (status(gw) or {}).get("lband", {}).get("pmp_frames", 0) < len(received) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    st = status(gw)
+    assert st["lband"]["mode"] == "d9s" and st["lband"]["d9s_state"] == "applied", st["lband"]
+    assert st["lband"]["frequency_hz"] == eu_hz and st["lband"]["pmp_frames"] >= len(received), st["lband"]
+    assert st["region"]["selected"] == "eu" and st["region"]["topic"] is None, st["region"]
+    assert st["healthy"] is True, st
 
 
 def test_second_run_changes_nothing_and_calls_no_api(lab, fleet, playbook):
@@ -225,7 +324,7 @@ def test_check_diff_shows_no_change_and_no_secret(lab, fleet, playbook):
     assert run.rc == 0, run.out[-6000:]
     assert run.changed() == {name: 0 for name in gateways(fleet)}, run.out[-6000:]
     assert lab.sim.calls() == before
-    secrets = {MQTT_TOKEN, NTRIP_TOKEN, CASTER_PASSWORD}
+    secrets = {*TOKENS, CASTER_PASSWORD}
     for name in mqtt_names(fleet):
         gw = gateways(fleet)[name]
         key_lines = [ln for ln in sh(gw, "cat /etc/pointperfect/client.key").splitlines() if "-----" not in ln]

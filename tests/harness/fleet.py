@@ -43,6 +43,7 @@ MASKED_UNITS = (
 )  # fmt: skip
 STAMP = "etc/gnss-pointperfect-rootfs.json"
 GUEST_SERIAL = "/dev/ttyACM0"
+GUEST_SERIAL2 = "/dev/ttyACM1"  # a second serial device, e.g. a NEO-D9S L-band receiver
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-gateway.conf"
 CGROUP_ROOT = "gnss-pointperfect"
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
@@ -289,6 +290,8 @@ class Gateway:
     private_key: str
     serial_device: str | None = None  # host path (pty slave) bound to GUEST_SERIAL
     guest_serial_device: str = GUEST_SERIAL
+    serial_device2: str | None = None  # a second host pty (e.g. the D9S) bound to GUEST_SERIAL2
+    guest_serial_device2: str = GUEST_SERIAL2
     machine: str = ""  # nspawn machine name: NAME-FLEETID, so concurrent fleets never share nspawn's /run paths
     pid: int | None = None  # the systemd-nspawn process
     cgroups: list[str] = field(default_factory=list)
@@ -344,12 +347,15 @@ class Fleet:
     def __init__(self, n: int, workdir: str | os.PathLike, *, serial_devices: list[str | None] | None = None,
                  prefix: str = "gw", rootfs: str | os.PathLike | None = None, boot_timeout: float = 180,
                  stop_timeout: float = 30, serial_group: str | None = "dialout", allow_degraded: bool | None = None,
-                 extra_nspawn_args: tuple[str, ...] = ()) -> None:  # fmt: skip
-        if serial_devices is not None and len(serial_devices) != n:
-            raise ValueError(f"serial_devices has {len(serial_devices)} entries for {n} gateways")
+                 extra_nspawn_args: tuple[str, ...] = (),
+                 serial_devices2: list[str | None] | None = None) -> None:  # fmt: skip
+        for name, devices in (("serial_devices", serial_devices), ("serial_devices2", serial_devices2)):
+            if devices is not None and len(devices) != n:
+                raise ValueError(f"{name} has {len(devices)} entries for {n} gateways")
         self.n = n
         self.workdir = Path(workdir).absolute()
         self.serial_devices = list(serial_devices) if serial_devices is not None else [None] * n
+        self.serial_devices2 = list(serial_devices2) if serial_devices2 is not None else [None] * n
         self.prefix = prefix
         self.rootfs = Path(rootfs).absolute() if rootfs else rootfs_path().absolute()
         self.boot_timeout = boot_timeout
@@ -413,12 +419,13 @@ class Fleet:
             name = f"{self.prefix}-{i + 1:02d}"
             gw_dir = self.workdir / name
             gw_dir.mkdir(exist_ok=True)
-            serial = self.serial_devices[i]
+            serial, serial2 = self.serial_devices[i], self.serial_devices2[i]
             self.gateways.append(Gateway(
                 name=name, machine=f"{name}-{self.fleet_id}", ssh_port=ports[2 * i], metrics_port=ports[2 * i + 1],
                 machine_id=uuid.uuid4().hex,
                 dir=str(gw_dir), private_key=str(self.private_key),
                 serial_device=os.path.realpath(serial) if serial else None,
+                serial_device2=os.path.realpath(serial2) if serial2 else None,
             ))  # fmt: skip
         t0 = time.monotonic()
         try:
@@ -455,13 +462,15 @@ class Fleet:
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "HostKey /etc/ssh/ssh_host_ed25519_key\n"
         )
-        if gw.serial_device:
-            st = os.stat(gw.serial_device)
+        for device in (gw.serial_device, gw.serial_device2):
+            if not device:
+                continue
+            st = os.stat(device)
             if not (st.st_mode & 0o170000) == 0o020000:
-                raise FleetError(f"{gw.name}: serial device {gw.serial_device} is not a character device")
+                raise FleetError(f"{gw.name}: serial device {device} is not a character device")
             if self.serial_group:  # the forwarder's service user reaches the port through this group
-                os.chown(gw.serial_device, -1, grp.getgrnam(self.serial_group).gr_gid)
-                os.chmod(gw.serial_device, 0o660)
+                os.chown(device, -1, grp.getgrnam(self.serial_group).gr_gid)
+                os.chmod(device, 0o660)
 
     def _nspawn_argv(self, gw: Gateway) -> list[str]:
         d = Path(gw.dir)
@@ -476,6 +485,8 @@ class Fleet:
         ]  # fmt: skip
         if gw.serial_device:
             argv.append(f"--bind={gw.serial_device}:{gw.guest_serial_device}")
+        if gw.serial_device2:
+            argv.append(f"--bind={gw.serial_device2}:{gw.guest_serial_device2}")
         return argv + list(self.extra_nspawn_args)
 
     def _spawn(self, gw: Gateway) -> None:
@@ -645,6 +656,8 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--prefix", default="gw")
     up.add_argument("--serial-device", action="append", default=None,
                     help="host pty slave for gateway i (repeat once per gateway)")  # fmt: skip
+    up.add_argument("--serial-device2", action="append", default=None,
+                    help="second host pty for gateway i (/dev/ttyACM1), '-' for none; once per gateway")  # fmt: skip
     up.add_argument("--boot-timeout", type=float, default=180)
     dn = sub.add_parser("down", help="halt the fleet recorded in DIR/fleet.json (idempotent)")
     dn.add_argument("--dir", required=True)
@@ -659,8 +672,9 @@ def main(argv: list[str] | None = None) -> int:
         path = ensure_rootfs(force=args.force)
         print(f"{path} ({time.monotonic() - t0:.1f}s)")
     elif args.cmd == "up":
+        second = [None if d in ("", "-") else d for d in args.serial_device2] if args.serial_device2 else None
         fleet = Fleet(args.n, args.dir, serial_devices=args.serial_device, prefix=args.prefix,
-                      boot_timeout=args.boot_timeout)  # fmt: skip
+                      boot_timeout=args.boot_timeout, serial_devices2=second)  # fmt: skip
         fleet.up()
         for gw in fleet.gateways:
             print(f"{gw.name}\tssh -p {gw.ssh_port}\tmetrics {gw.metrics_port}\tpid {gw.pid}\t{gw.state}")

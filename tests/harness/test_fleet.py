@@ -30,7 +30,7 @@ PAYLOAD = bytes(range(256))  # every byte value: proves the line is raw and byte
 # Runs inside a gateway: open the serial port, send PAYLOAD, then read 256 bytes and print them as hex.
 GUEST_ECHO = """
 import os, sys, tty
-fd = os.open("/dev/ttyACM0", os.O_RDWR | os.O_NOCTTY)
+fd = os.open(sys.argv[1] if len(sys.argv) > 1 else "/dev/ttyACM0", os.O_RDWR | os.O_NOCTTY)
 tty.setraw(fd)
 os.write(fd, bytes(range(256)))
 buf = b""
@@ -42,8 +42,9 @@ print(buf.hex())
 
 @pytest.fixture(scope="module")
 def ptys():
-    """One host pty per gateway; the host keeps the slave open (raw) so the master never sees EIO."""
-    pairs = [os.openpty() for _ in range(2)]
+    """One host pty per gateway plus a second one for gw-01; the host keeps the slaves open (raw) so the masters
+    never see EIO."""
+    pairs = [os.openpty() for _ in range(3)]
     for _master, slave in pairs:
         tty.setraw(slave, termios.TCSANOW)
     yield pairs
@@ -54,7 +55,8 @@ def ptys():
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory, ptys):
-    with Fleet(2, tmp_path_factory.mktemp("fleet"), serial_devices=[os.ttyname(s) for _m, s in ptys]) as f:
+    serial = [os.ttyname(s) for _m, s in ptys]
+    with Fleet(2, tmp_path_factory.mktemp("fleet"), serial_devices=serial[:2], serial_devices2=[serial[2], None]) as f:
         yield f
 
 
@@ -131,8 +133,17 @@ def test_sshd_only_on_loopback_port(fleet):
 
 
 def test_pty_round_trip_over_ssh(fleet, ptys):
-    for gw, (master, _slave) in zip(fleet.gateways, ptys, strict=True):
+    for gw, (master, _slave) in zip(fleet.gateways, ptys[:2], strict=True):
         _round_trip(gw, master, "python3 -")
+
+
+def test_second_serial_device(fleet, ptys):
+    """gw-01's second pty is bound at /dev/ttyACM1 (a NEO-D9S in the e2e test); gw-02 has none."""
+    gw, other = fleet.gateways
+    assert gw.guest_serial_device2 == "/dev/ttyACM1" and gw.serial_device2 == os.ttyname(ptys[2][1])
+    _round_trip(gw, ptys[2][0], "python3 - /dev/ttyACM1")
+    assert other.serial_device2 is None
+    assert other.run("test -e /dev/ttyACM1", check=False).returncode == 1
 
 
 def test_transient_service_opens_device(fleet, ptys):

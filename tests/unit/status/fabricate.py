@@ -40,12 +40,18 @@ def credentials(now: float, *, hwid="gw-01", plan="ip", cert_days=200.0, key_day
             "certificate": "/etc/pointperfect/client.crt",
             "private_key": "/etc/pointperfect/client.key",
         },
-        "regions": ["eu"],
-        "topics": {"keys": "/pp/ubx/0236/ip", "corrections": ["/pp/ip/eu"], "assistnow": "/pp/ubx/mga"},
+        # Contract 1 (issue 12): every region of the plan, one correction topic per region
+        "regions": [] if ntrip else ["eu", "us"],
+        "topics": {
+            "keys": "/pp/ubx/0236/ip",
+            "corrections": {"eu": "/pp/ip/eu", "us": "/pp/ip/us"},
+            "assistnow": "/pp/ubx/mga",
+            "frequencies": None,
+        },
         "ntrip": {
             "host": "127.0.0.1",
             "port": 2101,
-            "tls_port": 2102,
+            "tls_port": None,  # not a u-blox caster: the TLS port is set explicitly
             "mountpoint": "NEAR-SPARTN",
             "username": "u",
             "password": PASSWORD,
@@ -78,8 +84,14 @@ def status(
     config_state="applied",
     last_error=None,
     updated_ago=0.5,
+    input_type="mqtt",
+    region="eu",
+    region_source="position",
+    lband=None,
 ) -> dict:
-    """Contract 3 status file content as the forwarder writes it."""
+    """Contract 3 status file content as the forwarder writes it; `lband` = the lband object's fields over mode off."""
+    lband_obj = {"mode": "off", "device": None, "frequency_hz": None, "d9s_state": None, "pmp_frames": 0}
+    lband_obj.update(lband or {})
     return {
         "format": 1,
         "updated_at": iso(now - updated_ago),
@@ -87,10 +99,17 @@ def status(
         "pid": 4242,
         "version": "0.1.0",
         "healthy": healthy,
+        "region": {
+            "selected": region,
+            "source": region_source if region else None,
+            "available": ["eu", "us"] if input_type == "mqtt" else [],
+            "topic": f"/pp/ip/{region}" if region and lband_obj["mode"] == "off" else None,
+        },
+        "lband": lband_obj,
         "input": {
-            "type": "mqtt",
+            "type": input_type,
             "state": state,
-            "endpoint": "127.0.0.1:8883",
+            "endpoint": "127.0.0.1:8883" if input_type == "mqtt" else "127.0.0.1:2102",
             "connected_since": iso(now - 3500) if state == "connected" else None,
             "last_data_at": iso(now - last_data_age) if last_data_age is not None else None,
             "last_data_age": last_data_age,

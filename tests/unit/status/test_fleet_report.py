@@ -266,3 +266,75 @@ def test_json_is_stable_and_round_trips(tmp_path):
     text = fr.render_json(report)
     assert text.endswith("\n") and json.loads(text) == report
     assert fr.render_json(json.loads(text)) == text
+
+
+def test_waiting_for_position_is_a_warning_with_its_remedy(tmp_path):
+    st = fab.status(
+        NOW,
+        input_type="ntrip",
+        state="waiting_for_position",
+        last_data_age=None,
+        healthy=False,
+        last_error="waiting for a position fix",
+        region=None,
+    )
+    res = result(tmp_path, "gw-n", creds=fab.credentials(NOW, ntrip=True), status=st)
+    report = fr.fleet_report({"gw-n": res}, now=NOW)
+    assert [(p["check"], p["severity"]) for p in report["problems"]] == [("position", "warning")]
+    remedy = report["problems"][0]["remedy"]
+    assert "antenna" in remedy and "pointperfect_fixed_position" in remedy
+    assert report["gateways"][0]["health"] == "warning"
+
+
+def test_region_and_its_source_are_shown(tmp_path):
+    results = {
+        "gw-us": result(tmp_path, "gw-us", creds=fab.credentials(NOW), status=fab.status(NOW, region="us")),
+        "gw-eu": result(
+            tmp_path, "gw-eu", creds=fab.credentials(NOW), status=fab.status(NOW, region_source="inventory")
+        ),
+    }
+    report = fr.fleet_report(results, now=NOW)
+    rows = {g["host"]: g for g in report["gateways"]}
+    assert (rows["gw-us"]["region"], rows["gw-us"]["region_source"]) == ("us", "position")
+    assert rows["gw-us"]["regions"] == ["eu", "us"]
+    assert report["problems"] == []
+    table = fr.render_table(report)
+    assert "REGION" in table.splitlines()[0]
+    assert "us (position)" in table and "eu (inventory)" in table
+    page = fr.render_html(report)
+    assert ">Region</th>" in page and ">us (position)</td>" in page
+
+
+def test_mqtt_forwarder_without_a_region_yet_is_a_warning(tmp_path):
+    st = fab.status(NOW, region=None, last_data_age=None)
+    res = result(tmp_path, "gw", creds=fab.credentials(NOW), status=st)
+    report = fr.fleet_report({"gw": res}, now=NOW)
+    assert [(p["check"], p["severity"]) for p in report["problems"]] == [("region", "warning")]
+    assert "eu, us" in report["problems"][0]["message"]
+    assert "pointperfect_fixed_position" in report["problems"][0]["remedy"]
+    assert fr.region_text(report["gateways"][0]) == "waiting"
+
+
+def test_status_of_an_older_forwarder_without_region_or_lband(tmp_path):
+    st = fab.status(NOW)
+    del st["region"], st["lband"]
+    res = result(tmp_path, "gw", creds=fab.credentials(NOW), status=st)
+    report = fr.fleet_report({"gw": res}, now=NOW)
+    assert report["problems"] == []
+    row = report["gateways"][0]
+    assert fr.region_text(row) is None and fr.service_text(row) == "mqtt"
+    assert row["regions"] == ["eu", "us"]  # from credentials.json
+
+
+def test_lband_mode_and_d9s_failure(tmp_path):
+    d9s = {"mode": "d9s", "device": "/dev/ttyACM1", "frequency_hz": 1545260000, "d9s_state": "applied"}
+    creds = dict(fab.credentials(NOW), plan="lband")
+    ok = result(tmp_path, "gw-lb", creds=creds, status=fab.status(NOW, lband=dict(d9s, pmp_frames=42)))
+    bad = result(tmp_path, "gw-lb2", creds=creds, status=fab.status(NOW, lband=dict(d9s, d9s_state="failed")))
+    report = fr.fleet_report({"gw-lb": ok, "gw-lb2": bad}, now=NOW)
+    rows = {g["host"]: g for g in report["gateways"]}
+    assert rows["gw-lb"]["lband_mode"] == "d9s" and rows["gw-lb"]["lband_pmp_frames"] == 42
+    assert fr.service_text(rows["gw-lb"]) == "L-band d9s"
+    assert [(p["host"], p["check"], p["severity"]) for p in report["problems"]] == [("gw-lb2", "lband", "warning")]
+    assert "pointperfect_lband_device" in report["problems"][0]["remedy"]
+    assert "lband/L-band d9s" in fr.render_table(report)
