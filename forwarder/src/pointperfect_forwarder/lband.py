@@ -15,8 +15,8 @@ from pyubx2 import UBXMessage
 from .backoff import Backoff
 from .framing import NMEA, UBX, Frame, Framer
 from .outputs import Output, SerialOutput
-from .receiver import ACK_TIMEOUT, BOOT_MARKERS, CONFIG_ATTEMPTS, CONFIG_RETRY, RESET_DEBOUNCE
 from .stats import Stats
+from .valset import Valset, is_boot_notice, is_valset_ack
 
 log = logging.getLogger(__name__)
 RXM_PMP = b"\x02\x72"  # UBX-RXM-PMP class and id
@@ -121,15 +121,12 @@ class D9s:
         self.is_open = False
         self.heartbeat = time.monotonic()
         self._tuned: int | None = None  # the frequency of the last acknowledged (or pending) VALSET
-        self._attempts = 0
-        self._next_action = 0.0
-        self._last_reset = -RESET_DEBOUNCE
+        self.valset = Valset(stats, lambda state: setattr(stats, "d9s_state", state), "NEO-D9S", "lband:", clock=clock)
         self._last_data = 0.0  # clock() of the last RXM-PMP frame or of the last ACK
         self._silent_logged = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._main, name="lband", daemon=True)
         stats.lband_device_state = "closed"
-        stats.d9s_state = "pending"
 
     # --- thread ----------------------------------------------------------------------------------------------------
 
@@ -190,48 +187,33 @@ class D9s:
     def handle(self, frame: Frame) -> None:
         raw = frame.data
         if frame.stream == NMEA:
-            if raw[3:6] == b"TXT" and any(m in raw for m in BOOT_MARKERS):
+            if is_boot_notice(raw, nmea=True):
                 self._reset("boot banner")
             return
-        cls_id = raw[2:4]
-        if cls_id == RXM_PMP:
+        if raw[2:4] == RXM_PMP:
             self.stats.pmp_in(len(raw))
             self._last_data = self._clock()
             self._silent_logged = False
             self._submit(Frame(UBX, raw))
-        elif cls_id in (b"\x05\x01", b"\x05\x00") and raw[6:8] == b"\x06\x8a":
-            self._ack(cls_id == b"\x05\x01")
-        elif cls_id == b"\x04\x02" and any(m in raw for m in BOOT_MARKERS):
+            return
+        ack = is_valset_ack(raw)
+        if ack is not None:
+            if self.valset.ack(ack):
+                self.stats.d9s_applied_mono = time.monotonic()
+                self._last_data = self._clock()  # the silence limit runs from here
+                log.info("lband: NEO-D9S tuned to %d Hz (RXM-PMP on %s)", self._tuned, self.port)
+        elif is_boot_notice(raw, nmea=False):
             self._reset("boot notice")
 
-    def _ack(self, ok: bool) -> None:
-        if self.stats.d9s_state != "pending":
-            return
-        if ok:
-            self.stats.d9s_state = "applied"
-            self.stats.d9s_applied_mono = time.monotonic()
-            self._last_data = self._clock()  # the silence limit runs from here
-            log.info("lband: NEO-D9S tuned to %d Hz (RXM-PMP on %s)", self._tuned, self.port)
-        else:
-            self.stats.d9s_state = "failed"
-            self._next_action = self._clock() + CONFIG_RETRY
-            self.stats.error("NEO-D9S rejected CFG-VALSET (NAK)")
-            log.warning("lband: NEO-D9S rejected CFG-VALSET (NAK)")
-
     def _reset(self, why: str) -> None:
-        now = self._clock()
-        if now - self._last_reset < RESET_DEBOUNCE:
-            return
-        self._last_reset = now
-        log.warning("lband: NEO-D9S reset detected (%s): tuning it again", why)
-        self._retune(why)
+        if self.valset.reset_detected():
+            log.warning("lband: NEO-D9S reset detected (%s): tuning it again", why)
+            self._retune(why)
 
     def _retune(self, why: str) -> None:
         log.debug("lband: NEO-D9S to be tuned (%s)", why)
         self._tuned = None
-        self.stats.d9s_state = "pending"
-        self._attempts = 0
-        self._next_action = self._clock()
+        self.valset.request()
 
     # --- periodic work ---------------------------------------------------------------------------------------------
 
@@ -255,20 +237,9 @@ class D9s:
                 )
                 self._silent_logged = True
                 self._retune("silent")
-        if s.d9s_state not in ("pending", "failed") or now < self._next_action:
+        if not self.valset.due():
             return
-        if s.d9s_state == "failed":
-            s.d9s_state = "pending"
-            self._attempts = 0
-        if self._attempts >= CONFIG_ATTEMPTS:
-            s.d9s_state = "failed"
-            s.error("NEO-D9S did not acknowledge CFG-VALSET")
-            log.warning("lband: no ACK to CFG-VALSET after %d tries; retrying in %.0f s", self._attempts, CONFIG_RETRY)
-            self._next_action = now + CONFIG_RETRY
-            return
-        self._attempts += 1
         self._tuned = want
-        self._next_action = now + ACK_TIMEOUT
         self._send(d9s_valset(want, self.port))
 
     def _send(self, data: bytes) -> None:

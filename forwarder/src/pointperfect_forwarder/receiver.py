@@ -13,15 +13,11 @@ from pyubx2 import UBXMessage
 from .framing import NMEA, RTCM, UBX, Frame, Framer
 from .keys import keys_in_frame, spartnkey_poll
 from .stats import Stats
+from .valset import Valset, is_boot_notice, is_valset_ack
 
 log = logging.getLogger(__name__)
 
-ACK_TIMEOUT = 2.0  # seconds to wait for ACK-ACK of a CFG-VALSET
-CONFIG_ATTEMPTS = 3  # VALSET tries before the state becomes failed
-CONFIG_RETRY = 60.0  # seconds before trying again after a failure
 KEY_POLL_INTERVAL = 30.0  # seconds between RXM-SPARTNKEY polls (a receiver that lost its keys has reset)
-RESET_DEBOUNCE = 5.0  # one boot banner is several lines: count one reset
-BOOT_MARKERS = (b"u-blox AG", b"HW UBX", b"ROM BASE", b"ROM CORE", b"FWVER=", b"PROTVER=", b"boot", b"Boot", b"RESET")
 _INPROT = {"USB": "CFG_USBINPROT_SPARTN", "UART1": "CFG_UART1INPROT_SPARTN", "UART2": "CFG_UART2INPROT_SPARTN"}
 _SOURCE = {"ip": 0, "lband": 1}
 
@@ -80,11 +76,15 @@ class Receiver:
         self.last_gga: bytes | None = None
         self.last_gga_at: float | None = None
         self.last_fix: tuple[float, float, float] | None = None  # (lat, lon, clock()) of the last good GGA
-        self._attempts = 0
-        self._next_action = 0.0
         self._next_poll = clock() + KEY_POLL_INTERVAL
-        self._last_reset = -RESET_DEBOUNCE
-        stats.receiver_state = "pending" if configure else "disabled"
+        self.valset = Valset(
+            stats,
+            lambda state: setattr(stats, "receiver_state", state if configure else "disabled"),
+            "receiver",
+            "receiver:",
+            nak_hint="is it a SPARTN-capable receiver?",
+            clock=clock,
+        )
 
     # --- events ----------------------------------------------------------------------------------------------------
 
@@ -95,9 +95,7 @@ class Receiver:
 
     def request_config(self) -> None:
         if self.configure:
-            self.stats.receiver_state = "pending"
-            self._attempts = 0
-            self._next_action = self._clock()
+            self.valset.request()
 
     def feed(self, data: bytes) -> None:
         for frame in self.framer.feed(data):
@@ -106,18 +104,18 @@ class Receiver:
     def handle(self, frame: Frame) -> None:
         raw = frame.data
         if frame.stream == NMEA:
-            kind = raw[3:6]
-            if kind == b"GGA":
+            if raw[3:6] == b"GGA":
                 self._gga(raw)
-            elif kind == b"TXT" and any(m in raw for m in BOOT_MARKERS):
+            elif is_boot_notice(raw, nmea=True):
                 self._reset("boot banner")
         elif frame.stream == UBX:
-            cls_id = raw[2:4]
-            if cls_id in (b"\x05\x01", b"\x05\x00") and raw[6:8] == b"\x06\x8a":
-                self._ack(cls_id == b"\x05\x01")
-            elif cls_id == b"\x04\x02" and any(m in raw for m in BOOT_MARKERS):
+            ack = is_valset_ack(raw)
+            if ack is not None:
+                if self.configure and self.valset.ack(ack):
+                    log.info("receiver: configuration applied (SPARTN input on %s, source %s)", self.port, self.source)
+            elif is_boot_notice(raw, nmea=False):
                 self._reset("boot notice")
-            elif cls_id == b"\x02\x36" and len(raw) >= 12 and keys_in_frame(raw) == 0 and self._have_keys():
+            elif raw[2:4] == b"\x02\x36" and len(raw) >= 12 and keys_in_frame(raw) == 0 and self._have_keys():
                 self._reset("receiver holds no keys")
 
     def _gga(self, raw: bytes) -> None:
@@ -132,23 +130,9 @@ class Receiver:
             self.last_gga_at = self._clock()
             self.last_fix = (lat, lon, self.last_gga_at)
 
-    def _ack(self, ok: bool) -> None:
-        if self.stats.receiver_state != "pending" or not self.configure:
-            return
-        if ok:
-            self.stats.receiver_state = "applied"
-            log.info("receiver: configuration applied (SPARTN input on %s, source %s)", self.port, self.source)
-        else:
-            self.stats.receiver_state = "failed"
-            self._next_action = self._clock() + CONFIG_RETRY
-            self.stats.error("receiver rejected CFG-VALSET (NAK): is it a SPARTN-capable receiver?")
-            log.warning("receiver: CFG-VALSET rejected (NAK)")
-
     def _reset(self, why: str) -> None:
-        now = self._clock()
-        if now - self._last_reset < RESET_DEBOUNCE:
+        if not self.valset.reset_detected():
             return
-        self._last_reset = now
         self.stats.receiver_resets += 1
         log.warning("receiver: reset detected (%s): sending keys and configuration again", why)
         self.request_config()
@@ -158,22 +142,8 @@ class Receiver:
 
     def tick(self) -> None:
         now = self._clock()
-        state = self.stats.receiver_state
-        if self.configure and state in ("pending", "failed") and now >= self._next_action:
-            if state == "failed":
-                self.stats.receiver_state = "pending"
-                self._attempts = 0
-            if self._attempts >= CONFIG_ATTEMPTS:
-                self.stats.receiver_state = "failed"
-                self.stats.error("receiver did not acknowledge CFG-VALSET")
-                log.warning(
-                    "receiver: no ACK to CFG-VALSET after %d tries; retrying in %.0f s", self._attempts, CONFIG_RETRY
-                )
-                self._next_action = now + CONFIG_RETRY
-            else:
-                self._attempts += 1
-                self._send(Frame(UBX, valset_frame(self.port, self.source)))
-                self._next_action = now + ACK_TIMEOUT
+        if self.configure and self.valset.due():
+            self._send(Frame(UBX, valset_frame(self.port, self.source)))
         if now >= self._next_poll:
             self._next_poll = now + KEY_POLL_INTERVAL
             if self._have_keys():
