@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Controller side of the fleet status report: gateway_status results -> rows, threshold problems with remedies,
+# Controller side of the fleet status report: gateway_info results -> rows, threshold problems with remedies,
 # and the writers (terminal table, self-contained HTML with inline SVG, JSON data).
 
 # Copyright (c) gnss.pointperfect maintainers
@@ -32,7 +32,8 @@ DEFAULT_THRESHOLDS = {
 }
 
 SEVERITY_RANK = {"critical": 0, "warning": 1, "ok": 2}
-HEALTH_RANK = {"critical": 0, "unknown": 1, "warning": 2, "ok": 3}
+# unsupported: the gateway cannot run the forwarder (the preflight of gateway_info found why, e.g. Python 3.9)
+HEALTH_RANK = {"critical": 0, "unsupported": 1, "unknown": 2, "warning": 3, "ok": 4}
 
 
 def _dict(value):
@@ -75,7 +76,7 @@ def _latest_key(credentials, status_keys, now):
 
 
 def gateway_row(host, result, now=None):
-    """Flatten one registered gateway_status result (or None / an unreachable or failed result) into a row."""
+    """Flatten one registered gateway_info result (or None / an unreachable or failed result) into a row."""
     now = time.time() if now is None else now
     result = _dict(result)
     row = {"host": host, "reachable": True, "error": None}
@@ -84,7 +85,7 @@ def gateway_row(host, result, now=None):
         return row
     gateway = result.get("gateway")
     if result.get("failed") or not isinstance(gateway, dict):
-        row["error"] = result.get("msg") or "gateway_status returned no data"
+        row["error"] = result.get("msg") or "gateway_info returned no data"
         return row
     creds = _dict(gateway.get("credentials"))
     status = _dict(gateway.get("status"))
@@ -97,7 +98,15 @@ def gateway_row(host, result, now=None):
     lband = _dict(data.get("lband"))
     keys = _dict(creds.get("dynamickeys"))
     key_until, key_days = _latest_key(creds, data.get("keys"), now)
+    # The preflight (same checks as the role's first probe): a gateway whose forwarder does not run and that fails
+    # it is unsupported, with the reasons; a running forwarder proves the platform good enough.
+    preflight = [
+        p.get("message")
+        for p in _dict(gateway.get("preflight")).get("problems") or []
+        if isinstance(p, dict) and p.get("message")
+    ]
     row.update(
+        unsupported=preflight if preflight and service.get("state") != "active" else None,
         collected_at=gateway.get("collected_at"),
         credentials_state=creds.get("state"),
         credentials_error=creds.get("error"),
@@ -186,6 +195,19 @@ def row_problems(row, thresholds=None):
                 "collect",
                 "status could not be collected: %s" % row["error"],
                 "check Python 3 on the gateway and privileges (become) for the status playbook",
+            )
+        )
+        return found
+
+    if row.get("unsupported"):
+        add(
+            _problem(
+                row,
+                "critical",
+                "unsupported",
+                "unsupported: %s" % ". ".join(row["unsupported"]),
+                "fix the cause named (most often: upgrade the gateway to a release with Python 3.10+), then run "
+                "gnss.pointperfect.provision",
             )
         )
         return found
@@ -445,6 +467,8 @@ def _health(row, problems):
         return "ok"
     if not row.get("reachable", True):
         return "unknown"
+    if row.get("unsupported"):
+        return "unsupported"
     return "critical" if any(p["severity"] == "critical" for p in problems) else "warning"
 
 
@@ -453,7 +477,7 @@ def sort_problems(problems):
 
 
 def fleet_health(results, thresholds=None, now=None):
-    """{host: registered gateway_status result or None} -> all problems, worst first, each with its remedy."""
+    """{host: registered gateway_info result or None} -> all problems, worst first, each with its remedy."""
     problems = []
     for host in sorted(_dict(results)):
         problems.extend(row_problems(gateway_row(host, results[host], now), thresholds))
@@ -532,6 +556,7 @@ def _totals(rows, problems):
         "warning": count["warning"],
         "critical": count["critical"],
         "unknown": count["unknown"],
+        "unsupported": count["unsupported"],
         "reachable": sum(1 for r in rows if r.get("reachable")),
         "forwarders_active": sum(1 for r in rows if r.get("forwarder_state") == "active"),
         "inputs_connected": sum(1 for r in rows if r.get("input_state") == "connected"),
@@ -590,6 +615,9 @@ def table_rows(report):
         if not r.get("reachable"):
             out.append((r["host"], r["health"].upper(), "-", "-", "-", "-", "unreachable", "-", "-", "-", "-", "-"))
             continue
+        if r.get("unsupported"):  # the reason is in the problems below the table
+            out.append((r["host"], r["health"].upper(), "-", "-", "-", "-", "-", "-", "-", "-", "-", "-"))
+            continue
         out.append(
             (
                 r["host"],
@@ -620,13 +648,14 @@ def render_table(report):
     tot = report["totals"]
     lines.append("")
     lines.append(
-        "%d gateways: %d ok, %d warning, %d critical, %d unreachable; %d forwarders active; %.0f B/s total"
+        "%d gateways: %d ok, %d warning, %d critical, %d unreachable%s; %d forwarders active; %.0f B/s total"
         % (
             tot["gateways"],
             tot["ok"],
             tot["warning"],
             tot["critical"],
             tot["unknown"],
+            ", %d unsupported" % tot["unsupported"] if tot.get("unsupported") else "",
             tot["forwarders_active"],
             tot["bytes_per_second"],
         )
@@ -645,7 +674,7 @@ def render_table(report):
 # ---------------------------------------------------------------- HTML
 
 CSS = """
-:root{--ok:#1a7f37;--warning:#9a6700;--critical:#cf222e;--unknown:#6e7781;font-family:system-ui,sans-serif}
+:root{--ok:#1a7f37;--warning:#9a6700;--critical:#cf222e;--unknown:#6e7781;--unsupported:#8250df;font-family:system-ui,sans-serif}
 body{margin:1.5rem;color:#1f2328;background:#fff}
 h1{font-size:1.4rem;margin:0 0 .2rem}h2{font-size:1.1rem;margin:1.6rem 0 .5rem}
 .meta{color:#59636e;font-size:.85rem}
@@ -658,10 +687,11 @@ th,td{border-bottom:1px solid #d1d9e0;padding:.3rem .5rem;text-align:left;vertic
 th{background:#f6f8fa}td.err{white-space:normal;min-width:12rem}
 .badge{display:inline-block;border-radius:1em;padding:0 .55em;color:#fff;font-weight:600;font-size:.8rem}
 .b-ok{background:var(--ok)}.b-warning{background:var(--warning)}.b-critical{background:var(--critical)}
-.b-unknown{background:var(--unknown)}
+.b-unknown{background:var(--unknown)}.b-unsupported{background:var(--unsupported)}
 td.s-ok{color:var(--ok)}td.s-warning{color:var(--warning);font-weight:600}
 td.s-critical{color:var(--critical);font-weight:600}td.s-unknown{color:var(--unknown)}
 tr.h-critical{background:#ffebe9}tr.h-warning{background:#fff8c5}tr.h-unknown{background:#f6f8fa}
+tr.h-unsupported{background:#fbefff}
 ol.problems li{margin:.3rem 0}.remedy{color:#59636e}
 svg text{font-family:system-ui,sans-serif}
 """
@@ -829,6 +859,7 @@ def render_html(report):
         ("Warning", tot["warning"], "warning"),
         ("Critical", tot["critical"], "critical"),
         ("Unreachable", tot["unknown"], "unknown"),
+        ("Unsupported", tot.get("unsupported", 0), "unsupported"),
         ("Forwarders active", tot["forwarders_active"], None),
         ("Inputs connected", tot["inputs_connected"], None),
         ("Fleet B/s", "%.0f" % tot["bytes_per_second"], None),
@@ -884,6 +915,9 @@ def render_html(report):
         h.append(_td('<span class="badge b-%s">%s</span>' % (r["health"], _e(r["health"])), raw=True))
         if not r.get("reachable") or r.get("error"):
             h.append('<td colspan="16" class="s-critical">%s</td></tr>' % _e(r.get("error")))
+            continue
+        if r.get("unsupported"):
+            h.append('<td colspan="16" class="err">unsupported: %s</td></tr>' % _e(". ".join(r["unsupported"])))
             continue
         age = r.get("last_data_age")
         age_cls = None if age is None else ("critical" if age > t["max_data_age"] else "ok")

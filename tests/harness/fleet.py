@@ -22,12 +22,13 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-SUITE = "bookworm"
+SUITE = "bookworm"  # the default suite; PP_ROOTFS_SUITE or Fleet(suite=/suites=) choose another (e.g. bullseye)
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Bump when the bake step changes: each version has its own directory, so a rebuild never pulls the rootfs out
 # from under gateways still running from the previous one.
 ROOTFS_VERSION = 4
-DEFAULT_ROOTFS = Path(f"/var/cache/gnss-pointperfect/rootfs-{SUITE}-v{ROOTFS_VERSION}")
+CACHE_DIR = Path("/var/cache/gnss-pointperfect")
+DEFAULT_ROOTFS = CACHE_DIR / f"rootfs-{SUITE}-v{ROOTFS_VERSION}"
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "libnss-myhostname", "openssh-server", "python3", "python3-venv",
     "ca-certificates", "iproute2", "procps", "sudo",
@@ -60,8 +61,24 @@ def _log(msg: str) -> None:
 # ---------------------------------------------------------------- rootfs
 
 
-def rootfs_path() -> Path:
-    return Path(os.environ.get("PP_ROOTFS_CACHE") or DEFAULT_ROOTFS)
+def default_suite() -> str:
+    """PP_ROOTFS_SUITE, else bookworm."""
+    return os.environ.get("PP_ROOTFS_SUITE") or SUITE
+
+
+def rootfs_path(suite: str | None = None) -> Path:
+    """The cached rootfs of a suite: PP_ROOTFS_CACHE for the default suite, else rootfs-<suite>-v<N> beside it."""
+    suite = suite or default_suite()
+    cache = os.environ.get("PP_ROOTFS_CACHE")
+    if cache and suite == default_suite():
+        return Path(cache)
+    return (Path(cache).parent if cache else CACHE_DIR) / f"rootfs-{suite}-v{ROOTFS_VERSION}"
+
+
+def _suite_of(rootfs: Path) -> str:
+    """The suite a rootfs path is for (rootfs-<suite>-v<N>), else the default suite."""
+    m = re.fullmatch(r"rootfs-([a-z]+)-v\d+", rootfs.name)
+    return m.group(1) if m else default_suite()
 
 
 def _ensure_inotify_instances(needed: int) -> None:
@@ -82,7 +99,7 @@ def key_path(rootfs: Path | None = None) -> Path:
     return rootfs.parent / f"{rootfs.name}.id_ed25519"
 
 
-def debian_mirror() -> str:
+def debian_mirror(suite: str = SUITE) -> str:
     """PP_DEBIAN_MIRROR, else the Debian mirror this host's apt uses (deb822 or one-line), else deb.debian.org."""
     if os.environ.get("PP_DEBIAN_MIRROR"):
         return os.environ["PP_DEBIAN_MIRROR"]
@@ -95,10 +112,10 @@ def debian_mirror() -> str:
         for stanza in re.split(r"\n\s*\n", text):
             uris = re.findall(r"^URIs:\s*(\S+)", stanza, re.M)
             suites = re.findall(r"^Suites:(.*)$", stanza, re.M)
-            if uris and suites and SUITE in suites[0].split() and uris[0].rstrip("/").endswith("/debian"):
+            if uris and suites and suite in suites[0].split() and uris[0].rstrip("/").endswith("/debian"):
                 return uris[0].rstrip("/")
         for m in re.finditer(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)", text, re.M):
-            if m.group(2) == SUITE and m.group(1).rstrip("/").endswith("/debian"):
+            if m.group(2) == suite and m.group(1).rstrip("/").endswith("/debian"):
                 return m.group(1).rstrip("/")
     return DEFAULT_MIRROR
 
@@ -113,8 +130,8 @@ def _ensure_key(path: Path) -> str:
     return pub.read_text().strip()
 
 
-def _expected_stamp(pubkey: str) -> dict:
-    return {"version": ROOTFS_VERSION, "suite": SUITE, "packages": list(PACKAGES), "masked": list(MASKED_UNITS),
+def _expected_stamp(pubkey: str, suite: str = SUITE) -> dict:
+    return {"version": ROOTFS_VERSION, "suite": suite, "packages": list(PACKAGES), "masked": list(MASKED_UNITS),
             "pubkey": pubkey}  # fmt: skip
 
 
@@ -184,24 +201,26 @@ def _bake(root: Path, pubkey: str) -> None:
                 p.unlink()
 
 
-def ensure_rootfs(rootfs: Path | None = None, *, force: bool = False) -> Path:
-    """Build the shared read-only gateway image once (temp dir + rename, under a lock); return its path."""
-    rootfs = (rootfs or rootfs_path()).absolute()
+def ensure_rootfs(rootfs: Path | None = None, *, force: bool = False, suite: str | None = None) -> Path:
+    """Build the shared read-only gateway image of a suite once (temp dir + rename, under a lock); return its path.
+    The suite is `suite`, else the one in the path's name (rootfs-<suite>-v<N>), else the default."""
+    rootfs = Path(rootfs or rootfs_path(suite)).absolute()
+    suite = suite or _suite_of(rootfs)
     rootfs.parent.mkdir(parents=True, exist_ok=True)
     with open(rootfs.parent / f"{rootfs.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a concurrent run waits here, then finds the stamp current
         pubkey = _ensure_key(key_path(rootfs))
-        expected = _expected_stamp(pubkey)
+        expected = _expected_stamp(pubkey, suite)
         stamp = _read_stamp(rootfs)
         if not force and stamp and {k: stamp.get(k) for k in expected} == expected:
             return rootfs
         for stale in rootfs.parent.glob(f".{rootfs.name}.*"):  # leftovers of a killed build
             _remove_tree(stale)
         tmp = rootfs.parent / f".{rootfs.name}.build-{os.getpid()}"
-        mirror = debian_mirror()
-        _log(f"building {rootfs} ({SUITE} minbase from {mirror}); reason: {'forced' if force else 'missing/outdated'}")
+        mirror = debian_mirror(suite)
+        _log(f"building {rootfs} ({suite} minbase from {mirror}); reason: {'forced' if force else 'missing/outdated'}")
         t0 = time.monotonic()
-        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), mirror]
+        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", suite, str(tmp), mirror]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
@@ -296,6 +315,8 @@ class Gateway:
     pid: int | None = None  # the systemd-nspawn process
     cgroups: list[str] = field(default_factory=list)
     state: str | None = None  # `systemctl is-system-running` after boot
+    suite: str = SUITE  # the Debian suite it boots (its rootfs)
+    rootfs: str = ""  # the read-only lower layer it boots from
 
     @property
     def log(self) -> Path:
@@ -348,8 +369,10 @@ class Fleet:
                  prefix: str = "gw", rootfs: str | os.PathLike | None = None, boot_timeout: float = 180,
                  stop_timeout: float = 30, serial_group: str | None = "dialout", allow_degraded: bool | None = None,
                  extra_nspawn_args: tuple[str, ...] = (),
-                 serial_devices2: list[str | None] | None = None) -> None:  # fmt: skip
-        for name, devices in (("serial_devices", serial_devices), ("serial_devices2", serial_devices2)):
+                 serial_devices2: list[str | None] | None = None, suite: str | None = None,
+                 suites: list[str | None] | None = None) -> None:  # fmt: skip
+        for name, devices in (("serial_devices", serial_devices), ("serial_devices2", serial_devices2),
+                              ("suites", suites)):  # fmt: skip
             if devices is not None and len(devices) != n:
                 raise ValueError(f"{name} has {len(devices)} entries for {n} gateways")
         self.n = n
@@ -357,7 +380,12 @@ class Fleet:
         self.serial_devices = list(serial_devices) if serial_devices is not None else [None] * n
         self.serial_devices2 = list(serial_devices2) if serial_devices2 is not None else [None] * n
         self.prefix = prefix
-        self.rootfs = Path(rootfs).absolute() if rootfs else rootfs_path().absolute()
+        # one suite for all (suite, PP_ROOTFS_SUITE, bookworm) or one per gateway (suites[i], None = that default)
+        self.suite = suite or (_suite_of(Path(rootfs)) if rootfs else default_suite())
+        self.rootfs = Path(rootfs).absolute() if rootfs else rootfs_path(self.suite).absolute()
+        self.suites = [s or self.suite for s in suites] if suites is not None else [self.suite] * n
+        if rootfs and set(self.suites) != {self.suite}:
+            raise ValueError("rootfs= boots every gateway from one image: use suites= without rootfs=")
         self.boot_timeout = boot_timeout
         self.stop_timeout = stop_timeout
         self.serial_group = serial_group
@@ -406,7 +434,9 @@ class Fleet:
                 raise FleetError(f"{tool} not found (apt-get install systemd-container debootstrap openssh-client)")
         if os.geteuid() != 0:
             raise FleetError("the fleet harness needs root (systemd-nspawn)")
-        ensure_rootfs(self.rootfs)
+        images = {s: (self.rootfs if s == self.suite else rootfs_path(s).absolute()) for s in self.suites}
+        for s, image in images.items():
+            ensure_rootfs(image, suite=s)
         _ensure_inotify_instances(7 * self.n + 64)
         if self.state_path.exists():
             prev = json.loads(self.state_path.read_text())
@@ -422,8 +452,8 @@ class Fleet:
             serial, serial2 = self.serial_devices[i], self.serial_devices2[i]
             self.gateways.append(Gateway(
                 name=name, machine=f"{name}-{self.fleet_id}", ssh_port=ports[2 * i], metrics_port=ports[2 * i + 1],
-                machine_id=uuid.uuid4().hex,
-                dir=str(gw_dir), private_key=str(self.private_key),
+                machine_id=uuid.uuid4().hex, suite=self.suites[i], rootfs=str(images[self.suites[i]]),
+                dir=str(gw_dir), private_key=str(key_path(images[self.suites[i]])),
                 serial_device=os.path.realpath(serial) if serial else None,
                 serial_device2=os.path.realpath(serial2) if serial2 else None,
             ))  # fmt: skip
@@ -476,7 +506,7 @@ class Fleet:
         d = Path(gw.dir)
         argv = [
             "systemd-nspawn", "--boot", "--register=no", "--keep-unit", "--volatile=overlay",
-            f"--directory={self.rootfs}", f"--machine={gw.machine}", f"--hostname={gw.name}",
+            f"--directory={gw.rootfs or self.rootfs}", f"--machine={gw.machine}", f"--hostname={gw.name}",
             f"--uuid={uuid.UUID(gw.machine_id)}", "--link-journal=no", "--console=read-only",
             f"--bind-ro={d / 'machine-id'}:/etc/machine-id",
             f"--bind-ro={d / 'sshd.conf'}:{SSHD_DROPIN}",
@@ -659,22 +689,28 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--serial-device2", action="append", default=None,
                     help="second host pty for gateway i (/dev/ttyACM1), '-' for none; once per gateway")  # fmt: skip
     up.add_argument("--boot-timeout", type=float, default=180)
+    up.add_argument("--suite", action="append", default=None,
+                    help="Debian suite (bookworm, bullseye): once for all gateways, or once per gateway")  # fmt: skip
     dn = sub.add_parser("down", help="halt the fleet recorded in DIR/fleet.json (idempotent)")
     dn.add_argument("--dir", required=True)
     st = sub.add_parser("status", help="state and memory of each gateway")
     st.add_argument("--dir", required=True)
     bd = sub.add_parser("build", help="build (or check) the cached rootfs")
     bd.add_argument("--force", action="store_true")
+    bd.add_argument("--suite", default=None, help="Debian suite (default PP_ROOTFS_SUITE, else bookworm)")
     args = ap.parse_args(argv)
 
     if args.cmd == "build":
         t0 = time.monotonic()
-        path = ensure_rootfs(force=args.force)
+        path = ensure_rootfs(force=args.force, suite=args.suite)
         print(f"{path} ({time.monotonic() - t0:.1f}s)")
     elif args.cmd == "up":
         second = [None if d in ("", "-") else d for d in args.serial_device2] if args.serial_device2 else None
+        suites = args.suite or []
         fleet = Fleet(args.n, args.dir, serial_devices=args.serial_device, prefix=args.prefix,
-                      boot_timeout=args.boot_timeout, serial_devices2=second)  # fmt: skip
+                      boot_timeout=args.boot_timeout, serial_devices2=second,
+                      suite=suites[0] if len(suites) == 1 else None,
+                      suites=suites if len(suites) > 1 else None)  # fmt: skip
         fleet.up()
         for gw in fleet.gateways:
             print(f"{gw.name}\tssh -p {gw.ssh_port}\tmetrics {gw.metrics_port}\tpid {gw.pid}\t{gw.state}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from . import fleet as fl
 from .fleet import Fleet, _alive
 
 pytestmark = pytest.mark.skipif(
@@ -200,3 +201,21 @@ def test_cli_up_down(tmp_path, ansible_env):
     again = subprocess.run([*cli, "down", "--dir", str(tmp_path)], **run)
     assert again.returncode == 0 and "stopped 0" in again.stdout
     assert not _alive(state["gateways"][0]["pid"])
+
+
+def test_the_suite_is_a_setting(monkeypatch, tmp_path):
+    """bookworm by default; PP_ROOTFS_SUITE or suite=/suites= choose another, cached beside it (rootfs-<suite>-v<N>)."""
+    monkeypatch.delenv("PP_ROOTFS_SUITE", raising=False)
+    monkeypatch.delenv("PP_ROOTFS_CACHE", raising=False)
+    assert fl.rootfs_path() == fl.DEFAULT_ROOTFS and fl.rootfs_path().name.startswith("rootfs-bookworm-v")
+    assert fl.rootfs_path("bullseye") == fl.DEFAULT_ROOTFS.parent / f"rootfs-bullseye-v{fl.ROOTFS_VERSION}"
+    assert fl._suite_of(fl.rootfs_path("bullseye")) == "bullseye"
+    monkeypatch.setenv("PP_ROOTFS_CACHE", str(tmp_path / "mine"))
+    assert fl.rootfs_path() == tmp_path / "mine" and fl.rootfs_path("bullseye").parent == tmp_path
+    monkeypatch.delenv("PP_ROOTFS_CACHE")
+    monkeypatch.setenv("PP_ROOTFS_SUITE", "bullseye")
+    assert fl.rootfs_path().name.startswith("rootfs-bullseye-v")
+    mixed = Fleet(2, tmp_path / "f", suites=["bullseye", None], suite="bookworm")
+    assert mixed.suites == ["bullseye", "bookworm"] and mixed.rootfs == fl.rootfs_path("bookworm")
+    with pytest.raises(ValueError):
+        Fleet(2, tmp_path / "g", suites=["bullseye"])
