@@ -14,13 +14,11 @@ import os
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._template_vars import template_vars
 
-try:  # ansible-core >= 2.19
-    from ansible._internal._templating._template_vars import generate_ansible_template_vars
+try:  # ansible-core >= 2.19 renders templates marked as trusted
     from ansible.template import trust_as_template
 except ImportError:  # older ansible-core
-    from ansible.template import generate_ansible_template_vars
-
     trust_as_template = None
 
 MODULE = "gnss.pointperfect.gateway_files"
@@ -33,14 +31,7 @@ class ActionModule(ActionBase):
     def _template_vars(self, task_vars, name, fullpath, dest):
         """Task variables plus template_* and ansible_managed, like ansible.builtin.template."""
         extra = task_vars.copy()
-        if trust_as_template is not None:
-            extra.update(
-                generate_ansible_template_vars(
-                    path=name, fullpath=fullpath, dest_path=dest, include_ansible_managed="ansible_managed" not in extra
-                )
-            )
-        else:
-            extra.update(generate_ansible_template_vars(name, fullpath=fullpath, dest_path=dest))
+        extra.update(template_vars(name, fullpath, dest, include_ansible_managed="ansible_managed" not in extra))
         return extra
 
     def _render(self, task_vars, name, dest):

@@ -14,9 +14,13 @@ import time
 
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_client import ZtpClient
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_client import ZtpClient, ca_path_error
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_decision import DAY, days_left, decide
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import ztp_argument_spec
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import (
+    hardware_id_error,
+    token_error,
+    ztp_argument_spec,
+)
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response import (
     ZtpError,
     certificate_info,
@@ -37,6 +41,19 @@ INSECURE_WARNING = (
     "impersonate it and read the token; use ca_path to trust a private CA instead"
 )
 CHANGING_REASONS = ("missing", "hardware_id_changed", "expiring")  # check mode predicts a change for these
+# Every value RETURN promises on success, null (or empty) until known: what check mode returns on a fresh host.
+UNKNOWN_VIEW = {
+    "client_id": None,
+    "plan": None,
+    "service": None,
+    "broker_host": None,
+    "broker_port": None,
+    "regions": [],
+    "topics": None,
+    "ntrip": None,
+    "certificate_not_after": None,
+    "days_remaining": None,
+}
 
 # Same options as DOCUMENTATION and the module part (one definition for both).
 ARGUMENT_SPEC = ztp_argument_spec()
@@ -170,6 +187,9 @@ class ActionModule(ActionBase):
                 secrets.add(args["token"])
             result["invocation"] = {"module_args": dict(args, token=CENSORED if args.get("token") else None)}
             args["region"] = region_option(args["region"])
+            for error in (hardware_id_error(args["hardware_id"]), token_error(args.get("token"))):
+                if error:
+                    raise ZtpError(error)
             if args["activation_timeout"] < 0:
                 raise ZtpError("activation_timeout must be 0 (no retry) or more seconds")
             if not args["validate_certs"]:
@@ -233,7 +253,11 @@ class ActionModule(ActionBase):
             return out
 
         if self._task.check_mode:
-            out.update(before_view or {"regions": [], "topics": normalize_topics(None)})
+            wrong = ca_path_error(args["ca_path"] if args["validate_certs"] else None)
+            if wrong:
+                return dict(out, failed=True, msg=wrong)
+            out.update(UNKNOWN_VIEW, topics=normalize_topics(None))
+            out.update(before_view)
             out["files"] = (
                 [state["dest"].rstrip("/") + "/" + n for n in (CERT, KEY, CREDS)]
                 if decision.reason == "missing" and not files_now
@@ -258,6 +282,11 @@ class ActionModule(ActionBase):
             ca_path=args["ca_path"],
             activation_timeout=args["activation_timeout"],
         )
+        try:
+            client.check_request(args["token"], args["hardware_id"])  # token, hardware id, ca_path: no call yet
+        except ZtpError as e:
+            out.update(failed=True, msg=str(e))
+            return out
         out["api_called"] = True
         try:
             model = client.fetch(

@@ -1,5 +1,5 @@
 # -*- coding: utf-8 -*-
-# Filters that turn gateway_status results into the fleet report: health problems, the report data, and its
+# Filters that turn gateway_info results into the fleet report: health problems, the report data, and its
 # terminal, HTML and JSON renderings.
 
 # Copyright (c) gnss.pointperfect maintainers
@@ -10,53 +10,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-DOCUMENTATION = r"""
----
-name: fleet_health
-short_description: Problems of a PointPerfect fleet, worst first, each with its remedy
-version_added: 0.1.0
-author:
-  - gnss.pointperfect maintainers
-description:
-  - Evaluates thresholds on M(gnss.pointperfect.gateway_status) results and returns the failing ones, critical first.
-  - The same module also provides C(fleet_report) (the report data, with a bytes/s history taken from the previous
-    report), C(fleet_table) (terminal text), C(fleet_html) (one self-contained HTML page) and C(fleet_json).
-options:
-  _input:
-    description: Mapping of inventory host name to its registered gateway_status result (V(null) when unreachable).
-    type: dict
-    required: true
-  thresholds:
-    description:
-      - Overrides of C(renew_before_days) (30), C(max_data_age) (60 seconds), C(key_warn_days) (7) and
-        C(max_restarts) (3).
-    type: dict
-    default: {}
-"""
+# The documentation of each filter is in its own file beside this one (fleet_health.yml, fleet_report.yml,
+# fleet_table.yml, fleet_html.yml, fleet_json.yml): a DOCUMENTATION here would be shown for all five.
 
-EXAMPLES = r"""
-- name: List failing gateways
-  ansible.builtin.debug:
-    msg: "{{ results | gnss.pointperfect.fleet_health({'renew_before_days': 45}) }}"
+import json
 
-- name: Build the report and write it as HTML
-  vars:
-    report: "{{ results | gnss.pointperfect.fleet_report({}, previous_json_text) }}"
-  ansible.builtin.copy:
-    content: "{{ report | gnss.pointperfect.fleet_html }}"
-    dest: ./pointperfect-report/index.html
-    mode: "0644"
-"""
-
-RETURN = r"""
-_value:
-  description: List of problems with C(host), C(severity) (critical or warning), C(check), C(message), C(remedy),
-    C(value) and C(threshold).
-  type: list
-  elements: dict
-"""
-
-# ruff: noqa: E402 -- Ansible plugins keep DOCUMENTATION/EXAMPLES/RETURN above the imports.
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.gnss.pointperfect.plugins.module_utils import _fleet_report as fr
@@ -77,8 +35,44 @@ def fleet_health(results, thresholds=None):
     return fr.fleet_health(results, thresholds)
 
 
-def fleet_report(results, thresholds=None, previous=None, history_length=fr.HISTORY_LENGTH):
-    return fr.fleet_report(results, thresholds, previous, history_length=history_length)
+def fleet_report(results, thresholds=None, previous=None, history_length=fr.HISTORY_LENGTH, keep_hosts=None):
+    report = fr.fleet_report(results, thresholds, previous, history_length=history_length)
+    return _carry_over(report, previous, keep_hosts)
+
+
+def _carry_over(report, previous, keep_hosts):
+    """Add the previous report's rows of keep_hosts that this run did not read (a --limit run), as they were."""
+    keep = set(h for h in keep_hosts or [] if isinstance(h, str))
+    if isinstance(previous, str):
+        try:
+            previous = json.loads(previous) if previous.strip() else {}
+        except ValueError:
+            previous = {}
+    old_rows = previous.get("gateways") if isinstance(previous, dict) else None
+    if not keep or not isinstance(old_rows, list):
+        return report
+    rows = list(report["gateways"])
+    problems = list(report["problems"])
+    present = set(row["host"] for row in rows)
+    for row in old_rows:
+        if not isinstance(row, dict) or row.get("host") not in keep or row["host"] in present:
+            continue
+        if row.get("health") not in fr.HEALTH_RANK:
+            continue
+        row_problems = [
+            p
+            for p in row.get("problems") or []
+            if isinstance(p, dict)
+            and p.get("severity") in fr.SEVERITY_RANK
+            and isinstance(p.get("host"), str)
+            and isinstance(p.get("check"), str)
+        ]
+        rows.append(dict(row, problems=row_problems, carried_over=True))
+        problems.extend(row_problems)
+        present.add(row["host"])
+    rows.sort(key=lambda r: (fr.HEALTH_RANK[r["health"]], -len(r["problems"]), r["host"]))
+    problems = fr.sort_problems(problems)
+    return dict(report, gateways=rows, problems=problems, totals=fr._totals(rows, problems))
 
 
 def fleet_table(report):

@@ -14,6 +14,8 @@ __metaclass__ = type
 
 import contextlib
 import email.utils
+import json
+import os
 import random
 import re
 import time
@@ -23,7 +25,11 @@ try:
 except ImportError:  # reported by ZtpClient with a hint to install it
     requests = None
 
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import DEFAULT_URL
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import (
+    DEFAULT_URL,
+    hardware_id_error,
+    token_error,
+)
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response import (
     NOT_ACTIVATED,
     ZtpError,
@@ -81,50 +87,91 @@ def activation_delay(n):
     return ACTIVATION_DELAYS[min(n, len(ACTIVATION_DELAYS) - 1)]
 
 
-def error_for_status(status, text, hardware_id, retries, token=None):
-    """The one-line ZtpError message for a final non-200 answer."""
+def api_reason(text, token=None):
+    """The API's own reason for an error answer, one line and without the token: the message of a JSON error body
+    (message, error, reason or detail), else the text itself."""
     text = text or ""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        for key in ("message", "error", "reason", "detail", "error_description"):
+            if isinstance(body.get(key), str) and body[key].strip():
+                text = body[key]
+                break
     if token:
         text = text.replace(token, "********")
-    low = text.lower()
+    return one_line(text, 160)
+
+
+def error_for_status(status, text, hardware_id, retries, token=None):
+    """The one-line ZtpError message for a final non-200 answer; every 4xx quotes the API's reason."""
+    reason = api_reason(text, token) or "no reason given"
+    low = reason.lower()
+    http = "HTTP %d: %s" % (status, reason)
     if status == 403:
         if "already registered" in low:
-            return ZtpError(
-                "ZTP refused hardware id %r: device already registered on another device profile; "
-                "remove it there in Thingstream or use another hardware_id" % hardware_id
+            remedy = (
+                "device already registered on another device profile; remove it there in Thingstream or use "
+                "another hardware_id"
             )
-        if "no plan" in low:
-            return ZtpError(
-                "ZTP refused hardware id %r: no plan for device; assign a PointPerfect plan to the "
-                "device profile in Thingstream, then run again" % hardware_id
+        elif "no plan" in low:
+            remedy = (
+                "no plan for device; assign a PointPerfect plan to the device profile in Thingstream, then run again"
             )
-        if "not whitelisted" in low:
-            return ZtpError(
-                "ZTP refused hardware id %r: hardware code not whitelisted; allow it in the device "
-                "profile in Thingstream, then run again" % hardware_id
-            )
+        elif "not whitelisted" in low:
+            remedy = "hardware code not whitelisted; allow it in the device profile in Thingstream, then run again"
+        else:
+            remedy = "check the device profile in Thingstream"
+        return ZtpError("ZTP refused hardware id %r (%s): %s" % (hardware_id, http, remedy))
+    if status == 401:
         return ZtpError(
-            "ZTP refused hardware id %r (HTTP 403: %s); check the device profile in Thingstream"
-            % (hardware_id, one_line(text, 120) or "no reason given")
+            "ZTP rejected the token (%s); set the device-profile token (option token or POINTPERFECT_ZTP_TOKEN, a "
+            'lowercase 36-character UUID) and enable "Return existing device details" on the profile' % http
         )
-    if status in (400, 401):
+    if status == 400:
         return ZtpError(
-            "ZTP rejected the token (HTTP %d); set the device-profile token (option token or "
-            'POINTPERFECT_ZTP_TOKEN, a lowercase 36-character UUID) and enable "Return existing '
-            'device details" on the profile' % status
+            "ZTP API refused the request for hardware id %r (%s); check hardware_id, given_name and tags"
+            % (hardware_id, http)
         )
     if status == 404:
-        return ZtpError("ZTP API answered HTTP 404; check api_url")
+        return ZtpError("ZTP API has no such endpoint (%s); check api_url" % http)
     if status == 429:
         return ZtpError(
-            "ZTP API rate limit (HTTP 429) persisted after %d retries; wait a few minutes and run again" % retries
+            "ZTP API rate limit (%s) persisted after %d retries; wait a few minutes and run again" % (http, retries)
         )
     if status in RETRYABLE_STATUS:
-        return ZtpError("ZTP API unavailable (HTTP %d) after %d retries; run again later" % (status, retries))
+        return ZtpError(
+            "ZTP API unavailable (HTTP %d%s) after %d retries; run again later"
+            % (status, "" if status >= 500 else ": " + reason, retries)
+        )
+    if 400 <= status < 500:
+        return ZtpError("ZTP API refused the request (%s); check api_url and the task's options" % http)
     return ZtpError(
         "ZTP API answered unexpected HTTP %d (%s); check api_url and run again"
-        % (status, one_line(text, 120) or "no body")
+        % (status, api_reason(text, token) or "no body")
     )
+
+
+def ca_path_error(ca_path):
+    """The one-line error when ca_path cannot be used as a CA bundle on the controller, None when it can."""
+    if not ca_path:
+        return None
+    if os.path.isdir(ca_path):
+        return None  # a hashed certificate directory (c_rehash), as requests accepts
+    try:
+        with open(ca_path, "rb") as f:
+            head = f.read(1 << 20)
+    except (IOError, OSError) as e:
+        what = "does not exist" if isinstance(e, FileNotFoundError) else "cannot be read (%s)" % (e.strerror or e)
+        return (
+            "ca_path %s %s on the controller; set ca_path to a PEM CA bundle file there, or leave it unset to "
+            "use the default trust store" % (ca_path, what)
+        )
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        return "ca_path %s holds no PEM certificate (-----BEGIN CERTIFICATE-----); set it to a PEM CA bundle" % ca_path
+    return None
 
 
 def _os_reason(exc):
@@ -180,10 +227,18 @@ class ZtpClient(object):
             headers={"Content-Type": "application/json", "Accept": "application/json"},
         )
 
-    def request(self, token, hardware_id, given_name=None, tags=None):
-        """POST the credentials request; return the raw 200 body (bytes)."""
+    def check_request(self, token, hardware_id):
+        """Everything checked locally before a call: token, hardware id, ca_path. Raises a one-line ZtpError."""
         if not token:
             raise ZtpError("no ZTP token: set the token option or the POINTPERFECT_ZTP_TOKEN environment variable")
+        ca_path = self.ca_path if self.verify is not False else None  # validate_certs=false ignores ca_path
+        for error in (token_error(token), hardware_id_error(hardware_id), ca_path_error(ca_path)):
+            if error:
+                raise ZtpError(error)
+
+    def request(self, token, hardware_id, given_name=None, tags=None):
+        """POST the credentials request; return the raw 200 body (bytes)."""
+        self.check_request(token, hardware_id)
         payload = {"token": token, "hardwareId": hardware_id, "givenName": given_name or hardware_id}
         if tags:
             payload["tags"] = list(tags)
@@ -235,6 +290,11 @@ class ZtpClient(object):
                     "network access from the controller" % (self.api_url, _os_reason(exc), attempt)
                 )
             return None
+        if isinstance(exc, (IOError, OSError)) and self.ca_path:  # requests fails this way on a bad CA bundle
+            return ZtpError(
+                "ZTP request failed (%s: %s); check ca_path %s and api_url"
+                % (exc.__class__.__name__, _os_reason(exc), self.ca_path)
+            )
         return ZtpError("ZTP request failed (%s); check api_url" % exc.__class__.__name__)
 
     def fetch(self, token, hardware_id, given_name=None, tags=None):

@@ -13,9 +13,20 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
 from ansible.module_utils.basic import env_fallback
 
 DEFAULT_URL = "https://api.thingstream.io/ztp/pointperfect/credentials"
+
+# Local checks of the values sent to the ZTP API, made before any call. Thingstream publishes no limit for the
+# hardware id: 64 characters of letters, digits and . _ : - leave margin over every id seen in practice (a MAC
+# address with or without colons, a module's unique id in hex, "pp-" + a 32-character machine id, a UUID); the
+# simulator refuses more than 128. The token is the device profile's token, a lowercase UUID.
+HARDWARE_ID_MAX = 64
+HARDWARE_ID_CHARS = "letters, digits, '.', '_', ':' and '-'"
+_HARDWARE_ID = re.compile(r"^[A-Za-z0-9._:-]+$")
+_TOKEN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def ztp_argument_spec():
@@ -40,3 +51,39 @@ def ztp_argument_spec():
         group=dict(type="str"),
         mode=dict(type="raw", default="0600"),
     )
+
+
+def hardware_id_error(value):
+    """The one-line error for a hardware id the API cannot take, None when it is acceptable."""
+    if not isinstance(value, str) or not value.strip():
+        return "hardware_id is empty: set it to the device's unique id, such as hpg-a1b2c3"
+    if value != value.strip():
+        return "hardware_id %r has leading or trailing whitespace: remove it" % value
+    if len(value) > HARDWARE_ID_MAX:
+        return "hardware_id is %d characters long: use at most %d (%s)" % (
+            len(value),
+            HARDWARE_ID_MAX,
+            HARDWARE_ID_CHARS,
+        )
+    if not _HARDWARE_ID.match(value):
+        bad = sorted(set(c for c in value if not re.match(r"[A-Za-z0-9._:-]", c)))
+        return "hardware_id %r contains %s: use only %s" % (value, ", ".join(repr(c) for c in bad), HARDWARE_ID_CHARS)
+    return None
+
+
+def token_error(value):
+    """The one-line error for a malformed ZTP token (never quoting it), None when it has the token's form."""
+    if value is None or value == "":
+        return None  # missing: reported only when the API must be called
+    if not isinstance(value, str):
+        return "the ZTP token is not a string: set it to the device profile's token, a lowercase UUID"
+    if value != value.strip():
+        return "the ZTP token has leading or trailing whitespace (a copy and paste artefact?): remove it"
+    if _TOKEN.match(value.lower()) and value != value.lower():
+        return "the ZTP token has upper-case letters: write it in lower case (a lowercase UUID)"
+    if not _TOKEN.match(value):
+        return (
+            "the ZTP token is not a device-profile token (%d characters; expected a lowercase UUID of 36, such as "
+            "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx): copy it from the device profile in Thingstream" % len(value)
+        )
+    return None

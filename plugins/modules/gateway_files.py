@@ -14,7 +14,7 @@ DOCUMENTATION = r"""
 ---
 module: gateway_files
 short_description: Deploy several small files to a gateway in one round trip
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Deploys a list of small text files (configuration, certificates bundles, systemd units) in B(one) module run on
     the target, instead of one M(ansible.builtin.template) or M(ansible.builtin.copy) task (about five SSH round
@@ -29,7 +29,7 @@ description:
   - Files are processed in list order, so a file that a later file's O(files[].validate) command needs
     (for example a CA bundle named by a configuration) should come first.
   - Can also return the content of a few small files (O(read)) in the same round trip, for example
-    C(/etc/machine-id) or a build marker.
+    C(/etc/machine-id) or a build marker, and check whether the gateway can run the forwarder (O(preflight)).
 author:
   - gnss.pointperfect maintainers (@gnss-pointperfect)
 requirements:
@@ -112,6 +112,49 @@ options:
     type: list
     elements: path
     default: []
+  preflight:
+    description:
+      - Checks, read before anything is written, of what the PointPerfect forwarder needs on the target; the
+        facts and the problems found are returned in RV(preflight). A problem never fails the module; the caller
+        decides (the gateway role asserts on RV(preflight.problems) before any change).
+      - Works on targets whose Python is older than the forwarder needs, so that they can be reported.
+    type: dict
+    suboptions:
+      python:
+        description: Interpreter the forwarder's venv is created with; its version and C(venv) module are checked.
+        type: path
+      min_python:
+        description: Lowest Python version the forwarder supports.
+        type: str
+        default: "3.10"
+      systemd:
+        description: Check that systemd runs as PID 1.
+        type: bool
+        default: false
+      writable:
+        description: Directories that must be writable, checked at the nearest existing parent when missing.
+        type: list
+        elements: path
+        default: []
+      serial_group:
+        description: Group the service user reaches the serial devices through; it must exist or be creatable.
+        type: str
+      user:
+        description: Service user; when missing, C(useradd) must exist to create it.
+        type: str
+      devices:
+        description: Configured serial devices; their path form is checked and, when present, type and group.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          path:
+            description: The device path as configured.
+            type: str
+            required: true
+          variable:
+            description: The setting it comes from, named in the problem message.
+            type: str
 notes:
   - The content travels in the module arguments, so use C(no_log) on the task for content that must not be logged,
     and set O(files[].secret=true) to keep it out of diffs.
@@ -146,6 +189,19 @@ EXAMPLES = r"""
         state: absent
     read:
       - /etc/machine-id
+  register: probe
+
+- name: Read the build marker and check the gateway can run the forwarder, in one round trip
+  gnss.pointperfect.gateway_files:
+    read: [/opt/pointperfect/venv/.pointperfect-build]
+    preflight:
+      python: /usr/bin/python3
+      systemd: true
+      writable: [/opt/pointperfect, /etc/pointperfect]
+      serial_group: dialout
+      devices:
+        - path: /dev/ttyACM0
+          variable: pointperfect_serial_device
   register: probe
 """
 
@@ -191,6 +247,26 @@ stats:
   returned: always
   type: dict
   sample: {"/etc/pointperfect": {"type": "directory", "mode": "0750", "owner": "root", "group": "pointperfect"}}
+preflight:
+  description:
+    - With O(preflight), what was found (C(python), C(systemd), C(writable), C(account), C(devices)) and
+      C(problems), a list of C(check) (V(python), V(systemd), V(writable), V(account) or V(device)) and C(message)
+      (one line naming the cause and the fix). Empty without O(preflight).
+  returned: always
+  type: dict
+  contains:
+    problems:
+      description: What stops the forwarder from running on the target, each one C(check) and one C(message).
+      returned: with O(preflight)
+      type: list
+      elements: dict
+  sample:
+    python: {path: /usr/bin/python3, version: 3.9.2, venv: true, error: null, min_python: "3.10"}
+    systemd: {booted: true, pid1: systemd}
+    problems:
+      - check: python
+        message: Python 3.9.2 on the gateway; the forwarder needs 3.10+ (Debian 12, Ubuntu 22.04, Raspberry Pi OS
+          bookworm or later)
 """
 
 import hashlib  # noqa: E402 - Ansible modules import after DOCUMENTATION
@@ -200,7 +276,7 @@ import stat  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.common.text.converters import to_bytes, to_text  # noqa: E402
-from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic  # noqa: E402
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic, _preflight  # noqa: E402
 
 READ_LIMIT = 64 * 1024
 
@@ -221,6 +297,23 @@ ARGUMENT_SPEC = dict(
     files=dict(type="list", elements="dict", default=[], options=FILE_SPEC),
     read=dict(type="list", elements="path", default=[]),
     stat=dict(type="list", elements="path", default=[]),
+    preflight=dict(
+        type="dict",
+        options=dict(
+            python=dict(type="path"),
+            min_python=dict(type="str", default=_preflight.MIN_PYTHON),
+            systemd=dict(type="bool", default=False),
+            writable=dict(type="list", elements="path", default=[]),
+            serial_group=dict(type="str"),
+            user=dict(type="str"),
+            devices=dict(
+                type="list",
+                elements="dict",
+                default=[],
+                options=dict(path=dict(type="str", required=True), variable=dict(type="str")),
+            ),
+        ),
+    ),
 )
 
 
@@ -283,6 +376,13 @@ def remove(path, check_mode):
             raise _atomic.AtomicWriteError("cannot remove %s: %s" % (path, e.strerror)) from None
         _atomic.fsync_dir(os.path.dirname(path) or ".")
     return "removed"
+
+
+def check_absolute(files):
+    """Refuse relative paths before anything is written (they would land in the module's working directory)."""
+    relative = [spec["path"] for spec in files if not os.path.isabs(spec["path"])]
+    if relative:
+        raise _atomic.AtomicWriteError("files[].path must be an absolute path, got %s" % ", ".join(relative))
 
 
 def deploy(module, spec, check_mode):
@@ -356,6 +456,8 @@ def main():
     try:
         contents = dict((path, read_small(path)) for path in module.params["read"])
         stats = dict((path, stat_path(path)) for path in module.params["stat"])
+        preflight = _preflight.gather(module.params["preflight"]) if module.params["preflight"] else {}
+        check_absolute(module.params["files"])
         results, diffs = [], []
         for spec in module.params["files"]:
             reason, before, after = deploy(module, spec, check_mode)
@@ -367,7 +469,12 @@ def main():
         module.fail_json(msg=str(e))
     changed_paths = [r["path"] for r in results if r["changed"]]
     result = dict(
-        changed=bool(changed_paths), files=results, changed_paths=changed_paths, contents=contents, stats=stats
+        changed=bool(changed_paths),
+        files=results,
+        changed_paths=changed_paths,
+        contents=contents,
+        stats=stats,
+        preflight=preflight,
     )
     if module._diff:
         result["diff"] = diffs

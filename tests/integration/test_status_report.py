@@ -1,5 +1,6 @@
 """status.yml end to end on three local "gateways" (one broken on purpose): report contents, headless Chromium
-render and screenshot, HTML validation, and a check-mode rerun that changes nothing on the gateways."""
+render and screenshot, HTML validation, a check-mode rerun that changes nothing on the gateways, a --limit run that
+keeps the other gateways, changed=0 over a steady fleet, and the role's variable names."""
 
 import hashlib
 import json
@@ -119,7 +120,7 @@ def fleet(tmp_path_factory, ansible_env):
     for host, base in gws.items():
         unit = "pointperfect-forwarder-gwbad" if host == "gw-bad" else "pointperfect-forwarder"
         lines.append(
-            "{} ansible_connection=local pointperfect_status_dest={} pointperfect_status_file={} "
+            "{} ansible_connection=local pointperfect_config_dir={} pointperfect_status_file={} "
             "pointperfect_status_service={}".format(host, base / "etc", base / "run" / "status.json", unit)
         )
     lines += [
@@ -127,6 +128,8 @@ def fleet(tmp_path_factory, ansible_env):
         "[pointperfect_gateways:vars]",
         f"ansible_python_interpreter={sys.executable}",
         "pointperfect_status_become=false",
+        # local "gateways" in a test container: systemd is not PID 1 here, which the preflight would report
+        "pointperfect_status_preflight=false",
     ]
     inventory = root / "hosts.ini"
     inventory.write_text("\n".join(lines) + "\n")
@@ -140,15 +143,62 @@ def fleet(tmp_path_factory, ansible_env):
         first_report = json.loads((report_dir / "status.json").read_text())
         time.sleep(1.5)
         second = _run_playbook(env, inventory, report_dir, "--check")
+        report = json.loads((report_dir / "status.json").read_text())
+        time.sleep(1.5)
+        limited = _run_playbook(env, inventory, report_dir, "--limit", "gw-ok")
     return {
         "root": root,
+        "env": env,
+        "inventory": inventory,
         "report_dir": report_dir,
         "first": first,
         "second": second,
+        "limited": limited,
         "first_report": first_report,
-        "report": json.loads((report_dir / "status.json").read_text()),
+        "report": report,
+        "limited_report": json.loads((report_dir / "status.json").read_text()),
         "gw_bad_before": before,
     }
+
+
+def _recap(output):
+    lines = output.split("PLAY RECAP")[1].splitlines()
+    return {ln.split()[0]: ln for ln in lines if ln.strip() and " : ok=" in ln}
+
+
+def test_steady_fleet_reports_no_change(fleet):
+    """The report files are rewritten (time, bytes/s sample) but a run over an unchanged fleet says changed=0."""
+    assert "changed=0" not in _recap(fleet["first"])["gw-bad"]  # the first run creates the report
+    for run in ("second", "limited"):
+        recap = _recap(fleet[run])
+        assert recap and all("changed=0" in line and "failed=0" in line for line in recap.values()), recap
+    assert fleet["limited_report"]["generated_at"] >= fleet["report"]["generated_at"]
+
+
+def test_limit_keeps_the_other_gateways(fleet):
+    before = {g["host"]: g for g in fleet["report"]["gateways"]}
+    after = {g["host"]: g for g in fleet["limited_report"]["gateways"]}
+    assert set(after) == set(HOSTS)
+    assert set(_recap(fleet["limited"])) == {"gw-ok"}
+    for host in ("gw-bad", "gw-ntrip"):  # not read in this run: carried over as they were, history included
+        assert after[host]["carried_over"] is True
+        assert {k: v for k, v in after[host].items() if k != "carried_over"} == before[host]
+    assert "carried_over" not in after["gw-ok"]
+    assert len(after["gw-ok"]["history"]) == len(before["gw-ok"]["history"]) + 1
+    assert fleet["limited_report"]["totals"]["gateways"] == 3
+    assert {p["host"] for p in fleet["limited_report"]["problems"]} == {"gw-bad"}
+    assert fleet["limited_report"]["totals"]["critical"] == 1
+
+
+def test_role_variable_names(fleet, tmp_path):
+    """pointperfect_config_dir (read above for every gateway) and the role's renewal threshold name."""
+    report_dir = tmp_path / "report"
+    _run_playbook(fleet["env"], fleet["inventory"], report_dir, "-e", "pointperfect_ztp_renew_before_days=5")
+    report = json.loads((report_dir / "status.json").read_text())
+    assert int(report["thresholds"]["renew_before_days"]) == 5
+    bad = {p["check"] for p in report["problems"] if p["host"] == "gw-bad"}
+    assert "certificate" not in bad  # 10 days left is within a 5-day threshold
+    assert all(g["certificate_days"] is None or g["certificate_days"] > 5 for g in report["gateways"])
 
 
 def test_report_flags_exactly_the_broken_gateway(fleet):

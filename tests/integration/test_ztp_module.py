@@ -243,8 +243,15 @@ ERRORS = [
     ("already_registered", "already_registered", {}, "already registered on another device profile"),
     ("no_plan", "no_plan", {}, "no plan for device; assign a PointPerfect plan"),
     ("not_whitelisted", "not_whitelisted", {}, "hardware code not whitelisted; allow it"),
-    ("bad_token", "bad_token", {}, "ZTP rejected the token (HTTP 401)"),
-    ("rate_limit", "rate_limit", {}, "rate limit (HTTP 429) persisted after 1 retries"),
+    ("bad_token", "bad_token", {}, "ZTP rejected the token (HTTP 401: Invalid token)"),
+    (
+        "long_name",
+        "ip",
+        {"given_name": "n" * 200},
+        "ZTP API refused the request for hardware id 'err-long_name' (HTTP 400: Bad Request: hardwareId and "
+        "givenName are limited to 128 characters); check hardware_id, given_name and tags",
+    ),
+    ("rate_limit", "rate_limit", {}, "rate limit (HTTP 429: "),
     ("server_error", "server_error", {}, "ZTP API unavailable (HTTP 500) after 1 retries"),
     ("unavailable", "unavailable", {}, "ZTP API unavailable (HTTP 503) after 1 retries"),
     ("malformed", "malformed", {}, "ZTP API returned malformed JSON"),
@@ -298,6 +305,38 @@ def test_every_error_leaves_files_untouched(sim, playbook, base, tmp_path):
     assert "Traceback" not in run.output
     assert_clean(run, sim, secrets_in(seed))
     assert sim.calls()["total"] > calls_before
+
+
+LOCAL_ERRORS = [
+    # (case name, extra case keys, expected message): refused before any API call
+    ("hwid_empty", {"hardware_id": ""}, "hardware_id is empty: set it to the device's unique id"),
+    ("hwid_long", {"hardware_id": "x" * 300}, "hardware_id is 300 characters long: use at most 64"),
+    ("hwid_chars", {"hardware_id": "gw 01/x"}, "hardware_id 'gw 01/x' contains ' ', '/': use only letters"),
+    ("token_form", {"token": "not-a-token"}, "the ZTP token is not a device-profile token (11 characters"),
+    ("token_upper", {"token_variant": "upper"}, "the ZTP token has upper-case letters: write it in lower case"),
+    ("token_space", {"token_variant": "space"}, "the ZTP token has leading or trailing whitespace"),
+    ("ca_missing", {"ca_path": "/nonexistent/pp-ca.pem"}, "ca_path /nonexistent/pp-ca.pem does not exist on the"),
+]
+
+
+def test_local_checks_refuse_before_any_call(sim, playbook, base):
+    """Bad hardware ids, malformed tokens and a missing ca_path: a one-line message naming the option, and no call."""
+    cases = []
+    for name, extra, _ in LOCAL_ERRORS:
+        cases.append(
+            {"name": name, "profile": "ip", "hardware_id": f"loc-{name}", "dest": str(base / f"loc-{name}"), **extra}
+        )
+    calls_before = sim.calls()["total"]
+    for check in (False, True):
+        run = playbook(cases, check=check)
+        for name, _, message in LOCAL_ERRORS:
+            r = run[name]
+            assert r.get("failed") is True and not r.get("api_called"), r
+            assert message in r["msg"], (name, r["msg"])
+            assert "\n" not in r["msg"]
+            assert not os.path.exists(base / f"loc-{name}")
+        assert_clean(run, sim, [sim.tokens["ip"].upper()])
+        assert sim.calls()["total"] == calls_before
 
 
 def test_token_from_environment(sim, playbook, base):

@@ -6,7 +6,7 @@ from html.parser import HTMLParser
 import pytest
 
 from plugins.module_utils import _fleet_report as fr
-from plugins.modules import gateway_status as gs
+from plugins.modules import gateway_info as gs
 from tests.unit.status import fabricate as fab
 
 NOW = 1_790_000_000.0

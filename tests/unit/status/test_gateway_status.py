@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from plugins.modules import gateway_status as gs
+from plugins.modules import gateway_info as gs
 from tests.unit.status import fabricate as fab
 
 REPO = Path(__file__).resolve().parents[3]
@@ -148,7 +148,7 @@ def test_module_main_in_check_mode(tmp_path):
         PYTHONPATH=next(p for p in sys.path if p and Path(p, "ansible_collections", "gnss", "pointperfect").exists()),
     )
     proc = subprocess.run(
-        [sys.executable, "-m", "ansible_collections.gnss.pointperfect.plugins.modules.gateway_status"],
+        [sys.executable, "-m", "ansible_collections.gnss.pointperfect.plugins.modules.gateway_info"],
         input=json.dumps(args),
         capture_output=True,
         text=True,

@@ -33,6 +33,9 @@ class FakeApi:
         class Client:
             activation_waited = 0
 
+            def check_request(self, token, hardware_id):
+                pass
+
             def fetch(self, token, hardware_id, given_name=None, tags=None):
                 api.calls.append(api.now)
                 return resp.parse_credentials(api.body(api.now))
@@ -207,3 +210,18 @@ def test_old_form_credentials_are_read(tmp_path, pki, run):
         "assistnow": "/pp/ubx/mga",
         "frequencies": None,
     }
+
+
+def test_check_mode_on_a_fresh_host_returns_every_promised_value(tmp_path, pki, run):
+    """RETURN promises plan, service, days_remaining... on success: check mode on a fresh host returns them all,
+    null (or empty) while unknown, and no API call is made."""
+    import yaml  # noqa: PLC0415 - only this test reads the documentation
+
+    api = FakeApi(lambda now: mqtt_body(pki))
+    r = run(api, tmp_path / "fresh", 1_800_000_000.0, check=True)
+    assert (r["changed"], r["api_called"], r["reason"]) == (True, False, "missing")
+    promised = set(yaml.safe_load(module.RETURN))
+    assert promised <= set(r), promised - set(r)
+    assert (r["plan"], r["service"], r["days_remaining"], r["client_id"], r["ntrip"]) == (None,) * 5
+    assert r["regions"] == [] and r["topics"]["corrections"] == {}
+    assert api.calls == []

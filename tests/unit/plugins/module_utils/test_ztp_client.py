@@ -41,13 +41,15 @@ def client(script, **kw):
     return cl, session, sleeps
 
 
-def test_request_shape_and_success():
-    cl, session, sleeps = client([FakeResponse(200, b'{"ok": 1}')], timeout=7, ca_path="/ca.pem")
+def test_request_shape_and_success(tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    cl, session, sleeps = client([FakeResponse(200, b'{"ok": 1}')], timeout=7, ca_path=str(ca))
     assert cl.request(TOKEN, "gw-01", None, ["ztp"]) == b'{"ok": 1}'
     req = session.requests[0]
     assert req["json"] == {"token": TOKEN, "hardwareId": "gw-01", "givenName": "gw-01", "tags": ["ztp"]}
     assert req["headers"] == {"Content-Type": "application/json", "Accept": "application/json"}
-    assert (req["timeout"], req["verify"]) == (7, "/ca.pem")
+    assert (req["timeout"], req["verify"]) == (7, str(ca))
     assert sleeps == []
 
 
@@ -105,9 +107,9 @@ def test_jitter_uses_real_randomness_within_bounds():
 @pytest.mark.parametrize(
     ("status", "message"),
     [
-        (429, r"rate limit \(HTTP 429\) persisted after 3 retries"),
+        (429, r"rate limit \(HTTP 429: no reason given\) persisted after 3 retries"),
         (503, r"unavailable \(HTTP 503\) after 3 retries"),
-        (408, r"unavailable \(HTTP 408\) after 3 retries"),
+        (408, r"unavailable \(HTTP 408: no reason given\) after 3 retries"),
     ],
 )
 def test_gives_up_after_retries(status, message):
@@ -132,10 +134,19 @@ def test_zero_retries():
         (403, "Device hardware code not whitelisted", "hardware code not whitelisted; allow it"),
         (403, json.dumps({"message": "Device hardware code not whitelisted"}), "not whitelisted"),
         (403, "Forbidden for reasons", r"HTTP 403: Forbidden for reasons"),
-        (401, "Invalid token", r"rejected the token \(HTTP 401\)"),
-        (400, "Bad Request", r"rejected the token \(HTTP 400\)"),
-        (404, "", "check api_url"),
-        (418, "teapot", "unexpected HTTP 418"),
+        (401, "Invalid token", r"rejected the token \(HTTP 401: Invalid token\)"),
+        (
+            400,
+            "Bad Request: hardwareId and givenName are limited to 128 characters",
+            r"refused the request for hardware id 'gw-01' \(HTTP 400: Bad Request: hardwareId and givenName are "
+            r"limited to 128 characters\); check hardware_id",
+        ),
+        (400, json.dumps({"message": "givenName is invalid"}), r"\(HTTP 400: givenName is invalid\)"),
+        (400, "", r"\(HTTP 400: no reason given\)"),
+        (404, "Not Found", r"no such endpoint \(HTTP 404: Not Found\); check api_url"),
+        (405, "Method Not Allowed", r"refused the request \(HTTP 405: Method Not Allowed\)"),
+        (415, json.dumps({"error": "Unsupported Media Type"}), r"\(HTTP 415: Unsupported Media Type\)"),
+        (418, "teapot", r"HTTP 418: teapot"),
     ],
 )
 def test_error_mapping_not_retried(status, body, message):
@@ -146,11 +157,68 @@ def test_error_mapping_not_retried(status, body, message):
     assert "\n" not in str(exc.value)
 
 
-def test_token_echoed_by_server_is_censored():
-    cl, _, _ = client([FakeResponse(403, f"token {TOKEN} is odd")])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 429])
+def test_token_echoed_by_server_is_censored(status):
+    cl, _, _ = client([FakeResponse(status, json.dumps({"message": f"token {TOKEN} is odd"}))], retries=0)
     with pytest.raises(ZtpError) as exc:
         cl.request(TOKEN, "gw-01")
-    assert TOKEN not in str(exc.value) and "********" in str(exc.value)
+    assert TOKEN not in str(exc.value) and "token ******** is odd" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("token", "hardware_id", "message"),
+    [
+        (TOKEN, "", "hardware_id is empty"),
+        (TOKEN, "   ", "hardware_id is empty"),
+        (TOKEN, "x" * 300, "hardware_id is 300 characters long: use at most 64"),
+        (TOKEN, "gw 01/x", r"hardware_id 'gw 01/x' contains ' ', '/': use only letters, digits"),
+        (TOKEN, " gw-01", "hardware_id ' gw-01' has leading or trailing whitespace"),
+        ("not-a-token", "gw-01", r"the ZTP token is not a device-profile token \(11 characters; expected a lowercase"),
+        (TOKEN.upper(), "gw-01", "the ZTP token has upper-case letters: write it in lower case"),
+        (TOKEN + "\n", "gw-01", "the ZTP token has leading or trailing whitespace"),
+        (" " + TOKEN, "gw-01", "the ZTP token has leading or trailing whitespace"),
+        (TOKEN[:-1], "gw-01", r"not a device-profile token \(35 characters"),
+    ],
+)
+def test_local_checks_before_any_call(token, hardware_id, message):
+    cl, session, _ = client([FakeResponse(200, b"{}")])
+    with pytest.raises(ZtpError, match=message) as exc:
+        cl.request(token, hardware_id)
+    assert session.requests == []
+    assert "\n" not in str(exc.value) and TOKEN not in str(exc.value) and TOKEN.upper() not in str(exc.value)
+
+
+@pytest.mark.parametrize("hardware_id", ["gw-01", "pp-" + "a" * 32, "AA:BB:CC:DD:EE:FF", "hpg_1.2", "x" * 64, TOKEN])
+def test_accepted_hardware_ids(hardware_id):
+    cl, session, _ = client([FakeResponse(200, b"{}")])
+    assert cl.request(TOKEN, hardware_id) == b"{}"
+    assert session.requests[0]["json"]["hardwareId"] == hardware_id
+
+
+def test_ca_path_checked_before_any_call(tmp_path):
+    cases = {
+        str(tmp_path / "missing.pem"): r"^ca_path \S+missing.pem does not exist on the controller; set ca_path",
+        str(tmp_path / "missing.pem" / "x"): r"^ca_path \S+ does not exist on the controller",
+        str(tmp_path / "empty.pem"): r"^ca_path \S+empty.pem holds no PEM certificate",
+    }
+    (tmp_path / "empty.pem").write_text("")
+    (tmp_path / "file").write_text("x")
+    cases[str(tmp_path / "file" / "x")] = r"^ca_path \S+file/x cannot be read \(Not a directory\) on the controller"
+    for ca_path, message in cases.items():
+        cl, session, _ = client([FakeResponse(200, b"{}")], ca_path=ca_path)
+        with pytest.raises(ZtpError, match=message):
+            cl.request(TOKEN, "gw-01")
+        assert session.requests == []
+    # validate_certs=false ignores ca_path; a directory (c_rehash) is accepted as requests accepts it
+    for kw in ({"ca_path": str(tmp_path / "missing.pem"), "validate_certs": False}, {"ca_path": str(tmp_path)}):
+        cl, session, _ = client([FakeResponse(200, b"{}")], **kw)
+        assert cl.request(TOKEN, "gw-01") == b"{}"
+
+
+def test_os_error_from_requests_names_ca_path():
+    cl, _, _ = client([OSError("Could not find a suitable TLS CA certificate bundle, invalid path: /x")], ca_path="/")
+    with pytest.raises(ZtpError, match=r"ZTP request failed \(OSError: OSError\); check ca_path / and api_url"):
+        cl.request(TOKEN, "gw-01")
 
 
 def test_connection_errors_retried_then_one_line():

@@ -115,3 +115,10 @@ def test_stat_path_unnamed_ids_are_numbers(tmp_path, monkeypatch):
     monkeypatch.setattr(grp, "getgrgid", unknown)
     got = module.stat_path(str(tmp_path))
     assert (got["owner"], got["group"]) == (str(os.getuid()), str(os.getgid()))
+
+
+def test_relative_paths_are_refused_before_anything_is_written(tmp_path):
+    files = [spec(tmp_path / "ok.json"), spec("etc/forwarder.json")]
+    with pytest.raises(module._atomic.AtomicWriteError, match=r"must be an absolute path, got etc/forwarder\.json"):
+        module.check_absolute(files)
+    module.check_absolute(files[:1])
