@@ -40,6 +40,8 @@ def test_frames_delivered_byte_exact_keys_first(tmp_path, broker, receiver, daem
         st = fwd.wait_status(lambda s: s["output"]["frames"] >= len(sent) + 1)
         assert st["streams"]["spartn"] == {"frames": len(sent), "bytes": sum(map(len, sent))}
         assert st["healthy"] is True
+        log = fwd.log()  # `connected` came after the SUBACKs, so nothing published after it was missed
+        assert log.index("subscribing") < log.index("subscriptions acknowledged: connected")
     finally:
         replayer.stop()
 

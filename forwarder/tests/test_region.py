@@ -379,12 +379,12 @@ def test_mqtt_input_follows_the_region_with_one_correction_topic():
     pipe.topic = "/pp/ip/us"
     mqtt._follow_region(client)
     mqtt._follow_region(client)
-    assert client.calls == [("subscribe", "/pp/ip/us")]
+    assert client.calls == [("subscribe", [("/pp/ip/us", 0)])]
     us, eu = F.synthetic_spartn(3), F.synthetic_spartn(3)
     mqtt._on_message(client, None, Msg("/pp/ip/us", us[0] + us[1][:10]))  # the second frame is cut here
     pipe.topic = "/pp/ip/eu"  # the gateway moved
     mqtt._follow_region(client)
-    assert client.calls[1:] == [("unsubscribe", "/pp/ip/us"), ("subscribe", "/pp/ip/eu")]
+    assert client.calls[1:] == [("unsubscribe", "/pp/ip/us"), ("subscribe", [("/pp/ip/eu", 0)])]
     mqtt._on_message(client, None, Msg("/pp/ip/us", us[1][10:] + us[2]))  # in flight from the old topic: dropped
     mqtt._on_message(client, None, Msg("/pp/ip/eu", b"".join(eu)))
     assert [f.data for f in pipe.submitted] == [us[0], *eu]

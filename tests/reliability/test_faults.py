@@ -10,6 +10,7 @@ import signal
 import time
 
 import pytest
+import yaml
 from pointperfect_sim import frames as F
 from pointperfect_sim.replay import MqttReplayer
 
@@ -63,32 +64,50 @@ def _common(fwd, pid, sampler, name, d: L.Delivery, *, fault_start, fault_end, *
     L.record(name, fault_s=round(fault_end - fault_start, 1), **d.as_dict(), rss_kb=[lo, hi], **extra)
 
 
-def test_broker_restarted_10_times(tmp_path, broker, receiver, replayer, daemons):
+def _role_backoff() -> dict:
+    """backoff.* as the gateway role configures it (roles/gateway/defaults/main.yml)."""
+    defaults = yaml.safe_load((L.REPO / "roles" / "gateway" / "defaults" / "main.yml").read_text())
+    return {k: defaults[f"pointperfect_backoff_{k}"] for k in ("initial", "max", "reset_after")}
+
+
+RESTARTS = 8
+RESTART_EVERY = 15.0  # s between broker restarts: each session lives ~15 s, far below backoff.reset_after (60 s)
+R1_GOAL = 30.0  # s from a restart to the first frame after it
+
+
+def test_flapping_broker_recovers_within_30s_with_the_role_defaults(tmp_path, broker, receiver, replayer, daemons):
+    """R1 (issue 17): the broker restarts 8 times, 15 s apart, and every session delivers corrections before the
+    next restart. With the role's backoff (1/60/60 s, not lowered) each recovery restarts the backoff at 1 s, so
+    every restart -> first frame after it stays within 30 s (before: 2, 3, 4, 11, 31, 50, 57, 58 s)."""
+    backoff = _role_backoff()
+    assert backoff == {"initial": 1, "max": 60, "reset_after": 60}, backoff
     replayer.publish_keys(L.lab_keys())
-    fwd, _ = _mqtt_forwarder(tmp_path, broker, receiver, daemons, backoff={"max": 10})
+    fwd, _ = _mqtt_forwarder(tmp_path, broker, receiver, daemons, backoff=backoff)
     _ready(fwd, receiver)
     pid = fwd.pid
     traffic = L.Traffic(L.mqtt_sender(replayer)).start()
     sampler = L.Sampler(fwd).start()
-    recoveries, lost = [], 0
+    recoveries, to_first_frame, lost = [], [], 0
     try:
-        time.sleep(2)
-        for i in range(10):
+        assert _wait_flow(traffic, receiver, time.monotonic())
+        due = time.monotonic() + 2
+        for i in range(RESTARTS):
+            time.sleep(max(0.0, due - time.monotonic()))
             t0 = time.monotonic()
+            due = t0 + RESTART_EVERY
             broker.restart()
             t1 = time.monotonic()
             replayer.wait_connected(15)
             replayer.publish_keys(L.lab_keys())  # a restarted broker has no retained messages (persistence off)
+            # this session delivers corrections before the next restart
             assert _wait_flow(traffic, receiver, t1), f"restart {i}: no data after {RECOVERY_BOUND} s"
-            time.sleep(1.0)
             d = L.analyse(traffic, receiver, t0, t1, since=t0 - 0.5)
             recoveries.append(d.recovery_s)
+            to_first_frame.append(round(t1 - t0 + d.recovery_s, 2))
             lost += d.lost_in_window
-            # health told the truth: the reconnect is counted (the status file is rewritten every ~2 s)
-            fwd.wait_status(lambda s, n=i + 1: s["input"]["reconnects"] >= n, 10)
-        st = fwd.status()
-        assert st["input"]["reconnects"] >= 10, st["input"]
-        assert fwd.metrics()["reconnects_total"] >= 10
+        # health told the truth: every reconnect is counted (the status file is rewritten every ~2 s)
+        st = fwd.wait_status(lambda s: s["input"]["reconnects"] >= RESTARTS and s["input"]["state"] == "connected")
+        assert fwd.metrics()["reconnects_total"] >= RESTARTS
     finally:
         traffic.stop()
         sampler.stop()
@@ -97,17 +116,23 @@ def test_broker_restarted_10_times(tmp_path, broker, receiver, replayer, daemons
     assert fwd.alive() and fwd.pid == pid
     lo, hi = sampler.rss_range()
     assert hi - lo <= RSS_GROWTH_KB
-    assert max(recoveries) <= RECOVERY_BOUND, recoveries
+    log = fwd.log()
     L.record(
-        "broker_restart_x10",
+        "broker_flapping_x8_role_defaults",
+        restart_to_first_frame_s=to_first_frame,
         recoveries_s=recoveries,
+        restart_every_s=RESTART_EVERY,
+        backoff=backoff,
+        reconnects=st["input"]["reconnects"],
+        backoff_restarts=log.count("backoff restarts"),
         lost_in_windows=lost,
         published=d.published,
         delivered=d.delivered,
         garbage_bytes=d.garbage_bytes,
         rss_kb=[lo, hi],
-        backoff_max=10,
     )
+    assert max(to_first_frame) <= R1_GOAL, to_first_frame
+    assert log.count("the session delivered data: backoff restarts") >= RESTARTS
 
 
 @pytest.fixture
@@ -125,7 +150,6 @@ def test_caster_connection_dropped_mid_frame(tmp_path, caster, receiver, daemons
         creds,
         input="ntrip",
         ca_file=str(caster.ca_path),
-        backoff={"max": 10},
         ntrip={"gga_interval": 1},
         output={"type": "serial", "device": receiver.device_path, "baudrate": 115200},
     )
@@ -369,3 +393,86 @@ def test_slow_receiver_stalls_its_output(tmp_path, broker, receiver, replayer, d
         fault_end=t1,
         dropped_frames=st["output"]["dropped_frames"],
     )
+
+
+def _cut_a_frame(fwd, receiver) -> int:
+    """Stall the receiver until the forwarder's write of a frame is cut part-way; returns the log position after it.
+    (The pty takes what fits: a frame straddles the full buffer, so a cut comes within a few seconds.)"""
+    start = len(fwd.log())
+    receiver.stall(True)
+    deadline = time.monotonic() + 15
+    while "a frame was cut after" not in fwd.log()[start:]:
+        assert time.monotonic() < deadline, "no frame was cut by the stall"
+        time.sleep(0.1)
+    return start
+
+
+def test_cut_frame_finished_when_the_same_receiver_stayed(tmp_path, broker, receiver, replayer, daemons):
+    """Issue 17 (3): a stall cuts a frame and the port is reopened (the write timed out) while the device node stays:
+    the receiver's parser still holds the head, so the rest goes first and the frame arrives whole."""
+    replayer.publish_keys(L.lab_keys())
+    output = {"type": "serial", "device": receiver.device_path, "baudrate": 115200, "queue_bytes": 8192}
+    fwd, _ = _mqtt_forwarder(tmp_path, broker, receiver, daemons, output=output)
+    _ready(fwd, receiver)
+    pid = fwd.pid
+    traffic = L.Traffic(L.mqtt_sender(replayer), rate=40, size=200).start()
+    sampler = L.Sampler(fwd).start()
+    try:
+        assert _wait_flow(traffic, receiver, time.monotonic())
+        t0 = time.monotonic()
+        mark = _cut_a_frame(fwd, receiver)
+        deadline = time.monotonic() + 20  # the write times out after 10 s: the same node is reopened
+        while "reopening" not in fwd.log()[mark:]:
+            assert time.monotonic() < deadline, fwd.log()[-3000:]
+            time.sleep(0.1)
+        time.sleep(1)
+        t1 = time.monotonic()
+        receiver.stall(False)
+        assert _wait_flow(traffic, receiver, t1)
+        time.sleep(1)
+    finally:
+        traffic.stop()
+        sampler.stop()
+    st = fwd.wait_status(lambda s: s["output"]["state"] == "open")
+    assert st["output"]["cut_frames_dropped"] == 0 and "dropped the rest" not in fwd.log()
+    assert fwd.metrics()["output_cut_frames_dropped_total"] == 0
+    d = L.analyse(traffic, receiver, t0, t1)
+    _common(fwd, pid, sampler, "cut_frame_same_receiver", d, fault_start=t0, fault_end=t1, cut_frames_dropped=0)
+
+
+def test_cut_frame_dropped_after_a_power_cycle(tmp_path, broker, receiver, replayer, daemons):
+    """Issue 17 (3): a frame is cut, then the receiver is unplugged and comes back power-cycled (a new pty behind
+    the same path; its parser restarted): the rest of the frame is dropped and counted, never written to it."""
+    replayer.publish_keys(L.lab_keys())
+    output = {"type": "serial", "device": receiver.device_path, "baudrate": 115200, "queue_bytes": 8192}
+    fwd, _ = _mqtt_forwarder(tmp_path, broker, receiver, daemons, output=output)
+    _ready(fwd, receiver)
+    pid = fwd.pid
+    traffic = L.Traffic(L.mqtt_sender(replayer), rate=40, size=200).start()
+    sampler = L.Sampler(fwd).start()
+    try:
+        assert _wait_flow(traffic, receiver, time.monotonic())
+        t0 = time.monotonic()
+        _cut_a_frame(fwd, receiver)
+        receiver.unplug()  # what the stalled receiver had not read is lost with it, the cut frame's head too
+        receiver.stall(False)
+        fwd.wait_status(lambda s: s["output"]["state"] == "closed", 15)
+        time.sleep(2)
+        t1 = time.monotonic()
+        loads = receiver.key_loads
+        receiver.replug(power_cycle=True)
+        assert _wait_flow(traffic, receiver, t1)
+        assert receiver.wait_for(lambda r: r.key_loads > loads and len(r.keys) == 2, 15), "keys not re-sent"
+        time.sleep(1)
+    finally:
+        traffic.stop()
+        sampler.stop()
+    d = L.analyse(traffic, receiver, t0, t1)
+    L.assert_whole(d)  # the new receiver saw no garbage: finishing the frame would have sent it the rest
+    st = fwd.wait_status(
+        lambda s: s["output"]["cut_frames_dropped"] >= 1 and s["receiver"]["config_state"] == "applied"
+    )
+    assert st["output"]["cut_frames_dropped"] == 1, st["output"]
+    assert "dropped the rest of a cut frame" in fwd.log()
+    assert fwd.metrics()["output_cut_frames_dropped_total"] == 1
+    _common(fwd, pid, sampler, "cut_frame_power_cycle", d, fault_start=t0, fault_end=t1, cut_frames_dropped=1)

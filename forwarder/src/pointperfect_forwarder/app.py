@@ -210,6 +210,7 @@ class Pipeline:
         self.receiver.output_opened()
 
     def _receiver_reset(self, why: str) -> None:
+        self.writer.drop_cut(f"receiver reset detected ({why})")  # its parser restarted: the rest is garbage to it
         self._send_keys()
         self._mga_full_wanted = True
 

@@ -1,4 +1,4 @@
-"""Jittered exponential reconnect backoff with a cap, reset after a session that lived long enough."""
+"""Jittered exponential reconnect backoff with a cap; what a session did decides where the next attempt starts."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ import time
 
 
 class Backoff:
+    """Each delay is jittered between half and all of its step (a fleet never reconnects in lockstep); the step
+    doubles per attempt up to `maximum`.
+
+    `session_ended(delivered)` starts the steps again at `initial` after a session that delivered data (it worked:
+    a new outage is a new incident) or that stayed connected at least `reset_after` seconds (attempts are then that
+    far apart anyway). Failed connections, refusals and short sessions without data keep doubling (anti-ban)."""
+
     def __init__(self, initial: float = 1.0, maximum: float = 60.0, reset_after: float = 60.0, rng=None, clock=None):
         self.initial = initial
         self.maximum = maximum
@@ -20,11 +27,14 @@ class Backoff:
         """A connection was established and data may flow."""
         self._session_start = self._clock()
 
-    def session_ended(self) -> None:
-        """A connection ended: a long-enough session earns a fresh start."""
-        if self._session_start is not None and self._clock() - self._session_start >= self.reset_after:
+    def session_ended(self, delivered: bool = False) -> bool:
+        """A session ended; True when it earned a fresh start (it delivered data or lived `reset_after` s)."""
+        start, self._session_start = self._session_start, None
+        lived = start is not None and self._clock() - start >= self.reset_after
+        if delivered or lived:
             self.reset()
-        self._session_start = None
+            return True
+        return False
 
     def reset(self) -> None:
         self.attempt = 0

@@ -42,9 +42,12 @@ class Health:
     def healthy(self) -> bool:
         s = self.stats
         if s.input_state != "connected" or s.output_state != "open":
-            return False
+            return False  # `subscribing` too: until its SUBACKs the session cannot receive its corrections
         if s.region_needed and s.region["selected"] is None:
             return False  # waiting for a position fix (or the L-band frequencies): no corrections can flow
+        topic = s.region["topic"]
+        if s.input_type == "mqtt" and topic is not None and s.corrections_subscribed != topic:
+            return False  # a region was just chosen (or switched): its topic is not subscribed and acknowledged yet
         if s.lband_mode == "keys_only":
             return s.keys_last_sent_at is not None  # the corrections reach the receiver without the forwarder
         if s.lband_mode == "d9s":
@@ -117,6 +120,7 @@ class Health:
                 "frames": s.output_frames,
                 "dropped_frames": s.dropped_frames,
                 "dropped_bytes": s.dropped_bytes,
+                "cut_frames_dropped": s.cut_frames_dropped,
             },
             "streams": streams,
             "bytes_per_second": self.bytes_per_second(),
@@ -227,6 +231,11 @@ class MetricsCollector:
             [([k], outs[k]["frames"]) for k in STREAMS],
         )
         yield counter("frames_dropped", "Frames dropped because the output queue was full.", s.dropped_frames)
+        yield counter(
+            "output_cut_frames_dropped",
+            "Rests of cut frames dropped because the receiver was replaced (re-plug, power cycle) or reset meanwhile.",
+            s.cut_frames_dropped,
+        )
         yield counter("reconnects", "Input reconnects.", s.reconnects)
         yield counter(
             "input_garbage_bytes", "Input bytes discarded as no valid frame (corrupt or cut off).", s.garbage_bytes

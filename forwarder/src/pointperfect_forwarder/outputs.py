@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import socket
 
 import serial
+
+# open() errors that mean the device node is not there (USB unplug, power cycle): whatever was cut meanwhile is lost
+GONE_ERRNOS = (errno.ENOENT, errno.ENODEV, errno.ENXIO)
 
 
 class Output:
@@ -47,6 +51,12 @@ class Output:
         """Bytes the receiver sent (waits up to ~0.2 s); b"" when none."""
         return b""
 
+    def identity(self) -> tuple[int, int, int] | None:
+        """(st_dev, st_ino, st_rdev) of the open device node or file; None when unknown (TCP: a new connection may
+        reach the same device). A different identity after a reopen means another (e.g. re-plugged) device."""
+        st = os.fstat(self.fileno())
+        return st.st_dev, st.st_ino, st.st_rdev
+
     def close(self) -> None:
         raise NotImplementedError
 
@@ -65,7 +75,9 @@ class SerialOutput(Output):
             # exclusive: one process owns the port for both the corrections and the NMEA it reads back
             self._ser = serial.Serial(self.target, self.baudrate, timeout=1.0, exclusive=True)
         except serial.SerialException as exc:
-            raise OSError(str(exc)) from None
+            err = OSError(str(exc))
+            err.errno = exc.errno  # ENOENT etc.: the writer tells a vanished device from a busy one
+            raise err from None
 
     def fileno(self) -> int:
         # pyserial opens the port non-blocking; writing to its descriptor (not Serial.write, which loses the count
@@ -109,6 +121,9 @@ class TcpOutput(Output):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sock.setblocking(False)
         self._sock = sock
+
+    def identity(self) -> None:
+        return None
 
     def fileno(self) -> int:
         sock = self._sock

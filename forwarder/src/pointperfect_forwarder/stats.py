@@ -27,6 +27,7 @@ class Stats:
         self.input_error: str | None = None
         self.in_streams = {s: {"frames": 0, "bytes": 0} for s in STREAMS}
         self.garbage_bytes = 0
+        self.corrections_subscribed: str | None = None  # MQTT: the correction topic whose SUBACK arrived
         # output
         self.output_type = output_type
         self.target = target
@@ -36,6 +37,7 @@ class Stats:
         self.out_streams = {s: {"frames": 0, "bytes": 0} for s in STREAMS}
         self.dropped_frames = 0
         self.dropped_bytes = 0
+        self.cut_frames_dropped = 0  # rests of cut frames dropped: the receiver was replaced or reset meanwhile
         self.output_error: str | None = None
         # keys and receiver
         self.keys_last_sent_at: float | None = None
@@ -61,9 +63,10 @@ class Stats:
 
     def set_input(self, state: str, error: str | None = None) -> None:
         with self.lock:
-            if state == "connected" and self.input_state != "connected":
+            # set at the session's first `connected`; kept while a later subscription is awaited (`subscribing`)
+            if state == "connected" and self.connected_since is None:
                 self.connected_since = time.time()
-            elif state != "connected":
+            elif state not in ("connected", "subscribing"):
                 self.connected_since = None
             self.input_state = state
             if error is not None:
@@ -104,6 +107,10 @@ class Stats:
         with self.lock:
             self.dropped_frames += 1
             self.dropped_bytes += size
+
+    def cut_frame_dropped(self) -> None:
+        with self.lock:
+            self.cut_frames_dropped += 1
 
     def last_data_age(self, now_mono: float | None = None) -> float | None:
         if self.last_data_mono is None:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from .backoff import Backoff
 from .framing import Frame
-from .outputs import Output
+from .outputs import GONE_ERRNOS, Output
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,11 @@ class Writer:
     with one non-blocking write (no hand-off, no wake-up of another thread). Everything else goes through the
     queue to the writer thread: what did not fit, frames arriving while a write is running, and the rest of a cut
     frame, which goes out before anything else, also after a reopen, so the receiver still sees it whole.
+
+    The rest of a cut frame is finished only for the same receiver: after a stall, or a reopen of the same device
+    node. When the node vanished meanwhile (an open failed with ENOENT/ENODEV/ENXIO, or the reopened node is another
+    one: st_dev/st_ino/st_rdev), or a receiver reset was detected (`drop_cut`), the receiver's parser restarted and
+    the rest would be garbage to it: it is dropped and counted (`cut_frames_dropped`).
 
     Priority frames (keys, receiver configuration) are written before any queued correction. The queue is bounded
     by `queue_bytes`: when full, the oldest corrections are dropped (and counted) to make room for new ones.
@@ -66,6 +71,8 @@ class Writer:
         self._stop = threading.Event()
         self._failed_generation: int | None = None
         self.generation = 0
+        self._identity: tuple | None = None  # the open device node (Output.identity) of the last successful open
+        self._gone = False  # the device node was missing at an open attempt since then
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
 
     # --- producer side ---------------------------------------------------------------------------------------------
@@ -96,6 +103,11 @@ class Writer:
 
     def queued_bytes(self) -> int:
         return self._queued
+
+    def drop_cut(self, reason: str) -> bool:
+        """The receiver restarted (reset detected): the rest of a cut frame would be garbage to it; True if dropped."""
+        with self._cond:
+            return self._drop_tail(reason)
 
     def fail(self, generation: int, reason: str) -> None:
         """The reader saw the output fail: the writer thread closes and reopens it."""
@@ -148,9 +160,26 @@ class Writer:
         """A frame that is not (all) out yet goes first: its rest if it was cut, else the whole of it."""
         if done:
             self._tail = (frame, done, priority)
+            log.info("output %s %s: a frame was cut after %d of %d bytes", *self._names(), done, len(frame.data))
         else:
             (self._high if priority else self._normal).appendleft(frame)
             self._queued += len(frame.data)
+
+    def _drop_tail(self, reason: str) -> bool:
+        """Drop the rest of a cut frame (under _cond, or in the writer thread while it owns the output)."""
+        if self._tail is None:
+            return False
+        frame, done, _priority = self._tail
+        self._tail = None
+        self.stats.cut_frame_dropped()
+        log.warning(
+            "output %s %s: dropped the rest of a cut frame (%d of %d bytes were out): %s",
+            *self._names(),
+            done,
+            len(frame.data),
+            reason,
+        )
+        return True
 
     def _failed(self, generation: int, reason: str) -> None:
         if generation == self.generation and self._failed_generation is None:
@@ -177,12 +206,22 @@ class Writer:
         try:
             self.output.open()
         except OSError as exc:
+            if exc.errno in GONE_ERRNOS:
+                self._gone = True
             reason = _reason(exc)
             if self.stats.output_error != reason or self.backoff.attempt == 0:
                 log.warning("output %s %s: cannot open: %s", *self._names(), reason)
             self.stats.output_error = reason
             self.stats.output_state = "closed"
             return False
+        try:
+            identity = self.output.identity()
+        except (OSError, NotImplementedError):
+            identity = None
+        with self._cond:
+            if self._gone or (identity is not None and self._identity is not None and identity != self._identity):
+                self._drop_tail("the device was replaced (re-plugged or power-cycled)")
+        self._identity, self._gone = identity, False
         self.generation += 1
         self._failed_generation = None
         self.backoff.reset()

@@ -75,12 +75,15 @@ class Input:
             first = False
             self.stats.set_input("connecting")
             delay = None
+            frames_before = self.stats.input_frames
             try:
                 delay = self.session()
             except Exception as exc:  # a session must never take the daemon down
                 log.exception("%s input: unexpected error", self.kind)
                 self.stats.set_input("backoff", f"internal error: {exc.__class__.__name__}")
-            self.backoff.session_ended()
+            # what the session did decides the next delay: one that delivered frames starts again at backoff.initial
+            delivered = self.stats.input_frames > frames_before
+            fresh = self.backoff.session_ended(delivered)
             if self._stop.is_set():
                 break
             if self.stats.input_state == "auth_failed":
@@ -88,7 +91,11 @@ class Input:
             else:
                 self.stats.set_input("backoff")
                 wait = delay if delay is not None else self.backoff.next_delay()
-            log.info("%s input: reconnecting in %.1f s", self.kind, wait)
+            why = ""
+            if fresh:
+                what = "delivered data" if delivered else "lasted backoff.reset_after"
+                why = f" (the session {what}: backoff restarts)"
+            log.info("%s input: reconnecting in %.1f s%s", self.kind, wait, why)
             self._stop.wait(wait)
 
     def session(self) -> float | None:

@@ -1,5 +1,12 @@
 """MQTT input (paho-mqtt): mutual TLS, key topic first, then AssistNow (full set once, then updates), the L-band
-frequencies, and the one correction topic of the chosen region (switched when the region changes)."""
+frequencies, and the one correction topic of the chosen region (switched when the region changes).
+
+State: `subscribing` from CONNACK until every subscription of the session so far is acknowledged (SUBACK), then
+`connected`. A correction topic subscribed later (a region chosen after connecting, a region switch) puts the session
+back to `subscribing` until its SUBACK; `connected_since` keeps the session's first `connected`. A refused key,
+correction or frequencies subscription keeps it `subscribing` (with the refusal in `last_error`), and a session still
+`subscribing` after `watchdog.no_data_timeout` is closed and reconnected. A refused AssistNow subscription is only
+reported: it does not stop corrections."""
 
 from __future__ import annotations
 
@@ -38,6 +45,10 @@ class MqttInput(Input):
         self._connected = False
         self._closed = False
         self._key_mid: int | None = None
+        # SUBSCRIBE packets awaiting their SUBACK: mid -> [(topic, essential)], in the packet's order
+        self._pending: dict[int, list[tuple[str, bool]]] = {}
+        self._denied: dict[str, str] = {}  # essential topics the broker refused: topic -> reason code
+        self._subscribing_since = 0.0  # monotonic start of the current `subscribing` phase
         self._refused: str | None = None
         self._rest = False  # the topics after the key topic are subscribed
         self._corrections: str | None = None  # the one subscribed correction topic
@@ -58,24 +69,46 @@ class MqttInput(Input):
             log.warning("mqtt input: broker refused connection: %s", name)
             return
         self._connected = True
-        self.stats.set_input("connected")
+        self._subscribing()
         self.backoff.session_started()
-        log.info("mqtt input: connected to %s:%d", self.cfg.host, self.cfg.port)
+        log.info("mqtt input: connected to %s:%d, subscribing", self.cfg.host, self.cfg.port)
         if self.cfg.key_topic:
             # keys first: their retained message is queued before any correction
-            _result, self._key_mid = client.subscribe(self.cfg.key_topic, 0)
+            self._key_mid = self._subscribe(client, [(self.cfg.key_topic, True)])
         else:
             self._subscribe_rest(client)
+        self._update_state()
+
+    def _subscribe(self, client, topics: list[tuple[str, bool]]) -> int | None:
+        """One SUBSCRIBE (QoS 0) of (topic, essential) pairs, tracked until its SUBACK; returns its mid."""
+        result, mid = client.subscribe([(topic, 0) for topic, _essential in topics])
+        if result == paho.MQTT_ERR_SUCCESS:  # else the connection is gone: the session loop ends it
+            self._pending[mid] = list(topics)
+            return mid
+        return None
+
+    def _subscribing(self) -> None:
+        if self.stats.input_state != "subscribing":
+            self._subscribing_since = time.monotonic()
+            self.stats.set_input("subscribing")
+
+    def _update_state(self) -> None:
+        """`connected` once nothing awaits a SUBACK and no essential subscription was refused."""
+        if self._pending or self._denied:
+            self._subscribing()
+        elif self.stats.input_state == "subscribing":
+            self.stats.set_input("connected")
+            log.info("mqtt input: subscriptions acknowledged: connected")
 
     def _subscribe_rest(self, client) -> None:
         topics = []
         if self._mga_full:
             wanted = self._mga_full if self.pipeline.assistnow_full_wanted() else self._mga_updates
-            topics.append((wanted, 0))
+            topics.append((wanted, False))  # optional: a plan without AssistNow still gets its corrections
         if self.cfg.frequencies_topic:
-            topics.append((self.cfg.frequencies_topic, 0))
+            topics.append((self.cfg.frequencies_topic, True))
         if topics:
-            client.subscribe(topics)
+            self._subscribe(client, topics)
         self._rest = True
         self._follow_region(client)
 
@@ -88,16 +121,30 @@ class MqttInput(Input):
         if old is not None:
             client.unsubscribe(old)
             self._framers.pop(old, None)
+            self._denied.pop(old, None)
+            for topics in self._pending.values():  # a SUBACK still due for the old topic no longer matters
+                topics[:] = [(t, essential and t != old) for t, essential in topics]
+            self.stats.corrections_subscribed = None
             log.info("mqtt input: unsubscribed %s", old)
         self._corrections = wanted
         if wanted is not None:
             self._framers.pop(wanted, None)  # a fresh framer: nothing of an earlier subscription prefixes it
             self._corrections_since = time.monotonic()
-            client.subscribe(wanted, 0)
+            self._subscribe(client, [(wanted, True)])
             log.info("mqtt input: subscribed %s", wanted)
+        self._update_state()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
-        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        topics = self._pending.pop(mid, [])
+        refused = []
+        for i, rc in enumerate(reason_codes):
+            topic, essential = topics[i] if i < len(topics) else ("?", False)
+            if rc.is_failure:
+                refused.append(f"{topic} ({rc})")
+                if essential:
+                    self._denied[topic] = str(rc)
+            elif topic == self._corrections:
+                self.stats.corrections_subscribed = topic  # health: the chosen region's topic is acknowledged
         if refused:
             msg = f"subscription refused: {', '.join(refused)}"
             self.stats.set_input(self.stats.input_state, msg)
@@ -105,6 +152,7 @@ class MqttInput(Input):
         if mid == self._key_mid:
             self._key_mid = None
             self._subscribe_rest(client)
+        self._update_state()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._closed = True
@@ -141,7 +189,7 @@ class MqttInput(Input):
                 # full set received once: from now on only the updates
                 self.pipeline.assistnow_full_done()
                 client.unsubscribe(self._mga_full)
-                client.subscribe(self._mga_updates, 0)
+                client.subscribe(self._mga_updates, 0)  # optional and later: not awaited (stays `connected`)
             return
         if topic != self._corrections:
             return  # still in flight from a topic left on a region switch
@@ -168,6 +216,9 @@ class MqttInput(Input):
         self._connected = self._closed = False
         self._refused = None
         self._key_mid = None
+        self._pending.clear()
+        self._denied.clear()
+        self.stats.corrections_subscribed = None
         self._rest = False
         self._corrections = None
         for framer in self._framers.values():
@@ -200,6 +251,16 @@ class MqttInput(Input):
                     continue
                 if self._rest:
                     self._follow_region(client)
+                if self._pending or self._denied:
+                    waited = time.monotonic() - self._subscribing_since
+                    if waited > self.no_data_timeout:
+                        denied = ", ".join(f"{t} ({rc})" for t, rc in self._denied.items())
+                        why = f"subscription refused: {denied}" if denied else "no SUBACK"
+                        msg = f"{why} after {waited:.0f} s: reconnecting"
+                        self.stats.set_input("backoff", msg)
+                        log.warning("mqtt input: %s", msg)
+                        break
+                    continue  # the watchdog starts at the SUBACK
                 if self._corrections is None:
                     continue  # no correction topic (L-band, or no region yet): keys and frequencies come rarely
                 silent = self.silent_for(self._corrections_since)
