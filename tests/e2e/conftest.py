@@ -183,15 +183,18 @@ def inventory(fleet, lab, e2e_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def playbook(ansible_env, fleet, inventory, e2e_dir):
-    """run(playbook, *args) -> Run; the MQTT token comes from the controller environment, as documented."""
-    env = fleet.ansible_env(ansible_env)
-    env["POINTPERFECT_ZTP_TOKEN"] = MQTT_TOKEN
+    """run(playbook, *args, env=...) -> Run; the MQTT token comes from the controller environment, as documented
+    (`env` adds to or overrides that environment for one run)."""
+    base_env = fleet.ansible_env(ansible_env)
+    base_env["POINTPERFECT_ZTP_TOKEN"] = MQTT_TOKEN
     log = e2e_dir / "ansible.log"
 
-    def run(name: str, *args: str, timeout: float = 600) -> Run:
+    def run(name: str, *args: str, timeout: float = 600, env: dict | None = None) -> Run:
         argv = [ANSIBLE_PLAYBOOK, f"gnss.pointperfect.{name}", "-i", str(inventory), *args]
         t0 = time.monotonic()
-        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(
+            argv, env={**base_env, **(env or {})}, capture_output=True, text=True, timeout=timeout, check=False
+        )
         out = proc.stdout + proc.stderr
         with log.open("a") as f:
             f.write(f"\n===== {' '.join(argv)} (rc {proc.returncode})\n{out}")

@@ -12,6 +12,7 @@ import urllib.request
 
 import pytest
 from pointperfect_sim import frames as F
+from pointperfect_sim.lab import free_port
 
 from .conftest import (
     CASTER_PASSWORD,
@@ -307,9 +308,11 @@ def test_lband_gateway_relays_the_d9s(lab, fleet, receivers, d9s):
 
 
 def test_second_run_changes_nothing_and_calls_no_api(lab, fleet, playbook):
+    """A nightly no-op run needs no secret: no token in the environment nor in the inventory (the extra var beats
+    the host_vars tokens), and valid credentials mean no API call, so nothing asks for one."""
     before = lab.sim.calls()
     invocations = {gw.name: show(gw, "InvocationID") for gw in fleet.gateways}
-    run = playbook("provision")
+    run = playbook("provision", "-e", "pointperfect_ztp_token=", env={"POINTPERFECT_ZTP_TOKEN": ""})
     TIMINGS["idempotent"] = run.seconds
     assert run.rc == 0, run.out[-6000:]
     assert run.changed() == {name: 0 for name in gateways(fleet)}, run.out[-6000:]
@@ -363,6 +366,51 @@ def test_mac_hardware_id_source_in_check_mode(lab, fleet, playbook):
     else:  # no default IPv4 route on this machine: the role says which fact is missing
         assert run.rc != 0
         assert "make sure the mac fact exists on gw-01" in run.out
+
+
+def test_rolling_upgrade_stops_after_a_batch_with_a_failing_gateway(lab, fleet, playbook, inventory):
+    """Batches of 2 (gw-01/02, gw-03/04, gw-05/06, gw-07); a config change restarts each batch's forwarders. gw-03
+    gets a broker port nobody listens on, so its health gate fails: its batch finishes (gw-04 upgraded), the run
+    fails and the later batches are not touched. A default run then restores the whole fleet."""
+    by_name = gateways(fleet)
+    invocations = {name: show(gw, "InvocationID") for name, gw in by_name.items()}
+    broken = inventory / "host_vars" / "gw-03.yml"
+    assert not broken.exists()
+    broken.write_text(f"pointperfect_mqtt_port: {free_port()}\n")
+    try:
+        run = playbook(
+            "provision",
+            "-e",
+            "pointperfect_batch_size=2",
+            "-e",
+            "pointperfect_summary_interval=11",
+            "-e",
+            "pointperfect_health_timeout=15",
+        )
+    finally:
+        broken.unlink()
+    TIMINGS["rolling_stopped"] = run.seconds
+    assert run.rc != 0, run.out[-6000:]
+    assert set(run.recap) == {"gw-01", "gw-02", "gw-03", "gw-04"}, run.recap  # the later batches never started
+    assert run.recap["gw-03"]["failed"] == 1, run.recap
+    assert "gw-03: the forwarder did not report its input connected within 15 s" in run.out, run.out[-6000:]
+    assert "the rolling upgrade stops here: gw-03 failed or could not be reached, so gw-05, gw-06, gw-07" in run.out
+    for name in ("gw-01", "gw-02", "gw-04"):  # upgraded and healthy (gw-04 carries the stop of its batch)
+        assert run.recap[name]["changed"] > 0, run.recap
+        assert show(by_name[name], "InvocationID") != invocations[name], name
+    assert run.recap["gw-01"]["failed"] == 0 and run.recap["gw-02"]["failed"] == 0, run.recap
+    for name in ("gw-05", "gw-06", "gw-07"):
+        gw = by_name[name]
+        assert show(gw, "InvocationID") == invocations[name], name
+        assert json.loads(sh(gw, "cat /etc/pointperfect/forwarder.json"))["health"]["summary_interval"] == 10
+
+    # the default rolling run (batches of 5) restores the inventory's config everywhere, gw-03 included
+    run = playbook("provision")
+    TIMINGS["rolling_restore"] = run.seconds
+    assert run.rc == 0, run.out[-6000:]
+    for gw in fleet.gateways:
+        assert json.loads(sh(gw, "cat /etc/pointperfect/forwarder.json"))["health"]["summary_interval"] == 10
+    wait_connected(fleet.gateways)
 
 
 def test_rotation_of_one_device_changes_and_restarts_only_that_host(lab, fleet, receivers, playbook, inventory):

@@ -1,8 +1,12 @@
 # Controller helper of the gateway role: builds (once, cached) the offline wheelhouse of the forwarder and its deps.
 # Prints one JSON object: name, version, build_id, path, tar, pip_wheel, built. Run with the controller's Python.
 # The wheels are also packed into one uncompressed tar next to the directory, so the role copies one file.
+# Standard library only, Python 3.10+ (every controller Python ansible-core 2.17+ supports): no tomllib (3.11+).
+# A failure exits 1 with ONE line on stderr naming its cause; the role shows that line.
 import argparse
+import ast
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -12,8 +16,6 @@ import sys
 import tarfile
 import tempfile
 from pathlib import Path
-
-import tomllib
 
 SKIP_DIRS = {"tests", "build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv"}
 
@@ -27,10 +29,31 @@ def source_files(src: Path) -> list[Path]:
     return files
 
 
+def project_table(text: str) -> dict[str, str]:
+    """The single-line string keys of pyproject.toml's [project] table (name, version): all this script needs, read
+    without tomllib (Python 3.11+) so that a 3.10 controller works too."""
+    values: dict[str, str] = {}
+    in_project = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            in_project = line.split("#", 1)[0].strip() == "[project]"
+            continue
+        found = re.match(r"""^([A-Za-z0-9_-]+)\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*')\s*(?:#.*)?$""", line)
+        if in_project and found:
+            values[found.group(1)] = ast.literal_eval(found.group(2))
+    return values
+
+
 def project_meta(src: Path) -> tuple[str, str]:
     """Distribution name and version from pyproject.toml (static, or __version__ when declared dynamic)."""
-    project = tomllib.loads((src / "pyproject.toml").read_text())["project"]
-    name, version = project["name"], project.get("version")
+    try:
+        project = project_table((src / "pyproject.toml").read_text())
+    except (OSError, ValueError, SyntaxError) as exc:
+        sys.exit(f"cannot read {src}/pyproject.toml: {exc}")
+    name, version = project.get("name"), project.get("version")
+    if not name:
+        sys.exit(f"no [project] name in {src}/pyproject.toml")
     if not version:
         for init in sorted(src.glob("src/*/__init__.py")) + sorted(src.glob("*/__init__.py")):
             found = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", init.read_text(), re.MULTILINE)
@@ -55,13 +78,30 @@ def build(src: Path, dest: Path, pip_version: str, pip_args: list[str]) -> None:
         cmd += [*pip_args, str(copy), f"pip=={pip_version}"]
         run = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if run.returncode:
-            sys.exit(f"pip wheel failed ({run.returncode}): {(run.stderr or run.stdout).strip()[-2000:]}")
+            sys.exit(f"pip wheel failed ({run.returncode}) on the controller: {pip_error(run.stderr or run.stdout)}")
         impure = sorted(w.name for w in out.glob("*.whl") if not w.name.endswith("-none-any.whl"))
         if impure:
             sys.exit(f"the wheelhouse must be pure Python to fit every gateway, got: {', '.join(impure)}")
         if dest.exists():
             shutil.rmtree(dest)
         out.rename(dest)
+
+
+def pip_error(output: str) -> str:
+    """pip's first ERROR: line (else its last line), on one line."""
+    lines = [" ".join(line.split()) for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    return (errors[0] if errors else lines[-1] if lines else "no output")[:500]
+
+
+def require_pip() -> None:
+    """The build runs `python -m pip wheel`: a controller Python without pip is named in one line."""
+    if importlib.util.find_spec("pip") is None:
+        version = ".".join(map(str, sys.version_info[:3]))
+        sys.exit(
+            f"the controller Python {sys.executable} ({version}) has no pip, which builds the forwarder wheelhouse: "
+            "install python3-pip (or pip into that venv) or set pointperfect_controller_python to a Python with pip"
+        )
 
 
 def pack(path: Path) -> Path:
@@ -106,6 +146,8 @@ def main() -> None:
     path = args.cache_dir.expanduser().resolve() / f"wheelhouse-{build_id}"
 
     built = False
+    if not path.is_dir():
+        require_pip()  # also in check mode (--no-build): it predicts the failure of the real run
     if not path.is_dir() and not args.no_build:
         build(src, path, args.pip_version, args.pip_arg)
         built = True

@@ -1,11 +1,13 @@
-"""Checks of monitoring/: alert rules (promtool check + unit test), dashboard metrics against Contract 4, and the
-scrape config example and generator."""
+"""Checks of monitoring/: alert rules (promtool check + unit test), dashboard metrics against Contract 4, the scrape
+config example, the file_sd targets generator and the node_exporter textfile exporter."""
 
+import http.server
 import json
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -132,22 +134,16 @@ def test_scrape_example_is_valid(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_scrape_config_generated_from_inventory(tmp_path, ansible_env):
+def _generate_targets(tmp_path, ansible_env, inventory_text, *extra):
     inventory = tmp_path / "hosts.ini"
-    inventory.write_text(
-        "[pointperfect_gateways]\ngw-b ansible_host=gw-b.lab.invalid\n"
-        "gw-a pointperfect_metrics_host=10.9.9.9 pointperfect_metrics_port=9700\n"
-        "[other]\nnot-a-gateway\n"
-    )
-    out = tmp_path / "out" / "prometheus.yml"
-    proc = subprocess.run(
+    inventory.write_text(inventory_text)
+    return subprocess.run(
         [
             str(Path(sys.executable).parent / "ansible-playbook"),
             "-i",
             str(inventory),
             str(REPO / "playbooks" / "prometheus_scrape_config.yml"),
-            "-e",
-            f"pointperfect_scrape_file={out}",
+            *extra,
         ],
         env=ansible_env,
         capture_output=True,
@@ -155,15 +151,146 @@ def test_scrape_config_generated_from_inventory(tmp_path, ansible_env):
         timeout=300,
         check=False,
     )
+
+
+def test_file_sd_targets_generated_from_inventory(tmp_path, ansible_env):
+    """A file_sd targets file (not a prometheus.yml): one target per gateway, the address Prometheus can reach, and a
+    warning naming the gateways whose metrics listen on loopback only (the role's default)."""
+    prometheus_dir = tmp_path / "prometheus"
+    (prometheus_dir / "targets").mkdir(parents=True)
+    shutil.copy(MON / "prometheus" / "scrape-example.yml", prometheus_dir / "prometheus.yml")
+    shutil.copy(ALERTS, prometheus_dir / "alerts.yml")
+    users_config = (prometheus_dir / "prometheus.yml").read_text()
+    out = prometheus_dir / "targets" / "pointperfect-fleet.yml"
+    proc = _generate_targets(
+        tmp_path,
+        ansible_env,
+        "[pointperfect_gateways]\n"
+        "gw-b ansible_host=gw-b.lab.invalid\n"
+        "gw-a pointperfect_metrics_host=10.9.9.9 pointperfect_metrics_port=9700\n"
+        "gw-c ansible_host=192.0.2.3 pointperfect_metrics_address=10.8.0.3\n"
+        "gw-d ansible_host=192.0.2.4 pointperfect_metrics_address=0.0.0.0 pointperfect_metrics_port=9662\n"
+        "[other]\nnot-a-gateway\n",
+        "-e",
+        f"pointperfect_targets_file={out}",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    config = yaml.safe_load(out.read_text())
-    job = config["scrape_configs"][0]
-    assert job["job_name"] == "pointperfect-forwarder"
-    assert job["static_configs"] == [
+    assert yaml.safe_load(out.read_text()) == [
         {"targets": ["10.9.9.9:9700"], "labels": {"gateway": "gw-a"}},
         {"targets": ["gw-b.lab.invalid:9661"], "labels": {"gateway": "gw-b"}},
+        {"targets": ["10.8.0.3:9661"], "labels": {"gateway": "gw-c"}},
+        {"targets": ["192.0.2.4:9662"], "labels": {"gateway": "gw-d"}},
     ]
+    assert (prometheus_dir / "prometheus.yml").read_text() == users_config
+    assert "1 gateway(s) serve metrics on 127.0.0.1 only" in proc.stdout and "gw-b." in proc.stdout
     if shutil.which("promtool"):
-        shutil.copy(ALERTS, out.parent / "alerts.yml")
-        check = subprocess.run(["promtool", "check", "config", str(out)], capture_output=True, text=True, check=False)
+        check = subprocess.run(
+            ["promtool", "check", "config", str(prometheus_dir / "prometheus.yml")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert check.returncode == 0, check.stdout + check.stderr
+
+    as_json = tmp_path / "targets.json"
+    proc = _generate_targets(
+        tmp_path,
+        ansible_env,
+        "[pointperfect_gateways]\ngw-x ansible_host=192.0.2.9 pointperfect_metrics_address=192.0.2.9\n",
+        "-e",
+        f"pointperfect_targets_file={as_json}",
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(as_json.read_text()) == [{"targets": ["192.0.2.9:9661"], "labels": {"gateway": "gw-x"}}]
+    assert "127.0.0.1 only" not in proc.stdout
+
+
+def test_file_sd_generator_refuses_an_inventory_without_gateways(tmp_path, ansible_env):
+    proc = _generate_targets(
+        tmp_path, ansible_env, "[other]\nnot-a-gateway\n", "-e", f"pointperfect_targets_file={tmp_path / 't.yml'}"
+    )
+    assert proc.returncode != 0 and "no host in group pointperfect_gateways" in proc.stdout
+    assert not (tmp_path / "t.yml").exists()
+
+
+TEXTFILE = MON / "textfile"
+SAMPLE_METRICS = (
+    "# HELP pointperfect_forwarder_up The forwarder process is running.\n"
+    "# TYPE pointperfect_forwarder_up gauge\n"
+    "pointperfect_forwarder_up 1.0\n"
+    "# HELP pointperfect_forwarder_reconnects_total Input reconnects.\n"
+    "# TYPE pointperfect_forwarder_reconnects_total counter\n"
+    "pointperfect_forwarder_reconnects_total 2.0\n"
+)
+
+
+class _Metrics(http.server.BaseHTTPRequestHandler):
+    body = SAMPLE_METRICS
+
+    def do_GET(self):
+        data = self.body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def _textfile(url, directory):
+    return subprocess.run(
+        [sys.executable, str(TEXTFILE / "pointperfect-metrics-textfile.py"), "--url", url, "--dir", str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_textfile_exporter_copies_the_metrics_and_reports_down(tmp_path):
+    """The node_exporter route: the metrics copied as they are while the forwarder answers, `up 0` once it does not,
+    one *.prom file replaced atomically (no temporary file left)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Metrics)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    try:
+        run = _textfile(url, tmp_path)
+        assert run.returncode == 0, run.stderr
+        assert (tmp_path / "pointperfect.prom").read_text() == SAMPLE_METRICS
+        if shutil.which("promtool"):
+            check = subprocess.run(
+                ["promtool", "check", "metrics"], input=SAMPLE_METRICS, capture_output=True, text=True, check=False
+            )
+            assert check.returncode == 0, check.stdout + check.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    run = _textfile(url, tmp_path)
+    assert run.returncode == 0 and "writing pointperfect_forwarder_up 0" in run.stderr
+    down = (tmp_path / "pointperfect.prom").read_text()
+    assert down.splitlines()[-1] == "pointperfect_forwarder_up 0" and "reconnects" not in down
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pointperfect.prom"]
+
+
+def test_textfile_units_fit_the_script_and_the_role_defaults():
+    service = (TEXTFILE / "pointperfect-metrics-textfile.service").read_text()
+    timer = (TEXTFILE / "pointperfect-metrics-textfile.timer").read_text()
+    defaults = yaml.safe_load((REPO / "roles" / "gateway" / "defaults" / "main.yml").read_text())
+    address, port = defaults["pointperfect_metrics_address"], defaults["pointperfect_metrics_port"]
+    assert f"--url http://{address}:{port}/metrics" in service
+    assert "/usr/local/libexec/pointperfect-metrics-textfile.py" in service and "Type=oneshot" in service
+    assert "IPAddressAllow=localhost" in service and "OnUnitActiveSec=15s" in timer
+    readme = (MON / "README.md").read_text()
+    for name in ("pointperfect-metrics-textfile.py", "pointperfect-metrics-textfile.service", "timer"):
+        assert name in readme
+    if shutil.which("systemd-analyze"):
+        check = subprocess.run(
+            ["systemd-analyze", "verify", "--man=no", str(TEXTFILE / "pointperfect-metrics-textfile.timer")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert check.returncode == 0, check.stdout + check.stderr

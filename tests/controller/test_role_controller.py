@@ -1,0 +1,321 @@
+"""The gateway role's controller side (issue 14, items 1 and 3), run for real with ansible-playbook on localhost:
+the wheelhouse step on every supported controller Python (3.10 has no tomllib), a controller Python without pip named
+in one line, and every message the role builds rendered on one line (ansible-core 2.19 keeps newlines that older
+versions folded)."""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import tomllib
+
+REPO = Path(__file__).resolve().parents[2]
+WHEELHOUSE = REPO / "roles" / "gateway" / "files" / "wheelhouse.py"
+PLAYBOOK_BIN = str(Path(sys.executable).with_name("ansible-playbook"))
+PY310 = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10.*/bin/python")))
+MARKER = "/opt/pointperfect/venv/.pointperfect-build"
+UNIT = "/etc/systemd/system/pointperfect-forwarder.service"
+FATAL = re.compile(r"^fatal: \[localhost\]: FAILED! => (\{.*\})$", re.M)
+
+
+def role_dir(collections_path: str) -> Path:
+    return Path(collections_path) / "ansible_collections" / "gnss" / "pointperfect" / "roles" / "gateway"
+
+
+@pytest.fixture(scope="module")
+def py310() -> str:
+    if not PY310:
+        pytest.skip("no Python 3.10 under ~/.pyenv/versions/3.10.* (pyenv install 3.10) for the controller test")
+    return PY310[-1]
+
+
+@pytest.fixture(scope="module")
+def no_pip_python(tmp_path_factory) -> str:
+    """A venv of this Python created without pip: a controller Python that cannot run `pip wheel`."""
+    where = tmp_path_factory.mktemp("nopip") / "venv"
+    venv.EnvBuilder(with_pip=False).create(where)
+    python = where / "bin" / "python"
+    assert subprocess.run([python, "-c", "import pip"], capture_output=True, check=False).returncode != 0
+    return str(python)
+
+
+def load_wheelhouse():
+    spec = importlib.util.spec_from_file_location("wheelhouse_under_test", WHEELHOUSE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_install_step(ansible_env, tmp_path: Path, controller_python: str, cache: Path) -> tuple[int, str]:
+    """The role's install tasks (the controller wheelhouse step first) in check mode on localhost, as a gateway
+    whose probe found no build marker and no unit."""
+    play = tmp_path / "install.yml"
+    play.write_text(
+        "- hosts: localhost\n"
+        "  gather_facts: false\n"
+        "  tasks:\n"
+        "    - ansible.builtin.include_role:\n"
+        "        name: gnss.pointperfect.gateway\n"
+        "        tasks_from: install\n"
+    )
+    extra = tmp_path / "vars.json"
+    extra.write_text(
+        json.dumps(
+            {
+                "pointperfect_controller_python": controller_python,
+                "pointperfect_wheelhouse_cache_dir": str(cache),
+                "__pointperfect_probe": {"contents": {MARKER: None, UNIT: None}},
+                "ansible_python_interpreter": sys.executable,
+            }
+        )
+    )
+    argv = [PLAYBOOK_BIN, "-i", "localhost,", "-c", "local", "--check", "-e", f"@{extra}", str(play)]
+    proc = subprocess.run(argv, env=ansible_env, capture_output=True, text=True, timeout=300, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def fatal_message(out: str) -> str:
+    found = FATAL.search(out)
+    assert found, out[-3000:]
+    return json.loads(found.group(1))["msg"]
+
+
+# ---------------------------------------------------------------- item 1: controller Python 3.10, pip
+
+
+@pytest.mark.parametrize("project", ["forwarder", "simulator"])
+def test_pyproject_fields_without_tomllib_match_tomllib(project):
+    text = (REPO / project / "pyproject.toml").read_text()
+    want = tomllib.loads(text)["project"]
+    got = load_wheelhouse().project_table(text)
+    assert got.get("name") == want["name"]
+    assert got.get("version") == want.get("version")
+
+
+def test_pyproject_reader_keeps_to_the_project_table():
+    text = (
+        '[build-system]\nrequires = ["setuptools>=61"]\nname = "not-this"\n'
+        "[project]\n"
+        'name = "pp-forwarder"  # the distribution\n'
+        "version = '1.2.3'\n"
+        'dependencies = [\n  "a==1",\n]\n'
+        '[tool.x]\nversion = "9"\n'
+    )
+    assert load_wheelhouse().project_table(text) == {"name": "pp-forwarder", "version": "1.2.3"}
+
+
+def test_wheelhouse_builds_with_python_310(py310, tmp_path):
+    """wheelhouse.py run by Python 3.10 builds the wheelhouse (pip wheel from the index or its mirror) and reports
+    the same build id as the Python that runs the tests."""
+    cache, src = tmp_path / "cache", tmp_path / "forwarder"  # a snapshot: the source may change during the test
+    shutil.copytree(REPO / "forwarder", src, ignore=shutil.ignore_patterns(*load_wheelhouse().SKIP_DIRS, "*.egg-info"))
+    argv = [str(WHEELHOUSE), "--src", str(src), "--cache-dir", str(cache), "--pip-version", "24.2"]
+    proc = subprocess.run([py310, *argv], capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["built"] is True and report["exists"] is True, report
+    assert report["name"] == "pointperfect-forwarder" and report["pip_wheel"] == "pip-24.2-py3-none-any.whl"
+    assert Path(report["tar"]).is_file()
+    wheels = sorted(p.name for p in Path(report["path"]).glob("*.whl"))
+    assert any(w.startswith("pointperfect_forwarder-") for w in wheels), wheels
+    again = subprocess.run([sys.executable, *argv, "--no-build"], capture_output=True, text=True, check=True)
+    assert json.loads(again.stdout)["build_id"] == report["build_id"]
+
+
+def test_role_wheelhouse_step_with_python_310(py310, ansible_env, tmp_path):
+    """The role's controller step with pointperfect_controller_python = Python 3.10 (check mode: it only reports)."""
+    rc, out = run_install_step(ansible_env, tmp_path, py310, tmp_path / "cache")
+    assert rc == 0, out[-4000:]
+    assert "would install pointperfect-forwarder 0.1.0-" in out, out[-4000:]
+
+
+def test_wheelhouse_without_pip_says_so_in_one_line(no_pip_python, tmp_path):
+    argv = [WHEELHOUSE, "--src", REPO / "forwarder", "--cache-dir", tmp_path / "cache", "--pip-version", "24.2"]
+    proc = subprocess.run([no_pip_python, *map(str, argv)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 1 and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert f"the controller Python {no_pip_python} " in lines[0] and "has no pip" in lines[0]
+    assert "install python3-pip" in lines[0] and "pointperfect_controller_python" in lines[0]
+
+
+def test_role_names_a_controller_python_without_pip(no_pip_python, ansible_env, tmp_path):
+    rc, out = run_install_step(ansible_env, tmp_path, no_pip_python, tmp_path / "cache")
+    assert rc != 0
+    msg = fatal_message(out)
+    assert "\n" not in msg and "  " not in msg, msg
+    assert msg.startswith("the forwarder wheelhouse step failed on the controller"), msg
+    assert "has no pip" in msg and "pointperfect_controller_python" in msg, msg
+    assert "from_json failed" not in out and "Expecting value" not in out, out[-3000:]
+
+
+def test_role_names_a_missing_controller_python(ansible_env, tmp_path):
+    rc, out = run_install_step(ansible_env, tmp_path, str(tmp_path / "no-such-python"), tmp_path / "cache")
+    assert rc != 0
+    msg = fatal_message(out)
+    assert "\n" not in msg and "cannot run pointperfect_controller_python" in msg, msg
+    assert "no-such-python (no such file); set it to a Python 3.10+ with pip" in msg, msg
+    assert "from_json failed" not in out and "Expecting value" not in out, out[-3000:]
+
+
+# ---------------------------------------------------------------- item 3: every role message on one line
+
+# Each scenario sets bad values (task vars) so that the role's message lists fill up; the counts are how many
+# messages each list must hold, so a check added later without a scenario shows up here.
+SCENARIOS = {
+    "errors": (
+        "__pointperfect_errors",
+        {
+            "pointperfect_ztp_throttle": -1,
+            "pointperfect_input": "bogus",
+            "pointperfect_fixed_position": {"lat": 100, "lon": 0},
+            "pointperfect_ntrip_tls": False,
+            "pointperfect_lband_baudrate": 0,
+            "pointperfect_output_type": "bogus",
+            "pointperfect_log_level": "bogus",
+            "__pointperfect_hardware_id": "gw 01/x",
+        },
+        8,
+    ),
+    "source_lband_on_ip_plan_over_ntrip": (
+        "__pointperfect_source_errors",
+        {"pointperfect_correction_source": "lband", "__pointperfect_ztp": {"plan": "ip", "service": "ntrip"}},
+        2,
+    ),
+    "source_ip_on_lband_plan_with_d9s": (
+        "__pointperfect_source_errors",
+        {
+            "pointperfect_correction_source": "ip",
+            "pointperfect_lband_device": "/dev/ttyACM1",
+            "__pointperfect_ztp": {"plan": "lband", "service": "mqtt"},
+        },
+        2,
+    ),
+    "install_enospc": (
+        "__pointperfect_install_failure",
+        {"__pointperfect_install_run": {"rc": 1, "stderr": "OSError: [Errno 28]\n   No space left on device\n"}},
+        1,
+    ),
+    "install_erofs": (
+        "__pointperfect_install_failure",
+        {"__pointperfect_install_run": {"rc": 1, "stderr": "OSError: [Errno 30] Read-only file system: '/opt'\n"}},
+        1,
+    ),
+    "install_pip_error": (
+        "__pointperfect_install_failure",
+        {"__pointperfect_install_run": {"rc": 1, "stderr": "ERROR: Could not find a version that satisfies   x\n"}},
+        1,
+    ),
+    "install_last_line": (
+        "__pointperfect_install_failure",
+        {"__pointperfect_install_run": {"rc": 2, "stdout": "", "stderr": "tar: x: Cannot open\n  tar:   giving up\n"}},
+        1,
+    ),
+    "wheelhouse_no_pip": (
+        "__pointperfect_wheelhouse_failure",
+        {"__pointperfect_wheelhouse_run": {"rc": 1, "stdout": "", "stderr": "warn\nPython  no pip\n"}},
+        1,
+    ),
+    "wheelhouse_no_python": (
+        "__pointperfect_wheelhouse_failure",
+        {"__pointperfect_wheelhouse_run": {"rc": 2, "msg": "[Errno 2] No such file or directory:\n b'/x'"}},
+        1,
+    ),
+    "health_gate": (
+        "__pointperfect_health_failure",
+        {
+            "__pointperfect_health": {
+                "gateway": {
+                    "service": {"state": "active", "main_pid": 7},
+                    "status": {
+                        "state": "ok",
+                        "data": {"pid": 7, "input": {"state": "backoff", "last_error": "refused\n  (port 1)"}},
+                    },
+                }
+            }
+        },
+        1,
+    ),
+}
+
+
+def test_every_role_message_is_one_line(ansible_env, collections_path, tmp_path):
+    """Renders each message list of vars/main.yml with ansible-playbook (the real templating of the installed
+    ansible-core) and checks every message is one line, without doubled or surrounding spaces."""
+    role = role_dir(collections_path)
+    tasks = []
+    for name, (variable, bad, _count) in SCENARIOS.items():
+        tasks.append(
+            {
+                "name": name,
+                "ansible.builtin.set_fact": {f"out_{name}": f"{{{{ {variable} }}}}"},
+                "vars": bad,
+            }
+        )
+    results = tmp_path / "messages.json"
+    tasks.append(
+        {
+            "name": "write",
+            "ansible.builtin.copy": {
+                "content": "{{ {" + ", ".join(f"'{n}': out_{n}" for n in SCENARIOS) + "} | to_json }}",
+                "dest": str(results),
+                "mode": "0600",
+            },
+        }
+    )
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars_files": [str(role / "defaults" / "main.yml"), str(role / "vars" / "main.yml")],
+            "vars": {
+                "role_path": str(role),
+                "pointperfect_state": "present",
+                "pointperfect_hardware_id": "",
+                "__pointperfect_hardware_id": "pp-0123",
+                "__pointperfect_probe": {"contents": {}, "stats": {}},
+            },
+            "tasks": tasks,
+        }
+    ]
+    playbook = tmp_path / "messages.yml"
+    playbook.write_text(json.dumps(play))
+    argv = [PLAYBOOK_BIN, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
+    proc = subprocess.run([*argv, str(playbook)], env=ansible_env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    rendered = json.loads(results.read_text())
+    for name, (_variable, _bad, count) in SCENARIOS.items():
+        value = rendered[name]
+        messages = value if isinstance(value, list) else [value]
+        assert len(messages) == count, (name, messages)
+        for msg in messages:
+            assert isinstance(msg, str) and msg, (name, msg)
+            assert "\n" not in msg and "  " not in msg and msg == msg.strip(), (name, msg)
+    assert "gw 01/x" in " ".join(rendered["errors"])
+    assert rendered["health_gate"].startswith("localhost: the forwarder did not report its input connected")
+    assert "input backoff: refused (port 1)" in rendered["health_gate"]
+
+
+# ---------------------------------------------------------------- item 6: tags
+
+
+def test_provision_lists_the_role_tags(ansible_env, tmp_path):
+    """node_exporter-style tags: `--list-tags` shows ztp, install, configure, service (and always: validation)."""
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("[pointperfect_gateways]\ngw-01 ansible_connection=local\n")
+    argv = [PLAYBOOK_BIN, "-i", str(inventory), "gnss.pointperfect.provision", "--list-tags"]
+    proc = subprocess.run(argv, env=ansible_env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    found = re.search(r"TASK TAGS: \[([^\]]*)\]", proc.stdout)
+    assert found, proc.stdout
+    assert sorted(t.strip() for t in found.group(1).split(",")) == ["always", "configure", "install", "service", "ztp"]
