@@ -71,14 +71,15 @@ def test_overrides(tmp_path):
 @pytest.mark.parametrize(
     ("cfg", "message"),
     [
-        ({"output": {"type": "tcp"}}, "output.host: must be a non-empty string"),
+        ({"output": {"type": "tcp"}}, "output.host: must be a host name or IP address"),
         ({"output": {"type": "file", "path": None}}, "output.path: must be a non-empty string"),
-        ({"output": {"queue_bytes": 10}}, "output.queue_bytes: must be >= 4096"),
+        ({"output": {"queue_bytes": 10}}, "output.queue_bytes: must be between 4096 and 268435456"),
         ({"receiver": {"port": "SPI"}}, "receiver.port: must be one of USB, UART1, UART2"),
         ({"backoff": {"initial": 10, "max": 5}}, "backoff.max: must be >= backoff.initial"),
         ({"ntrip": {"fixed_position": {"lat": 91, "lon": 0}}}, "ntrip.fixed_position.lat: must be between -90 and 90"),
         ({"mqtt": {"keepalive": True}}, "mqtt.keepalive: must be an integer"),
-        ({"health": {"metrics_port": 70000}}, "health.metrics_port: must be between 0 and 65535"),
+        ({"health": {"metrics_port": 70000}}, "health.metrics_port: must be between 1 and 65535"),
+        ({"health": {"metrics_port": 0}}, "health.metrics_port: must be between 1 and 65535"),
         ({"log_level": "loud"}, "log_level: must be one of debug, info, warning, error"),
         ({"mqtt": []}, "mqtt: must be an object"),
         ({"ca_file": "/nonexistent/ca.pem"}, "ca_file: /nonexistent/ca.pem: no such file"),

@@ -144,7 +144,7 @@ def _cli(*args) -> subprocess.CompletedProcess:
     [
         ({"output": {"baudrate": "fast"}}, "config error: output.baudrate: must be an integer"),
         ({"input": "udp"}, "config error: input: must be one of mqtt, ntrip"),
-        ({"watchdog": {"no_data_timeout": 0}}, "config error: watchdog.no_data_timeout: must be > 0"),
+        ({"watchdog": {"no_data_timeout": 0}}, "config error: watchdog.no_data_timeout: must be between 1 and 86400"),
         ({"ntrip": {"versoin": 2}}, "config error: ntrip.versoin: unknown field"),
         ({"input": "ntrip"}, "config error: credentials.ntrip: null: this plan has no NTRIP service (use input mqtt)"),
         (

@@ -203,7 +203,7 @@ def test_config_lband_and_fixed_position(tmp_path):
             "lband.device: must not be output.device (the NEO-D9S has its own port)",
         ),
         ({"lband": {"port": "SPI"}}, "lband.port: must be one of USB, UART1, UART2"),
-        ({"lband": {"baudrate": 0}}, "lband.baudrate: must be >= 1"),
+        ({"lband": {"baudrate": 0}}, "lband.baudrate: must be between 50 and 4000000"),
         ({"fixed_position": {"lat": 0, "lon": 181}}, "fixed_position.lon: must be between -180 and 180"),
         ({"fixed_position": {"lat": 0, "lon": 0, "h": 1}}, "fixed_position.h: unknown field"),
     ],

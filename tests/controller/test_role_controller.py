@@ -319,3 +319,40 @@ def test_provision_lists_the_role_tags(ansible_env, tmp_path):
     found = re.search(r"TASK TAGS: \[([^\]]*)\]", proc.stdout)
     assert found, proc.stdout
     assert sorted(t.strip() for t in found.group(1).split(",")) == ["always", "configure", "install", "service", "ztp"]
+
+
+# ---------------------------------------------------------------- forwarder.json: metrics port 0
+
+
+def test_metrics_port_zero_disables_the_endpoint(ansible_env, collections_path, tmp_path):
+    """The role documents pointperfect_metrics_port 0 as "disables it": forwarder.json then has metrics_port null
+    (the forwarder refuses 0, which would bind a random port)."""
+    role = role_dir(collections_path)
+    tasks = [
+        {
+            "name": f"render {port}",
+            "ansible.builtin.template": {
+                "src": str(role / "templates" / "forwarder.json.j2"),
+                "dest": str(tmp_path / f"forwarder-{port}.json"),
+                "mode": "0600",
+            },
+            "vars": {"pointperfect_metrics_port": port},
+        }
+        for port in (0, 9661)
+    ]
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars_files": [str(role / "defaults" / "main.yml"), str(role / "vars" / "main.yml")],
+            "vars": {"role_path": str(role), "__pointperfect_ztp": {"service": "mqtt", "plan": "ip"}},
+            "tasks": tasks,
+        }
+    ]
+    playbook = tmp_path / "render.yml"
+    playbook.write_text(json.dumps(play))
+    argv = [PLAYBOOK_BIN, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
+    proc = subprocess.run([*argv, str(playbook)], env=ansible_env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    assert json.loads((tmp_path / "forwarder-0.json").read_text())["health"]["metrics_port"] is None
+    assert json.loads((tmp_path / "forwarder-9661.json").read_text())["health"]["metrics_port"] == 9661

@@ -17,6 +17,7 @@ from .keys import spartnkey_frame
 from .lband import D9s, parse_frequencies
 from .outputs import make_output
 from .receiver import Receiver
+from .redact import Redactor
 from .region import RegionSelector
 from .stats import Stats
 from .systemd import Notifier
@@ -269,7 +270,9 @@ class Forwarder:
     def __init__(self, settings: config.Settings, notifier: Notifier | None = None, redactor=None):
         self.settings = settings
         self.notifier = notifier or Notifier()
-        self.redactor = redactor
+        # one filter for the log, the status file and STATUS=: known secrets never leave the process
+        self.redactor = redactor if redactor is not None else Redactor()
+        self.notifier.redact = self.redactor.redact
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._wake = threading.Event()  # set with a stop or reload request so the main loop acts at once
@@ -293,8 +296,7 @@ class Forwarder:
             return None
 
     def _start(self) -> None:
-        if self.redactor is not None:
-            self.redactor.set_secrets(self.settings.secrets())
+        self.redactor.set_secrets(self.settings.secrets())
         logging.getLogger().setLevel(self.settings.log_level.upper())
         self.pipeline = Pipeline(self.settings, self.started_at)
         self.pipeline.start()
@@ -354,7 +356,7 @@ class Forwarder:
         path = self.settings.health["status_file"]
         if path and self.pipeline is not None:
             try:
-                self.pipeline.health.write_status(path)
+                self.pipeline.health.write_status(path, self.redactor.redact_obj)
             except OSError as exc:
                 log.warning("status file %s: %s", path, exc)
 

@@ -8,31 +8,12 @@ import sys
 
 from . import __version__, config
 from .app import Forwarder, install_signals
+from .redact import RedactFilter
 from .region import candidate
 
 EXIT_OK = 0
 EXIT_CONFIG = 2
-
-
-class RedactFilter(logging.Filter):
-    """Last line of defence: replaces any known secret in a formatted log record."""
-
-    def __init__(self):
-        super().__init__()
-        self._secrets: list[str] = []
-
-    def set_secrets(self, secrets: list[str]) -> None:
-        self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self._secrets:
-            msg = record.getMessage()
-            redacted = msg
-            for secret in self._secrets:
-                redacted = redacted.replace(secret, "***")
-            if redacted != msg:
-                record.msg, record.args = redacted, None
-        return True
+__all__ = ["RedactFilter", "main"]
 
 
 def subscriptions(s: config.Settings) -> str:

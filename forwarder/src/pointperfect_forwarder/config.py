@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import ipaddress
 import json
 import math
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -56,11 +59,27 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+MESSAGE_MAX = 300  # characters of a config error message: one readable line whatever a hostile value holds
+
+
+def _clean(text: str, limit: int = MESSAGE_MAX) -> str:
+    """One printable line: control and other invisible characters escaped (no CR/LF, NUL or ANSI escapes reach a
+    terminal or the journal), cut to `limit` characters."""
+    out = "".join(ch if _shown(ch) else ch.encode("unicode_escape").decode("ascii") for ch in text[: limit * 2])
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def _shown(ch: str) -> bool:
+    """Printed as is in a message: ASCII printable, or a letter, digit, punctuation or symbol."""
+    return (ch.isascii() and ch.isprintable()) or unicodedata.category(ch)[0] in "LNPS"
+
+
 class ConfigError(Exception):
-    """Bad configuration: str() is the one-line message naming the field."""
+    """Bad configuration: str() is the one-line message naming the field (hostile values escaped and cut)."""
 
     def __init__(self, where: str, problem: str):
-        super().__init__(f"config error: {where}: {problem}")
+        where = _clean(where, 120)
+        super().__init__(_clean(f"config error: {where}: {problem}"))
         self.where = where
 
 
@@ -124,10 +143,13 @@ class Settings:
         return "d9s" if self.lband["device"] else "keys_only"
 
     def secrets(self) -> list[str]:
-        """Strings that must never reach a log line."""
-        out = [key.value.hex() for key in self.keys.values()]
+        """Strings that must never reach a log line, the status file or STATUS= (short ones too: see redact.py)."""
+        out = []
+        for key in self.keys.values():
+            out += [key.value.hex(), key.value.hex().upper()]
         if self.ntrip:
-            out.append(self.ntrip.password)
+            n = self.ntrip
+            out += [n.password, base64.b64encode(f"{n.username}:{n.password}".encode()).decode()]
         return [s for s in out if s]
 
     def input_endpoint(self) -> str:
@@ -171,11 +193,13 @@ def _int(where: str, value: Any, lo: int | None = None, hi: int | None = None, n
     return value
 
 
-def _num(where: str, value: Any, lo: float = 0.0, positive: bool = False) -> float:
+def _num(where: str, value: Any, lo: float = 0.0, hi: float | None = None, positive: bool = False) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise ConfigError(where, "must be a number")
+    if hi is not None and not lo <= value <= hi:
+        raise ConfigError(where, f"must be between {lo:g} and {hi:g}")
     if value < lo or (positive and value <= 0):
-        raise ConfigError(where, "must be > 0" if positive else f"must be >= {lo}")
+        raise ConfigError(where, "must be > 0" if positive else f"must be >= {lo:g}")
     return float(value)
 
 
@@ -184,6 +208,8 @@ def _str(where: str, value: Any, null: bool = False) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(where, "must be a non-empty string" + (" or null" if null else ""))
+    if len(value) > 4096 or any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ConfigError(where, "must be at most 4096 characters without control characters")
     return value
 
 
@@ -194,7 +220,7 @@ def _bool(where: str, value: Any) -> bool:
 
 
 def _choice(where: str, value: Any, choices: tuple) -> Any:
-    if value not in choices:
+    if not any(type(value) is type(c) and value == c for c in choices):
         raise ConfigError(where, "must be one of " + ", ".join(str(c) for c in choices))
     return value
 
@@ -211,7 +237,7 @@ def _position(where: str, fp: Any) -> None:
         value = _num(f"{where}.{key}", fp.get(key), lo=-lim)
         if value > lim:
             raise ConfigError(f"{where}.{key}", f"must be between -{lim} and {lim}")
-    _num(f"{where}.alt", fp.get("alt", 0.0), lo=-1000)
+    _num(f"{where}.alt", fp.get("alt", 0.0), lo=-1000, hi=100000)
 
 
 def _validate(cfg: dict) -> None:
@@ -219,37 +245,39 @@ def _validate(cfg: dict) -> None:
     _choice("input", cfg["input"], ("mqtt", "ntrip"))
     _str("ca_file", cfg["ca_file"], null=True)
     m = cfg["mqtt"]
-    _str("mqtt.host", m["host"], null=True)
+    if m["host"] is not None:
+        _host("mqtt.host", m["host"])
     _int("mqtt.port", m["port"], 1, 65535, null=True)
-    if m["region"] is not None and not re.fullmatch(r"[A-Za-z0-9_-]+", str(m["region"])):
+    if m["region"] is not None and not (isinstance(m["region"], str) and REGION_RE.fullmatch(m["region"])):
         raise ConfigError("mqtt.region", "must be auto or a region name like eu, us, au, kr, jp")
     _bool("mqtt.assistnow", m["assistnow"])
     _int("mqtt.keepalive", m["keepalive"], 5, 65535)
     n = cfg["ntrip"]
-    _str("ntrip.host", n["host"], null=True)
+    if n["host"] is not None:
+        _host("ntrip.host", n["host"])
     _int("ntrip.port", n["port"], 1, 65535, null=True)
     _bool("ntrip.tls", n["tls"])
     _bool("ntrip.allow_plain_auth", n["allow_plain_auth"])
     if cfg["input"] == "ntrip" and not n["tls"] and not n["allow_plain_auth"]:
         problem = "false sends the NTRIP password in clear text (Basic auth): set ntrip.allow_plain_auth to accept that"
         raise ConfigError("ntrip.tls", problem)
-    if n["mountpoint"] is not None and not re.fullmatch(r"[A-Za-z0-9._-]+", str(n["mountpoint"])):
-        raise ConfigError("ntrip.mountpoint", "must be a mountpoint name (letters, digits, . _ -) or null")
+    if n["mountpoint"] is not None:
+        _mountpoint("ntrip.mountpoint", n["mountpoint"])
     _choice("ntrip.version", n["version"], (1, 2))
-    _num("ntrip.gga_interval", n["gga_interval"], positive=True)
-    _num("ntrip.gga_grace", n["gga_grace"])
+    _num("ntrip.gga_interval", n["gga_interval"], 1, 3600)
+    _num("ntrip.gga_grace", n["gga_grace"], 0, 86400)
     _position("ntrip.fixed_position", n["fixed_position"])
     o = cfg["output"]
     _choice("output.type", o["type"], ("serial", "tcp", "file"))
     if o["type"] == "serial":
         _str("output.device", o["device"])
-        _int("output.baudrate", o["baudrate"], 1)
+        _int("output.baudrate", o["baudrate"], 50, 4000000)
     elif o["type"] == "tcp":
-        _str("output.host", o["host"])
+        _host("output.host", o["host"])
         _int("output.port", o["port"], 1, 65535)
     else:
         _str("output.path", o["path"])
-    _int("output.queue_bytes", o["queue_bytes"], 4096)
+    _int("output.queue_bytes", o["queue_bytes"], 4096, 256 * 1024 * 1024)
     r = cfg["receiver"]
     _bool("receiver.configure", r["configure"])
     _choice("receiver.port", r["port"], ("USB", "UART1", "UART2"))
@@ -257,7 +285,7 @@ def _validate(cfg: dict) -> None:
     _position("fixed_position", cfg["fixed_position"])
     lb = cfg["lband"]
     _str("lband.device", lb["device"], null=True)
-    _int("lband.baudrate", lb["baudrate"], 1)
+    _int("lband.baudrate", lb["baudrate"], 50, 4000000)
     _choice("lband.port", lb["port"], ("USB", "UART1", "UART2"))
     if lb["device"] is not None:
         if r["source"] != "lband":
@@ -267,21 +295,180 @@ def _validate(cfg: dict) -> None:
         if o["type"] == "serial" and lb["device"] == o["device"]:
             raise ConfigError("lband.device", "must not be output.device (the NEO-D9S has its own port)")
     b = cfg["backoff"]
-    _num("backoff.initial", b["initial"], positive=True)
-    _num("backoff.max", b["max"], positive=True)
+    _num("backoff.initial", b["initial"], 0.1, 3600)
+    _num("backoff.max", b["max"], 0.1, 86400)
     if b["max"] < b["initial"]:
         raise ConfigError("backoff.max", "must be >= backoff.initial")
-    _num("backoff.reset_after", b["reset_after"])
-    _num("watchdog.no_data_timeout", cfg["watchdog"]["no_data_timeout"], positive=True)
+    _num("backoff.reset_after", b["reset_after"], 0, 86400)
+    _num("watchdog.no_data_timeout", cfg["watchdog"]["no_data_timeout"], 1, 86400)
     h = cfg["health"]
     _str("health.status_file", h["status_file"], null=True)
-    _str("health.metrics_address", h["metrics_address"])
-    _int("health.metrics_port", h["metrics_port"], 0, 65535, null=True)
-    _num("health.summary_interval", h["summary_interval"], positive=True)
+    _host("health.metrics_address", h["metrics_address"])
+    # null disables the endpoint; 0 (any free port) is refused: Prometheus could never find it
+    _int("health.metrics_port", h["metrics_port"], 1, 65535, null=True)
+    _num("health.summary_interval", h["summary_interval"], 1, 86400)
     _choice("log_level", cfg["log_level"], ("debug", "info", "warning", "error"))
 
 
 # --- credentials -----------------------------------------------------------------------------------------------------
+
+
+# Charsets and caps of the values that reach a connection (hostnames, the NTRIP request line and its Basic auth, MQTT
+# client id and topics). The real service's exact limits are not published: these follow the values it returns
+# (u-blox host names, NEAR-SPARTN-like mountpoints, uuid-like client ids, /pp/... topics) with a wide margin.
+HOST_MAX = 253
+NAME_RE = re.compile(r"[A-Za-z0-9._-]+")  # mountpoints, client ids
+TOPIC_RE = re.compile(r"[A-Za-z0-9/_.-]+")
+REGION_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")
+HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9.])?")
+DIGITS_RE = re.compile(r"[0-9]{1,5}")
+
+
+def _host(where: str, value: Any) -> str:
+    """A DNS name ([A-Za-z0-9.-], <= 253) or an IP literal."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(where, "must be a host name or IP address")
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if len(value) > HOST_MAX or not HOST_RE.fullmatch(value) or ".." in value:
+        raise ConfigError(where, f"must be a host name (letters, digits, . -; at most {HOST_MAX}) or an IP address")
+    return value
+
+
+def _port(where: str, value: Any) -> int:
+    """A port 1..65535: an integer or a string of digits (ZTP's httpPort is a string)."""
+    if isinstance(value, str) and DIGITS_RE.fullmatch(value):
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ConfigError(where, "must be an integer")
+    if not 1 <= value <= 65535:
+        raise ConfigError(where, "must be between 1 and 65535")
+    return value
+
+
+def _name(where: str, value: Any, pattern: re.Pattern, limit: int, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(where, f"must be a non-empty string ({what})")
+    if len(value) > limit or not pattern.fullmatch(value):
+        raise ConfigError(where, f"must be {what}, at most {limit} characters")
+    return value
+
+
+def _mountpoint(where: str, value: Any) -> str:
+    return _name(where, value, NAME_RE, 100, "a mountpoint name (letters, digits, . _ -)")
+
+
+def _username(where: str, value: Any) -> str:
+    """Printable ASCII without whitespace or ':' (it is the user part of HTTP Basic auth)."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(where, "must be a non-empty string")
+    if len(value) > 256 or not all("!" <= ch <= "~" and ch != ":" for ch in value):
+        raise ConfigError(where, "must be printable ASCII without spaces or ':', at most 256 characters")
+    return value
+
+
+def _password(where: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(where, "must be a string")
+    if len(value) > 256 or any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
+        raise ConfigError(where, "must be at most 256 characters without control characters")
+    return value
+
+
+def _path(where: str, value: Any) -> str:
+    """A file path written by the ztp module: absolute, no '..', no control characters."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(where, "must be a non-empty string (a file path)")
+    bad = any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)
+    if bad or len(value) > 4096 or not value.startswith("/") or ".." in value.split("/"):
+        raise ConfigError(where, "must be an absolute file path without '..' or control characters")
+    return value
+
+
+def _topic(where: str, value: Any) -> str:
+    _name(where, value, TOPIC_RE, 256, "an MQTT topic (letters, digits, / _ . -)")
+    if ".." in value.split("/"):
+        raise ConfigError(where, "must be an MQTT topic without '..' levels")
+    return value
+
+
+def _region(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not REGION_RE.fullmatch(value):
+        raise ConfigError(where, "must be a region code like eu, us, au, kr, jp")
+    return value.lower()
+
+
+def _object(where: str, value: Any, null: bool = True) -> dict | None:
+    if value is None and null:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(where, "must be an object" + (" or null" if null else ""))
+    return value
+
+
+def _check_credentials(creds: dict) -> None:
+    """Every credentials.json field the forwarder uses, whoever wrote the file: type, charset, length, range."""
+    fmt = creds.get("format", 1)
+    if fmt != 1 or not isinstance(fmt, int) or isinstance(fmt, bool):
+        raise ConfigError("credentials.format", "unsupported format (expected 1)")
+    plan = creds.get("plan")
+    if plan is not None and (not isinstance(plan, str) or not re.fullmatch(r"[a-z+]{1,32}", plan)):
+        raise ConfigError("credentials.plan", "must be a plan name like ip, lband, ip+lband, ntrip, or null")
+    if creds.get("client_id") is not None:
+        _name("credentials.client_id", creds["client_id"], NAME_RE, 256, "a client id (letters, digits, . _ -)")
+    cert_na = creds.get("certificate_not_after")
+    if cert_na is not None and not isinstance(cert_na, str):
+        raise ConfigError("credentials.certificate_not_after", "must be an ISO 8601 UTC time or null")
+    cm = _object("credentials.mqtt", creds.get("mqtt"))
+    if cm is not None:
+        for key in ("host", "client_id", "certificate", "private_key"):
+            if cm.get(key) is None:
+                continue
+            where = f"credentials.mqtt.{key}"
+            if key == "host":
+                _host(where, cm[key])
+            elif key == "client_id":
+                _name(where, cm[key], NAME_RE, 256, "a client id (letters, digits, . _ -)")
+            else:
+                _path(where, cm[key])
+        if cm.get("port") is not None:
+            _port("credentials.mqtt.port", cm["port"])
+    listed = creds.get("regions")
+    if listed is not None:
+        if not isinstance(listed, list) or len(listed) > 64:
+            raise ConfigError("credentials.regions", "must be a list of region codes")
+        for i, r in enumerate(listed):
+            _region(f"credentials.regions[{i}]", r)
+    topics = _object("credentials.topics", creds.get("topics"))
+    if topics is not None:
+        for key in ("keys", "assistnow", "frequencies"):
+            if topics.get(key) is not None:
+                _topic(f"credentials.topics.{key}", topics[key])
+        corr = topics.get("corrections")
+        if isinstance(corr, list) and len(corr) <= 64:
+            for i, t in enumerate(corr):
+                _topic(f"credentials.topics.corrections[{i}]", t)
+                _region(f"credentials.topics.corrections[{i}]", t.rstrip("/").rsplit("/", 1)[-1])
+        elif isinstance(corr, dict) and len(corr) <= 64:
+            for r, t in corr.items():
+                _region("credentials.topics.corrections", r)
+                _topic(f"credentials.topics.corrections.{r}", t)
+        elif corr is not None:
+            raise ConfigError("credentials.topics.corrections", "must map region -> topic (or be a list of topics)")
+    cn = _object("credentials.ntrip", creds.get("ntrip"))
+    if cn is not None:
+        for key in ("host", "mountpoint", "username", "password"):
+            where = f"credentials.ntrip.{key}"
+            if key == "password":
+                _password(where, cn.get(key))
+            elif cn.get(key) is not None:
+                {"host": _host, "mountpoint": _mountpoint, "username": _username}[key](where, cn[key])
+        for key in ("port", "tls_port"):
+            if cn.get(key) is not None:
+                _port(f"credentials.ntrip.{key}", cn[key])
 
 
 def _read_json(where: str, path: str) -> Any:
@@ -296,6 +483,10 @@ def _read_json(where: str, path: str) -> Any:
         raise ConfigError(where, f"{path}: cannot read ({exc.__class__.__name__})") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(where, f"{path}: invalid JSON at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ConfigError(where, f"{path}: JSON nested too deeply") from None
+    except ValueError:  # e.g. an integer of more than 4300 digits
+        raise ConfigError(where, f"{path}: invalid JSON (a value out of range)") from None
 
 
 def _timestamp(where: str, value: Any) -> float | None:
@@ -346,54 +537,55 @@ def _regions(cfg: dict, creds: dict) -> tuple[list[str], str | None]:
 def _resolve_mqtt(cfg: dict, creds: dict) -> MqttSettings:
     m = cfg["mqtt"]
     cm = creds.get("mqtt")
-    if not isinstance(cm, dict):
+    if cm is None:
         raise ConfigError("credentials.mqtt", "null: this plan has no MQTT service (use input ntrip)")
-    host = m["host"] or _str("credentials.mqtt.host", cm.get("host"))
-    port = m["port"] or _int("credentials.mqtt.port", cm.get("port", MQTT_DEFAULT_PORT) or MQTT_DEFAULT_PORT, 1, 65535)
-    client_id = _str("credentials.mqtt.client_id", cm.get("client_id") or creds.get("client_id"))
-    cert = _str("credentials.mqtt.certificate", cm.get("certificate"))
-    key = _str("credentials.mqtt.private_key", cm.get("private_key"))
+    host = m["host"] or _host("credentials.mqtt.host", cm.get("host"))
+    port = m["port"] or (MQTT_DEFAULT_PORT if cm.get("port") is None else _port("credentials.mqtt.port", cm["port"]))
+    if cm.get("client_id") is not None:
+        client_id = cm["client_id"]
+    else:
+        client_id = _name("credentials.client_id", creds.get("client_id"), NAME_RE, 256, "a client id")
+    cert = _path("credentials.mqtt.certificate", cm.get("certificate"))
+    key = _path("credentials.mqtt.private_key", cm.get("private_key"))
     for where, path in (("credentials.mqtt.certificate", cert), ("credentials.mqtt.private_key", key)):
         if not os.path.isfile(path):
             raise ConfigError(where, f"{path}: no such file")
         if not os.access(path, os.R_OK):
             raise ConfigError(where, f"{path}: permission denied")
     topics = _topics(creds)
-    key_topic = _str("credentials.topics.keys", topics.get("keys"), null=True)
+    key_topic = topics.get("keys")
     corr, freq = _corrections(topics), None
     if cfg["receiver"]["source"] == "lband":
         # L-band: corrections come over the satellite (NEO-D9S, tuned from the frequencies topic), keys over MQTT
         corr = {}
-        freq = _str("credentials.topics.frequencies", topics.get("frequencies") or "/pp/frequencies/Lb")
+        freq = topics.get("frequencies") or "/pp/frequencies/Lb"
     elif not corr:
         hint = " (an L-band plan: set receiver.source lband)" if creds.get("plan") == "lband" else ""
         raise ConfigError("credentials.topics.corrections", "no correction topic" + hint)
     assist = None
     if m["assistnow"]:
-        assist = _str("credentials.topics.assistnow", topics.get("assistnow") or "/pp/ubx/mga")
+        assist = topics.get("assistnow") or "/pp/ubx/mga"
     return MqttSettings(host, port, client_id, cert, key, m["keepalive"], key_topic, corr, assist, freq)
 
 
 def _resolve_ntrip(cfg: dict, creds: dict) -> NtripSettings:
     n = cfg["ntrip"]
     cn = creds.get("ntrip")
-    if not isinstance(cn, dict):
+    if cn is None:
         raise ConfigError("credentials.ntrip", "null: this plan has no NTRIP service (use input mqtt)")
-    host = n["host"] or _str("credentials.ntrip.host", cn.get("host"))
+    host = n["host"] or _host("credentials.ntrip.host", cn.get("host"))
     # ntrip.port is the port to connect to; null = the credentials' TLS port (with tls) or plain port (never derived)
     if n["port"]:
         port = n["port"]
     elif n["tls"]:
         if cn.get("tls_port") is None:
             raise ConfigError("ntrip.port", "set the caster's TLS port (u-blox: 2102)")
-        port = _int("credentials.ntrip.tls_port", _port(cn["tls_port"]), 1, 65535)
+        port = _port("credentials.ntrip.tls_port", cn["tls_port"])
     else:
-        port = _int("credentials.ntrip.port", _port(cn.get("port")), 1, 65535)
-    mount = n["mountpoint"] or _str("credentials.ntrip.mountpoint", cn.get("mountpoint"))
-    user = _str("credentials.ntrip.username", cn.get("username"))
-    password = cn.get("password")
-    if not isinstance(password, str):
-        raise ConfigError("credentials.ntrip.password", "must be a string")
+        port = _port("credentials.ntrip.port", cn.get("port"))
+    mount = n["mountpoint"] or _mountpoint("credentials.ntrip.mountpoint", cn.get("mountpoint"))
+    user = _username("credentials.ntrip.username", cn.get("username"))
+    password = _password("credentials.ntrip.password", cn.get("password"))
     return NtripSettings(
         host,
         port,
@@ -409,21 +601,30 @@ def _resolve_ntrip(cfg: dict, creds: dict) -> NtripSettings:
     )
 
 
-def _port(raw: Any) -> Any:
-    """A credentials port as an int when it is a digit string (ZTP's httpPort is a string)."""
-    return int(raw) if isinstance(raw, str) and raw.strip().isdigit() else raw
-
-
 def load(path: str) -> Settings:
-    """Read, validate and resolve the config at `path` and the credentials it names. Raises ConfigError."""
+    """Read, validate and resolve the config at `path` and the credentials it names. Raises ConfigError only:
+    anything else a hostile or broken file could raise becomes a config error naming the file (exit 2, never a
+    traceback and a restart loop)."""
+    stage = ["config", path]  # the file being validated, for the guard's message
+    try:
+        return _load(path, stage)
+    except ConfigError:
+        raise
+    except RecursionError:
+        raise ConfigError(stage[0], f"{stage[1]}: nested too deeply") from None
+    except Exception as exc:  # last-resort guard, see the docstring
+        raise ConfigError(stage[0], f"{stage[1]}: unusable value ({exc.__class__.__name__})") from None
+
+
+def _load(path: str, stage: list[str]) -> Settings:
     raw = _read_json("config", path)
     cfg = _merge("", DEFAULTS, raw)
     _validate(cfg)
+    stage[:] = ["credentials_file", cfg["credentials_file"]]
     creds = _read_json("credentials_file", cfg["credentials_file"])
     if not isinstance(creds, dict):
         raise ConfigError("credentials_file", f"{cfg['credentials_file']}: must hold a JSON object")
-    if creds.get("format", 1) != 1:
-        raise ConfigError("credentials.format", f"unsupported format {creds.get('format')!r} (expected 1)")
+    _check_credentials(creds)
     try:
         keys = parse_dynamickeys(creds.get("dynamickeys"), "credentials.dynamickeys")
     except ValueError as exc:

@@ -132,9 +132,10 @@ class Health:
             "last_error": s.last_error,
         }
 
-    def write_status(self, path: str) -> None:
-        """Atomic replace: readers never see a partial file."""
-        doc = json.dumps(self.status(), indent=2, sort_keys=True) + "\n"
+    def write_status(self, path: str, redact: Callable[[dict], dict] | None = None) -> None:
+        """Atomic replace: readers never see a partial file. `redact` filters every string (the log's filter)."""
+        status = self.status()
+        doc = json.dumps(redact(status) if redact else status, indent=2, sort_keys=True) + "\n"
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".status.", dir=folder)

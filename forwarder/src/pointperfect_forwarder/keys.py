@@ -38,20 +38,35 @@ def gps_week_tow(start_ms: int) -> tuple[int, int]:
     return gps_s // SECONDS_PER_WEEK, gps_s % SECONDS_PER_WEEK
 
 
+# Bounds of a key's start (Unix ms) and duration. The service's exact limits are not published: its keys start
+# within weeks of now and last about 4 weeks, so these leave a wide margin while keeping the GPS week of
+# UBX-RXM-SPARTNKEY (uint16) and the time of week in range (a start of 10**30 used to raise struct.error).
+KEY_START_MIN_MS = 1262304000000  # 2010-01-01T00:00:00Z
+KEY_START_MAX_MS = 4102444800000  # 2100-01-01T00:00:00Z
+KEY_DURATION_MIN_MS = 3600 * 1000  # 1 hour
+KEY_DURATION_MAX_MS = 400 * 86400 * 1000  # 400 days
+
+
 def parse_key(obj: object, where: str) -> DynamicKey:
     """One `{start, duration, value}` object; raises ValueError naming `where`."""
     if not isinstance(obj, dict):
         raise ValueError(f"{where}: must be an object")
-    for field in ("start", "duration"):
-        if not isinstance(obj.get(field), int) or isinstance(obj.get(field), bool) or obj[field] < 0:
-            raise ValueError(f"{where}.{field}: must be a non-negative integer")
     value = obj.get("value")
     try:
-        raw = bytes.fromhex(value) if isinstance(value, str) else b""
+        raw = bytes.fromhex(value) if isinstance(value, str) and len(value) == 32 and value.isascii() else b""
     except ValueError:
         raw = b""
     if len(raw) != 16:
         raise ValueError(f"{where}.value: must be 32 hex characters")
+    for field, lo, hi, unit in (
+        ("start", KEY_START_MIN_MS, KEY_START_MAX_MS, "Unix milliseconds between 2010 and 2100"),
+        ("duration", KEY_DURATION_MIN_MS, KEY_DURATION_MAX_MS, "milliseconds between 1 hour and 400 days"),
+    ):
+        num = obj.get(field)
+        if not isinstance(num, int) or isinstance(num, bool):
+            raise ValueError(f"{where}.{field}: must be an integer ({unit})")
+        if not lo <= num <= hi:
+            raise ValueError(f"{where}.{field}: out of range ({unit})")
     return DynamicKey(obj["start"], obj["duration"], raw)
 
 

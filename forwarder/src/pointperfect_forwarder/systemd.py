@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 
 class Notifier:
@@ -19,6 +20,7 @@ class Notifier:
         # ping at half the watchdog period, as sd_watchdog_enabled() recommends
         self.watchdog_interval = int(usec) / 2e6 if usec.isdigit() and int(usec) > 0 and own else None
         self._sock = None
+        self.redact: Callable[[str], str] | None = None  # the log's secret filter, for STATUS=
 
     @property
     def enabled(self) -> bool:
@@ -27,6 +29,7 @@ class Notifier:
     def notify(self, *fields: str) -> bool:
         if not self._addr:
             return False
+        fields = tuple(self._clean(f) for f in fields)
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
@@ -34,6 +37,13 @@ class Notifier:
             return True
         except OSError:
             return False
+
+    def _clean(self, field: str) -> str:
+        """STATUS= is one line (a newline would start another field) and goes through the secret filter."""
+        if not field.startswith("STATUS="):
+            return field
+        text = " ".join(field[7:].splitlines())
+        return "STATUS=" + (self.redact(text) if self.redact else text)
 
     def ready(self, status: str) -> bool:
         return self.notify("READY=1", f"STATUS={status}")

@@ -169,7 +169,7 @@ class MqttInput(Input):
             if payload[:1] == b"{":
                 try:
                     frames = [Frame(UBX, spartnkey_frame(parse_json_keys(payload)))]
-                except ValueError:
+                except (ValueError, RecursionError):
                     log.warning("mqtt input: unreadable JSON keys on %s", topic)
                     return
             else:

@@ -84,6 +84,7 @@ class ChunkedDecoder:
 
 
 def build_request(cfg: NtripSettings) -> bytes:
+    """The request; every value in it was checked by config (no CR/LF or control character can reach a line)."""
     auth = base64.b64encode(f"{cfg.username}:{cfg.password}".encode()).decode()
     agent = f"NTRIP pointperfect-forwarder/{__version__}"
     if cfg.version == 1:
@@ -97,7 +98,7 @@ def build_request(cfg: NtripSettings) -> bytes:
     else:
         lines = [
             f"GET /{cfg.mountpoint} HTTP/1.1",
-            f"Host: {cfg.host}:{cfg.port}",
+            f"Host: {f'[{cfg.host}]' if ':' in cfg.host else cfg.host}:{cfg.port}",  # an IPv6 literal in brackets
             "Ntrip-Version: Ntrip/2.0",
             f"User-Agent: {agent}",
             f"Authorization: Basic {auth}",
