@@ -10,11 +10,16 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import calendar
+import re
 import time
 
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_client import ZtpClient, ca_path_error
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_client import (
+    ZtpClient,
+    api_url_error,
+    ca_path_error,
+)
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_decision import DAY, days_left, decide
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import (
     hardware_id_error,
@@ -57,6 +62,29 @@ UNKNOWN_VIEW = {
 
 # Same options as DOCUMENTATION and the module part (one definition for both).
 ARGUMENT_SPEC = ztp_argument_spec()
+MASK = "********"
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # ANSI escapes start with ESC (\x1b); tab and LF are spaces
+PEM_LINE_MIN = 16  # lines of a multi-line secret (PEM body lines are 64 characters) redacted on their own
+
+
+def redact(text, secrets, limit=300):
+    """One line of text without any known secret, then cut to limit: redaction comes before the cut, so a secret
+    split by the cut (or re-wrapped onto one line) never passes. Secrets of any length are replaced (also those
+    shorter than 4 characters, which are known to be secret here: token, private key, NTRIP password, key values);
+    control characters and ANSI escapes are never echoed."""
+    text = str(text)
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        text = text.replace(secret, MASK)
+        for raw_line in secret.splitlines():
+            line = raw_line.strip()
+            if len(line) >= PEM_LINE_MIN:
+                text = text.replace(line, MASK)
+    text = " ".join(_CONTROL.sub("?", text).split())
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):  # a secret put together by the join
+        joined = " ".join(secret.split())
+        if joined:
+            text = text.replace(joined, MASK)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def region_option(value):
@@ -203,11 +231,14 @@ class ActionModule(ActionBase):
             result.update(
                 failed=True,
                 msg="gnss.pointperfect.ztp failed unexpectedly (%s: %s); please report it"
-                % (e.__class__.__name__, " ".join(str(e).split())[:200]),
+                % (e.__class__.__name__, redact(e, secrets, 200)),
             )
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         secrets.discard("")
+        if isinstance(result.get("msg"), str):
+            result["msg"] = redact(result["msg"], secrets, 1000)
+        # remove_values replaces secrets of any length (checked: also 1-3 characters) everywhere in the result
         return remove_values(result, secrets) if secrets else result
 
     def _provision(self, args, task_vars, secrets):
@@ -241,7 +272,12 @@ class ActionModule(ActionBase):
             wrong = region_error(args["region"], before_view.get("regions"))
             if wrong:
                 return dict(out, failed=True, changed=False, msg=wrong)
-            bad = [n for n, f in state["files"].items() if f.get("exists") and not f.get("attributes_ok")]
+            # only regular files are re-attributed: a symlink, fifo or directory is never changed through
+            bad = [
+                n
+                for n, f in state["files"].items()
+                if f.get("exists") and f.get("regular") and not f.get("attributes_ok")
+            ]
             if bad:
                 out["changed"] = True
                 if not self._task.check_mode:
@@ -253,7 +289,7 @@ class ActionModule(ActionBase):
             return out
 
         if self._task.check_mode:
-            wrong = ca_path_error(args["ca_path"] if args["validate_certs"] else None)
+            wrong = api_url_error(args["api_url"]) or ca_path_error(args["ca_path"] if args["validate_certs"] else None)
             if wrong:
                 return dict(out, failed=True, msg=wrong)
             out.update(UNKNOWN_VIEW, topics=normalize_topics(None))

@@ -86,8 +86,11 @@ def describe_attributes(st):
 
 
 def attributes_differ(path, mode, uid=None, gid=None):
-    """True when the existing file's permission bits or owner/group differ from the wanted ones."""
+    """True when the existing file's permission bits or owner/group differ from the wanted ones (always True for
+    anything but a regular file: it gets replaced)."""
     st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        return True
     if stat.S_IMODE(st.st_mode) != mode:
         return True
     if uid is not None and st.st_uid != uid:
@@ -95,15 +98,37 @@ def attributes_differ(path, mode, uid=None, gid=None):
     return gid is not None and st.st_gid != gid
 
 
-def read_bytes(path):
-    """Content of a regular file, None when it does not exist."""
+def is_regular(path):
+    """True when path is a regular file itself (a symlink, fifo, socket, device or directory is not)."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except (IOError, OSError) as e:
-        if e.errno == errno.ENOENT:
-            return None
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _open_regular(path, flags=os.O_RDONLY):
+    """An fd of path when it is a regular file itself, None when it is missing or anything else (never followed)."""
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.ENXIO, errno.EISDIR):
+            return None  # missing, a symlink (O_NOFOLLOW), a socket or a fifo without a writer
         raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
+def read_bytes(path, limit=None):
+    """Content of a regular file, None when it does not exist or is not a regular file (a symlink, fifo or
+    directory at a destination path is treated as missing: never read through, later replaced by the rename)."""
+    fd = _open_regular(path)
+    if fd is None:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        return f.read() if limit is None else f.read(limit)
 
 
 def prepare(path, data, mode, uid=None, gid=None):
@@ -168,15 +193,29 @@ def write_atomic(path, data, mode, uid=None, gid=None):
 
 
 def set_attributes(path, mode, uid=None, gid=None):
-    """Fix mode/owner of an existing file in place. Returns True when something changed."""
+    """Fix mode/owner of an existing regular file in place. Returns True when something changed.
+
+    The file is opened with O_NOFOLLOW and changed through its descriptor (fchmod/fchown), so a symlink, fifo or
+    directory put at path is never changed through; such a path is an error here (callers replace it instead).
+    """
     if not attributes_differ(path, mode, uid, gid):
         return False
     try:
-        if uid is not None or gid is not None:
-            os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid)
-        os.chmod(path, mode)
+        fd = _open_regular(path)
     except OSError as e:
         raise AtomicWriteError("cannot set mode/owner of %s: %s" % (path, _reason(e))) from None
+    if fd is None:
+        raise AtomicWriteError(
+            "cannot set mode/owner of %s: not a regular file (it is replaced, never followed)" % path
+        )
+    try:
+        if uid is not None or gid is not None:
+            os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+        os.fchmod(fd, mode)
+    except OSError as e:
+        raise AtomicWriteError("cannot set mode/owner of %s: %s" % (path, _reason(e))) from None
+    finally:
+        os.close(fd)
     return True
 
 

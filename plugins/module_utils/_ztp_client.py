@@ -14,11 +14,17 @@ __metaclass__ = type
 
 import contextlib
 import email.utils
+import ipaddress
 import json
 import os
 import random
 import re
 import time
+
+try:
+    from urllib.parse import urlsplit
+except ImportError:  # Python 2 is not supported by this collection; kept importable for sanity tests
+    from urlparse import urlsplit
 
 try:
     import requests
@@ -42,6 +48,11 @@ BACKOFF_BASE = 1.0  # seconds before the first retry (before jitter)
 BACKOFF_CAP = 60.0  # longest computed backoff
 RETRY_AFTER_MAX = 300.0  # a Retry-After beyond this is not waited for: fail and say when to come back
 ACTIVATION_DELAYS = (2, 4, 8, 15)  # waits between "not activated" answers; the last one repeats
+# Largest 200 body read. A real answer is a certificate, a key and a few dozen topics (under 20 KiB); the cap keeps
+# a hostile or broken API from filling the controller's memory.
+MAX_RESPONSE_BYTES = 256 * 1024
+ERROR_BODY_BYTES = 4096  # of a non-200 answer only the start is read (its reason is quoted in one line)
+_CHUNK = 16 * 1024
 
 _ERRNO = re.compile(r'\[Errno -?\d+\] ([^\'")]+)')
 
@@ -174,6 +185,78 @@ def ca_path_error(ca_path):
     return None
 
 
+def _is_loopback(host):
+    host = (host or "").lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def api_url_error(api_url):
+    """The one-line error when api_url must not carry the token: only https, or http to a loopback host (the
+    simulator); None when it is usable."""
+    text = str(api_url or "")
+    try:
+        parts = urlsplit(text)
+        host = parts.hostname
+    except ValueError:
+        parts, host = None, None
+    if parts is None or not host or any(ord(ch) < 33 or ord(ch) == 127 for ch in text):
+        return "api_url is not a valid URL; set it to the https URL of the ZTP API (or leave it unset)"
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        return None
+    if scheme == "http" and _is_loopback(host):
+        return None  # the local simulator; the token never leaves the machine
+    if scheme == "http":
+        return (
+            "api_url uses http:// to %s, which would send the token unencrypted; use https:// (plain http is only "
+            "accepted for a loopback host such as 127.0.0.1 or localhost)" % _safe_host(host)
+        )
+    return "api_url must be an https:// URL (got scheme %s)" % _safe_host(scheme)
+
+
+def _safe_host(text):
+    """A host name for a message: only host-name characters, never control or escape sequences."""
+    return re.sub(r"[^A-Za-z0-9.:\[\]_-]", "?", str(text or ""))[:100] or "?"
+
+
+def _location_host(location):
+    try:
+        host = urlsplit(str(location or "")).hostname
+    except ValueError:
+        host = None
+    return _safe_host(host) if host else "an unknown host"
+
+
+def read_capped(response, limit):
+    """(body bytes up to limit, True when the body was longer). Reads in chunks and stops past the limit."""
+    length = None
+    headers = getattr(response, "headers", None) or {}
+    with contextlib.suppress(TypeError, ValueError):
+        length = int(headers.get("Content-Length"))
+    if length is not None and length > limit:
+        return b"", True
+    iter_content = getattr(response, "iter_content", None)
+    if iter_content is None:  # a response object without streaming
+        data = response.content or b""
+        return data[:limit], len(data) > limit
+    data = bytearray()
+    for chunk in iter_content(_CHUNK):
+        data += chunk
+        if len(data) > limit:
+            return bytes(data[:limit]), True
+    return bytes(data), False
+
+
+def _close(response):
+    with contextlib.suppress(Exception):
+        response.close()
+
+
 def _os_reason(exc):
     m = _ERRNO.search(str(exc))
     return one_line(m.group(1), 80) if m else exc.__class__.__name__
@@ -225,6 +308,8 @@ class ZtpClient(object):
             timeout=self.timeout,
             verify=self.verify,
             headers={"Content-Type": "application/json", "Accept": "application/json"},
+            allow_redirects=False,  # a redirect would carry the token elsewhere: refused below
+            stream=True,  # the body is read in chunks up to MAX_RESPONSE_BYTES
         )
 
     def check_request(self, token, hardware_id):
@@ -232,7 +317,12 @@ class ZtpClient(object):
         if not token:
             raise ZtpError("no ZTP token: set the token option or the POINTPERFECT_ZTP_TOKEN environment variable")
         ca_path = self.ca_path if self.verify is not False else None  # validate_certs=false ignores ca_path
-        for error in (token_error(token), hardware_id_error(hardware_id), ca_path_error(ca_path)):
+        for error in (
+            api_url_error(self.api_url),
+            token_error(token),
+            hardware_id_error(hardware_id),
+            ca_path_error(ca_path),
+        ):
             if error:
                 raise ZtpError(error)
 
@@ -254,11 +344,37 @@ class ZtpClient(object):
                     raise failure from None
             else:
                 status = response.status_code
+                if 300 <= status < 400:
+                    _close(response)
+                    raise ZtpError(
+                        "ZTP API answered HTTP %d, a redirect to %s; redirects are not followed, so the token is "
+                        "never sent there: set api_url to the final https URL"
+                        % (status, _location_host((response.headers or {}).get("Location")))
+                    )
                 if 200 <= status < 300:
-                    return response.content
-                if status not in RETRYABLE_STATUS or attempt >= self.retries:
-                    raise error_for_status(status, _safe_text(response), hardware_id, attempt, token)
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    try:
+                        body, too_long = read_capped(response, MAX_RESPONSE_BYTES)
+                    except Exception as e:  # a connection cut while reading the body
+                        body, too_long = None, False
+                        failure = self._classify_exception(e, attempt)
+                        if failure is not None:
+                            raise failure from None
+                    finally:
+                        _close(response)
+                    if too_long:
+                        raise ZtpError(
+                            "ZTP API answered more than %d KiB, far more than any credentials answer; check "
+                            "api_url, and report it if it persists" % (MAX_RESPONSE_BYTES // 1024)
+                        )
+                    if body is not None:
+                        return body
+                elif status not in RETRYABLE_STATUS or attempt >= self.retries:
+                    text = _safe_text(response)
+                    _close(response)
+                    raise error_for_status(status, text, hardware_id, attempt, token)
+                else:
+                    _close(response)
+                    retry_after = parse_retry_after((response.headers or {}).get("Retry-After"))
                 if retry_after is not None and retry_after > RETRY_AFTER_MAX:
                     raise ZtpError(
                         "ZTP API asked to retry after %d seconds (HTTP %d); run again later" % (retry_after, status)
@@ -322,7 +438,9 @@ class ZtpClient(object):
 
 
 def _safe_text(response):
+    """The start of an error answer's body as text (never more than ERROR_BODY_BYTES read)."""
     try:
-        return response.text[:2000]
+        data, _ = read_capped(response, ERROR_BODY_BYTES)
+        return data.decode("utf-8", "replace")[:2000]
     except Exception:
         return ""

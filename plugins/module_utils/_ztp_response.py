@@ -13,12 +13,14 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+import ipaddress
 import json
 import re
 
 try:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
 except ImportError:  # reported by the action plugin with a hint to install it
     x509 = None
 
@@ -50,6 +52,27 @@ REGION_NAMES = {
 TLS_PORTS = {2101: 2102}  # u-blox's caster only (ARK config.toml, pygnssutils examples); no client derives it
 UBLOX_CASTER_DOMAIN = ".services.u-blox.com"
 _HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
+
+# Bounds for every value of a 200 body that reaches the gateway. The service documents none of them: they are the
+# charsets the values are seen with (u-blox host names, UUID client ids, NEAR-SPARTN style mountpoints, pp/...
+# topics), with length margins well above anything seen. A value outside them is refused before anything is written;
+# none of them allows whitespace, control characters (CR/LF, NUL, ANSI escapes), "$(" or a "../" path.
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_MOUNTPOINT = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+# printable ASCII without space, ':' (Basic auth) and shell quoting/substitution characters ($ ` \ ' ")
+_USERNAME = re.compile(r"^[\x21\x23\x25\x26\x28-\x39\x3b-\x5b\x5d-\x5f\x61-\x7e]{1,256}$")
+_PASSWORD_BAD = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # a password may hold any printable character
+PASSWORD_MAX = 256
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # a UUID as the service sends it; ':' and '.' as margin
+_TOPIC = re.compile(r"^[A-Za-z0-9/_.-]{1,256}$")  # no MQTT wildcards (+ #), no spaces
+# Dynamic keys: start between 2010-01-01 and 2100-01-01 (ms), duration 1 hour .. 400 days (the service uses 28/29).
+KEY_START_MIN_MS = 1262304000000
+KEY_START_MAX_MS = 4102444800000
+KEY_DURATION_MIN_MS = 3600 * 1000
+KEY_DURATION_MAX_MS = 400 * 86400 * 1000
+PEM_MAX = 16 * 1024  # one certificate or key (an RSA-4096 key PEM is about 3.3 KiB)
+CLOCK_SKEW = datetime.timedelta(minutes=5)  # a certificate valid from up to 5 minutes in the future is accepted
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n[A-Za-z0-9+/=\r\n]+-----END \1-----")
 
 
 class ZtpError(Exception):
@@ -96,13 +119,53 @@ def _text(body, name, required=True, where=""):
     return value
 
 
+def _checked(body, name, pattern, what, where=""):
+    """A required text field matching pattern; the message names the field, never the value."""
+    value = _text(body, name, where=where)
+    if not pattern.fullmatch(value) or value != value.strip() or "../" in value:
+        raise _bad("field %s%s is not %s" % (where, name, what))
+    return value
+
+
+def valid_host(value):
+    """True for a host name ([A-Za-z0-9.-], labels <= 63, total <= 253), an IPv4 or a bracket-less IPv6 address."""
+    if not isinstance(value, str) or not 0 < len(value) <= 253:
+        return False
+    if ":" in value:
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            return False
+        return True
+    name = value[:-1] if value.endswith(".") else value
+    return bool(name) and all(_HOST_LABEL.fullmatch(label) for label in name.split("."))
+
+
+def _host(body, name, where=""):
+    value = _text(body, name, where=where)
+    if not valid_host(value):
+        raise _bad("field %s%s is not a host name or IP address" % (where, name))
+    return value
+
+
+def _password(body, name, where=""):
+    value = _text(body, name, where=where)
+    if len(value) > PASSWORD_MAX or _PASSWORD_BAD.search(value):
+        raise _bad("field %s%s has control characters or more than %d characters" % (where, name, PASSWORD_MAX))
+    return value
+
+
+def valid_port(value):
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
+
+
 def _port(value, where):
     """httpPort arrives as an int or a digit string."""
     if isinstance(value, bool):
         raise _bad("field %s has the wrong type" % where)
-    if isinstance(value, str) and re.match(r"^\s*[0-9]{1,5}\s*$", value):
+    if isinstance(value, str) and re.fullmatch(r" *[0-9]{1,5} *", value):
         value = int(value)
-    if not isinstance(value, int) or not 0 < value < 65536:
+    if not valid_port(value):
         raise _bad("field %s is not a port number" % where)
     return value
 
@@ -135,29 +198,97 @@ def fingerprint(cert):
     return ":".join("%02X" % b for b in bytearray(cert.fingerprint(hashes.SHA256())))
 
 
-def _check_pair(cert_pem, key_pem):
-    """Parse both PEMs and check the key belongs to the certificate. Messages never include PEM text."""
+def _single_pem(text, kinds, what):
+    """The one PEM block of text (of a type in kinds) when the field holds exactly that and whitespace; the
+    certificate field holding a key, a second block or anything else (junk) is refused."""
+    if len(text) > PEM_MAX:
+        raise ZtpResponseError(
+            "the %s in the ZTP response is larger than %d KiB; retry later, and report it if it persists"
+            % (what, PEM_MAX // 1024)
+        )
+    blocks = list(_PEM_BLOCK.finditer(text))
+    if not blocks:
+        raise ZtpResponseError(
+            "the %s in the ZTP response is not a valid %s; retry later, and report it if it persists"
+            % (what, "PEM certificate" if "CERTIFICATE" in kinds else "unencrypted PEM key")
+        )
+    rest = _PEM_BLOCK.sub("", text)
+    if len(blocks) != 1 or blocks[0].group(1) not in kinds or rest.strip():
+        raise ZtpResponseError(
+            "the %s in the ZTP response is not exactly one PEM block (extra text or blocks); retry later, and report "
+            "it if it persists" % what
+        )
+    return blocks[0].group(0), blocks[0].group(1)
+
+
+def _not_before(cert):
     try:
-        cert = x509.load_pem_x509_certificate(cert_pem.encode("ascii"))
+        return cert.not_valid_before_utc
+    except AttributeError:  # cryptography < 42
+        return cert.not_valid_before.replace(tzinfo=datetime.timezone.utc)
+
+
+def _key_strength_error(key):
+    """None for RSA >= 2048 bits or EC on a curve of >= 256 bits (the service: RSA 2048, AWS IoT)."""
+    if isinstance(key, rsa.RSAPublicKey):
+        return None if key.key_size >= 2048 else "an RSA key of %d bits (at least 2048 needed)" % key.key_size
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return None if key.curve.key_size >= 256 else "an EC key of %d bits (P-256 or more needed)" % key.curve.key_size
+    return "an unsupported key type (RSA 2048+ or EC P-256+ needed)"
+
+
+def _check_pair(cert_pem, key_pem, now=None):
+    """Parse both PEMs, check the certificate (validity, strength) and that the key belongs to it; return
+    (certificate, certificate PEM, key PEM) re-serialized from the parsed objects, never the raw fields.
+    Messages never include PEM text."""
+    cert_block, _ = _single_pem(cert_pem, ("CERTIFICATE",), "certificate")
+    try:
+        cert = x509.load_pem_x509_certificate(cert_block.encode("ascii"))
     except Exception:
         raise ZtpResponseError(
             "the certificate in the ZTP response is not a valid PEM certificate; "
             "retry later, and report it if it persists"
         ) from None
+    key_block, key_kind = _single_pem(key_pem, ("RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY"), "private key")
     try:
-        key = serialization.load_pem_private_key(key_pem.encode("ascii"), password=None)
+        key = serialization.load_pem_private_key(key_block.encode("ascii"), password=None)
     except Exception:
         raise ZtpResponseError(
             "the private key in the ZTP response is not a valid unencrypted PEM key; "
             "retry later, and report it if it persists"
         ) from None
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if _not_after(cert) <= now:
+        raise ZtpResponseError(
+            "the certificate in the ZTP response expired on %s; run again later, and report it if it persists"
+            % iso_z(_not_after(cert))
+        )
+    if _not_before(cert) > now + CLOCK_SKEW:
+        raise ZtpResponseError(
+            "the certificate in the ZTP response is not valid before %s; check the controller's clock, and report "
+            "it if it persists" % iso_z(_not_before(cert))
+        )
+    try:
+        public = cert.public_key()
+    except Exception:
+        public = None
+    weak = _key_strength_error(public)
+    if weak:
+        raise ZtpResponseError("the certificate in the ZTP response has %s; report it" % weak)
     spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+    if public.public_bytes(*spki) != key.public_key().public_bytes(*spki):
         raise ZtpResponseError(
             "the private key in the ZTP response does not match its certificate; "
             "run again with force=true, and report it if it persists"
         )
-    return cert
+    fmt = (
+        serialization.PrivateFormat.PKCS8
+        if key_kind == "PRIVATE KEY"
+        else serialization.PrivateFormat.TraditionalOpenSSL
+    )
+    key_out = key.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()).decode("ascii")
+    cert_out = cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    return cert, cert_out, key_out
 
 
 def _dynamic_keys(body):
@@ -173,7 +304,11 @@ def _dynamic_keys(body):
         start = _field(entry, "start", (int,), where=where)
         duration = _field(entry, "duration", (int,), where=where)
         value = _text(entry, "value", where=where)
-        if not _HEX32.match(value):
+        if not KEY_START_MIN_MS <= start < KEY_START_MAX_MS:
+            raise _bad("field %sstart is not a time between 2010 and 2100 in ms" % where)
+        if not KEY_DURATION_MIN_MS <= duration <= KEY_DURATION_MAX_MS:
+            raise _bad("field %sduration is not between 1 hour and 400 days in ms" % where)
+        if not _HEX32.fullmatch(value):
             raise _bad("field %svalue is not 32 hex characters" % where)
         out[name] = {"start": start, "duration": duration, "value": value.lower()}
     return out
@@ -211,9 +346,15 @@ def _subscription_paths(body):
         if not isinstance(sub, dict):
             raise _bad("subscriptions[%d] has the wrong type" % i)
         where = "subscriptions[%d]." % i
-        description = _field(sub, "description", (str,), required=False, where=where) or ""
+        description = _field(sub, "description", (str,), required=False, where=where) or ""  # parsed, never stored
         path = _text(sub, "path", where=where)
-        out.extend((description, t.strip()) for t in path.split(";") if t.strip())
+        for part in path.split(";"):
+            topic = part.strip(" ")
+            if not topic:
+                continue
+            if not _TOPIC.fullmatch(topic) or any(part in (".", "..") for part in topic.split("/")):
+                raise _bad("field %spath is not a list of MQTT topics ([A-Za-z0-9/_.-], at most 256)" % where)
+            out.append((description, topic))
     return out
 
 
@@ -330,7 +471,7 @@ def _plan(supports_mqtt, supports_lband, has_ntrip):
     raise _bad("no plan: supportsMqtt, supportsLband and rtcmCredentials are all absent or false")
 
 
-def parse_body(raw):
+def parse_body(raw, now=None):
     """Validate a 200 body (bytes or str) and return the credentials model (a dict). Raises only ZtpError."""
     if x509 is None:
         raise ZtpError(
@@ -341,15 +482,15 @@ def parse_body(raw):
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8")
         body = json.loads(raw)
-    except Exception:
+    except Exception:  # also RecursionError on deeply nested JSON
         raise ZtpResponseError("ZTP API returned malformed JSON; retry later, and report it if it persists") from None
     if not isinstance(body, dict):
         raise _bad("the body is not a JSON object")
-    return parse_credentials(body)
+    return parse_credentials(body, now)
 
 
-def parse_credentials(body):
-    """Validate a decoded 200 body (dict) and return the credentials model."""
+def parse_credentials(body, now=None):
+    """Validate a decoded 200 body (dict) and return the credentials model (now: aware UTC datetime, for tests)."""
     cert_pem = body.get("certificate") or None
     key_pem = body.get("privateKey") or None
     rtcm = body.get("rtcmCredentials") or None
@@ -369,33 +510,33 @@ def parse_credentials(body):
     if cert_pem is not None or key_pem is not None:
         cert_pem = _text(body, "certificate")
         key_pem = _text(body, "privateKey")
-        model["client_id"] = _text(body, "clientId")
-        model["broker_host"] = _text(body, "brokerHost")
+        model["client_id"] = _checked(body, "clientId", _CLIENT_ID, "a client id ([A-Za-z0-9._:-], at most 128)")
+        model["broker_host"] = _host(body, "brokerHost")
         model["broker_port"] = MQTT_PORT
-        cert = _check_pair(cert_pem, key_pem)
-        model["not_after"] = _not_after(cert)
-        model["certificate_not_after"] = iso_z(model["not_after"])
-        model["fingerprint"] = fingerprint(cert)
-        model["certificate_pem"] = cert_pem if cert_pem.endswith("\n") else cert_pem + "\n"
-        model["private_key_pem"] = key_pem if key_pem.endswith("\n") else key_pem + "\n"
-        mqtt = True
+        mqtt = True  # the certificate and key are checked last (the costliest check)
     elif body.get("clientId") is not None:
-        model["client_id"] = _text(body, "clientId")
+        model["client_id"] = _checked(body, "clientId", _CLIENT_ID, "a client id ([A-Za-z0-9._:-], at most 128)")
     supports_mqtt = _field(body, "supportsMqtt", (bool,), required=False)
     supports_lband = _field(body, "supportsLband", (bool,), required=False)
     ntrip = None
     if rtcm is not None:
         if not isinstance(rtcm, dict):
             raise _bad("field rtcmCredentials has the wrong type")
-        port = _port(rtcm.get("httpPort"), "rtcmCredentials.httpPort")
-        host = _text(rtcm, "endpoint", where="rtcmCredentials.")
+        w = "rtcmCredentials."
+        port = _port(rtcm.get("httpPort"), w + "httpPort")
+        host = _host(rtcm, "endpoint", where=w)
+        derived = tls_port(host, port)
+        if derived is not None and not valid_port(derived):
+            raise _bad("field %shttpPort gives no valid TLS port" % w)
         ntrip = {
             "host": host,
             "port": port,
-            "tls_port": tls_port(host, port),
-            "mountpoint": _text(rtcm, "mountPoint", where="rtcmCredentials."),
-            "username": _text(rtcm, "userName", where="rtcmCredentials."),
-            "password": _text(rtcm, "password", where="rtcmCredentials."),
+            "tls_port": derived,
+            "mountpoint": _checked(rtcm, "mountPoint", _MOUNTPOINT, "a mountpoint ([A-Za-z0-9._-], at most 100)", w),
+            "username": _checked(
+                rtcm, "userName", _USERNAME, "a user name (printable ASCII without space or ':', at most 256)", w
+            ),
+            "password": _password(rtcm, "password", where=w),
         }
     if mqtt and supports_mqtt is None and supports_lband is None:
         supports_mqtt = True  # a certificate without plan flags can only be for the IP stream
@@ -411,6 +552,13 @@ def parse_credentials(body):
             "regions": regions,
         }
     )
+    if mqtt:
+        cert, cert_out, key_out = _check_pair(cert_pem, key_pem, now)
+        model["not_after"] = _not_after(cert)
+        model["certificate_not_after"] = iso_z(model["not_after"])
+        model["fingerprint"] = fingerprint(cert)
+        model["certificate_pem"] = cert_out  # re-serialized: nothing but the one certificate reaches client.crt
+        model["private_key_pem"] = key_out
     return model
 
 

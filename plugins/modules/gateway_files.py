@@ -323,15 +323,24 @@ def sha256(data):
 
 
 def read_small(path):
-    """Text of a small file, None when it does not exist."""
+    """Text of a small file, None when it does not exist. A read path is no destination: a symlink is followed
+    (/etc/machine-id may be one), but only to a regular file (a fifo would block)."""
     try:
-        size = os.stat(path).st_size
+        st = os.stat(path)
     except OSError:
         return None
-    if size > READ_LIMIT:
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    if st.st_size > READ_LIMIT:
         raise _atomic.AtomicWriteError("%s is larger than %d bytes, which read does not return" % (path, READ_LIMIT))
-    data = _atomic.read_bytes(path)
-    return None if data is None else to_text(data, errors="surrogate_or_strict")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(READ_LIMIT + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _atomic.AtomicWriteError("cannot read %s: %s" % (path, e.strerror)) from None
+    return to_text(data, errors="surrogate_or_strict")
 
 
 def stat_path(path):
@@ -389,7 +398,7 @@ def deploy(module, spec, check_mode):
     """Compare one file and write it when it differs. Returns (reason, before bytes, after bytes)."""
     path = spec["path"]
     if spec["state"] == "absent":
-        before = _atomic.read_bytes(path) if os.path.isfile(path) else None
+        before = _atomic.read_bytes(path)  # a symlink is removed, never read through
         return remove(path, check_mode), before, None
     if spec.get("content") is None:
         raise _atomic.AtomicWriteError(
@@ -414,8 +423,8 @@ def deploy(module, spec, check_mode):
         return "none", current, data
     if check_mode:
         return reason, current, data
-    if reason == "attributes":
-        _atomic.set_attributes(path, mode, uid, gid)
+    if reason == "attributes" and _atomic.is_regular(path):
+        _atomic.set_attributes(path, mode, uid, gid)  # O_NOFOLLOW + fchmod: never through a link
         return reason, current, data
     tmp = _atomic.prepare(path, data, mode, uid, gid)
     if spec.get("validate"):

@@ -404,8 +404,9 @@ def read_state(dest, mode, uid, gid):
     }
     if files[CREDS].get("regular"):
         try:
-            with open(paths[CREDS], "rb") as f:
-                raw = f.read()
+            raw = _atomic.read_bytes(paths[CREDS])
+            if raw is None:
+                raise IOError("not a regular file")
             state["credentials"] = _public_credentials(json.loads(raw.decode("utf-8")))
             state["credentials_sha256"] = hashlib.sha256(raw).hexdigest()
             if state["credentials"] is None:
@@ -414,10 +415,11 @@ def read_state(dest, mode, uid, gid):
             state["credentials_error"] = e.__class__.__name__
     if files[CERT].get("regular"):
         try:
-            with open(paths[CERT], "rb") as f:
-                state["certificate_pem"] = f.read(65536).decode("ascii", "replace")
+            pem = _atomic.read_bytes(paths[CERT], 65536)
         except (IOError, OSError):
-            pass
+            pem = None
+        if pem is not None:
+            state["certificate_pem"] = pem.decode("ascii", "replace")
     return state
 
 
@@ -452,8 +454,8 @@ def write_files(dest, contents, mode, uid, gid, *, remove=()):
             raise
         changed = True
     creds = os.path.join(dest, CREDS)
-    if os.path.exists(creds) and not any(p == creds for _tmp, p in prepared):
-        os.utime(creds, None)  # identical credentials confirmed: record the time, no change
+    if _atomic.is_regular(creds) and not any(p == creds for _tmp, p in prepared):
+        os.utime(creds, None, follow_symlinks=False)  # identical credentials confirmed: record the time, no change
     for name in remove:
         path = os.path.join(dest, name)
         if os.path.lexists(path):
@@ -466,7 +468,7 @@ def fix_attributes(dest, mode, uid, gid):
     changed = False
     for name, fmode, fuid, fgid in ((CERT, CERT_MODE, None, None), (KEY, mode, uid, gid), (CREDS, mode, uid, gid)):
         path = os.path.join(dest, name)
-        if os.path.isfile(path):
+        if _atomic.is_regular(path):  # a symlink, fifo or directory is never changed through (a write replaces it)
             changed = _atomic.set_attributes(path, fmode, fuid, fgid) or changed
     return changed
 

@@ -225,3 +225,88 @@ def test_check_mode_on_a_fresh_host_returns_every_promised_value(tmp_path, pki, 
     assert (r["plan"], r["service"], r["days_remaining"], r["client_id"], r["ntrip"]) == (None,) * 5
     assert r["regions"] == [] and r["topics"]["corrections"] == {}
     assert api.calls == []
+
+
+PEM_SECRET = "-----BEGIN RSA PRIVATE KEY-----\n" + "\n".join(["A1b2C3d4" * 8] * 6) + "\n-----END RSA PRIVATE KEY-----\n"
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [PEM_SECRET, "p1", "x", "abc", TOKEN, "0123456789abcdef0123456789abcdef"],
+)
+def test_redact_before_truncating_and_short_secrets(secret):
+    text = "boom at the start " + "x" * 150 + " " + secret + " and \x1b[31mred\x1b[0m after"
+    out = action.redact(text, {secret}, 200)
+    assert "\n" not in out and "\x1b" not in out and len(out) <= 200
+    if len(secret) >= 4:
+        assert secret not in out
+        for line in secret.splitlines():
+            if len(line) >= 16 and "-----" not in line:
+                assert line not in out
+    assert " ".join(secret.split())[:40] not in out or len(secret) < 4
+    assert action.redact(f"pw={secret};", {secret}) == "pw=********;"
+
+
+class _Runner(action.ActionModule):
+    """run() without ActionBase plumbing; _provision raises what the test wants."""
+
+    def __init__(self, provision):
+        self._provision_impl = provision
+        self._connection = types.SimpleNamespace(_shell=types.SimpleNamespace(tmpdir=None))
+        self._task = types.SimpleNamespace(check_mode=False, diff=False)
+
+    def validate_argument_spec(self, argument_spec=None):
+        params = {"token": TOKEN, "hardware_id": "gw-01", "dest": "/tmp/x"}
+        return None, ArgumentSpecValidator(argument_spec).validate(params).validated_parameters
+
+    def _remove_tmp_path(self, path):
+        pass
+
+    def _provision(self, args, task_vars, secrets):
+        return self._provision_impl(secrets)
+
+
+def _run(provision, monkeypatch):
+    monkeypatch.setattr(action.ActionBase, "run", lambda self, tmp=None, task_vars=None: {})
+    return _Runner(provision).run(task_vars={})
+
+
+@pytest.mark.parametrize("secret", [PEM_SECRET, "pw", "abc"])
+def test_unexpected_error_with_a_multi_line_or_short_secret_is_redacted(monkeypatch, secret):
+    def provision(secrets):
+        secrets.add(secret)
+        raise RuntimeError("x" * 120 + " " + secret + " tail")
+
+    result = _run(provision, monkeypatch)
+    assert result["failed"] is True and "\n" not in result["msg"]
+    dumped = json.dumps(result)
+    for line in secret.splitlines():
+        if "-----" not in line:
+            assert line[:20] not in dumped.replace("x" * 120, "")  # not even the start of a cut line
+    assert TOKEN not in dumped
+
+
+def test_error_message_with_ansi_and_secret_from_a_part(monkeypatch):
+    def provision(secrets):
+        secrets.add("s3")
+        return {"failed": True, "msg": "bad \x1b[2J\x1b[31m value s3\r\nnext"}
+
+    result = _run(provision, monkeypatch)
+    assert "\x1b" not in result["msg"] and "\n" not in result["msg"] and "\r" not in result["msg"]
+    assert "s3" not in result["msg"]
+
+
+def test_client_key_symlink_outside_dest_stays_0600_after_runs(tmp_path, run):
+    """NTRIP-only deployment: a client.key symlink to a 0600 file elsewhere is never chmod-ed through."""
+    target = tmp_path / "elsewhere.key"
+    target.write_text("not ours\n")
+    os.chmod(target, 0o600)
+    api = FakeApi(lambda now: ntrip_body(dynamickeys=key_grid(int(now * 1000))))
+    dest = tmp_path / "pp"
+    now = time.time()
+    assert run(api, dest, now, mode="0640")["changed"] is True
+    (dest / "client.key").symlink_to(target)
+    for later in (60, 120):
+        r = run(api, dest, now + later, mode="0640")
+        assert not r.get("failed"), r
+    assert os.stat(target).st_mode & 0o7777 == 0o600

@@ -122,3 +122,42 @@ def test_owner_and_group_resolution():
         a.resolve_uid("no-such-user-pp")
     with pytest.raises(a.AtomicWriteError, match="does not exist"):
         a.resolve_gid("no-such-group-pp")
+
+
+def _outside(tmp_path, mode=0o600):
+    target = tmp_path / "outside" / "secret"
+    target.parent.mkdir()
+    target.write_bytes(b"elsewhere\n")
+    os.chmod(target, mode)
+    return target
+
+
+def test_symlink_at_destination_is_replaced_not_followed(tmp_path):
+    target = _outside(tmp_path)
+    link = tmp_path / "f"
+    link.symlink_to(target)
+    assert a.read_bytes(str(link)) is None  # treated as missing
+    assert a.attributes_differ(str(link), 0o640)
+    assert a.write_atomic(str(link), b"new\n", 0o640) is True
+    assert not link.is_symlink() and link.read_bytes() == b"new\n"
+    assert target.read_bytes() == b"elsewhere\n" and stat.S_IMODE(os.stat(target).st_mode) == 0o600
+
+
+def test_set_attributes_never_changes_through_a_symlink(tmp_path):
+    target = _outside(tmp_path)
+    link = tmp_path / "f"
+    link.symlink_to(target)
+    with pytest.raises(a.AtomicWriteError, match="not a regular file"):
+        a.set_attributes(str(link), 0o644)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+
+
+def test_fifo_and_directory_read_as_missing(tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert a.read_bytes(str(fifo)) is None  # no block on a fifo without a writer
+    assert a.write_atomic(str(fifo), b"x", 0o600) is True
+    assert fifo.is_file() and fifo.read_bytes() == b"x"
+    (tmp_path / "d").mkdir()
+    assert a.read_bytes(str(tmp_path / "d")) is None
+    assert not a.is_regular(str(tmp_path / "d"))

@@ -16,6 +16,16 @@ class FakeResponse:
         self.content = body if isinstance(body, bytes) else body.encode()
         self.text = self.content.decode("utf-8", "replace")
         self.headers = headers or {}
+        self.read = 0  # bytes handed out by iter_content
+        self.closed = False
+
+    def iter_content(self, size):
+        for i in range(0, len(self.content), size):
+            self.read += len(self.content[i : i + size])
+            yield self.content[i : i + size]
+
+    def close(self):
+        self.closed = True
 
 
 class FakeSession:
@@ -25,8 +35,8 @@ class FakeSession:
         self.script = list(script)
         self.requests = []
 
-    def post(self, url, json=None, timeout=None, verify=None, headers=None):
-        self.requests.append({"url": url, "json": json, "timeout": timeout, "verify": verify, "headers": headers})
+    def post(self, url, json=None, timeout=None, verify=None, headers=None, **kw):
+        self.requests.append(dict(kw, url=url, json=json, timeout=timeout, verify=verify, headers=headers))
         item = self.script.pop(0)
         if isinstance(item, Exception):
             raise item
@@ -50,7 +60,81 @@ def test_request_shape_and_success(tmp_path):
     assert req["json"] == {"token": TOKEN, "hardwareId": "gw-01", "givenName": "gw-01", "tags": ["ztp"]}
     assert req["headers"] == {"Content-Type": "application/json", "Accept": "application/json"}
     assert (req["timeout"], req["verify"]) == (7, str(ca))
+    assert (req["allow_redirects"], req["stream"]) == (False, True)
     assert sleeps == []
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirect_is_an_error_naming_the_host_and_never_followed(status):
+    location = "http://evil.example:8080/steal\x1b[31m?x=1"
+    cl, session, sleeps = client([FakeResponse(status, headers={"Location": location})])
+    with pytest.raises(ZtpError) as exc:
+        cl.request(TOKEN, "gw-01")
+    msg = str(exc.value)
+    assert f"HTTP {status}" in msg and "evil.example" in msg and "redirects are not followed" in msg
+    assert "\n" not in msg and "\x1b" not in msg and TOKEN not in msg
+    assert len(session.requests) == 1 and sleeps == []  # not followed, not retried
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://ztp.example.com/credentials",
+        "http://10.0.0.1/x",
+        "http://127.0.0.1.evil.example/x",
+        "ftp://ztp.example.com/x",
+        "file:///etc/passwd",
+        "https://ztp.example.com/\r\nX: y",
+        "not a url",
+    ],
+)
+def test_api_url_refused_before_any_call(url):
+    session = FakeSession([FakeResponse(200, b"{}")])
+    cl = c.ZtpClient(url, session=session, sleep=lambda s: None)
+    with pytest.raises(ZtpError, match="api_url") as exc:
+        cl.request(TOKEN, "gw-01")
+    assert "\n" not in str(exc.value) and "\r" not in str(exc.value)
+    assert session.requests == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ztp.example.com/x",
+        "http://127.0.0.1:8443/ztp",
+        "http://127.8.9.10/ztp",
+        "http://localhost:1/ztp",
+        "http://[::1]:8080/ztp",
+    ],
+)
+def test_api_url_https_or_loopback_http_accepted(url):
+    assert c.api_url_error(url) is None
+    session = FakeSession([FakeResponse(200, b"{}")])
+    assert c.ZtpClient(url, session=session).request(TOKEN, "gw-01") == b"{}"
+
+
+def test_response_size_cap_stops_reading():
+    big = FakeResponse(200, b"x" * (c.MAX_RESPONSE_BYTES * 4))
+    cl, _, _ = client([big])
+    with pytest.raises(ZtpError, match="more than 256 KiB") as exc:
+        cl.request(TOKEN, "gw-01")
+    assert "\n" not in str(exc.value)
+    assert big.read <= c.MAX_RESPONSE_BYTES + 64 * 1024 and big.closed
+    declared = FakeResponse(200, b"{}", headers={"Content-Length": str(10**9)})
+    cl, _, _ = client([declared])
+    with pytest.raises(ZtpError, match="more than 256 KiB"):
+        cl.request(TOKEN, "gw-01")
+    assert declared.read == 0
+    exact = FakeResponse(200, b" " * c.MAX_RESPONSE_BYTES)
+    assert client([exact])[0].request(TOKEN, "gw-01") == exact.content
+
+
+def test_error_body_read_is_capped():
+    big = FakeResponse(400, b"y" * (c.MAX_RESPONSE_BYTES * 4))
+    cl, _, _ = client([big])
+    with pytest.raises(ZtpError, match="HTTP 400"):
+        cl.request(TOKEN, "gw-01")
+    assert big.read <= c.ERROR_BODY_BYTES + 16 * 1024
 
 
 def test_verify_modes():

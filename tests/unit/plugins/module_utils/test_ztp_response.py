@@ -2,10 +2,15 @@
 
 import contextlib
 import copy
+import datetime as dt
 import json
 
 import pytest
 from ansible_collections.gnss.pointperfect.plugins.module_utils import _ztp_response as r
+from cryptography import x509 as cx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ztp_samples import KEY_A, KEY_B, mqtt_body, ntrip_body, rtke_ip_body, xplr_body
@@ -438,3 +443,163 @@ def test_fuzz_mutated_bodies_raise_only_ztp_error(pki, mutation, keep_valid_pair
         r.parse_body(json.dumps(body))
     except r.ZtpError as e:
         assert "\n" not in str(e)
+
+
+# ---------------------------------------------------------------- hostile values (issue 13)
+
+HOSTILE_TEXT = ["a\r\nb", "ab\n", "a\x00b", "a\x1b[31mb", "$(reboot)", "../../etc/x", "x" * 100_000, "a b", " abc"]
+
+
+def _rtcm(body):
+    return body["rtcmCredentials"]
+
+
+@pytest.mark.parametrize("value", [*HOSTILE_TEXT, "-bad.example", "a..b", "a" * 64 + ".com", "1.2.3.4:5", "[::1]"])
+@pytest.mark.parametrize("field", ["brokerHost", "endpoint"])
+def test_hosts_strict(pki, field, value):
+    body = mqtt_body(pki, rtcmCredentials=ntrip_body()["rtcmCredentials"])
+    (body if field == "brokerHost" else _rtcm(body))[field] = value
+    with pytest.raises(r.ZtpResponseError, match=f"field .*{field} is not a host name") as exc:
+        r.parse_credentials(body)
+    assert value not in str(exc.value) and "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("host", ["pp.services.u-blox.com", "127.0.0.1", "::1", "fe80::1", "a.b.", "x" * 63 + ".io"])
+def test_hosts_accepted(host):
+    body = ntrip_body()
+    body["rtcmCredentials"]["endpoint"] = host
+    assert r.parse_credentials(body)["ntrip"]["host"] == host
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("mountPoint", v) for v in [*HOSTILE_TEXT, "a" * 101, "MP/x", "MP:x"]]
+    + [("userName", v) for v in [*HOSTILE_TEXT, "u:p", "u" * 257, "üser"]]
+    + [("password", v) for v in ["a\r\nb", "a\x00b", "a\x1b[31m", "p" * 257, "\x7f"]],
+)
+def test_ntrip_values_strict_and_never_echoed(field, value):
+    body = ntrip_body()
+    body["rtcmCredentials"][field] = value
+    with pytest.raises(r.ZtpResponseError, match=f"rtcmCredentials.{field}") as exc:
+        r.parse_credentials(body)
+    assert value not in str(exc.value) and "\n" not in str(exc.value) and "\x1b" not in str(exc.value)
+
+
+def test_short_and_symbol_passwords_accepted():
+    for pw in ("p", "$(x) ../ ;|&'\"", "pässwörd"):
+        body = ntrip_body()
+        body["rtcmCredentials"]["password"] = pw
+        assert r.parse_credentials(body)["ntrip"]["password"] == pw
+
+
+@pytest.mark.parametrize("value", [*HOSTILE_TEXT, "c" * 129, "id/x"])
+def test_client_id_strict(pki, value):
+    with pytest.raises(r.ZtpResponseError, match="field clientId is not a client id"):
+        r.parse_credentials(mqtt_body(pki, clientId=value))
+
+
+@pytest.mark.parametrize(
+    "path", ["/pp/ip/eu\r\n", "/pp/ip/$(x)", "/pp/../ip/eu", "/pp/ip/#", "/pp/ip/+", "/pp/" + "x" * 300, "/pp/\x1b[0m"]
+)
+def test_topics_strict(pki, path):
+    with pytest.raises(r.ZtpResponseError, match=r"subscriptions\[0\]\.path is not a list of MQTT topics"):
+        r.parse_credentials(mqtt_body(pki, subscriptions=[{"description": "x", "path": path}]))
+
+
+@pytest.mark.parametrize("port", ["65536", 0, -1, "0", "99999", 10**30, 2101.0, "2101\n"])
+def test_port_bounds(port):
+    with pytest.raises(r.ZtpResponseError, match="httpPort"):
+        r.parse_credentials(ntrip_body(port))
+
+
+def test_port_65535_has_no_tls_port_beyond_the_range():
+    m = r.parse_credentials(ntrip_body("65535"))
+    assert m["ntrip"]["port"] == 65535 and m["ntrip"]["tls_port"] is None
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("start", -1, "start is not a time"),
+        ("start", 10**30, "start is not a time"),
+        ("start", 1262304000000 - 1, "start is not a time"),
+        ("start", 4102444800000, "start is not a time"),
+        ("duration", 0, "duration is not between"),
+        ("duration", 3599999, "duration is not between"),
+        ("duration", 400 * 86400000 + 1, "duration is not between"),
+        ("duration", -5, "duration is not between"),
+    ],
+)
+def test_dynamic_key_bounds(pki, key, value, message):
+    body = mqtt_body(pki)
+    body["dynamickeys"]["current"][key] = value
+    with pytest.raises(r.ZtpResponseError, match=message):
+        r.parse_credentials(body)
+
+
+def _cert(key, days=365, not_before_days=-1, cn="c"):
+    now = dt.datetime.now(dt.timezone.utc)
+    name = cx.Name([cx.NameAttribute(NameOID.COMMON_NAME, cn)])
+    cert = (
+        cx.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(cx.random_serial_number())
+        .not_valid_before(now + dt.timedelta(days=not_before_days))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _key_pem(key, fmt="TraditionalOpenSSL"):
+    return key.private_bytes(
+        serialization.Encoding.PEM, getattr(serialization.PrivateFormat, fmt), serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return {
+        "rsa1024": rsa.generate_private_key(public_exponent=65537, key_size=1024),
+        "p256": ec.generate_private_key(ec.SECP256R1()),
+        "p224": ec.generate_private_key(ec.SECP224R1()),
+        "ser": serialization,
+    }
+
+
+def test_certificate_defects(pki, keys):
+    key_a = serialization.load_pem_private_key(pki["key"].encode(), None)
+    cases = [
+        (_cert(key_a, days=-1, not_before_days=-10), pki["key"], "expired"),
+        (_cert(key_a, days=30, not_before_days=1), pki["key"], "not valid before"),
+        (_cert(keys["rsa1024"]), _key_pem(keys["rsa1024"]), "RSA key of 1024 bits"),
+        (_cert(keys["p224"]), _key_pem(keys["p224"]), "EC key of 224 bits"),
+        (pki["cert"] + "junk" * 100, pki["key"], "not exactly one PEM block"),
+        (pki["cert"] + pki["key"], pki["key"], "not exactly one PEM block"),
+        (pki["cert"] + pki["other_cert"], pki["key"], "not exactly one PEM block"),
+        (pki["cert"], pki["key"] + "\x1b[31m", "not exactly one PEM block"),
+        (pki["cert"] + "x" * 20_000_000, pki["key"], "larger than 16 KiB"),
+    ]
+    for cert, key, message in cases:
+        with pytest.raises(r.ZtpResponseError, match=message) as exc:
+            r.parse_credentials(mqtt_body(pki, certificate=cert, privateKey=key))
+        assert "\n" not in str(exc.value) and "PRIVATE" not in str(exc.value)
+
+
+def test_certificate_within_clock_skew_and_ec_p256_accepted(pki, keys):
+    key_a = serialization.load_pem_private_key(pki["key"].encode(), None)
+    soon = r.parse_credentials(mqtt_body(pki, certificate=_cert(key_a, not_before_days=2 / 1440)))
+    assert soon["certificate_pem"].startswith("-----BEGIN CERTIFICATE-----")
+    m = r.parse_credentials(mqtt_body(pki, certificate=_cert(keys["p256"]), privateKey=_key_pem(keys["p256"], "PKCS8")))
+    assert m["private_key_pem"].startswith("-----BEGIN PRIVATE KEY-----")
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400)
+    with pytest.raises(r.ZtpResponseError, match="expired"):
+        r.parse_credentials(mqtt_body(pki), now=later)
+
+
+def test_pem_written_is_re_serialized(pki):
+    m = r.parse_credentials(mqtt_body(pki, certificate="\n\n" + pki["cert"] + "\n\n  ", privateKey=pki["key"] + "\n"))
+    assert m["certificate_pem"] == pki["cert"]  # exactly the one certificate, re-serialized
+    assert m["private_key_pem"] == pki["key"] and m["private_key_pem"].startswith("-----BEGIN RSA PRIVATE KEY-----")

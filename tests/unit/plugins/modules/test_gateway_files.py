@@ -122,3 +122,32 @@ def test_relative_paths_are_refused_before_anything_is_written(tmp_path):
     with pytest.raises(module._atomic.AtomicWriteError, match=r"must be an absolute path, got etc/forwarder\.json"):
         module.check_absolute(files)
     module.check_absolute(files[:1])
+
+
+def test_symlink_at_destination_is_replaced_and_target_untouched(tmp_path):
+    target = tmp_path / "outside"
+    target.write_text("x\n")  # same content: only the link's "attributes" differ
+    os.chmod(target, 0o600)
+    path = tmp_path / "f.json"
+    path.symlink_to(target)
+    assert module.deploy(FakeModule(), spec(path), False)[0] == "created"
+    assert not path.is_symlink() and path.read_text() == "x\n"
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o600
+
+
+def test_absent_removes_a_symlink_without_reading_through(tmp_path):
+    target = tmp_path / "outside"
+    target.write_text("secret\n")
+    path = tmp_path / "f"
+    path.symlink_to(target)
+    reason, before, _ = module.deploy(FakeModule(), spec(path, state="absent"), False)
+    assert reason == "removed" and before is None and target.read_text() == "secret\n"
+
+
+def test_read_follows_a_link_but_not_to_a_fifo(tmp_path):
+    real = tmp_path / "machine-id"
+    real.write_text("abc\n")
+    (tmp_path / "link").symlink_to(real)
+    assert module.read_small(str(tmp_path / "link")) == "abc\n"
+    os.mkfifo(tmp_path / "fifo")
+    assert module.read_small(str(tmp_path / "fifo")) is None

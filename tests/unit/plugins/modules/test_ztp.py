@@ -253,3 +253,47 @@ def test_unknown_owner_or_group(tmp_path, mqtt_model, capsys, field):
     assert not check.get("failed"), check
     assert "pp-no-such-name" in json.dumps(check.get("warnings")) + err
     assert not check["state"]["files"][module.CREDS]["attributes_ok"]
+
+
+def _outside_key(tmp_path):
+    target = tmp_path / "elsewhere" / "secret.key"
+    target.parent.mkdir()
+    target.write_bytes(b"not ours\n")
+    os.chmod(target, 0o600)
+    return target
+
+
+def test_fix_attributes_never_chmods_through_a_client_key_symlink(tmp_path):
+    """NTRIP-only deployment with client.key a symlink to a 0600 file outside dest: it stays 0600."""
+    dest = tmp_path / "pp"
+    module.write_files(str(dest), files_of(resp.parse_credentials(ntrip_body()), dest), 0o640, None, None)
+    target = _outside_key(tmp_path)
+    (dest / "client.key").symlink_to(target)
+    module.fix_attributes(str(dest), 0o640, None, None)
+    assert mode_of(target) == 0o600
+    state = module.read_state(str(dest), 0o640, None, None)
+    assert state["files"]["client.key"]["regular"] is False
+
+
+@pytest.mark.parametrize("name", ["client.key", "client.crt", "credentials.json"])
+def test_symlink_at_a_destination_is_replaced_never_followed(tmp_path, mqtt_model, name):
+    dest = tmp_path / "pp"
+    dest.mkdir()
+    target = _outside_key(tmp_path)
+    (dest / name).symlink_to(target)
+    state = module.read_state(str(dest), 0o640, None, None)
+    assert state["files"][name]["regular"] is False
+    assert state["credentials"] is None and state["certificate_pem"] is None
+    assert module.write_files(str(dest), files_of(mqtt_model, dest), 0o640, None, None) is True
+    assert not (dest / name).is_symlink() and (dest / name).is_file()
+    assert mode_of(target) == 0o600 and target.read_bytes() == b"not ours\n"
+
+
+def test_fifo_at_a_destination_is_replaced(tmp_path, mqtt_model):
+    dest = tmp_path / "pp"
+    dest.mkdir()
+    os.mkfifo(dest / "credentials.json")
+    state = module.read_state(str(dest), 0o600, None, None)  # does not block on the fifo
+    assert state["credentials"] is None
+    module.write_files(str(dest), files_of(mqtt_model, dest), 0o600, None, None)
+    assert (dest / "credentials.json").is_file()
