@@ -184,8 +184,9 @@ SCENARIOS = {
             "pointperfect_output_type": "bogus",
             "pointperfect_log_level": "bogus",
             "__pointperfect_hardware_id": "gw 01/x",
+            "pointperfect_ztp_token": " 3C1A7F52-6B0E-4C2D-9F41-7A5E00000A01",
         },
-        8,
+        9,
     ),
     "source_lband_on_ip_plan_over_ntrip": (
         "__pointperfect_source_errors",
