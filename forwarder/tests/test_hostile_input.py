@@ -70,7 +70,7 @@ FIELDS: dict[tuple, tuple[str, str, dict]] = {
         _strings({"underscore": "a_b", "dash": "-x", "dots": "a..b", "long": "a" * 254}),
     ),
     ("mqtt", "port"): ("credentials.mqtt.port", "mqtt", PORTS),
-    ("mqtt", "client_id"): ("credentials.mqtt.client_id", "mqtt", _strings({"long": "c" * 257, "colon": "a:b"})),
+    ("mqtt", "client_id"): ("credentials.mqtt.client_id", "mqtt", _strings({"long": "c" * 257, "space": "a b"})),
     ("client_id",): ("credentials.client_id", "mqtt", _strings({"long": "c" * 257})),
     ("mqtt", "certificate"): ("credentials.mqtt.certificate", "mqtt", _strings({"relative": "client.crt"})),
     ("mqtt", "private_key"): ("credentials.mqtt.private_key", "mqtt", _strings({"relative": "client.key"})),

@@ -317,7 +317,8 @@ def _validate(cfg: dict) -> None:
 # client id and topics). The real service's exact limits are not published: these follow the values it returns
 # (u-blox host names, NEAR-SPARTN-like mountpoints, uuid-like client ids, /pp/... topics) with a wide margin.
 HOST_MAX = 253
-NAME_RE = re.compile(r"[A-Za-z0-9._-]+")  # mountpoints, client ids
+NAME_RE = re.compile(r"[A-Za-z0-9._-]+")  # mountpoints
+CLIENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]+")  # a UUID as the service sends it; ':' as margin, as the ztp module
 TOPIC_RE = re.compile(r"[A-Za-z0-9/_.-]+")
 REGION_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")
 HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9.])?")
@@ -418,7 +419,7 @@ def _check_credentials(creds: dict) -> None:
     if plan is not None and (not isinstance(plan, str) or not re.fullmatch(r"[a-z+]{1,32}", plan)):
         raise ConfigError("credentials.plan", "must be a plan name like ip, lband, ip+lband, ntrip, or null")
     if creds.get("client_id") is not None:
-        _name("credentials.client_id", creds["client_id"], NAME_RE, 256, "a client id (letters, digits, . _ -)")
+        _name("credentials.client_id", creds["client_id"], CLIENT_ID_RE, 256, "a client id (letters, digits, . _ : -)")
     cert_na = creds.get("certificate_not_after")
     if cert_na is not None and not isinstance(cert_na, str):
         raise ConfigError("credentials.certificate_not_after", "must be an ISO 8601 UTC time or null")
@@ -431,7 +432,7 @@ def _check_credentials(creds: dict) -> None:
             if key == "host":
                 _host(where, cm[key])
             elif key == "client_id":
-                _name(where, cm[key], NAME_RE, 256, "a client id (letters, digits, . _ -)")
+                _name(where, cm[key], CLIENT_ID_RE, 256, "a client id (letters, digits, . _ : -)")
             else:
                 _path(where, cm[key])
         if cm.get("port") is not None:
@@ -544,7 +545,7 @@ def _resolve_mqtt(cfg: dict, creds: dict) -> MqttSettings:
     if cm.get("client_id") is not None:
         client_id = cm["client_id"]
     else:
-        client_id = _name("credentials.client_id", creds.get("client_id"), NAME_RE, 256, "a client id")
+        client_id = _name("credentials.client_id", creds.get("client_id"), CLIENT_ID_RE, 256, "a client id")
     cert = _path("credentials.mqtt.certificate", cm.get("certificate"))
     key = _path("credentials.mqtt.private_key", cm.get("private_key"))
     for where, path in (("credentials.mqtt.certificate", cert), ("credentials.mqtt.private_key", key)):
