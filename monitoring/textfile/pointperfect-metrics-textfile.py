@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python
 """Copies the forwarder's /metrics (served on 127.0.0.1 only, the role's default) into node_exporter's textfile
 collector directory, so that the node_exporter Prometheus already scrapes carries them; nothing new listens.
 

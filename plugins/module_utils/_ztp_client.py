@@ -440,7 +440,7 @@ class ZtpClient(object):
 def _safe_text(response):
     """The start of an error answer's body as text (never more than ERROR_BODY_BYTES read)."""
     try:
-        data, _ = read_capped(response, ERROR_BODY_BYTES)
+        data = read_capped(response, ERROR_BODY_BYTES)[0]
         return data.decode("utf-8", "replace")[:2000]
     except Exception:
         return ""

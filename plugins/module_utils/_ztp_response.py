@@ -241,7 +241,7 @@ def _check_pair(cert_pem, key_pem, now=None):
     """Parse both PEMs, check the certificate (validity, strength) and that the key belongs to it; return
     (certificate, certificate PEM, key PEM) re-serialized from the parsed objects, never the raw fields.
     Messages never include PEM text."""
-    cert_block, _ = _single_pem(cert_pem, ("CERTIFICATE",), "certificate")
+    cert_block = _single_pem(cert_pem, ("CERTIFICATE",), "certificate")[0]
     try:
         cert = x509.load_pem_x509_certificate(cert_block.encode("ascii"))
     except Exception:
