@@ -185,8 +185,9 @@ def test_provision_fleet(lab, fleet, receivers, playbook):
     for name, gw in gateways(fleet).items():
         ntrip = name in NTRIP_HOSTS
         creds = credentials(gw)
-        # hardware id derived from the machine id (pointperfect_hardware_id_source: machine_id)
-        assert creds["hardware_id"] == f"pp-{gw.machine_id}"
+        # hardware id derived from the machine id (pointperfect_hardware_id_source: machine_id): its app-specific
+        # hash, never the machine id itself
+        assert creds["hardware_id"] == gw.hardware_id and gw.machine_id not in creds["hardware_id"]
         assert creds["given_name"] == name
         assert creds["service"] == ("ntrip" if ntrip else "mqtt")
         # the plan lists every region it covers; the region is chosen on the gateway, not at provisioning

@@ -7,6 +7,8 @@ import argparse
 import contextlib
 import fcntl
 import grp
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -43,6 +45,8 @@ MASKED_UNITS = (
     "systemd-tmpfiles-clean.timer", "remote-fs.target",
 )  # fmt: skip
 STAMP = "etc/gnss-pointperfect-rootfs.json"
+# the collection's app id (plugins/filter/app_specific_id.py): uuid5(NAMESPACE_DNS, "gnss.pointperfect")
+APP_ID = "c9f4d130385c5b1ea446272ce2bc630f"
 GUEST_SERIAL = "/dev/ttyACM0"
 GUEST_SERIAL2 = "/dev/ttyACM1"  # a second serial device, e.g. a NEO-D9S L-band receiver
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-gateway.conf"
@@ -317,6 +321,17 @@ class Gateway:
     state: str | None = None  # `systemctl is-system-running` after boot
     suite: str = SUITE  # the Debian suite it boots (its rootfs)
     rootfs: str = ""  # the read-only lower layer it boots from
+
+    @property
+    def hardware_id(self) -> str:
+        """The id the role derives with pointperfect_hardware_id_source machine_id: pp- + the app-specific hash of
+        the machine id (systemd's sd_id128_get_machine_app_specific with the collection's app id), computed here
+        independently of the app_specific_id filter."""
+        mac = hmac.new(bytes.fromhex(self.machine_id), bytes.fromhex(APP_ID), hashlib.sha256)
+        digest = bytearray(mac.digest()[:16])
+        digest[6] = (digest[6] & 0x0F) | 0x40
+        digest[8] = (digest[8] & 0x3F) | 0x80
+        return "pp-" + digest.hex()
 
     @property
     def log(self) -> Path:

@@ -44,6 +44,8 @@ REQUIRED = {
     "plugins/action/ztp.py",
     "plugins/filter/fleet.py",
     "plugins/filter/fleet_health.yml",
+    "plugins/filter/app_specific_id.py",
+    "plugins/filter/app_specific_id.yml",
     "forwarder/pyproject.toml",
     "roles/gateway/meta/argument_specs.yml",
     "playbooks/status.yml",
@@ -146,8 +148,9 @@ def test_first_release_lists_every_module_plugin_and_role(release):
     modules = {m["name"]: m["description"] for m in data.get("modules", [])}
     assert set(modules) == {"ztp", "gateway_info", "gateway_files"}, modules
     filters = {p["name"]: p["description"] for p in data.get("plugins", {}).get("filter", [])}
-    assert set(filters) == {"fleet_health", "fleet_report", "fleet_table", "fleet_html", "fleet_json"}
-    assert len(set(filters.values())) == 5, filters  # each filter's own description, not one repeated
+    fleet = {"fleet_health", "fleet_report", "fleet_table", "fleet_html", "fleet_json"}
+    assert set(filters) == fleet | {"app_specific_id"}
+    assert len(set(filters.values())) == 6, filters  # each filter's own description, not one repeated
     roles = {r["name"] for r in data.get("objects", {}).get("role", [])}
     assert roles == {"gateway"}, data.get("objects")
     for heading in ("New Modules", "New Plugins", "New Roles"):

@@ -172,8 +172,8 @@ def test_old_gateway_fails_in_preflight_new_one_is_provisioned(fleet, lab, playb
     assert untouched(gws[OLD]) == "", untouched(gws[OLD])
     # no ZTP call for it: every call of the run is the new gateway's (a new device: not activated, then retried)
     calls = lab.sim.calls()
-    new_device = f"{TOKEN}/pp-{gws[NEW].machine_id}"
-    old_device = f"{TOKEN}/pp-{gws[OLD].machine_id}"
+    new_device = f"{TOKEN}/{gws[NEW].hardware_id}"
+    old_device = f"{TOKEN}/{gws[OLD].hardware_id}"
     assert old_device not in calls["by_device"], calls
     assert calls["total"] - before["total"] == 2 and calls["by_device"] == {new_device: 2}, calls
     # the new gateway went on and is fully provisioned

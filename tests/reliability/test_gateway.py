@@ -157,7 +157,7 @@ def test_systemd_analyze_security_exposure(gateway):
     assert m, out[-2000:]
     exposure = float(m.group(1))
     L.record("gateway_systemd_analyze_security", exposure=exposure)
-    assert exposure <= 2.0, out[-3000:]
+    assert exposure <= 1.3, out[-3000:]  # issue 13: keep it at or below 1.3
 
 
 def test_broker_restart_on_the_gateway(gateway):

@@ -1,9 +1,12 @@
-"""R3 on the host: TLS verification cannot be turned off by accident, in the ztp module or in the forwarder."""
+"""R3 on the host: TLS verification cannot be turned off by accident, in the ztp module or in the forwarder; the
+unit the role renders keeps its sandbox (PrivateIPC, MemoryMax, TasksMax, a ReadWritePaths that is never / or a
+system directory) and `systemd-analyze security --offline` rates it at most 1.3."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -111,3 +114,183 @@ def test_ztp_validate_certs_false_is_loud(pki, pairs, ansible_env, tmp_path):  #
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-2000:]
     assert re.search(r"\[WARNING\].*(validate_certs|TLS verification|not verified)", out, re.S), out[-2000:]
+
+
+# ---------------------------------------------------------------- the unit: sandbox, resources, ReadWritePaths
+
+PLAYBOOK_BIN = str(Path(sys.executable).with_name("ansible-playbook"))
+UNIT_SCENARIOS = {
+    "serial": {},
+    "file": {"pointperfect_output_type": "file", "pointperfect_output_path": "/var/lib/pointperfect/out.ubx"},
+    "sized": {"pointperfect_systemd_memory_max": "256M", "pointperfect_systemd_tasks_max": 64},
+}
+GOOD_PATHS = ["/var/lib/pointperfect/out.ubx", "/srv/gnss/out.ubx", "/data/rtcm.bin", "/opt/other/x"]
+BAD_PATHS = [
+    "/out.ubx",  # /
+    "/etc/out.ubx",  # /etc
+    "/etc/pointperfect/out.ubx",  # inside /etc, and the config directory
+    "/etc/default/out.ubx",
+    "/usr/local/out.ubx",
+    "/var/out.ubx",  # a whole top directory
+    "/srv/out.ubx",
+    "/opt/pointperfect/venv/out.ubx",  # the install directory
+    "/srv/a/../../out.ubx",  # climbs to /
+    "/srv/gnss/./out.ubx",
+    "/srv//gnss/out.ubx",
+    "/srv/my dir/out.ubx",  # a space splits the directive
+    "/srv/gnss/x\nExecStartPre=/bin/sh",  # a newline adds one
+    "srv/gnss/out.ubx",
+    "/srv/gnss/",
+]
+
+
+def _role(collections_path):
+    return Path(collections_path) / "ansible_collections" / "gnss" / "pointperfect" / "roles" / "gateway"
+
+
+def _play(ansible_env, collections_path, tmp_path, tasks, extra_vars=None):
+    role = _role(collections_path)
+    play = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "vars_files": [str(role / "defaults" / "main.yml"), str(role / "vars" / "main.yml")],
+            "vars": {
+                "role_path": str(role),
+                "pointperfect_state": "present",
+                "__pointperfect_hardware_id": "pp-0123",
+                "__pointperfect_probe": {"contents": {}, "stats": {}},
+                "__pointperfect_ztp": {"service": "mqtt", "plan": "ip"},
+                **(extra_vars or {}),
+            },
+            "tasks": tasks,
+        }
+    ]
+    playbook = tmp_path / "play.yml"
+    playbook.write_text(json.dumps(play))
+    argv = [PLAYBOOK_BIN, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
+    proc = subprocess.run([*argv, str(playbook)], env=ansible_env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+
+
+@pytest.fixture(scope="module")
+def units(ansible_env, collections_path, tmp_path_factory):
+    """The unit as the role renders it (the installed collection's template and variables), per scenario."""
+    out = tmp_path_factory.mktemp("units")
+    role = _role(collections_path)
+    tasks = [
+        {
+            "name": f"render {name}",
+            "ansible.builtin.template": {
+                "src": str(role / "templates" / "pointperfect-forwarder.service.j2"),
+                "dest": str(out / f"{name}.service"),
+                "mode": "0600",
+            },
+            "vars": overrides,
+        }
+        for name, overrides in UNIT_SCENARIOS.items()
+    ]
+    _play(ansible_env, collections_path, out, tasks)
+    return {name: (out / f"{name}.service") for name in UNIT_SCENARIOS}
+
+
+def _directives(path):
+    return [line.strip() for line in path.read_text().splitlines() if "=" in line and not line.startswith("#")]
+
+
+def test_unit_private_ipc_and_resource_caps(units):
+    serial = _directives(units["serial"])
+    # defaults sized from the measured RSS (about 30 MB, docs/benchmarks.md) and about six threads
+    for line in ("PrivateIPC=yes", "MemoryMax=128M", "TasksMax=32", "RemoveIPC=yes", "ProtectSystem=strict"):
+        assert line in serial, (line, serial)
+    sized = _directives(units["sized"])
+    assert "MemoryMax=256M" in sized and "TasksMax=64" in sized
+
+
+def test_unit_read_write_paths_only_for_a_file_output(units):
+    assert [d for d in _directives(units["serial"]) if d.startswith("ReadWritePaths")] == []
+    assert [d for d in _directives(units["file"]) if d.startswith("ReadWritePaths")] == [
+        "ReadWritePaths=/var/lib/pointperfect"
+    ]
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="needs systemd-analyze")
+@pytest.mark.parametrize("name", list(UNIT_SCENARIOS))
+def test_unit_security_exposure_offline(units, name):
+    proc = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--no-pager", str(units[name])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
+    assert m, proc.stdout[-2000:] + proc.stderr[-2000:]
+    exposure = float(m.group(1))
+    L.record(f"unit_security_offline_{name}", exposure=exposure)
+    assert exposure <= 1.3, proc.stdout[-3000:]
+
+
+def test_read_write_paths_is_never_root_or_a_system_directory(ansible_env, collections_path, tmp_path):
+    """pointperfect_output_path feeds ReadWritePaths= (its directory): the role refuses, before any change, a path
+    whose directory is /, a whole top directory, inside /etc, /usr and the like or the role's own directories, or a
+    path that could climb, split or add a directive; the template renders no ReadWritePaths for it either."""
+    results = tmp_path / "rw.json"
+    cases = GOOD_PATHS + BAD_PATHS
+    tasks = [
+        {
+            "name": f"case {i}",
+            "ansible.builtin.set_fact": {
+                f"rw_{i}": "{{ {'ok': __pointperfect_output_dir_ok | bool, 'errors': __pointperfect_errors} }}"
+            },
+            "vars": {"pointperfect_output_type": "file", "pointperfect_output_path": path},
+        }
+        for i, path in enumerate(cases)
+    ]
+    tasks.append(
+        {
+            "name": "write",
+            "ansible.builtin.copy": {
+                "content": "{{ [" + ", ".join(f"rw_{i}" for i in range(len(cases))) + "] | to_json }}",
+                "dest": str(results),
+                "mode": "0600",
+            },
+        }
+    )
+    _play(ansible_env, collections_path, tmp_path, tasks)
+    rendered = json.loads(results.read_text())
+    for path, got in zip(cases, rendered, strict=True):
+        output_errors = [e for e in got["errors"] if e.startswith("Invalid output settings")]
+        if path in GOOD_PATHS:
+            assert got["ok"] is True and output_errors == [], (path, got)
+        else:
+            assert got["ok"] is False and len(output_errors) == 1, (path, got)
+            assert "ReadWritePaths" in output_errors[0] and "\n" not in output_errors[0]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"pointperfect_systemd_memory_max": "lots"},
+        {"pointperfect_systemd_memory_max": "0"},
+        {"pointperfect_systemd_tasks_max": 0},
+    ],
+)
+def test_bad_resource_caps_are_refused(ansible_env, collections_path, tmp_path, bad):
+    results = tmp_path / "errors.json"
+    tasks = [
+        {
+            "name": "errors",
+            "ansible.builtin.copy": {
+                "content": "{{ __pointperfect_errors | to_json }}",
+                "dest": str(results),
+                "mode": "0600",
+            },
+            "vars": bad,
+        }
+    ]
+    _play(ansible_env, collections_path, tmp_path, tasks)
+    errors = json.loads(results.read_text())
+    assert [e for e in errors if "pointperfect_systemd_memory_max" in e and "pointperfect_systemd_tasks_max" in e], (
+        errors
+    )
