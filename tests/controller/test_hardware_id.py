@@ -8,11 +8,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-PLAYBOOK_BIN = str(Path(sys.executable).with_name("ansible-playbook"))
+from tests.role_play import run_role_tasks
+
 APP_ID = "c9f4d130385c5b1ea446272ce2bc630f"  # uuid5(NAMESPACE_DNS, "gnss.pointperfect"): never changes
 MACHINE_ID = "0123456789abcdef0123456789abcdef"
 
@@ -46,7 +44,6 @@ CASES = {
 
 
 def test_derived_hardware_id(ansible_env, collections_path, tmp_path):
-    role = Path(collections_path) / "ansible_collections" / "gnss" / "pointperfect" / "roles" / "gateway"
     tasks = [
         {
             "name": name,
@@ -70,20 +67,7 @@ def test_derived_hardware_id(ansible_env, collections_path, tmp_path):
             },
         }
     )
-    play = [
-        {
-            "hosts": "localhost",
-            "gather_facts": False,
-            "vars_files": [str(role / "defaults" / "main.yml"), str(role / "vars" / "main.yml")],
-            "vars": {"role_path": str(role), "pointperfect_state": "present"},
-            "tasks": tasks,
-        }
-    ]
-    playbook = tmp_path / "ids.yml"
-    playbook.write_text(json.dumps(play))
-    argv = [PLAYBOOK_BIN, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
-    proc = subprocess.run([*argv, str(playbook)], env=ansible_env, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    run_role_tasks(ansible_env, collections_path, tmp_path, tasks, {"pointperfect_state": "present"})
     got = json.loads(results.read_text())
     for name, (_overrides, expect) in CASES.items():
         hardware_id, errors = got[name]

@@ -19,17 +19,14 @@ from pathlib import Path
 import pytest
 import tomllib
 
+from tests.role_play import PLAYBOOK_BIN, role_dir, run_role_tasks
+
 REPO = Path(__file__).resolve().parents[2]
 WHEELHOUSE = REPO / "roles" / "gateway" / "files" / "wheelhouse.py"
-PLAYBOOK_BIN = str(Path(sys.executable).with_name("ansible-playbook"))
 PY310 = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10.*/bin/python")))
 MARKER = "/opt/pointperfect/venv/.pointperfect-build"
 UNIT = "/etc/systemd/system/pointperfect-forwarder.service"
 FATAL = re.compile(r"^fatal: \[localhost\]: FAILED! => (\{.*\})$", re.M)
-
-
-def role_dir(collections_path: str) -> Path:
-    return Path(collections_path) / "ansible_collections" / "gnss" / "pointperfect" / "roles" / "gateway"
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +250,6 @@ SCENARIOS = {
 def test_every_role_message_is_one_line(ansible_env, collections_path, tmp_path):
     """Renders each message list of vars/main.yml with ansible-playbook (the real templating of the installed
     ansible-core) and checks every message is one line, without doubled or surrounding spaces."""
-    role = role_dir(collections_path)
     tasks = []
     for name, (variable, bad, _count) in SCENARIOS.items():
         tasks.append(
@@ -274,26 +270,13 @@ def test_every_role_message_is_one_line(ansible_env, collections_path, tmp_path)
             },
         }
     )
-    play = [
-        {
-            "hosts": "localhost",
-            "gather_facts": False,
-            "vars_files": [str(role / "defaults" / "main.yml"), str(role / "vars" / "main.yml")],
-            "vars": {
-                "role_path": str(role),
-                "pointperfect_state": "present",
-                "pointperfect_hardware_id": "",
-                "__pointperfect_hardware_id": "pp-0123",
-                "__pointperfect_probe": {"contents": {}, "stats": {}},
-            },
-            "tasks": tasks,
-        }
-    ]
-    playbook = tmp_path / "messages.yml"
-    playbook.write_text(json.dumps(play))
-    argv = [PLAYBOOK_BIN, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
-    proc = subprocess.run([*argv, str(playbook)], env=ansible_env, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    variables = {
+        "pointperfect_state": "present",
+        "pointperfect_hardware_id": "",
+        "__pointperfect_hardware_id": "pp-0123",
+        "__pointperfect_probe": {"contents": {}, "stats": {}},
+    }
+    run_role_tasks(ansible_env, collections_path, tmp_path, tasks, variables)
     rendered = json.loads(results.read_text())
     for name, (_variable, _bad, count) in SCENARIOS.items():
         value = rendered[name]
@@ -341,19 +324,8 @@ def test_metrics_port_zero_disables_the_endpoint(ansible_env, collections_path, 
         }
         for port in (0, 9661)
     ]
-    play = [
-        {
-            "hosts": "localhost",
-            "gather_facts": False,
-            "vars_files": [str(role / "defaults" / "main.yml"), str(role / "vars" / "main.yml")],
-            "vars": {"role_path": str(role), "__pointperfect_ztp": {"service": "mqtt", "plan": "ip"}},
-            "tasks": tasks,
-        }
-    ]
-    playbook = tmp_path / "render.yml"
-    playbook.write_text(json.dumps(play))
-    argv = [PLAYBOOK_BIN, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
-    proc = subprocess.run([*argv, str(playbook)], env=ansible_env, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    run_role_tasks(
+        ansible_env, collections_path, tmp_path, tasks, {"__pointperfect_ztp": {"service": "mqtt", "plan": "ip"}}
+    )
     assert json.loads((tmp_path / "forwarder-0.json").read_text())["health"]["metrics_port"] is None
     assert json.loads((tmp_path / "forwarder-9661.json").read_text())["health"]["metrics_port"] == 9661

@@ -16,6 +16,7 @@ from pointperfect_sim.pki import PKI
 
 from tests.reliability import lab as L
 from tests.reliability.test_bad_input import TOKEN, _Server, _valid, pairs  # noqa: F401 - fixture
+from tests.role_play import role_dir, run_role_tasks
 
 FORWARDER_SRC = L.REPO / "forwarder" / "src" / "pointperfect_forwarder"
 INSECURE = re.compile(
@@ -118,7 +119,6 @@ def test_ztp_validate_certs_false_is_loud(pki, pairs, ansible_env, tmp_path):  #
 
 # ---------------------------------------------------------------- the unit: sandbox, resources, ReadWritePaths
 
-PLAYBOOK_BIN = str(Path(sys.executable).with_name("ansible-playbook"))
 UNIT_SCENARIOS = {
     "serial": {},
     "file": {"pointperfect_output_type": "file", "pointperfect_output_path": "/var/lib/pointperfect/out.ubx"},
@@ -144,40 +144,22 @@ BAD_PATHS = [
 ]
 
 
-def _role(collections_path):
-    return Path(collections_path) / "ansible_collections" / "gnss" / "pointperfect" / "roles" / "gateway"
-
-
 def _play(ansible_env, collections_path, tmp_path, tasks, extra_vars=None):
-    role = _role(collections_path)
-    play = [
-        {
-            "hosts": "localhost",
-            "gather_facts": False,
-            "vars_files": [str(role / "defaults" / "main.yml"), str(role / "vars" / "main.yml")],
-            "vars": {
-                "role_path": str(role),
-                "pointperfect_state": "present",
-                "__pointperfect_hardware_id": "pp-0123",
-                "__pointperfect_probe": {"contents": {}, "stats": {}},
-                "__pointperfect_ztp": {"service": "mqtt", "plan": "ip"},
-                **(extra_vars or {}),
-            },
-            "tasks": tasks,
-        }
-    ]
-    playbook = tmp_path / "play.yml"
-    playbook.write_text(json.dumps(play))
-    argv = [PLAYBOOK_BIN, "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
-    proc = subprocess.run([*argv, str(playbook)], env=ansible_env, capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    variables = {
+        "pointperfect_state": "present",
+        "__pointperfect_hardware_id": "pp-0123",
+        "__pointperfect_probe": {"contents": {}, "stats": {}},
+        "__pointperfect_ztp": {"service": "mqtt", "plan": "ip"},
+        **(extra_vars or {}),
+    }
+    run_role_tasks(ansible_env, collections_path, tmp_path, tasks, variables)
 
 
 @pytest.fixture(scope="module")
 def units(ansible_env, collections_path, tmp_path_factory):
     """The unit as the role renders it (the installed collection's template and variables), per scenario."""
     out = tmp_path_factory.mktemp("units")
-    role = _role(collections_path)
+    role = role_dir(collections_path)
     tasks = [
         {
             "name": f"render {name}",
