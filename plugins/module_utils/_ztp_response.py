@@ -187,11 +187,16 @@ def certificate_info(pem):
     return _not_after(cert), fingerprint(cert)
 
 
-def _not_after(cert):
+def _utc(cert, bound):
+    """The certificate's not_valid_before or not_valid_after (bound) as an aware UTC datetime."""
     try:
-        return cert.not_valid_after_utc
+        return getattr(cert, bound + "_utc")
     except AttributeError:  # cryptography < 42
-        return cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+        return getattr(cert, bound).replace(tzinfo=datetime.timezone.utc)
+
+
+def _not_after(cert):
+    return _utc(cert, "not_valid_after")
 
 
 def fingerprint(cert):
@@ -222,10 +227,7 @@ def _single_pem(text, kinds, what):
 
 
 def _not_before(cert):
-    try:
-        return cert.not_valid_before_utc
-    except AttributeError:  # cryptography < 42
-        return cert.not_valid_before.replace(tzinfo=datetime.timezone.utc)
+    return _utc(cert, "not_valid_before")
 
 
 def _key_strength_error(key):
