@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 MON = REPO / "monitoring"
 DASHBOARD = MON / "grafana" / "pointperfect-forwarder.json"
 ALERTS = MON / "prometheus" / "alerts.yml"
