@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.status import fabricate as fab
+from tests.unit import fabricate as fab
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "status.yml"

@@ -1,4 +1,5 @@
-"""Fabricated Contract 1 (credentials.json) and Contract 3 (status file) content for the status tests."""
+"""Fabricated Contract 1 (credentials.json) and Contract 3 (status file) content, and gateway_info results, for the
+tests of gateway_info, the fleet report and the status playbook."""
 
 import datetime
 import json
@@ -7,6 +8,7 @@ import stat
 from pathlib import Path
 
 DAY = 86400
+NOW = 1_790_000_000.0  # the clock of the fleet report's unit tests
 KEY_VALUE = "0123456789abcdef0123456789abcdef"
 PASSWORD = "s3cret-ntrip-password"
 
@@ -175,3 +177,18 @@ def fake_systemd(bin_dir: Path, units_dir: Path, units: dict) -> None:
             f"LoadState=loaded\nActiveState={active}\nSubState={sub}\nNRestarts={restarts}\n"
             f"ExecMainStartTimestamp=Wed 2026-11-25 20:00:00 UTC\nMainPID={4242 if active == 'active' else 0}\n"
         )
+
+
+def unprovisioned_result(*, preflight, service="absent", credentials="missing") -> dict:
+    """A registered gateway_info result of a gateway the role never provisioned (or did, for service=active)."""
+    return {
+        "changed": False,
+        "failed": False,
+        "gateway": {
+            "collected_at": "2026-09-21T12:00:00Z",
+            "credentials": {"state": credentials, "path": "/etc/pointperfect/credentials.json"},
+            "status": {"state": "missing", "path": "/run/pointperfect/status.json", "age": None, "data": None},
+            "service": {"state": service, "name": "pointperfect-forwarder.service"},
+            "preflight": preflight,
+        },
+    }

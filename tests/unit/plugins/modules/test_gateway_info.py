@@ -1,4 +1,5 @@
-"""Unit tests of the gateway_status module: credentials summary, status file states, systemd parsing, no secrets."""
+"""Unit tests of the gateway_info module (gateway_status before 0.1.0): credentials summary, status file states,
+systemd parsing, no secrets."""
 
 import json
 import os
@@ -8,11 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from ansible_collections.gnss.pointperfect.plugins.modules import gateway_info as gs
 
-from plugins.modules import gateway_info as gs
-from tests.unit.status import fabricate as fab
+from tests.unit import fabricate as fab
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 NOW = 1_790_000_000.0
 
 
