@@ -230,14 +230,23 @@ def _not_provisioned(row, t):
     return None
 
 
-def _credentials_broken(row, t):
-    state = row.get("credentials_state")
-    if state in ("corrupt", "unreadable"):
-        return Finding(
-            "credentials.json %s: %s" % (state, row.get("credentials_error")),
-            "run %s (with become for unreadable files) to rewrite the credentials" % PROVISION,
-        )
-    return None
+def _file_unusable(what, field, remedy):
+    """A check on a file gateway_info read (row[field + "_state"]): it fires when the file is corrupt or unreadable."""
+
+    def test(row, t):
+        state = row.get(field + "_state")
+        if state not in ("corrupt", "unreadable"):
+            return None
+        return Finding("%s %s: %s" % (what, state, row.get(field + "_error")), remedy)
+
+    return test
+
+
+_credentials_broken = _file_unusable(
+    "credentials.json",
+    "credentials",
+    "run %s (with become for unreadable files) to rewrite the credentials" % PROVISION,
+)
 
 
 def _days_left(field, threshold, level, message, remedy):
@@ -334,14 +343,9 @@ def _status_stale(row, t):
     return None
 
 
-def _status_unreadable(row, t):
-    state = row.get("status_state")
-    if state in ("corrupt", "unreadable"):
-        return Finding(
-            "status file %s: %s" % (state, row.get("status_error")),
-            "check the forwarder version and the status file permissions",
-        )
-    return None
+_status_unreadable = _file_unusable(
+    "status file", "status", "check the forwarder version and the status file permissions"
+)
 
 
 NO_FIX = "the receiver has no fix: check the antenna and its view of the sky, or set "
