@@ -44,6 +44,24 @@ def run_role_tasks(ansible_env: dict, collections_path, workdir: Path, tasks: li
     return proc.stdout
 
 
+def render_templates(
+    ansible_env: dict, collections_path, workdir: Path, template: str, cases: dict, *, variables: dict
+) -> dict[str, Path]:
+    """The role's templates/<template> rendered once per case (the case's variables over `variables`), by name."""
+    src = str(role_dir(collections_path) / "templates" / template)
+    out = {name: workdir / f"{name}-{template.removesuffix('.j2')}" for name in cases}
+    tasks = [
+        {
+            "name": f"render {name}",
+            "ansible.builtin.template": {"src": src, "dest": str(out[name]), "mode": "0600"},
+            "vars": case_vars,
+        }
+        for name, case_vars in cases.items()
+    ]
+    run_role_tasks(ansible_env, collections_path, workdir, tasks, variables)
+    return out
+
+
 def failed_checks(
     ansible_env: dict, collections_path, workdir: Path, tasks_file: str, cases: dict, *, variables: dict, show: str = ""
 ) -> dict[str, list[str]]:

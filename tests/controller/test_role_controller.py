@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from tests.role_play import PLAYBOOK_BIN, failed_checks, role_dir, run_role_tasks
+from tests.role_play import PLAYBOOK_BIN, failed_checks, render_templates, run_role_tasks
 
 REPO = Path(__file__).resolve().parents[2]
 WHEELHOUSE = REPO / "roles" / "gateway" / "files" / "wheelhouse.py"
@@ -329,21 +329,8 @@ def test_provision_lists_the_role_tags(ansible_env, tmp_path):
 def test_metrics_port_zero_disables_the_endpoint(ansible_env, collections_path, tmp_path):
     """The role documents pointperfect_metrics_port 0 as "disables it": forwarder.json then has metrics_port null
     (the forwarder refuses 0, which would bind a random port)."""
-    role = role_dir(collections_path)
-    tasks = [
-        {
-            "name": f"render {port}",
-            "ansible.builtin.template": {
-                "src": str(role / "templates" / "forwarder.json.j2"),
-                "dest": str(tmp_path / f"forwarder-{port}.json"),
-                "mode": "0600",
-            },
-            "vars": {"pointperfect_metrics_port": port},
-        }
-        for port in (0, 9661)
-    ]
-    run_role_tasks(
-        ansible_env, collections_path, tmp_path, tasks, {"__pointperfect_ztp": {"service": "mqtt", "plan": "ip"}}
-    )
-    assert json.loads((tmp_path / "forwarder-0.json").read_text())["health"]["metrics_port"] is None
-    assert json.loads((tmp_path / "forwarder-9661.json").read_text())["health"]["metrics_port"] == 9661
+    cases = {f"port{port}": {"pointperfect_metrics_port": port} for port in (0, 9661)}
+    variables = {"__pointperfect_ztp": {"service": "mqtt", "plan": "ip"}}
+    out = render_templates(ansible_env, collections_path, tmp_path, "forwarder.json.j2", cases, variables=variables)
+    assert json.loads(out["port0"].read_text())["health"]["metrics_port"] is None
+    assert json.loads(out["port9661"].read_text())["health"]["metrics_port"] == 9661

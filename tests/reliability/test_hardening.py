@@ -16,7 +16,7 @@ from pointperfect_sim.pki import PKI
 
 from tests.reliability import lab as L
 from tests.reliability.test_bad_input import TOKEN, _Server, _valid, pairs  # noqa: F401 - fixture
-from tests.role_play import failed_checks, role_dir, run_role_tasks
+from tests.role_play import failed_checks, render_templates
 
 FORWARDER_SRC = L.REPO / "forwarder" / "src" / "pointperfect_forwarder"
 INSECURE = re.compile(
@@ -144,41 +144,25 @@ BAD_PATHS = [
 ]
 
 
-def _play(ansible_env, collections_path, tmp_path, tasks, extra_vars=None):
-    variables = {
-        "pointperfect_state": "present",
-        "__pointperfect_hardware_id": "pp-0123",
-        "__pointperfect_ztp": {"service": "mqtt", "plan": "ip"},
-        **(extra_vars or {}),
-    }
-    run_role_tasks(ansible_env, collections_path, tmp_path, tasks, variables)
+# What the rendering needs beyond the role's defaults: a state, a hardware id and the plan ZTP returned.
+PLAY_VARS = {
+    "pointperfect_state": "present",
+    "__pointperfect_hardware_id": "pp-0123",
+    "__pointperfect_ztp": {"service": "mqtt", "plan": "ip"},
+}
 
 
 def _checks(ansible_env, collections_path, tmp_path, cases, show=""):
-    """The failed checks of tasks/validate.yml per case (plus the value of `show`), with _play's variables."""
-    variables = {"pointperfect_state": "present", "__pointperfect_ztp": {"service": "mqtt", "plan": "ip"}}
-    return failed_checks(ansible_env, collections_path, tmp_path, "validate.yml", cases, variables=variables, show=show)
+    """The failed checks of tasks/validate.yml per case (plus the value of `show`)."""
+    return failed_checks(ansible_env, collections_path, tmp_path, "validate.yml", cases, variables=PLAY_VARS, show=show)
 
 
 @pytest.fixture(scope="module")
 def units(ansible_env, collections_path, tmp_path_factory):
     """The unit as the role renders it (the installed collection's template and variables), per scenario."""
     out = tmp_path_factory.mktemp("units")
-    role = role_dir(collections_path)
-    tasks = [
-        {
-            "name": f"render {name}",
-            "ansible.builtin.template": {
-                "src": str(role / "templates" / "pointperfect-forwarder.service.j2"),
-                "dest": str(out / f"{name}.service"),
-                "mode": "0600",
-            },
-            "vars": overrides,
-        }
-        for name, overrides in UNIT_SCENARIOS.items()
-    ]
-    _play(ansible_env, collections_path, out, tasks)
-    return {name: (out / f"{name}.service") for name in UNIT_SCENARIOS}
+    template = "pointperfect-forwarder.service.j2"
+    return render_templates(ansible_env, collections_path, out, template, UNIT_SCENARIOS, variables=PLAY_VARS)
 
 
 def _directives(path):
