@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
-# The app_specific_id filter: systemd's sd_id128_get_machine_app_specific() scheme in Python, so the role can turn a
-# gateway's /etc/machine-id into a hardware id without sending the machine id itself (machine-id(5) asks for this).
+# The app_specific_id filter: systemd's sd_id128_get_machine_app_specific() scheme (module_utils/_app_specific_id.py,
+# which gateway_probe uses on the gateway too), so a machine id can be turned into an id that does not reveal it.
 
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -12,42 +12,18 @@ __metaclass__ = type
 
 # The documentation is in app_specific_id.yml beside this file, like the fleet_* filters.
 
-import binascii
-import hashlib
-import hmac
-import re
-
 from ansible.errors import AnsibleFilterError
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _app_specific_id
 
-# The application id of this collection: uuid.uuid5(uuid.NAMESPACE_DNS, "gnss.pointperfect"), as systemd-id128
-# prints it. Never change it: every derived hardware id, and so every Thingstream device, would change with it.
-APP_ID = "c9f4d130385c5b1ea446272ce2bc630f"
-
-_HEX = "[0-9a-fA-F]"
-_ID128 = re.compile(r"^(?:{h}{{32}}|{h}{{8}}-{h}{{4}}-{h}{{4}}-{h}{{4}}-{h}{{12}})$".format(h=_HEX))
-
-
-def _id128(value, what):
-    """The 16 bytes of a 128-bit id written as 32 hex digits or as a UUID (the two forms systemd reads)."""
-    text = value.strip() if isinstance(value, str) else None
-    if text is None or not _ID128.match(text):
-        # the value is not echoed: a machine id is what this filter keeps out of messages and reports
-        raise AnsibleFilterError("app_specific_id: the %s is not 32 hexadecimal digits (or a UUID)" % what)
-    raw = binascii.unhexlify(text.replace("-", ""))
-    if raw == b"\0" * 16:
-        raise AnsibleFilterError("app_specific_id: the %s is all zeros" % what)
-    return raw
+APP_ID = _app_specific_id.APP_ID
 
 
 def app_specific_id(machine_id, app_id=APP_ID):
-    """HMAC-SHA256 keyed with the machine id over the app id; its first 16 bytes made a UUID v4 (systemd's
-    id128_make_v4_uuid: version nibble 4, variant bits 10). Returned as 32 lowercase hex digits, the form
-    `systemd-id128 machine-id --app-specific=APP_ID` prints on the gateway."""
-    key = _id128(machine_id, "machine id")
-    digest = bytearray(hmac.new(key, _id128(app_id, "app id"), hashlib.sha256).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x40
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    return binascii.hexlify(bytes(digest)).decode("ascii")
+    """The app-specific id of machine_id (32 lowercase hex digits); a bad id fails without showing it."""
+    try:
+        return _app_specific_id.app_specific_id(machine_id, app_id)
+    except ValueError as e:
+        raise AnsibleFilterError("app_specific_id: %s" % e) from None
 
 
 class FilterModule(object):

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Stdlib-only preflight of a gateway: can it run the forwarder? Facts plus one-line problems (cause; fix).
-# Runs on the target inside the role's first probe (gateway_files), so it must work, and report, on old
+# Runs on the target inside the role's probe (gateway_probe), so it must work, and report, on old
 # gateways too: Python 3.6+ syntax, no third-party import, never raises for what it finds.
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -37,6 +37,21 @@ PROBE_SOURCE = (
 )
 # The concerns the fleet report also checks (gateway_info): the platform, not the role's settings.
 PLATFORM_DEFAULTS = {"python": "/usr/bin/python3", "min_python": MIN_PYTHON, "systemd": True}
+# The argument spec of a preflight spec (gateway_probe's `preflight` option), documented there.
+ARGUMENT_SPEC = dict(
+    python=dict(type="path"),
+    min_python=dict(type="str", default=MIN_PYTHON),
+    systemd=dict(type="bool", default=False),
+    writable=dict(type="list", elements="path", default=[]),
+    serial_group=dict(type="str"),
+    user=dict(type="str"),
+    devices=dict(
+        type="list",
+        elements="dict",
+        default=[],
+        options=dict(path=dict(type="str", required=True), variable=dict(type="str")),
+    ),
+)
 
 
 def _version_tuple(text):
@@ -128,26 +143,27 @@ def writable_facts(path):
     return facts
 
 
+def _exists(lookup, name):
+    """Whether pwd/grp knows name."""
+    try:
+        lookup(name)
+    except KeyError:
+        return False
+    return True
+
+
 def account_facts(serial_group, user):
     """Whether the serial group and the service user exist, else whether the tools to create them do."""
     facts = {"serial_group": serial_group, "serial_group_exists": None, "groupadd": None,
              "user": user, "user_exists": None, "useradd": None}  # fmt: skip
     if serial_group:
-        try:
-            grp.getgrnam(serial_group)
-            facts["serial_group_exists"] = True
-        except KeyError:
-            facts["serial_group_exists"] = False
-            facts["groupadd"] = _which("groupadd") is not None
+        facts["serial_group_exists"] = _exists(grp.getgrnam, serial_group)
     if user:
-        try:
-            pwd.getpwnam(user)
-            facts["user_exists"] = True
-        except KeyError:
-            facts["user_exists"] = False
+        facts["user_exists"] = _exists(pwd.getpwnam, user)
+        if not facts["user_exists"]:
             facts["useradd"] = _which("useradd") is not None
-            if facts["groupadd"] is None:
-                facts["groupadd"] = _which("groupadd") is not None
+    if facts["serial_group_exists"] is False or facts["user_exists"] is False:
+        facts["groupadd"] = _which("groupadd") is not None
     return facts
 
 
@@ -238,7 +254,7 @@ def problems(facts):
 
 
 def gather(spec=None):
-    """Facts and problems for a preflight spec (the gateway_files `preflight` option; None = the platform checks):
+    """Facts and problems for a preflight spec (the gateway_probe `preflight` option; None = the platform checks):
     python, min_python, systemd, writable (paths), serial_group, user, devices ([{path, variable}])."""
     spec = dict(PLATFORM_DEFAULTS if spec is None else spec)
     facts = {}

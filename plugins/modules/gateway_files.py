@@ -28,8 +28,8 @@ description:
     O(files[].validate), and then renamed over the file.
   - Files are processed in list order, so a file that a later file's O(files[].validate) command needs
     (for example a CA bundle named by a configuration) should come first.
-  - Can also return the content of a few small files (O(read)) in the same round trip, for example
-    C(/etc/machine-id) or a build marker, and check whether the gateway can run the forwarder (O(preflight)).
+  - What a role decides on before it deploys (the gateway's account, build marker, preflight) is read by
+    M(gnss.pointperfect.gateway_probe).
 author:
   - gnss.pointperfect maintainers (@gnss-pointperfect)
 requirements:
@@ -98,67 +98,11 @@ options:
           - Leave the file's content out of the diff (only its path and whether it changes are shown).
         type: bool
         default: false
-  read:
-    description:
-      - Paths of small text files on the target whose content is returned in RV(contents) (V(null) when a file does
-        not exist). Read before anything is written. Files larger than 64 KiB are an error.
-    type: list
-    elements: path
-    default: []
-  stat:
-    description:
-      - Paths on the target whose type, mode and owner are returned in RV(stats) (V(null) when a path does not
-        exist), read before anything is written. Lets a role skip a task whose result is already in place.
-    type: list
-    elements: path
-    default: []
-  preflight:
-    description:
-      - Checks, read before anything is written, of what the PointPerfect forwarder needs on the target; the
-        facts and the problems found are returned in RV(preflight). A problem never fails the module; the caller
-        decides (the gateway role asserts on RV(preflight.problems) before any change).
-      - Works on targets whose Python is older than the forwarder needs, so that they can be reported.
-    type: dict
-    suboptions:
-      python:
-        description: Interpreter the forwarder's venv is created with; its version and C(venv) module are checked.
-        type: path
-      min_python:
-        description: Lowest Python version the forwarder supports.
-        type: str
-        default: "3.10"
-      systemd:
-        description: Check that systemd runs as PID 1.
-        type: bool
-        default: false
-      writable:
-        description: Directories that must be writable, checked at the nearest existing parent when missing.
-        type: list
-        elements: path
-        default: []
-      serial_group:
-        description: Group the service user reaches the serial devices through; it must exist or be creatable.
-        type: str
-      user:
-        description: Service user; when missing, C(useradd) must exist to create it.
-        type: str
-      devices:
-        description: Configured serial devices; their path form is checked and, when present, type and group.
-        type: list
-        elements: dict
-        default: []
-        suboptions:
-          path:
-            description: The device path as configured.
-            type: str
-            required: true
-          variable:
-            description: The setting it comes from, named in the problem message.
-            type: str
 notes:
   - The content travels in the module arguments, so use C(no_log) on the task for content that must not be logged,
     and set O(files[].secret=true) to keep it out of diffs.
 seealso:
+  - module: gnss.pointperfect.gateway_probe
   - module: ansible.builtin.template
   - module: ansible.builtin.copy
 """
@@ -182,27 +126,11 @@ EXAMPLES = r"""
   register: deployed
   notify: Restart pointperfect-forwarder
 
-- name: Remove a file no longer wanted and read the machine id in the same round trip
+- name: Remove a file no longer wanted
   gnss.pointperfect.gateway_files:
     files:
       - path: /etc/pointperfect/ca.pem
         state: absent
-    read:
-      - /etc/machine-id
-  register: probe
-
-- name: Read the build marker and check the gateway can run the forwarder, in one round trip
-  gnss.pointperfect.gateway_files:
-    read: [/opt/pointperfect/venv/.pointperfect-build]
-    preflight:
-      python: /usr/bin/python3
-      systemd: true
-      writable: [/opt/pointperfect, /etc/pointperfect]
-      serial_group: dialout
-      devices:
-        - path: /dev/ttyACM0
-          variable: pointperfect_serial_device
-  register: probe
 """
 
 RETURN = r"""
@@ -234,51 +162,15 @@ changed_paths:
   type: list
   elements: str
   sample: [/etc/pointperfect/forwarder.json]
-contents:
-  description: The content of each O(read) path as text, V(null) when the file does not exist.
-  returned: always
-  type: dict
-  sample: {"/etc/machine-id": "0123456789abcdef0123456789abcdef\n"}
-stats:
-  description:
-    - For each O(stat) path, V(null) when it does not exist, else its type (V(file), V(directory), V(link) or
-      V(other), links not followed), its permission bits as an octal string and its owner and group (names, or the
-      numeric ids when they have no name).
-  returned: always
-  type: dict
-  sample: {"/etc/pointperfect": {"type": "directory", "mode": "0750", "owner": "root", "group": "pointperfect"}}
-preflight:
-  description:
-    - With O(preflight), what was found (C(python), C(systemd), C(writable), C(account), C(devices)) and
-      C(problems), a list of C(check) (V(python), V(systemd), V(writable), V(account) or V(device)) and C(message)
-      (one line naming the cause and the fix). Empty without O(preflight).
-  returned: always
-  type: dict
-  contains:
-    problems:
-      description: What stops the forwarder from running on the target, each one C(check) and one C(message).
-      returned: with O(preflight)
-      type: list
-      elements: dict
-  sample:
-    python: {path: /usr/bin/python3, version: 3.9.2, venv: true, error: null, min_python: "3.10"}
-    systemd: {booted: true, pid1: systemd}
-    problems:
-      - check: python
-        message: Python 3.9.2 on the gateway; the forwarder needs 3.10+ (Debian 12, Ubuntu 22.04, Raspberry Pi OS
-          bookworm or later)
 """
 
 import hashlib  # noqa: E402 - Ansible modules import after DOCUMENTATION
 import os  # noqa: E402
 import shlex  # noqa: E402
-import stat  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.common.text.converters import to_bytes, to_text  # noqa: E402
-from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic, _preflight  # noqa: E402
-
-READ_LIMIT = 64 * 1024
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic  # noqa: E402
 
 FILE_SPEC = dict(
     path=dict(type="path", required=True),
@@ -295,66 +187,12 @@ FILE_SPEC = dict(
 
 ARGUMENT_SPEC = dict(
     files=dict(type="list", elements="dict", default=[], options=FILE_SPEC),
-    read=dict(type="list", elements="path", default=[]),
-    stat=dict(type="list", elements="path", default=[]),
-    preflight=dict(
-        type="dict",
-        options=dict(
-            python=dict(type="path"),
-            min_python=dict(type="str", default=_preflight.MIN_PYTHON),
-            systemd=dict(type="bool", default=False),
-            writable=dict(type="list", elements="path", default=[]),
-            serial_group=dict(type="str"),
-            user=dict(type="str"),
-            devices=dict(
-                type="list",
-                elements="dict",
-                default=[],
-                options=dict(path=dict(type="str", required=True), variable=dict(type="str")),
-            ),
-        ),
-    ),
 )
 
 
 def sha256(data):
     """Hex SHA-256 of bytes, None for a missing file."""
     return None if data is None else hashlib.sha256(data).hexdigest()
-
-
-def read_small(path):
-    """Text of a small file, None when it does not exist. A read path is no destination: a symlink is followed
-    (/etc/machine-id may be one), but only to a regular file (a fifo would block)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    if st.st_size > READ_LIMIT:
-        raise _atomic.AtomicWriteError("%s is larger than %d bytes, which read does not return" % (path, READ_LIMIT))
-    try:
-        with open(path, "rb") as f:
-            data = f.read(READ_LIMIT + 1)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise _atomic.AtomicWriteError("cannot read %s: %s" % (path, e.strerror)) from None
-    return to_text(data, errors="surrogate_or_strict")
-
-
-def stat_path(path):
-    """Type, mode and owner of a path (links not followed), None when it does not exist."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise _atomic.AtomicWriteError("cannot stat %s: %s" % (path, e.strerror)) from None
-    kinds = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "link"))
-    info = {"type": next((name for test, name in kinds if test(st.st_mode)), "other")}
-    info.update(_atomic.describe_attributes(st))
-    return info
 
 
 def validate_argv(command, candidate):
@@ -463,9 +301,6 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     check_mode = module.check_mode
     try:
-        contents = dict((path, read_small(path)) for path in module.params["read"])
-        stats = dict((path, stat_path(path)) for path in module.params["stat"])
-        preflight = _preflight.gather(module.params["preflight"]) if module.params["preflight"] else {}
         check_absolute(module.params["files"])
         results, diffs = [], []
         for spec in module.params["files"]:
@@ -481,9 +316,6 @@ def main():
         changed=bool(changed_paths),
         files=results,
         changed_paths=changed_paths,
-        contents=contents,
-        stats=stats,
-        preflight=preflight,
     )
     if module._diff:
         result["diff"] = diffs

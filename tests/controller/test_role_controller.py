@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from tests.role_play import PLAYBOOK_BIN, role_dir, run_role_tasks
+from tests.role_play import PLAYBOOK_BIN, failed_checks, render_templates, run_role_tasks
 
 REPO = Path(__file__).resolve().parents[2]
 WHEELHOUSE = REPO / "roles" / "gateway" / "files" / "wheelhouse.py"
 PY310 = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10.*/bin/python")))
-MARKER = "/opt/pointperfect/venv/.pointperfect-build"
 UNIT = "/etc/systemd/system/pointperfect-forwarder.service"
 FATAL = re.compile(r"^fatal: \[localhost\]: FAILED! => (\{.*\})$", re.M)
 
@@ -71,7 +70,7 @@ def run_install_step(ansible_env, tmp_path: Path, controller_python: str, cache:
             {
                 "pointperfect_controller_python": controller_python,
                 "pointperfect_wheelhouse_cache_dir": str(cache),
-                "__pointperfect_probe": {"contents": {MARKER: None, UNIT: None}},
+                "__pointperfect_probe": {"build_marker": None, "unit": {"path": UNIT, "exists": False}},
                 "ansible_python_interpreter": sys.executable,
             }
         )
@@ -170,35 +169,6 @@ def test_role_names_a_missing_controller_python(ansible_env, tmp_path):
 # Each scenario sets bad values (task vars) so that the role's message lists fill up; the counts are how many
 # messages each list must hold, so a check added later without a scenario shows up here.
 SCENARIOS = {
-    "errors": (
-        "__pointperfect_errors",
-        {
-            "pointperfect_ztp_throttle": -1,
-            "pointperfect_input": "bogus",
-            "pointperfect_fixed_position": {"lat": 100, "lon": 0},
-            "pointperfect_ntrip_tls": False,
-            "pointperfect_lband_baudrate": 0,
-            "pointperfect_output_type": "bogus",
-            "pointperfect_log_level": "bogus",
-            "__pointperfect_hardware_id": "gw 01/x",
-            "pointperfect_ztp_token": " 3C1A7F52-6B0E-4C2D-9F41-7A5E00000A01",
-        },
-        9,
-    ),
-    "source_lband_on_ip_plan_over_ntrip": (
-        "__pointperfect_source_errors",
-        {"pointperfect_correction_source": "lband", "__pointperfect_ztp": {"plan": "ip", "service": "ntrip"}},
-        2,
-    ),
-    "source_ip_on_lband_plan_with_d9s": (
-        "__pointperfect_source_errors",
-        {
-            "pointperfect_correction_source": "ip",
-            "pointperfect_lband_device": "/dev/ttyACM1",
-            "__pointperfect_ztp": {"plan": "lband", "service": "mqtt"},
-        },
-        2,
-    ),
     "install_enospc": (
         "__pointperfect_install_failure",
         {"__pointperfect_install_run": {"rc": 1, "stderr": "OSError: [Errno 28]\n   No space left on device\n"}},
@@ -247,6 +217,60 @@ SCENARIOS = {
 }
 
 
+# The role's checks (asserts), per tasks file: bad values for each concern, and how many asserts must fail (one per
+# concern, so a check added later without a scenario shows up here).
+CHECK_SCENARIOS = {
+    "errors": (
+        "validate.yml",
+        {
+            "pointperfect_ztp_throttle": -1,
+            "pointperfect_ntrip_gga_interval": 0,
+            "pointperfect_fixed_position": {"lat": 100, "lon": 0},
+            "pointperfect_ntrip_tls": False,
+            "pointperfect_lband_baudrate": 0,
+            "pointperfect_output_queue_bytes": 0,
+            "pointperfect_metrics_port": 70000,
+            "pointperfect_ztp_token": " 3C1A7F52-6B0E-4C2D-9F41-7A5E00000A01",
+        },
+        8,
+    ),
+    "hardware_id": ("hardware_id.yml", {"pointperfect_hardware_id": "gw 01/x"}, 1),
+    "source_lband_on_ip_plan_over_ntrip": (
+        "source.yml",
+        {"pointperfect_correction_source": "lband", "__pointperfect_ztp": {"plan": "ip", "service": "ntrip"}},
+        2,
+    ),
+    "source_ip_on_lband_plan_with_d9s": (
+        "source.yml",
+        {
+            "pointperfect_correction_source": "ip",
+            "pointperfect_lband_device": "/dev/ttyACM1",
+            "__pointperfect_ztp": {"plan": "lband", "service": "mqtt"},
+        },
+        2,
+    ),
+}
+
+
+def test_every_role_check_fails_with_one_line(ansible_env, collections_path, tmp_path):
+    """Runs each checks file of the role with ansible-playbook (the real templating of the installed ansible-core):
+    each failing assert gives one message of one line, without doubled or surrounding spaces, and the token is
+    never in it."""
+    variables = {"pointperfect_state": "present", "__pointperfect_probe": {"app_specific_id": "0123"}}
+    found = {}
+    for tasks_file in sorted({f for f, _bad, _count in CHECK_SCENARIOS.values()}):
+        cases = {name: bad for name, (f, bad, _count) in CHECK_SCENARIOS.items() if f == tasks_file}
+        found.update(failed_checks(ansible_env, collections_path, tmp_path, tasks_file, cases, variables=variables))
+    for name, (_file, _bad, count) in CHECK_SCENARIOS.items():
+        messages = found[name]
+        assert len(messages) == count, (name, messages)
+        for msg in messages:
+            assert isinstance(msg, str) and msg, (name, msg)
+            assert "\n" not in msg and "  " not in msg and msg == msg.strip(), (name, msg)
+            assert "3c1a7f52" not in msg.lower(), (name, msg)
+    assert "gw 01/x" in " ".join(found["hardware_id"])
+
+
 def test_every_role_message_is_one_line(ansible_env, collections_path, tmp_path):
     """Renders each message list of vars/main.yml with ansible-playbook (the real templating of the installed
     ansible-core) and checks every message is one line, without doubled or surrounding spaces."""
@@ -270,12 +294,7 @@ def test_every_role_message_is_one_line(ansible_env, collections_path, tmp_path)
             },
         }
     )
-    variables = {
-        "pointperfect_state": "present",
-        "pointperfect_hardware_id": "",
-        "__pointperfect_hardware_id": "pp-0123",
-        "__pointperfect_probe": {"contents": {}, "stats": {}},
-    }
+    variables = {"pointperfect_state": "present"}
     run_role_tasks(ansible_env, collections_path, tmp_path, tasks, variables)
     rendered = json.loads(results.read_text())
     for name, (_variable, _bad, count) in SCENARIOS.items():
@@ -285,7 +304,6 @@ def test_every_role_message_is_one_line(ansible_env, collections_path, tmp_path)
         for msg in messages:
             assert isinstance(msg, str) and msg, (name, msg)
             assert "\n" not in msg and "  " not in msg and msg == msg.strip(), (name, msg)
-    assert "gw 01/x" in " ".join(rendered["errors"])
     assert rendered["health_gate"].startswith("localhost: the forwarder did not report its input connected")
     assert "input backoff: refused (port 1)" in rendered["health_gate"]
 
@@ -311,21 +329,8 @@ def test_provision_lists_the_role_tags(ansible_env, tmp_path):
 def test_metrics_port_zero_disables_the_endpoint(ansible_env, collections_path, tmp_path):
     """The role documents pointperfect_metrics_port 0 as "disables it": forwarder.json then has metrics_port null
     (the forwarder refuses 0, which would bind a random port)."""
-    role = role_dir(collections_path)
-    tasks = [
-        {
-            "name": f"render {port}",
-            "ansible.builtin.template": {
-                "src": str(role / "templates" / "forwarder.json.j2"),
-                "dest": str(tmp_path / f"forwarder-{port}.json"),
-                "mode": "0600",
-            },
-            "vars": {"pointperfect_metrics_port": port},
-        }
-        for port in (0, 9661)
-    ]
-    run_role_tasks(
-        ansible_env, collections_path, tmp_path, tasks, {"__pointperfect_ztp": {"service": "mqtt", "plan": "ip"}}
-    )
-    assert json.loads((tmp_path / "forwarder-0.json").read_text())["health"]["metrics_port"] is None
-    assert json.loads((tmp_path / "forwarder-9661.json").read_text())["health"]["metrics_port"] == 9661
+    cases = {f"port{port}": {"pointperfect_metrics_port": port} for port in (0, 9661)}
+    variables = {"__pointperfect_ztp": {"service": "mqtt", "plan": "ip"}}
+    out = render_templates(ansible_env, collections_path, tmp_path, "forwarder.json.j2", cases, variables=variables)
+    assert json.loads(out["port0"].read_text())["health"]["metrics_port"] is None
+    assert json.loads(out["port9661"].read_text())["health"]["metrics_port"] == 9661

@@ -16,7 +16,7 @@ from pointperfect_sim.pki import PKI
 
 from tests.reliability import lab as L
 from tests.reliability.test_bad_input import TOKEN, _Server, _valid, pairs  # noqa: F401 - fixture
-from tests.role_play import role_dir, run_role_tasks
+from tests.role_play import failed_checks, render_templates
 
 FORWARDER_SRC = L.REPO / "forwarder" / "src" / "pointperfect_forwarder"
 INSECURE = re.compile(
@@ -144,36 +144,25 @@ BAD_PATHS = [
 ]
 
 
-def _play(ansible_env, collections_path, tmp_path, tasks, extra_vars=None):
-    variables = {
-        "pointperfect_state": "present",
-        "__pointperfect_hardware_id": "pp-0123",
-        "__pointperfect_probe": {"contents": {}, "stats": {}},
-        "__pointperfect_ztp": {"service": "mqtt", "plan": "ip"},
-        **(extra_vars or {}),
-    }
-    run_role_tasks(ansible_env, collections_path, tmp_path, tasks, variables)
+# What the rendering needs beyond the role's defaults: a state, a hardware id and the plan ZTP returned.
+PLAY_VARS = {
+    "pointperfect_state": "present",
+    "__pointperfect_hardware_id": "pp-0123",
+    "__pointperfect_ztp": {"service": "mqtt", "plan": "ip"},
+}
+
+
+def _checks(ansible_env, collections_path, tmp_path, cases, show=""):
+    """The failed checks of tasks/validate.yml per case (plus the value of `show`)."""
+    return failed_checks(ansible_env, collections_path, tmp_path, "validate.yml", cases, variables=PLAY_VARS, show=show)
 
 
 @pytest.fixture(scope="module")
 def units(ansible_env, collections_path, tmp_path_factory):
     """The unit as the role renders it (the installed collection's template and variables), per scenario."""
     out = tmp_path_factory.mktemp("units")
-    role = role_dir(collections_path)
-    tasks = [
-        {
-            "name": f"render {name}",
-            "ansible.builtin.template": {
-                "src": str(role / "templates" / "pointperfect-forwarder.service.j2"),
-                "dest": str(out / f"{name}.service"),
-                "mode": "0600",
-            },
-            "vars": overrides,
-        }
-        for name, overrides in UNIT_SCENARIOS.items()
-    ]
-    _play(ansible_env, collections_path, out, tasks)
-    return {name: (out / f"{name}.service") for name in UNIT_SCENARIOS}
+    template = "pointperfect-forwarder.service.j2"
+    return render_templates(ansible_env, collections_path, out, template, UNIT_SCENARIOS, variables=PLAY_VARS)
 
 
 def _directives(path):
@@ -217,36 +206,24 @@ def test_read_write_paths_is_never_root_or_a_system_directory(ansible_env, colle
     """pointperfect_output_path feeds ReadWritePaths= (its directory): the role refuses, before any change, a path
     whose directory is /, a whole top directory, inside /etc, /usr and the like or the role's own directories, or a
     path that could climb, split or add a directive; the template renders no ReadWritePaths for it either."""
-    results = tmp_path / "rw.json"
     cases = GOOD_PATHS + BAD_PATHS
-    tasks = [
+    got = _checks(
+        ansible_env,
+        collections_path,
+        tmp_path,
         {
-            "name": f"case {i}",
-            "ansible.builtin.set_fact": {
-                f"rw_{i}": "{{ {'ok': __pointperfect_output_dir_ok | bool, 'errors': __pointperfect_errors} }}"
-            },
-            "vars": {"pointperfect_output_type": "file", "pointperfect_output_path": path},
-        }
-        for i, path in enumerate(cases)
-    ]
-    tasks.append(
-        {
-            "name": "write",
-            "ansible.builtin.copy": {
-                "content": "{{ [" + ", ".join(f"rw_{i}" for i in range(len(cases))) + "] | to_json }}",
-                "dest": str(results),
-                "mode": "0600",
-            },
-        }
+            f"p{i}": {"pointperfect_output_type": "file", "pointperfect_output_path": path}
+            for i, path in enumerate(cases)
+        },
+        show="__pointperfect_output_dir_ok | bool",
     )
-    _play(ansible_env, collections_path, tmp_path, tasks)
-    rendered = json.loads(results.read_text())
-    for path, got in zip(cases, rendered, strict=True):
-        output_errors = [e for e in got["errors"] if e.startswith("Invalid output settings")]
+    for i, path in enumerate(cases):
+        *errors, ok = got[f"p{i}"]
+        output_errors = [e for e in errors if e.startswith("Invalid output settings")]
         if path in GOOD_PATHS:
-            assert got["ok"] is True and output_errors == [], (path, got)
+            assert ok is True and output_errors == [], (path, got[f"p{i}"])
         else:
-            assert got["ok"] is False and len(output_errors) == 1, (path, got)
+            assert ok is False and len(output_errors) == 1, (path, got[f"p{i}"])
             assert "ReadWritePaths" in output_errors[0] and "\n" not in output_errors[0]
 
 
@@ -259,20 +236,7 @@ def test_read_write_paths_is_never_root_or_a_system_directory(ansible_env, colle
     ],
 )
 def test_bad_resource_caps_are_refused(ansible_env, collections_path, tmp_path, bad):
-    results = tmp_path / "errors.json"
-    tasks = [
-        {
-            "name": "errors",
-            "ansible.builtin.copy": {
-                "content": "{{ __pointperfect_errors | to_json }}",
-                "dest": str(results),
-                "mode": "0600",
-            },
-            "vars": bad,
-        }
-    ]
-    _play(ansible_env, collections_path, tmp_path, tasks)
-    errors = json.loads(results.read_text())
+    errors = _checks(ansible_env, collections_path, tmp_path, {"bad": bad})["bad"]
     assert [e for e in errors if "pointperfect_systemd_memory_max" in e and "pointperfect_systemd_tasks_max" in e], (
         errors
     )

@@ -1,8 +1,6 @@
 """Unit tests of gateway_files' module part: compare, validate, atomic write, check mode, spec sync."""
 
-import grp
 import os
-import pwd
 import stat
 
 import pytest
@@ -65,7 +63,7 @@ def test_validate_runs_on_candidate_and_failure_keeps_live_file(tmp_path):
     assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []
 
 
-def test_absent_and_read(tmp_path):
+def test_absent(tmp_path):
     path = tmp_path / "ca.pem"
     path.write_text("ca")
     assert module.deploy(FakeModule(), {"path": str(path), "state": "absent"}, True)[0] == "removed"
@@ -73,9 +71,6 @@ def test_absent_and_read(tmp_path):
     assert module.deploy(FakeModule(), {"path": str(path), "state": "absent"}, False)[0] == "removed"
     assert not path.exists()
     assert module.deploy(FakeModule(), {"path": str(path), "state": "absent"}, False)[0] == "none"
-    assert module.read_small(str(path)) is None
-    (tmp_path / "m").write_text("abc\n")
-    assert module.read_small(str(tmp_path / "m")) == "abc\n"
 
 
 def test_secret_diff_hides_content(tmp_path):
@@ -89,32 +84,6 @@ def test_documentation_matches_argument_spec():
     assert set(doc["files"]["suboptions"]) == set(module.FILE_SPEC)
     for name, opt in module.FILE_SPEC.items():
         assert doc["files"]["suboptions"][name]["type"] == opt["type"], name
-
-
-def test_stat_path_reports_type_mode_owner(tmp_path):
-    folder = tmp_path / "conf"
-    folder.mkdir(mode=0o750)
-    os.chmod(folder, 0o750)
-    (tmp_path / "f").write_text("x")
-    os.chmod(tmp_path / "f", 0o640)
-    (tmp_path / "l").symlink_to(folder)
-    got = module.stat_path(str(folder))
-    me = pwd.getpwuid(os.getuid()).pw_name
-    assert got == {"type": "directory", "mode": "0750", "owner": me, "group": grp.getgrgid(os.getgid()).gr_name}
-    assert module.stat_path(str(tmp_path / "f"))["type"] == "file"
-    assert module.stat_path(str(tmp_path / "f"))["mode"] == "0640"
-    assert module.stat_path(str(tmp_path / "l"))["type"] == "link"
-    assert module.stat_path(str(tmp_path / "missing")) is None
-
-
-def test_stat_path_unnamed_ids_are_numbers(tmp_path, monkeypatch):
-    def unknown(_id):
-        raise KeyError(_id)
-
-    monkeypatch.setattr(pwd, "getpwuid", unknown)
-    monkeypatch.setattr(grp, "getgrgid", unknown)
-    got = module.stat_path(str(tmp_path))
-    assert (got["owner"], got["group"]) == (str(os.getuid()), str(os.getgid()))
 
 
 def test_relative_paths_are_refused_before_anything_is_written(tmp_path):
@@ -142,12 +111,3 @@ def test_absent_removes_a_symlink_without_reading_through(tmp_path):
     path.symlink_to(target)
     reason, before, _ = module.deploy(FakeModule(), spec(path, state="absent"), False)
     assert reason == "removed" and before is None and target.read_text() == "secret\n"
-
-
-def test_read_follows_a_link_but_not_to_a_fifo(tmp_path):
-    real = tmp_path / "machine-id"
-    real.write_text("abc\n")
-    (tmp_path / "link").symlink_to(real)
-    assert module.read_small(str(tmp_path / "link")) == "abc\n"
-    os.mkfifo(tmp_path / "fifo")
-    assert module.read_small(str(tmp_path / "fifo")) is None

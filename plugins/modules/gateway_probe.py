@@ -1,0 +1,394 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Read-only probe of a gateway in one round trip (stdlib only): the facts the gateway role decides on (hardware id,
+# service account, config directory, unit, installed build) and its preflight, each as a typed value.
+# Copyright (c) gnss.pointperfect maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: gateway_probe
+short_description: Read what the gateway role decides on, in one round trip
+version_added: 0.1.0
+description:
+  - Reads, in B(one) module run on the target, the facts the gnss.pointperfect.gateway role needs before it
+    changes anything. Each is asked for by its own option and returned as a typed value; what is not asked for
+    is returned as V(null).
+  - The app-specific id of C(/etc/machine-id) (O(machine_id)), the service account compared with the wanted one
+    (O(account)), the config directory's type, mode and owner (O(config_dir)), whether the systemd unit file
+    exists (O(unit)), the installed build marker (O(build_marker)) and the preflight of what the PointPerfect
+    forwarder needs on the target (O(preflight)).
+  - Never changes anything; works on targets whose Python is older than the forwarder needs, so that the
+    preflight can report them.
+author:
+  - gnss.pointperfect maintainers (@gnss-pointperfect)
+requirements:
+  - On the target, Python 3 standard library only.
+options:
+  machine_id:
+    description:
+      - Return RV(app_specific_id), derived from C(/etc/machine-id) on the target.
+      - The file is read directly, not the Ansible fact, which prefers a C(/var/lib/dbus/machine-id) that cloned
+        images often share.
+    type: bool
+    default: false
+  account:
+    description:
+      - The service account as it should be; RV(account) returns it as found and whether it is as wanted.
+    type: dict
+    suboptions:
+      user:
+        description: The service user.
+        type: str
+        required: true
+      group:
+        description: Its primary group.
+        type: str
+      serial_group:
+        description: A supplementary group the user must be a member of.
+        type: str
+      home:
+        description: Its home directory.
+        type: path
+      shell:
+        description: Its login shell.
+        type: path
+  config_dir:
+    description: A directory whose type, mode and owner are returned in RV(config_dir).
+    type: path
+  unit:
+    description: Path of a systemd unit file; RV(unit) says whether it exists.
+    type: path
+  build_marker:
+    description: A small file holding the id of the installed build, returned in RV(build_marker).
+    type: path
+  preflight:
+    description:
+      - Checks of what the PointPerfect forwarder needs on the target; the facts and the problems found are
+        returned in RV(preflight). A problem never fails the module; the caller decides (the gateway role asserts
+        on RV(preflight.problems) before any change).
+    type: dict
+    suboptions:
+      python:
+        description: Interpreter the forwarder's venv is created with; its version and C(venv) module are checked.
+        type: path
+      min_python:
+        description: Lowest Python version the forwarder supports.
+        type: str
+        default: "3.10"
+      systemd:
+        description: Check that systemd runs as PID 1.
+        type: bool
+        default: false
+      writable:
+        description: Directories that must be writable, checked at the nearest existing parent when missing.
+        type: list
+        elements: path
+        default: []
+      serial_group:
+        description: Group the service user reaches the serial devices through; it must exist or be creatable.
+        type: str
+      user:
+        description: Service user; when missing, C(useradd) must exist to create it.
+        type: str
+      devices:
+        description: Configured serial devices; their path form is checked and, when present, type and group.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          path:
+            description: The device path as configured.
+            type: str
+            required: true
+          variable:
+            description: The setting it comes from, named in the problem message.
+            type: str
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - The module only reads, so check mode runs it unchanged.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+  idempotent:
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no
+        change.
+    support: full
+    details:
+      - Never changes anything; C(changed) is always V(false).
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+seealso:
+  - module: gnss.pointperfect.gateway_files
+  - module: gnss.pointperfect.gateway_info
+  - plugin: gnss.pointperfect.app_specific_id
+    plugin_type: filter
+"""
+
+EXAMPLES = r"""
+- name: Read what the role decides on and run the preflight, in one round trip
+  gnss.pointperfect.gateway_probe:
+    machine_id: true
+    account:
+      user: pointperfect
+      group: pointperfect
+      serial_group: dialout
+      home: /opt/pointperfect
+      shell: /usr/sbin/nologin
+    config_dir: /etc/pointperfect
+    unit: /etc/systemd/system/pointperfect-forwarder.service
+    build_marker: /opt/pointperfect/venv/.pointperfect-build
+    preflight:
+      python: /usr/bin/python3
+      systemd: true
+      writable: [/opt/pointperfect, /etc/pointperfect]
+      serial_group: dialout
+      user: pointperfect
+      devices:
+        - path: /dev/ttyACM0
+          variable: pointperfect_serial_device
+  register: probe
+
+- name: The hardware id
+  ansible.builtin.debug:
+    msg: "pp-{{ probe.app_specific_id }}"
+  when: probe.app_specific_id
+"""
+
+RETURN = r"""
+app_specific_id:
+  description:
+    - With O(machine_id), the app-specific id of C(/etc/machine-id) (systemd's C(sd_id128_get_machine_app_specific)
+      with this collection's app id, what C(systemd-id128 machine-id --app-specific=c9f4d130385c5b1ea446272ce2bc630f)
+      prints), never the machine id itself.
+    - V(null) without O(machine_id), and for a missing, uninitialized, malformed or all-zero machine id.
+  returned: always
+  type: str
+  sample: 101d245a47334f9abe7ee6f8b590b709
+account:
+  description: With O(account), the account as found; V(null) without it.
+  returned: always
+  type: dict
+  contains:
+    user:
+      description: The user (V(null) when missing) with its uid, primary gid and group name, home, shell and
+        supplementary groups.
+      type: dict
+    group:
+      description: The primary group O(account.group) (V(null) when missing or not asked for), its name and gid.
+      type: dict
+    serial_group:
+      description: The group O(account.serial_group) (V(null) when missing or not asked for), its gid and members.
+      type: dict
+    as_wanted:
+      description: Whether the user and the groups exist and the user has the wanted primary group, home, shell
+        and serial group membership.
+      type: bool
+  sample:
+    user: {name: pointperfect, uid: 998, gid: 997, group: pointperfect, home: /opt/pointperfect,
+           shell: /usr/sbin/nologin, groups: [dialout]}
+    group: {name: pointperfect, gid: 997}
+    serial_group: {name: dialout, gid: 20, members: [pointperfect]}
+    as_wanted: true
+config_dir:
+  description: For O(config_dir), its type (V(file), V(directory), V(link) or V(other), links not followed),
+    permission bits as an octal string, owner and group (names, or numeric ids without a name); V(null) when it
+    does not exist or was not asked for.
+  returned: always
+  type: dict
+  sample: {type: directory, mode: "0750", owner: root, group: pointperfect}
+unit:
+  description: For O(unit), its path and whether it exists as a regular file (a unit masked by a link to
+    C(/dev/null) does not count); V(null) without O(unit).
+  returned: always
+  type: dict
+  sample: {path: /etc/systemd/system/pointperfect-forwarder.service, exists: true}
+build_marker:
+  description: For O(build_marker), the file's text; V(null) when it does not exist or was not asked for.
+  returned: always
+  type: str
+  sample: 0.1.0-3f2a9c1d
+preflight:
+  description:
+    - With O(preflight), what was found (C(python), C(systemd), C(writable), C(account), C(devices)) and
+      C(problems); an empty dictionary without O(preflight).
+  returned: always
+  type: dict
+  contains:
+    problems:
+      description: What stops the forwarder from running on the target, each a C(check) (V(python), V(systemd),
+        V(writable), V(account) or V(device)) and a C(message), one line naming the cause and the fix.
+      returned: with O(preflight)
+      type: list
+      elements: dict
+  sample:
+    writable: [{path: /opt/pointperfect, checked: /opt, exists: false, writable: true, read_only: false,
+                free_bytes: 1073741824, error: null}]
+    devices: [{path: /dev/ttyACM0, variable: pointperfect_serial_device, form_error: null, exists: false,
+               type: null, group: null, mode: null, reachable: null}]
+    problems: []
+"""
+
+import grp  # noqa: E402 - Ansible modules import after DOCUMENTATION
+import os  # noqa: E402
+import pwd  # noqa: E402
+import stat  # noqa: E402
+
+from ansible.module_utils.basic import AnsibleModule  # noqa: E402
+from ansible.module_utils.common.text.converters import to_text  # noqa: E402
+from ansible_collections.gnss.pointperfect.plugins.module_utils import (  # noqa: E402
+    _app_specific_id,
+    _atomic,
+    _preflight,
+)
+
+MACHINE_ID = "/etc/machine-id"
+READ_LIMIT = 64 * 1024
+
+ARGUMENT_SPEC = dict(
+    machine_id=dict(type="bool", default=False),
+    account=dict(
+        type="dict",
+        options=dict(
+            user=dict(type="str", required=True),
+            group=dict(type="str"),
+            serial_group=dict(type="str"),
+            home=dict(type="path"),
+            shell=dict(type="path"),
+        ),
+    ),
+    config_dir=dict(type="path"),
+    unit=dict(type="path"),
+    build_marker=dict(type="path"),
+    preflight=dict(type="dict", options=_preflight.ARGUMENT_SPEC),
+)
+
+
+def read_small(path):
+    """Text of a small file, None when it does not exist. A symlink is followed (/etc/machine-id may be one), but
+    only to a regular file (a fifo would block)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    if st.st_size > READ_LIMIT:
+        raise _atomic.AtomicWriteError("%s is larger than %d bytes, which the probe does not read" % (path, READ_LIMIT))
+    try:
+        with open(path, "rb") as f:
+            data = f.read(READ_LIMIT + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _atomic.AtomicWriteError("cannot read %s: %s" % (path, e.strerror)) from None
+    return to_text(data, errors="surrogate_or_strict")
+
+
+def stat_path(path):
+    """Type, mode and owner of a path (links not followed), None when it does not exist."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise _atomic.AtomicWriteError("cannot stat %s: %s" % (path, e.strerror)) from None
+    kinds = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "link"))
+    info = {"type": next((name for test, name in kinds if test(st.st_mode)), "other")}
+    info.update(_atomic.describe_attributes(st))
+    return info
+
+
+def app_specific_id(path=MACHINE_ID):
+    """The app-specific id of the machine id in path; None when it is missing, uninitialized, malformed or zero."""
+    try:
+        return _app_specific_id.app_specific_id(read_small(path))
+    except ValueError:
+        return None
+
+
+def _group_name(gid):
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _group(name):
+    """{name, gid, members} of a group, None when it is missing or not asked for."""
+    if not name:
+        return None
+    try:
+        entry = grp.getgrnam(name)
+    except KeyError:
+        return None
+    return {"name": entry.gr_name, "gid": entry.gr_gid, "members": list(entry.gr_mem)}
+
+
+def _user(name):
+    """{name, uid, gid, group, home, shell, groups} of a user (groups: the supplementary ones), None when missing."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        return None
+    gids = os.getgrouplist(entry.pw_name, entry.pw_gid)
+    groups = sorted(set(_group_name(gid) for gid in gids if gid != entry.pw_gid))
+    return {"name": entry.pw_name, "uid": entry.pw_uid, "gid": entry.pw_gid, "group": _group_name(entry.pw_gid),
+            "home": entry.pw_dir, "shell": entry.pw_shell, "groups": groups}  # fmt: skip
+
+
+def account(wanted):
+    """The account as found and whether it is as `wanted` ({user, group, serial_group, home, shell}; the unset
+    ones are not compared): what the role's account tasks would leave unchanged."""
+    user = _user(wanted["user"])
+    group = _group(wanted.get("group"))
+    serial_group = _group(wanted.get("serial_group"))
+    found = {"user": user, "group": group, "serial_group": serial_group}
+    checks = [user is not None]
+    if user is not None:
+        members = serial_group["members"] if serial_group else []
+        checks += [
+            wanted.get("group") is None or (group is not None and user["gid"] == group["gid"]),
+            wanted.get("serial_group") is None or user["name"] in members,
+            wanted.get("home") is None or user["home"] == wanted["home"],
+            wanted.get("shell") is None or user["shell"] == wanted["shell"],
+        ]
+    found["as_wanted"] = all(checks)
+    return found
+
+
+def probe(params):
+    """The module's result for its parameters: every key present, None (or {}) for what was not asked for."""
+    unit = params["unit"]
+    return {
+        "app_specific_id": app_specific_id() if params["machine_id"] else None,
+        "account": account(params["account"]) if params["account"] else None,
+        "config_dir": stat_path(params["config_dir"]) if params["config_dir"] else None,
+        "unit": {"path": unit, "exists": os.path.isfile(unit)} if unit else None,
+        "build_marker": read_small(params["build_marker"]) if params["build_marker"] else None,
+        "preflight": _preflight.gather(params["preflight"]) if params["preflight"] else {},
+    }
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    try:
+        result = probe(module.params)
+    except _atomic.AtomicWriteError as e:
+        module.fail_json(msg=str(e))
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

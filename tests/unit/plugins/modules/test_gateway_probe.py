@@ -1,0 +1,168 @@
+"""Unit tests of gateway_probe: the machine id's app-specific id, the account against the wanted one, the config
+directory stat, the unit and build marker, the preflight, every key present, and the documentation in sync."""
+
+import grp
+import hashlib
+import hmac
+import os
+import pwd
+
+import pytest
+import yaml
+from ansible_collections.gnss.pointperfect.plugins.modules import gateway_probe as module
+
+APP_ID = "c9f4d130385c5b1ea446272ce2bc630f"
+MACHINE_ID = "0123456789abcdef0123456789abcdef"
+ME = pwd.getpwuid(os.getuid())
+MY_GROUP = grp.getgrgid(os.getgid()).gr_name
+
+
+def _expected(machine_id):
+    digest = bytearray(hmac.new(bytes.fromhex(machine_id), bytes.fromhex(APP_ID), hashlib.sha256).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x40
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return digest.hex()
+
+
+def params(**kw):
+    base = dict(machine_id=False, account=None, config_dir=None, unit=None, build_marker=None, preflight=None)
+    return dict(base, **kw)
+
+
+# What /etc/machine-id holds (None: no file) and the app-specific id the probe derives (None: nothing).
+MACHINE_IDS = {
+    "machine_id": (MACHINE_ID + "\n", _expected(MACHINE_ID)),
+    "machine_id_upper": (MACHINE_ID.upper(), _expected(MACHINE_ID)),  # systemd reads either case: the same id
+    "uninitialized": ("uninitialized\n", None),
+    "zeros": ("0" * 32 + "\n", None),
+    "missing": (None, None),
+}
+
+
+@pytest.mark.parametrize("name", list(MACHINE_IDS))
+def test_app_specific_id_of_the_machine_id(tmp_path, name):
+    content, expected = MACHINE_IDS[name]
+    path = tmp_path / "machine-id"
+    if content is not None:
+        path.write_text(content)
+    got = module.app_specific_id(str(path))
+    assert got == expected
+    assert got is None or (MACHINE_ID not in got and len(got) == 32)  # never the machine id itself
+
+
+def test_nothing_asked_returns_every_key_empty():
+    assert module.probe(params()) == {
+        "app_specific_id": None,
+        "account": None,
+        "config_dir": None,
+        "unit": None,
+        "build_marker": None,
+        "preflight": {},
+    }
+
+
+def test_account_as_wanted_and_each_difference():
+    groups = [grp.getgrgid(g).gr_name for g in os.getgrouplist(ME.pw_name, ME.pw_gid) if g != ME.pw_gid]
+    wanted = {"user": ME.pw_name, "group": MY_GROUP, "serial_group": None, "home": ME.pw_dir, "shell": ME.pw_shell}
+    got = module.account(wanted)
+    assert got["as_wanted"] is True
+    assert got["user"]["name"] == ME.pw_name and got["user"]["group"] == MY_GROUP
+    assert got["user"]["groups"] == sorted(set(groups))
+    assert got["group"] == {"name": MY_GROUP, "gid": os.getgid(), "members": list(grp.getgrgid(os.getgid()).gr_mem)}
+    assert module.account(dict(wanted, home="/nowhere"))["as_wanted"] is False
+    assert module.account(dict(wanted, shell="/usr/sbin/nologin-not"))["as_wanted"] is False
+    assert module.account(dict(wanted, group="no-such-group-pp"))["as_wanted"] is False
+    assert module.account(dict(wanted, serial_group="no-such-group-pp"))["as_wanted"] is False
+    missing = module.account(dict(wanted, user="no-such-user-pp"))
+    assert missing["as_wanted"] is False and missing["user"] is None
+
+
+def test_account_serial_group_membership(monkeypatch):
+    wanted = {"user": ME.pw_name, "group": None, "serial_group": "dialout-pp", "home": None, "shell": None}
+
+    def getgrnam(name, members=()):
+        if name != "dialout-pp":
+            raise KeyError(name)
+        return grp.struct_group(("dialout-pp", "x", 4242, list(members)))
+
+    monkeypatch.setattr(grp, "getgrnam", getgrnam)
+    assert module.account(wanted)["as_wanted"] is False  # the group exists, the user is not a member
+    monkeypatch.setattr(grp, "getgrnam", lambda name: getgrnam(name, [ME.pw_name]))
+    got = module.account(wanted)
+    assert got["as_wanted"] is True and got["serial_group"] == {
+        "name": "dialout-pp",
+        "gid": 4242,
+        "members": [ME.pw_name],
+    }
+
+
+def test_config_dir_unit_and_build_marker(tmp_path):
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    os.chmod(conf, 0o750)
+    unit = tmp_path / "x.service"
+    marker = tmp_path / ".build"
+    got = module.probe(params(config_dir=str(conf), unit=str(unit), build_marker=str(marker)))
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert got["config_dir"] == {"type": "directory", "mode": "0750", "owner": me, "group": MY_GROUP}
+    assert got["unit"] == {"path": str(unit), "exists": False} and got["build_marker"] is None
+    unit.write_text("[Unit]\n")
+    marker.write_text("0.1.0-abc")
+    got = module.probe(params(config_dir=str(tmp_path / "none"), unit=str(unit), build_marker=str(marker)))
+    assert got["config_dir"] is None and got["unit"]["exists"] is True and got["build_marker"] == "0.1.0-abc"
+    unit.unlink()
+    unit.symlink_to("/dev/null")  # a masked unit is no installed unit
+    assert module.probe(params(unit=str(unit)))["unit"]["exists"] is False
+
+
+def test_preflight_is_gathered_with_its_defaults(tmp_path):
+    spec = {"python": None, "min_python": "3.10", "systemd": False, "writable": [str(tmp_path)], "serial_group": None,
+            "user": None, "devices": [{"path": "dev/ttyACM0", "variable": "pointperfect_serial_device"}]}  # fmt: skip
+    got = module.probe(params(preflight=spec))["preflight"]
+    assert [p["check"] for p in got["problems"]] == ["device"]
+    assert "pointperfect_serial_device" in got["problems"][0]["message"]
+
+
+def test_documentation_matches_argument_spec():
+    doc = yaml.safe_load(module.DOCUMENTATION)["options"]
+    assert set(doc) == set(module.ARGUMENT_SPEC)
+    for name, opt in module.ARGUMENT_SPEC.items():
+        assert doc[name]["type"] == opt["type"], name
+        assert set(doc[name].get("suboptions", {})) == set(opt.get("options", {})), name
+    returned = yaml.safe_load(module.RETURN)
+    assert set(returned) == set(module.probe(params()))
+
+
+def test_stat_path_reports_type_mode_owner(tmp_path):
+    folder = tmp_path / "conf"
+    folder.mkdir(mode=0o750)
+    os.chmod(folder, 0o750)
+    (tmp_path / "f").write_text("x")
+    os.chmod(tmp_path / "f", 0o640)
+    (tmp_path / "l").symlink_to(folder)
+    got = module.stat_path(str(folder))
+    me = pwd.getpwuid(os.getuid()).pw_name
+    assert got == {"type": "directory", "mode": "0750", "owner": me, "group": grp.getgrgid(os.getgid()).gr_name}
+    assert module.stat_path(str(tmp_path / "f"))["type"] == "file"
+    assert module.stat_path(str(tmp_path / "f"))["mode"] == "0640"
+    assert module.stat_path(str(tmp_path / "l"))["type"] == "link"
+    assert module.stat_path(str(tmp_path / "missing")) is None
+
+
+def test_stat_path_unnamed_ids_are_numbers(tmp_path, monkeypatch):
+    def unknown(_id):
+        raise KeyError(_id)
+
+    monkeypatch.setattr(pwd, "getpwuid", unknown)
+    monkeypatch.setattr(grp, "getgrgid", unknown)
+    got = module.stat_path(str(tmp_path))
+    assert (got["owner"], got["group"]) == (str(os.getuid()), str(os.getgid()))
+
+
+def test_read_follows_a_link_but_not_to_a_fifo(tmp_path):
+    real = tmp_path / "machine-id"
+    real.write_text("abc\n")
+    (tmp_path / "link").symlink_to(real)
+    assert module.read_small(str(tmp_path / "link")) == "abc\n"
+    os.mkfifo(tmp_path / "fifo")
+    assert module.read_small(str(tmp_path / "fifo")) is None
