@@ -17,7 +17,7 @@ import html
 import json
 import time
 
-from ansible_collections.gnss.pointperfect.plugins.module_utils._iso import iso, parse_iso
+from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials import iso, parse_iso
 
 REPORT_FORMAT = 1
 DAY = 86400.0

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from ansible_collections.gnss.pointperfect.plugins.modules import gateway_info as gs
 
-from plugins.modules import gateway_info as gs
 from tests.unit.status import fabricate as fab
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 NOW = 1_790_000_000.0
 
 
