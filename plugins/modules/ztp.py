@@ -44,6 +44,7 @@ requirements:
   - On the target, Python 3 standard library only.
 extends_documentation_fragment:
   - gnss.pointperfect.attributes
+  - gnss.pointperfect.attributes.ztp
 options:
   token:
     description:
