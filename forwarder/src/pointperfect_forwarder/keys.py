@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from pyubx2 import POLL, SET, UBXMessage, UBXReader
 
@@ -106,7 +105,7 @@ def keys_in_frame(raw: bytes) -> int:
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return contract.iso(ts)
 
 
 def key_status(keys: dict[str, DynamicKey], now: float) -> dict[str, dict]:
