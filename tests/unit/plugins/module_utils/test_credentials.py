@@ -225,3 +225,28 @@ def test_days_left():
     assert c.days_left(now - 1, now) == -1
     assert c.days_left(now + 1.5 * c.DAY, now, 2) == 1.5
     assert c.days_left(None, now) is None and c.days_left(None, now, 2) is None
+
+
+@pytest.mark.parametrize(
+    ("check", "rule", "values"),
+    [
+        ("_host", c.valid_host, ["pp.example", "a.-b", "a" * 64 + ".b", "::1", "a_b"]),
+        ("_mountpoint", c.valid_mountpoint, ["NEAR-SPARTN", "a/b", "m" * 101]),
+        ("_username", c.valid_username, ["user-1", "$(x)", "a:b", "a b"]),
+        ("_password", c.valid_password, ["", "p w", "a\x00b", "p" * 257]),
+        ("_client_id", c.valid_client_id, ["9f1c:2d", "c" * 256, "c" * 257, "a/b"]),
+        ("_topic", c.valid_topic, ["/pp/ip/eu", "/pp/../eu", "/pp/#"]),
+        ("_region", c.valid_region, ["eu", "EU", "r" * 17, "e u"]),
+    ],
+)
+def test_the_forwarder_refuses_exactly_what_the_rule_refuses(check, rule, values):
+    from pointperfect_forwarder import config  # noqa: PLC0415 - the forwarder side of the same rules
+
+    for value in values:
+        try:
+            getattr(config, check)("credentials.x", value)
+        except config.ConfigError:
+            accepted = False
+        else:
+            accepted = True
+        assert accepted is rule(value), (check, value)
