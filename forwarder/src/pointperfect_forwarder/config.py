@@ -332,7 +332,8 @@ def _port(where: str, value: Any) -> int:
     port = contract.port_number(value)
     if port is not None:
         return port
-    if (isinstance(value, int) and not isinstance(value, bool)) or (isinstance(value, str) and value.isdecimal()):
+    digits = isinstance(value, str) and value.isascii() and value.isdigit()
+    if digits or (isinstance(value, int) and not isinstance(value, bool)):
         raise ConfigError(where, "must be between 1 and 65535")
     raise ConfigError(where, "must be an integer")
 
