@@ -450,6 +450,8 @@ def parse_credentials(body, now=None):
         supports_mqtt = True  # a certificate without plan flags can only be for the IP stream
     plan = _plan(supports_mqtt, supports_lband, ntrip is not None)
     topics, regions = _topics(_subscription_paths(body), plan)
+    if len(regions) > contract.REGIONS_MAX:  # the forwarder would refuse the file
+        raise _bad("subscriptions name more than %d regions" % contract.REGIONS_MAX)
     model.update(
         {
             "plan": plan,

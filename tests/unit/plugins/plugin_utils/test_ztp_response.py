@@ -586,3 +586,11 @@ def test_pem_written_is_re_serialized(pki):
     m = r.parse_credentials(mqtt_body(pki, certificate="\n\n" + pki["cert"] + "\n\n  ", privateKey=pki["key"] + "\n"))
     assert m["certificate_pem"] == pki["cert"]  # exactly the one certificate, re-serialized
     assert m["private_key_pem"] == pki["key"] and m["private_key_pem"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+
+
+def test_more_regions_than_the_forwarder_accepts_are_refused(pki):
+    many = [{"path": f"/pp/ip/{a}{b}"} for a in "abcdefgh" for b in "abcdefgh"]  # 64 two-letter regions
+    assert len(r.parse_body(json.dumps(mqtt_body(pki, subscriptions=many)))["regions"]) == c.REGIONS_MAX
+    more = [*many, {"path": "/pp/ip/zz"}]
+    with pytest.raises(r.ZtpResponseError, match="more than 64 regions"):
+        r.parse_body(json.dumps(mqtt_body(pki, subscriptions=more)))
