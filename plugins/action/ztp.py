@@ -9,37 +9,42 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import calendar
 import re
 import time
 
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_client import (
-    ZtpClient,
-    api_url_error,
-    ca_path_error,
+from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials import (
+    CERT,
+    CREDS,
+    FILES,
+    KEY,
+    days_left,
+    dumps,
+    iso,
+    normalize_topics,
+    parse_iso,
+    public_view,
+    region_code,
 )
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_decision import DAY, days_left, decide
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import (
     hardware_id_error,
     token_error,
     ztp_argument_spec,
 )
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response import (
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_client import (
+    ZtpClient,
+    api_url_error,
+    ca_path_error,
+)
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_decision import decide
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_response import (
     ZtpError,
     certificate_info,
-    credentials_document,
-    iso_z,
-    normalize_topics,
-    public_view,
-    region_code,
+    credentials_dict,
 )
 
 MODULE = "gnss.pointperfect.ztp"
-CERT = "client.crt"
-KEY = "client.key"
-CREDS = "credentials.json"
 CENSORED = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
 INSECURE_WARNING = (
     "validate_certs=false: the ZTP API's TLS certificate is NOT verified, so anyone on the network path can "
@@ -106,16 +111,6 @@ def region_error(region, regions):
     return "region %r is not in this plan (%s): set region to one of them or auto" % (region, ", ".join(regions))
 
 
-def parse_iso_z(text):
-    """'2027-11-25T21:00:00Z' -> epoch seconds; None when absent or unparsable."""
-    if not isinstance(text, str):
-        return None
-    try:
-        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
-    except ValueError:
-        return None
-
-
 def deployed_from_state(state):
     """Turn the module part's read result into the decision input (and the deployed certificate facts)."""
     creds = state.get("credentials") or None
@@ -129,7 +124,7 @@ def deployed_from_state(state):
     deployed["confirmed_at"] = (files.get(CREDS) or {}).get("mtime")
     keys_end = creds.get("keys_end_ms")
     deployed["keys_end"] = keys_end / 1000.0 if isinstance(keys_end, (int, float)) else None
-    deployed["recorded_not_after"] = parse_iso_z(creds.get("certificate_not_after"))
+    deployed["recorded_not_after"] = parse_iso(creds.get("certificate_not_after"), strict=True)
     pem = state.get("certificate_pem")
     if pem and (files.get(KEY) or {}).get("regular"):
         try:
@@ -138,40 +133,18 @@ def deployed_from_state(state):
             pass
         else:
             deployed["certificate_ok"] = True
-            deployed["certificate_not_after"] = float(calendar.timegm(not_after.utctimetuple()))
+            deployed["certificate_not_after"] = not_after.timestamp()
             deployed["fingerprint"] = fp
     return deployed
 
 
 def deployed_view(state, deployed):
-    """RETURN values describing what is deployed (no API call made)."""
-    creds = state.get("credentials") or {}
-    mqtt = creds.get("mqtt") or {}
-    ntrip = creds.get("ntrip")
+    """RETURN values describing what is deployed (no API call made): the certificate's own not-after counts."""
     not_after = deployed.get("certificate_not_after") if deployed.get("mqtt") else None
-    return {
-        "client_id": creds.get("client_id"),
-        "plan": creds.get("plan"),
-        "service": creds.get("service"),
-        "broker_host": mqtt.get("host"),
-        "broker_port": mqtt.get("port"),
-        "regions": creds.get("regions") if isinstance(creds.get("regions"), list) else [],
-        "topics": normalize_topics(creds.get("topics")),
-        "ntrip": None
-        if not ntrip
-        else {
-            "host": ntrip.get("host"),
-            "port": ntrip.get("port"),
-            "mountpoint": ntrip.get("mountpoint"),
-            "tls": ntrip.get("tls_port"),
-        },
-        "certificate_not_after": None if not_after is None else iso_z_epoch(not_after),
-        "days_remaining": days_left(not_after, state.get("now") or time.time()),
-    }
-
-
-def iso_z_epoch(ts):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+    view = public_view(state.get("credentials") or {})
+    view["certificate_not_after"] = None if not_after is None else iso(not_after)
+    view["days_remaining"] = days_left(not_after, state.get("now") or time.time())
+    return view
 
 
 def summary(view, fingerprint):
@@ -260,11 +233,7 @@ class ActionModule(ActionBase):
         out = {"reason": decision.reason, "api_called": False, "changed": False, "region": args["region"]}
         before_view = deployed_view(state, deployed) if deployed.get("credentials") else {}
         before = summary(before_view, deployed.get("fingerprint"))
-        files_now = [
-            state["dest"].rstrip("/") + "/" + n
-            for n in (CERT, KEY, CREDS)
-            if (state["files"].get(n) or {}).get("exists")
-        ]
+        files_now = [state["dest"].rstrip("/") + "/" + n for n in FILES if (state["files"].get(n) or {}).get("exists")]
 
         if not decision.call_api:
             out.update(before_view)
@@ -295,7 +264,7 @@ class ActionModule(ActionBase):
             out.update(UNKNOWN_VIEW, topics=normalize_topics(None))
             out.update(before_view)
             out["files"] = (
-                [state["dest"].rstrip("/") + "/" + n for n in (CERT, KEY, CREDS)]
+                [state["dest"].rstrip("/") + "/" + n for n in FILES]
                 if decision.reason == "missing" and not files_now
                 else files_now
             )
@@ -341,10 +310,8 @@ class ActionModule(ActionBase):
             out.update(failed=True, msg=wrong)
             return out
 
-        document = credentials_document(
-            model, args["hardware_id"], args["given_name"] or args["hardware_id"], args["dest"]
-        )
-        write = dict(target, _state="write", _credentials=document.decode("utf-8"))
+        document = credentials_dict(model, args["hardware_id"], args["given_name"] or args["hardware_id"], args["dest"])
+        write = dict(target, _state="write", _credentials=dumps(document).decode("utf-8"))
         if model["certificate_pem"] is not None:
             write.update(_certificate=model["certificate_pem"], _private_key=model["private_key_pem"])
         else:
@@ -353,10 +320,8 @@ class ActionModule(ActionBase):
         if written.get("failed"):
             out.update(failed=True, msg=written.get("msg", "writing credentials failed"))
             return out
-        view = public_view(model)
-        view["days_remaining"] = days_left(
-            None if model["not_after"] is None else calendar.timegm(model["not_after"].utctimetuple()), now
-        )
+        view = public_view(document)
+        view["days_remaining"] = days_left(None if model["not_after"] is None else model["not_after"].timestamp(), now)
         out.update(view)
         out["files"] = written.get("files", [])
         out["changed"] = bool(written.get("changed"))
@@ -374,4 +339,4 @@ class ActionModule(ActionBase):
         return out
 
 
-__all__ = ["ActionModule", "ARGUMENT_SPEC", "DAY", "iso_z"]
+__all__ = ["ActionModule", "ARGUMENT_SPEC"]

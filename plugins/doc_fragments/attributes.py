@@ -10,70 +10,64 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # Attributes of an action plugin with a module part that provisions credentials (gnss.pointperfect.ztp).
+    # Attributes of an action plugin with a module part, in ansible-core's wording. A module extends this and one of
+    # the fragments below, which add its own details (Ansible merges the attributes of all fragments).
     DOCUMENTATION = r"""
 options: {}
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
     support: full
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+  idempotent:
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no
+        change.
+      - This assumes that the system controlled/queried by the module has not changed in a relevant way.
+    support: full
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+  action:
+    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on
+      the controller.
+    support: full
+"""
+
+    # Details of gnss.pointperfect.ztp (provisions credentials).
+    ZTP = r"""
+options: {}
+attributes:
+  check_mode:
     details:
       - Check mode reads the deployed state, never calls the API, and reports what would happen and why
         (RV(ignore:reason)).
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
     details:
       - The diff shows client id, certificate SHA-256 fingerprint, not-after, endpoint and plan, never a secret.
   idempotent:
-    description:
-      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no
-        change.
-      - This assumes that the system controlled/queried by the module has not changed in a relevant way.
-    support: full
     details:
       - A second run makes no API call and reports no change while the credentials stay valid.
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
   action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on
-      the controller.
-    support: full
     details:
       - The ZTP API is called on the controller; the target only reads and writes files.
 """
 
-    # Attributes of gnss.pointperfect.gateway_files (an action plugin with a module part that deploys files).
+    # Details of gnss.pointperfect.gateway_files (deploys files).
     FILES = r"""
 options: {}
 attributes:
   check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
     details:
       - Check mode compares the files and reports which would change; nothing is written and no validate command
         runs.
   diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: full
     details:
       - The diff shows the before and after text of each changed file, except files marked O(files[].secret).
-  idempotent:
-    description:
-      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no
-        change.
-      - This assumes that the system controlled/queried by the module has not changed in a relevant way.
-    support: full
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
   action:
-    description: Indicates this has a corresponding action plugin so some parts of the options can be executed on
-      the controller.
-    support: full
     details:
       - Templates are rendered and C(src) files read on the controller; the target only compares and writes.
 """

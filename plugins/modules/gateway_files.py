@@ -35,6 +35,7 @@ author:
 requirements:
   - On the target, Python 3 standard library only.
 extends_documentation_fragment:
+  - gnss.pointperfect.attributes
   - gnss.pointperfect.attributes.files
 options:
   files:

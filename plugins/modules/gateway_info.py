@@ -184,21 +184,16 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.gnss.pointperfect.plugins.module_utils import _preflight
-from ansible_collections.gnss.pointperfect.plugins.module_utils._iso import iso, parse_iso
-
-# The only fields copied from credentials.json; everything else (ntrip password, key values, mqtt paths) stays put.
-CREDENTIAL_FIELDS = (
-    "format",
-    "hardware_id",
-    "given_name",
-    "plan",
-    "service",
-    "client_id",
-    "certificate_not_after",
-    "regions",
+from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials import (
+    CERT,
+    CREDS,
+    SUMMARY_FIELDS,
+    days_left,
+    iso,
+    parse_iso,
 )
+
 SYSTEMD_PROPERTIES = ("LoadState", "ActiveState", "SubState", "NRestarts", "ExecMainStartTimestamp", "MainPID")
-DAY = 86400.0
 
 
 def _read_json(path):
@@ -239,22 +234,23 @@ def _key_summary(key, now):
         "valid_from": iso(start),
         "valid_until": iso(end),
         "valid": start <= now < end,
-        "days_remaining": round((end - now) / DAY, 2),
+        "days_remaining": days_left(end, now, 2),
     }
 
 
 def credentials_summary(dest, now):
     """Summary of <dest>/credentials.json; never includes secrets."""
-    path = os.path.join(dest, "credentials.json")
+    path = os.path.join(dest, CREDS)
     state, data, error, mtime = _read_json(path)
     result = {"state": state, "path": path, "error": error}
     if state != "ok":
         return result
-    for field in CREDENTIAL_FIELDS:
+    # only the secret-free fields are copied; the ntrip password, key values and mqtt paths stay put
+    for field in SUMMARY_FIELDS:
         result[field] = data.get(field)
     result["last_confirmed_at"] = iso(mtime) if mtime is not None else None
     not_after = parse_iso(data.get("certificate_not_after"))
-    result["certificate_days_remaining"] = round((not_after - now) / DAY, 2) if not_after is not None else None
+    result["certificate_days_remaining"] = days_left(not_after, now, 2)
     keys = data.get("dynamickeys")
     if isinstance(keys, dict):
         result["dynamickeys"] = {
@@ -263,7 +259,7 @@ def credentials_summary(dest, now):
         }
     else:
         result["dynamickeys"] = None
-    result["has_certificate"] = os.path.exists(os.path.join(dest, "client.crt"))
+    result["has_certificate"] = os.path.exists(os.path.join(dest, CERT))
     return result
 
 

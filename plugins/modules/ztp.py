@@ -44,6 +44,7 @@ requirements:
   - On the target, Python 3 standard library only.
 extends_documentation_fragment:
   - gnss.pointperfect.attributes
+  - gnss.pointperfect.attributes.ztp
 options:
   token:
     description:
@@ -321,13 +322,14 @@ import stat  # noqa: E402
 import time  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
-from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic  # noqa: E402
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic, _credentials  # noqa: E402
+from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials import (  # noqa: E402
+    CERT,
+    CERT_MODE,
+    CREDS,
+    KEY,
+)
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import ztp_argument_spec  # noqa: E402
-
-CERT = "client.crt"
-KEY = "client.key"
-CREDS = "credentials.json"
-CERT_MODE = 0o644
 
 
 def _file_state(path, mode, uid, gid):
@@ -348,46 +350,9 @@ def _file_state(path, mode, uid, gid):
     return info
 
 
-def _public_credentials(doc):
-    """The secret-free part of credentials.json that the controller needs to decide and to report."""
-    if not isinstance(doc, dict) or doc.get("format") != 1:
-        return None
-    out = dict(
-        (k, doc.get(k))
-        for k in (
-            "hardware_id",
-            "given_name",
-            "plan",
-            "service",
-            "client_id",
-            "certificate_not_after",
-            "regions",
-            "topics",
-        )
-    )
-    mqtt = doc.get("mqtt")
-    out["mqtt"] = None if not isinstance(mqtt, dict) else {"host": mqtt.get("host"), "port": mqtt.get("port")}
-    ntrip = doc.get("ntrip")
-    out["ntrip"] = (
-        None
-        if not isinstance(ntrip, dict)
-        else dict((k, ntrip.get(k)) for k in ("host", "port", "tls_port", "mountpoint"))
-    )
-    keys_end = None
-    dynamickeys = doc.get("dynamickeys")
-    if isinstance(dynamickeys, dict):
-        newest = dynamickeys.get("next") or dynamickeys.get("current")
-        if isinstance(newest, dict):
-            start, duration = newest.get("start"), newest.get("duration")
-            if all(isinstance(v, int) and not isinstance(v, bool) for v in (start, duration)):
-                keys_end = start + duration
-    out["keys_end_ms"] = keys_end
-    return out
-
-
 def read_state(dest, mode, uid, gid):
     """Everything the decision needs, in one round trip."""
-    paths = dict((name, os.path.join(dest, name)) for name in (CERT, KEY, CREDS))
+    paths = dict((name, os.path.join(dest, name)) for name in _credentials.FILES)
     files = {
         CERT: _file_state(paths[CERT], CERT_MODE, None, None),
         KEY: _file_state(paths[KEY], mode, uid, gid),
@@ -407,7 +372,7 @@ def read_state(dest, mode, uid, gid):
             raw = _atomic.read_bytes(paths[CREDS])
             if raw is None:
                 raise IOError("not a regular file")
-            state["credentials"] = _public_credentials(json.loads(raw.decode("utf-8")))
+            state["credentials"] = _credentials.public_summary(json.loads(raw.decode("utf-8")))
             state["credentials_sha256"] = hashlib.sha256(raw).hexdigest()
             if state["credentials"] is None:
                 state["credentials_error"] = "unknown format"
@@ -474,7 +439,7 @@ def fix_attributes(dest, mode, uid, gid):
 
 
 def managed_files(dest):
-    return [os.path.join(dest, n) for n in (CERT, KEY, CREDS) if os.path.exists(os.path.join(dest, n))]
+    return [os.path.join(dest, n) for n in _credentials.FILES if os.path.exists(os.path.join(dest, n))]
 
 
 def main():

@@ -20,10 +20,9 @@ import json
 import time
 from collections import namedtuple
 
-from ansible_collections.gnss.pointperfect.plugins.module_utils._iso import iso, parse_iso
+from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials import days_left, iso, parse_iso
 
 REPORT_FORMAT = 1
-DAY = 86400.0
 # Samples of bytes/s kept per gateway across runs (one sample per run; see fleet_report()).
 HISTORY_LENGTH = 48
 
@@ -87,7 +86,7 @@ def _latest_key(credentials, status_keys, now):
     if not candidates:
         return None, None
     until = max(candidates)
-    return iso(until), round((until - now) / DAY, 2)
+    return iso(until), days_left(until, now, digits=2)
 
 
 def _preflight_problems(gateway):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pointperfect_sim.server import run_in_thread
 
-PLAYBOOK = Path(__file__).resolve().parent / "targets" / "ztp" / "ztp.yml"
+PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "ztp.yml"
 
 # Simulator profiles used by the tests, by name; each gets a fresh lowercase UUID token. Region and first-call
 # activation are pinned where a test counts calls or regions (the simulator's defaults may change); "default" keeps

@@ -27,13 +27,13 @@ from tests.reliability import lab as L
 from tests.unit.ztp_samples import make_pair, mqtt_body
 
 REPO = L.REPO
-ZTP_PLAYBOOK = REPO / "tests" / "integration" / "targets" / "ztp" / "ztp.yml"  # reused, not duplicated
+ZTP_PLAYBOOK = REPO / "tests" / "integration" / "playbooks" / "ztp.yml"  # reused, not duplicated
 CAPTURE = Path(os.environ.get("PP_CAPTURES", REPO.parent / "shared" / "captures")) / "spartn_badcrc.log"
 TOKEN = "6d1e0b7a-3c2f-4e5d-9a8b-7c6d5e4f3a2b"
 
 
 def _response_module():
-    return importlib.import_module("ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response")
+    return importlib.import_module("ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_response")
 
 
 @pytest.fixture(scope="module")

@@ -32,9 +32,9 @@ import tests.unit.conftest  # noqa: F401 - puts the collection on sys.path (ansi
 # isort: split
 from ansible_collections.gnss.pointperfect.plugins.action import ztp as action
 from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic
-from ansible_collections.gnss.pointperfect.plugins.module_utils import _ztp_client as client_mod
-from ansible_collections.gnss.pointperfect.plugins.module_utils import _ztp_response as resp
 from ansible_collections.gnss.pointperfect.plugins.modules import ztp as module
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _ztp_client as client_mod
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _ztp_response as resp
 
 from tests.reliability import lab as L
 from tests.unit.ztp_samples import KEY_A, KEY_B, mqtt_body, ntrip_body

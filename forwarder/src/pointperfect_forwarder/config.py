@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import base64
 import copy
-import ipaddress
 import json
 import math
 import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
+from . import _credentials as contract
 from .keys import DynamicKey, parse_dynamickeys
 
 DEFAULT_CONFIG_PATH = "/etc/pointperfect/forwarder.json"
-MQTT_DEFAULT_PORT = 8883
+MQTT_DEFAULT_PORT = contract.MQTT_PORT
 
 DEFAULTS: dict[str, Any] = {
     "credentials_file": "/etc/pointperfect/credentials.json",
@@ -313,60 +312,56 @@ def _validate(cfg: dict) -> None:
 # --- credentials -----------------------------------------------------------------------------------------------------
 
 
-# Charsets and caps of the values that reach a connection (hostnames, the NTRIP request line and its Basic auth, MQTT
-# client id and topics). The real service's exact limits are not published: these follow the values it returns
-# (u-blox host names, NEAR-SPARTN-like mountpoints, uuid-like client ids, /pp/... topics) with a wide margin.
-HOST_MAX = 253
-NAME_RE = re.compile(r"[A-Za-z0-9._-]+")  # mountpoints
-CLIENT_ID_RE = re.compile(r"[A-Za-z0-9._:-]+")  # a UUID as the service sends it; ':' as margin, as the ztp module
-TOPIC_RE = re.compile(r"[A-Za-z0-9/_.-]+")
-REGION_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")
-HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9.])?")
-DIGITS_RE = re.compile(r"[0-9]{1,5}")
+# The value rules of Contract 1 live in _credentials.py (the ztp module's own file, shared through a symlink);
+# these functions give their one-line messages.
+REGION_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")  # forwarder.json mqtt.region
 
 
 def _host(where: str, value: Any) -> str:
-    """A DNS name ([A-Za-z0-9.-], <= 253) or an IP literal."""
+    """A DNS name ([A-Za-z0-9.-], labels <= 63, <= 253) or an IP literal."""
     if not isinstance(value, str) or not value:
         raise ConfigError(where, "must be a host name or IP address")
-    try:
-        ipaddress.ip_address(value)
-        return value
-    except ValueError:
-        pass
-    if len(value) > HOST_MAX or not HOST_RE.fullmatch(value) or ".." in value:
-        raise ConfigError(where, f"must be a host name (letters, digits, . -; at most {HOST_MAX}) or an IP address")
+    if not contract.valid_host(value):
+        problem = f"must be a host name (letters, digits, . -; at most {contract.HOST_MAX}) or an IP address"
+        raise ConfigError(where, problem)
     return value
 
 
 def _port(where: str, value: Any) -> int:
     """A port 1..65535: an integer or a string of digits (ZTP's httpPort is a string)."""
-    if isinstance(value, str) and DIGITS_RE.fullmatch(value):
-        value = int(value)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ConfigError(where, "must be an integer")
-    if not 1 <= value <= 65535:
+    port = contract.port_number(value)
+    if port is not None:
+        return port
+    digits = isinstance(value, str) and value.isascii() and value.isdigit()
+    if digits or (isinstance(value, int) and not isinstance(value, bool)):
         raise ConfigError(where, "must be between 1 and 65535")
-    return value
+    raise ConfigError(where, "must be an integer")
 
 
-def _name(where: str, value: Any, pattern: re.Pattern, limit: int, what: str) -> str:
+def _name(where: str, value: Any, valid, limit: int, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(where, f"must be a non-empty string ({what})")
-    if len(value) > limit or not pattern.fullmatch(value):
+    if not valid(value):
         raise ConfigError(where, f"must be {what}, at most {limit} characters")
     return value
 
 
 def _mountpoint(where: str, value: Any) -> str:
-    return _name(where, value, NAME_RE, 100, "a mountpoint name (letters, digits, . _ -)")
+    what = "a mountpoint name (letters, digits, . _ -)"
+    return _name(where, value, contract.valid_mountpoint, contract.MOUNTPOINT_MAX, what)
+
+
+def _client_id(where: str, value: Any) -> str:
+    return _name(
+        where, value, contract.valid_client_id, contract.CLIENT_ID_MAX, "a client id (letters, digits, . _ : -)"
+    )
 
 
 def _username(where: str, value: Any) -> str:
     """Printable ASCII without whitespace or ':' (it is the user part of HTTP Basic auth)."""
     if not isinstance(value, str) or not value:
         raise ConfigError(where, "must be a non-empty string")
-    if len(value) > 256 or not all("!" <= ch <= "~" and ch != ":" for ch in value):
+    if not contract.valid_username(value):
         raise ConfigError(where, "must be printable ASCII without spaces or ':', at most 256 characters")
     return value
 
@@ -374,8 +369,8 @@ def _username(where: str, value: Any) -> str:
 def _password(where: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ConfigError(where, "must be a string")
-    if len(value) > 256 or any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value):
-        raise ConfigError(where, "must be at most 256 characters without control characters")
+    if not contract.valid_password(value):
+        raise ConfigError(where, f"must be at most {contract.PASSWORD_MAX} characters without control characters")
     return value
 
 
@@ -390,14 +385,17 @@ def _path(where: str, value: Any) -> str:
 
 
 def _topic(where: str, value: Any) -> str:
-    _name(where, value, TOPIC_RE, 256, "an MQTT topic (letters, digits, / _ . -)")
-    if ".." in value.split("/"):
-        raise ConfigError(where, "must be an MQTT topic without '..' levels")
-    return value
+    return _name(
+        where,
+        value,
+        contract.valid_topic,
+        contract.TOPIC_MAX,
+        "an MQTT topic (letters, digits, / _ . -; no '..' level)",
+    )
 
 
 def _region(where: str, value: Any) -> str:
-    if not isinstance(value, str) or not REGION_RE.fullmatch(value):
+    if not contract.valid_region(value):
         raise ConfigError(where, "must be a region code like eu, us, au, kr, jp")
     return value.lower()
 
@@ -412,14 +410,13 @@ def _object(where: str, value: Any, null: bool = True) -> dict | None:
 
 def _check_credentials(creds: dict) -> None:
     """Every credentials.json field the forwarder uses, whoever wrote the file: type, charset, length, range."""
-    fmt = creds.get("format", 1)
-    if fmt != 1 or not isinstance(fmt, int) or isinstance(fmt, bool):
-        raise ConfigError("credentials.format", "unsupported format (expected 1)")
+    if not contract.valid_format(creds.get("format", contract.FORMAT)):
+        raise ConfigError("credentials.format", f"unsupported format (expected {contract.FORMAT})")
     plan = creds.get("plan")
-    if plan is not None and (not isinstance(plan, str) or not re.fullmatch(r"[a-z+]{1,32}", plan)):
+    if plan is not None and not contract.valid_plan(plan):
         raise ConfigError("credentials.plan", "must be a plan name like ip, lband, ip+lband, ntrip, or null")
     if creds.get("client_id") is not None:
-        _name("credentials.client_id", creds["client_id"], CLIENT_ID_RE, 256, "a client id (letters, digits, . _ : -)")
+        _client_id("credentials.client_id", creds["client_id"])
     cert_na = creds.get("certificate_not_after")
     if cert_na is not None and not isinstance(cert_na, str):
         raise ConfigError("credentials.certificate_not_after", "must be an ISO 8601 UTC time or null")
@@ -432,14 +429,14 @@ def _check_credentials(creds: dict) -> None:
             if key == "host":
                 _host(where, cm[key])
             elif key == "client_id":
-                _name(where, cm[key], CLIENT_ID_RE, 256, "a client id (letters, digits, . _ : -)")
+                _client_id(where, cm[key])
             else:
                 _path(where, cm[key])
         if cm.get("port") is not None:
             _port("credentials.mqtt.port", cm["port"])
     listed = creds.get("regions")
     if listed is not None:
-        if not isinstance(listed, list) or len(listed) > 64:
+        if not isinstance(listed, list) or len(listed) > contract.REGIONS_MAX:
             raise ConfigError("credentials.regions", "must be a list of region codes")
         for i, r in enumerate(listed):
             _region(f"credentials.regions[{i}]", r)
@@ -449,11 +446,11 @@ def _check_credentials(creds: dict) -> None:
             if topics.get(key) is not None:
                 _topic(f"credentials.topics.{key}", topics[key])
         corr = topics.get("corrections")
-        if isinstance(corr, list) and len(corr) <= 64:
+        if isinstance(corr, list) and len(corr) <= contract.REGIONS_MAX:
             for i, t in enumerate(corr):
                 _topic(f"credentials.topics.corrections[{i}]", t)
                 _region(f"credentials.topics.corrections[{i}]", t.rstrip("/").rsplit("/", 1)[-1])
-        elif isinstance(corr, dict) and len(corr) <= 64:
+        elif isinstance(corr, dict) and len(corr) <= contract.REGIONS_MAX:
             for r, t in corr.items():
                 _region("credentials.topics.corrections", r)
                 _topic(f"credentials.topics.corrections.{r}", t)
@@ -493,10 +490,10 @@ def _read_json(where: str, path: str) -> Any:
 def _timestamp(where: str, value: Any) -> float | None:
     if value is None:
         return None
-    try:
-        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
-    except ValueError:
-        raise ConfigError(where, "must be an ISO 8601 UTC time like 2027-11-25T21:00:00Z") from None
+    ts = contract.parse_iso(value, strict=True)
+    if ts is None:
+        raise ConfigError(where, "must be an ISO 8601 UTC time like 2027-11-25T21:00:00Z")
+    return ts
 
 
 def _topics(creds: dict) -> dict:
@@ -509,10 +506,11 @@ def _topics(creds: dict) -> dict:
 def _corrections(topics: dict) -> dict[str, str]:
     """`topics.corrections`: region -> topic, or the old form, a list of topics (region = last path element)."""
     corr = topics.get("corrections") or {}
-    if isinstance(corr, list) and all(isinstance(t, str) and t.strip("/") for t in corr):
-        return {t.rstrip("/").rsplit("/", 1)[-1].lower(): t for t in corr}
-    if isinstance(corr, dict) and all(isinstance(r, str) and r and isinstance(t, str) and t for r, t in corr.items()):
-        return {r.lower(): t for r, t in corr.items()}
+    listed = isinstance(corr, list) and all(isinstance(t, str) and t.strip("/") for t in corr)
+    if listed or (
+        isinstance(corr, dict) and all(isinstance(r, str) and r and isinstance(t, str) and t for r, t in corr.items())
+    ):
+        return {r.lower(): t for r, t in contract.corrections_map(corr).items()}
     raise ConfigError("credentials.topics.corrections", "must map region -> topic (or be a list of topics)")
 
 
@@ -545,7 +543,7 @@ def _resolve_mqtt(cfg: dict, creds: dict) -> MqttSettings:
     if cm.get("client_id") is not None:
         client_id = cm["client_id"]
     else:
-        client_id = _name("credentials.client_id", creds.get("client_id"), CLIENT_ID_RE, 256, "a client id")
+        client_id = _client_id("credentials.client_id", creds.get("client_id"))
     cert = _path("credentials.mqtt.certificate", cm.get("certificate"))
     key = _path("credentials.mqtt.private_key", cm.get("private_key"))
     for where, path in (("credentials.mqtt.certificate", cert), ("credentials.mqtt.private_key", key)):

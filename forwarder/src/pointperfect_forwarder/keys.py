@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from pyubx2 import POLL, SET, UBXMessage, UBXReader
+
+from . import _credentials as contract
 
 GPS_EPOCH_UNIX = 315964800  # 1980-01-06T00:00:00Z
 GPS_LEAP_SECONDS = 18  # GPS - UTC since 2017
@@ -38,15 +39,6 @@ def gps_week_tow(start_ms: int) -> tuple[int, int]:
     return gps_s // SECONDS_PER_WEEK, gps_s % SECONDS_PER_WEEK
 
 
-# Bounds of a key's start (Unix ms) and duration. The service's exact limits are not published: its keys start
-# within weeks of now and last about 4 weeks, so these leave a wide margin while keeping the GPS week of
-# UBX-RXM-SPARTNKEY (uint16) and the time of week in range (a start of 10**30 used to raise struct.error).
-KEY_START_MIN_MS = 1262304000000  # 2010-01-01T00:00:00Z
-KEY_START_MAX_MS = 4102444800000  # 2100-01-01T00:00:00Z
-KEY_DURATION_MIN_MS = 3600 * 1000  # 1 hour
-KEY_DURATION_MAX_MS = 400 * 86400 * 1000  # 400 days
-
-
 def parse_key(obj: object, where: str) -> DynamicKey:
     """One `{start, duration, value}` object; raises ValueError naming `where`."""
     if not isinstance(obj, dict):
@@ -58,14 +50,15 @@ def parse_key(obj: object, where: str) -> DynamicKey:
         raw = b""
     if len(raw) != 16:
         raise ValueError(f"{where}.value: must be 32 hex characters")
-    for field, lo, hi, unit in (
-        ("start", KEY_START_MIN_MS, KEY_START_MAX_MS, "Unix milliseconds between 2010 and 2100"),
-        ("duration", KEY_DURATION_MIN_MS, KEY_DURATION_MAX_MS, "milliseconds between 1 hour and 400 days"),
+    # the bounds of Contract 1 (_credentials.py): they also keep the GPS week of UBX-RXM-SPARTNKEY (uint16) in range
+    for field, valid, unit in (
+        ("start", contract.valid_key_start, "Unix milliseconds between 2010 and 2100"),
+        ("duration", contract.valid_key_duration, "milliseconds between 1 hour and 400 days"),
     ):
         num = obj.get(field)
         if not isinstance(num, int) or isinstance(num, bool):
             raise ValueError(f"{where}.{field}: must be an integer ({unit})")
-        if not lo <= num <= hi:
+        if not valid(num):
             raise ValueError(f"{where}.{field}: out of range ({unit})")
     return DynamicKey(obj["start"], obj["duration"], raw)
 
@@ -112,7 +105,7 @@ def keys_in_frame(raw: bytes) -> int:
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return contract.iso(ts)
 
 
 def key_status(keys: dict[str, DynamicKey], now: float) -> dict[str, dict]:

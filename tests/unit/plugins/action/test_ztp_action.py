@@ -10,9 +10,9 @@ import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.gnss.pointperfect.plugins.action import ztp as action
 from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic
-from ansible_collections.gnss.pointperfect.plugins.module_utils import _ztp_response as resp
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response import ZtpError
 from ansible_collections.gnss.pointperfect.plugins.modules import ztp as module
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _ztp_response as resp
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_response import ZtpError
 from ztp_samples import KEY_PERIOD_MS, key_grid, mqtt_body, ntrip_body, rtke_ip_body, xplr_body
 
 DAY = 86400

@@ -13,9 +13,10 @@ import pytest
 import yaml
 from ansible_collections.gnss.pointperfect.plugins.action import ztp as action
 from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic
-from ansible_collections.gnss.pointperfect.plugins.module_utils import _ztp_response as resp
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_decision import decide
+from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials import parse_iso, public_view
 from ansible_collections.gnss.pointperfect.plugins.modules import ztp as module
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _ztp_response as resp
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_decision import decide
 from ztp_samples import KEY_A, KEY_B, make_pair, mqtt_body, ntrip_body
 
 REPO = Path(__file__).resolve().parents[4]
@@ -216,9 +217,10 @@ def test_argument_specs_match_documentation():
 
 def test_action_helpers(pki, mqtt_model):
     expected = datetime.datetime(2027, 11, 25, 21, tzinfo=datetime.timezone.utc).timestamp()
-    assert action.parse_iso_z("2027-11-25T21:00:00Z") == expected
-    assert action.parse_iso_z("nope") is None and action.parse_iso_z(None) is None
-    text = action.summary(resp.public_view(mqtt_model), mqtt_model["fingerprint"])
+    assert parse_iso("2027-11-25T21:00:00Z", strict=True) == expected  # how the action reads the recorded not-after
+    assert parse_iso("nope", strict=True) is None and parse_iso(None, strict=True) is None
+    view = public_view(resp.credentials_dict(mqtt_model, "gw-01", "gw-01", "/etc/pointperfect"))
+    text = action.summary(view, mqtt_model["fingerprint"])
     assert "fingerprint_sha256: " + mqtt_model["fingerprint"] in text
     assert "ntrip://ppntrip.services.u-blox.com:2101/NEAR-RTCM (tls 2102)" in text
     for secret in ("s3cret-pass", KEY_A, "PRIVATE"):

@@ -1,7 +1,7 @@
 """Unit tests of the renewal decision table: every reason, thresholds and precedence."""
 
 import pytest
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_decision import (
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_decision import (
     DAY,
     KEYS_MARGIN_DAYS,
     REASONS,

@@ -6,7 +6,8 @@ import datetime as dt
 import json
 
 import pytest
-from ansible_collections.gnss.pointperfect.plugins.module_utils import _ztp_response as r
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _credentials as c
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _ztp_response as r
 from cryptography import x509 as cx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -14,6 +15,11 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ztp_samples import KEY_A, KEY_B, mqtt_body, ntrip_body, rtke_ip_body, xplr_body
+
+
+def view_of(model):
+    """The module's RETURN view of what a model writes (credentials.json)."""
+    return c.public_view(r.credentials_dict(model, "gw-01", "gw-01", "/etc/pointperfect"))
 
 
 def test_mqtt_shape(pki):
@@ -34,7 +40,7 @@ def test_mqtt_shape(pki):
     assert m["certificate_not_after"] == pki["not_after"].strftime("%Y-%m-%dT%H:%M:%SZ")
     assert len(m["fingerprint"].split(":")) == 32
     assert m["dynamickeys"]["next"]["value"] == KEY_B
-    assert r.keys_end_ms(m["dynamickeys"]) == 1663977582000 + 2419199999
+    assert c.keys_end_ms(m["dynamickeys"]) == 1663977582000 + 2419199999
 
 
 def test_ntrip_shape_port_string_and_int():
@@ -73,7 +79,7 @@ def test_tls_port_only_for_the_u_blox_caster(host, port, tls):
     m = r.parse_body(json.dumps(body))
     assert m["ntrip"]["tls_port"] == tls
     assert m["ntrip"]["port"] == int(port)
-    assert r.public_view(m)["ntrip"]["tls"] == tls
+    assert view_of(m)["ntrip"]["tls"] == tls
 
 
 def test_ntrip_without_flags_is_ntrip_plan():
@@ -144,7 +150,7 @@ def test_xplr_sample_ip_plus_lband(pki):
         "frequencies": "/pp/frequencies/Lb",
     }
     assert m["dynamickeys"]["next"]["duration"] == 2505599999
-    assert r.keys_end_ms(m["dynamickeys"]) == 1671235182000 + 2505599999
+    assert c.keys_end_ms(m["dynamickeys"]) == 1671235182000 + 2505599999
 
 
 def test_rtke_like_ip_plan_five_regions(pki):
@@ -223,29 +229,6 @@ def test_lband_only_plan_has_keys_and_frequencies_but_no_correction_topic(pki):
 def test_key_topic_from_its_description(pki):
     subs = [{"description": "IP key distribution topic", "path": "/pp/ubx/0236/ip2"}, {"path": "/pp/ip/eu"}]
     assert r.parse_body(json.dumps(mqtt_body(pki, subscriptions=subs)))["topics"]["keys"] == "/pp/ubx/0236/ip2"
-
-
-@pytest.mark.parametrize(
-    ("name", "code"),
-    [("EU", "eu"), ("Japan", "jp"), ("JAPAN", "jp"), (" us ", "us"), ("KR", "kr"), ("xx", "xx"), ("Atlantis", None)],
-)
-def test_region_code(name, code):
-    assert r.region_code(name) == code
-    assert r.region_code(None) is None
-
-
-def test_normalize_topics_reads_both_forms():
-    old = {"keys": "/pp/ubx/0236/ip", "corrections": ["/pp/ip/eu", "/pp/ip/us"], "assistnow": "/pp/ubx/mga"}
-    assert r.normalize_topics(old) == {
-        "keys": "/pp/ubx/0236/ip",
-        "corrections": {"eu": "/pp/ip/eu", "us": "/pp/ip/us"},
-        "assistnow": "/pp/ubx/mga",
-        "frequencies": None,
-    }
-    new = dict(old, corrections={"jp": "/pp/Lb/jp"}, frequencies="/pp/frequencies/Lb")
-    assert r.normalize_topics(new) == new
-    assert r.normalize_topics(None) == {"keys": None, "corrections": {}, "assistnow": None, "frequencies": None}
-    assert r.normalize_topics({"corrections": "x"})["corrections"] == {}
 
 
 def test_no_flags_with_certificate_is_ip(pki):
@@ -396,10 +379,10 @@ def test_credentials_document_contract(pki):
 
 def test_public_view_has_no_secrets(pki):
     m = r.parse_credentials(mqtt_body(pki, rtcmCredentials=ntrip_body()["rtcmCredentials"]))
-    view = json.dumps(r.public_view(m))
+    view = json.dumps(view_of(m))
     for secret in ("s3cret-pass", KEY_A, KEY_B, "PRIVATE KEY", "user-1"):
         assert secret not in view
-    assert r.public_view(m)["ntrip"] == {
+    assert view_of(m)["ntrip"] == {
         "host": "ppntrip.services.u-blox.com",
         "port": 2101,
         "mountpoint": "NEAR-RTCM",
@@ -603,3 +586,11 @@ def test_pem_written_is_re_serialized(pki):
     m = r.parse_credentials(mqtt_body(pki, certificate="\n\n" + pki["cert"] + "\n\n  ", privateKey=pki["key"] + "\n"))
     assert m["certificate_pem"] == pki["cert"]  # exactly the one certificate, re-serialized
     assert m["private_key_pem"] == pki["key"] and m["private_key_pem"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+
+
+def test_more_regions_than_the_forwarder_accepts_are_refused(pki):
+    many = [{"path": f"/pp/ip/{a}{b}"} for a in "abcdefgh" for b in "abcdefgh"]  # 64 two-letter regions
+    assert len(r.parse_body(json.dumps(mqtt_body(pki, subscriptions=many)))["regions"]) == c.REGIONS_MAX
+    more = [*many, {"path": "/pp/ip/zz"}]
+    with pytest.raises(r.ZtpResponseError, match="more than 64 regions"):
+        r.parse_body(json.dumps(mqtt_body(pki, subscriptions=more)))

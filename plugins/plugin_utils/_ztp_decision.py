@@ -5,7 +5,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 # NOTE: THIS IS NOT A PUBLIC API.
-# This module_utils is PRIVATE and should only be used by this collection.
+# This plugin_utils is PRIVATE and should only be used by this collection (controller side only).
 # Breaking changes can occur any time, without notice.
 
 from __future__ import absolute_import, division, print_function
@@ -14,19 +14,13 @@ __metaclass__ = type
 
 from collections import namedtuple
 
-DAY = 86400
+from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials import DAY, days_left
+
 KEYS_MARGIN_DAYS = 7  # NTRIP-only: keys renew through the weekly refresh long before this
 
 REASONS = ("missing", "hardware_id_changed", "expiring", "stale", "forced", "valid")
 
 Decision = namedtuple("Decision", ["reason", "call_api", "detail"])
-
-
-def days_left(until, now):
-    """Whole days from now until an epoch time (negative when past), None when unknown."""
-    if until is None:
-        return None
-    return int((until - now) // DAY)
 
 
 def decide(deployed, hardware_id, now, *, renew_before_days=30, refresh_after_days=7, force=False):

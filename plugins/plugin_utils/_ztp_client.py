@@ -5,7 +5,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 # NOTE: THIS IS NOT A PUBLIC API.
-# This module_utils is PRIVATE and should only be used by this collection.
+# This plugin_utils is PRIVATE and should only be used by this collection (controller side only).
 # Breaking changes can occur any time, without notice.
 
 from __future__ import absolute_import, division, print_function
@@ -36,7 +36,7 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options imp
     hardware_id_error,
     token_error,
 )
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response import (
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_response import (
     NOT_ACTIVATED,
     ZtpError,
     ZtpNotActivated,

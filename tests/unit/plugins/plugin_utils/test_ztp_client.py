@@ -4,8 +4,8 @@ import json
 
 import pytest
 import requests
-from ansible_collections.gnss.pointperfect.plugins.module_utils import _ztp_client as c
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_response import ZtpError
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _ztp_client as c
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_response import ZtpError
 
 TOKEN = "8f6b2f0c-1c1e-4d0a-9a51-0000000000aa"
 

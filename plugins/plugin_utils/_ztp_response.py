@@ -1,11 +1,15 @@
 # -*- coding: utf-8 -*-
 # Parse and validate a ZTP 200 body (both response shapes) into the credentials model; renders credentials.json.
+# A new response field is added in one place, here: read and check it in parse_credentials (with the value rules of
+# module_utils/_credentials.py when it reaches the gateway), put it in the model, and, when the gateway needs it,
+# into credentials_dict (Contract 1, docs/architecture.md); the module's RETURN shows it through
+# _credentials.public_view.
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 # NOTE: THIS IS NOT A PUBLIC API.
-# This module_utils is PRIVATE and should only be used by this collection.
+# This plugin_utils is PRIVATE and should only be used by this collection (controller side only).
 # Breaking changes can occur any time, without notice.
 
 from __future__ import absolute_import, division, print_function
@@ -13,7 +17,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import ipaddress
 import json
 import re
 
@@ -24,8 +27,8 @@ try:
 except ImportError:  # reported by the action plugin with a hint to install it
     x509 = None
 
-MQTT_PORT = 8883  # the API has no port field
-CREDENTIALS_FORMAT = 1
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _credentials as contract
+from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials import iso, region_code
 
 # Topic paths (XPLR bin/emuZtpResponse.json, RTK-E HTTP_Client.ino); a leading slash or not, either case of ip/Lb.
 _KEYS_TOPIC = re.compile(r"^/?pp/ubx/0236/(ip|lb)$", re.IGNORECASE)
@@ -34,42 +37,8 @@ _ASSISTNOW_TOPIC = re.compile(r"^/?pp/ubx/mga$", re.IGNORECASE)
 _FREQUENCIES_TOPIC = re.compile(r"^/?pp/frequencies/lb$", re.IGNORECASE)
 _REGION_TEXT = re.compile(r"\bfor\s+(?:the\s+)?([A-Za-z][A-Za-z .-]{0,30}?)\s+region\b", re.IGNORECASE)
 _SUB_STREAM_TEXT = re.compile(r"geographic|area definition|atmosphere|orbit|clock", re.IGNORECASE)
-_REGION_CODE = re.compile(r"^[a-z]{2}$")
-# Region name as in the ZTP descriptions -> topic region: RTK-E Firmware/RTK_Everywhere/settings.h
-# Regional_Information_Table (US us, EU eu, AU au, KR kr, Japan jp); the long names are our additions.
-REGION_NAMES = {
-    "us": "us",
-    "eu": "eu",
-    "au": "au",
-    "kr": "kr",
-    "japan": "jp",
-    "jp": "jp",
-    "europe": "eu",
-    "usa": "us",
-    "australia": "au",
-    "korea": "kr",
-}
 TLS_PORTS = {2101: 2102}  # u-blox's caster only (ARK config.toml, pygnssutils examples); no client derives it
 UBLOX_CASTER_DOMAIN = ".services.u-blox.com"
-_HEX32 = re.compile(r"^[0-9a-fA-F]{32}$")
-
-# Bounds for every value of a 200 body that reaches the gateway. The service documents none of them: they are the
-# charsets the values are seen with (u-blox host names, UUID client ids, NEAR-SPARTN style mountpoints, pp/...
-# topics), with length margins well above anything seen. A value outside them is refused before anything is written;
-# none of them allows whitespace, control characters (CR/LF, NUL, ANSI escapes), "$(" or a "../" path.
-_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-_MOUNTPOINT = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
-# printable ASCII without space, ':' (Basic auth) and shell quoting/substitution characters ($ ` \ ' ")
-_USERNAME = re.compile(r"^[\x21\x23\x25\x26\x28-\x39\x3b-\x5b\x5d-\x5f\x61-\x7e]{1,256}$")
-_PASSWORD_BAD = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # a password may hold any printable character
-PASSWORD_MAX = 256
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # a UUID as the service sends it; ':' and '.' as margin
-_TOPIC = re.compile(r"^[A-Za-z0-9/_.-]{1,256}$")  # no MQTT wildcards (+ #), no spaces
-# Dynamic keys: start between 2010-01-01 and 2100-01-01 (ms), duration 1 hour .. 400 days (the service uses 28/29).
-KEY_START_MIN_MS = 1262304000000
-KEY_START_MAX_MS = 4102444800000
-KEY_DURATION_MIN_MS = 3600 * 1000
-KEY_DURATION_MAX_MS = 400 * 86400 * 1000
 PEM_MAX = 16 * 1024  # one certificate or key (an RSA-4096 key PEM is about 3.3 KiB)
 CLOCK_SKEW = datetime.timedelta(minutes=5)  # a certificate valid from up to 5 minutes in the future is accepted
 _PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n[A-Za-z0-9+/=\r\n]+-----END \1-----")
@@ -91,6 +60,18 @@ NOT_ACTIVATED = (
     "the device is not activated yet (ZTP returned no credentials%s); "
     "activate it in Thingstream or wait a few minutes, then run again"
 )
+
+
+# How the messages name the rules of _credentials
+HOST_TEXT = "a host name or IP address"
+CLIENT_ID_TEXT = "a client id ([A-Za-z0-9._:-], at most %d)" % contract.API_CLIENT_ID_MAX
+MOUNTPOINT_TEXT = "a mountpoint ([A-Za-z0-9._-], at most %d)" % contract.MOUNTPOINT_MAX
+USERNAME_TEXT = "a user name (printable ASCII without space or ':', at most %d)" % contract.USERNAME_MAX
+
+
+def _api(rule):
+    """The stricter form of a _credentials rule that a value from the API must pass."""
+    return lambda value: rule(value, api=True)
 
 
 def _bad(what):
@@ -119,60 +100,32 @@ def _text(body, name, required=True, where=""):
     return value
 
 
-def _checked(body, name, pattern, what, where=""):
-    """A required text field matching pattern; the message names the field, never the value."""
+def _checked(body, name, valid, what, where=""):
+    """A required text field that passes valid (a rule of _credentials); the message names the field, never the
+    value."""
     value = _text(body, name, where=where)
-    if not pattern.fullmatch(value) or value != value.strip() or "../" in value:
+    if not valid(value):
         raise _bad("field %s%s is not %s" % (where, name, what))
-    return value
-
-
-def valid_host(value):
-    """True for a host name ([A-Za-z0-9.-], labels <= 63, total <= 253), an IPv4 or a bracket-less IPv6 address."""
-    if not isinstance(value, str) or not 0 < len(value) <= 253:
-        return False
-    if ":" in value:
-        try:
-            ipaddress.IPv6Address(value)
-        except ValueError:
-            return False
-        return True
-    name = value[:-1] if value.endswith(".") else value
-    return bool(name) and all(_HOST_LABEL.fullmatch(label) for label in name.split("."))
-
-
-def _host(body, name, where=""):
-    value = _text(body, name, where=where)
-    if not valid_host(value):
-        raise _bad("field %s%s is not a host name or IP address" % (where, name))
     return value
 
 
 def _password(body, name, where=""):
     value = _text(body, name, where=where)
-    if len(value) > PASSWORD_MAX or _PASSWORD_BAD.search(value):
-        raise _bad("field %s%s has control characters or more than %d characters" % (where, name, PASSWORD_MAX))
+    if not contract.valid_password(value):
+        raise _bad(
+            "field %s%s has control characters or more than %d characters" % (where, name, contract.PASSWORD_MAX)
+        )
     return value
-
-
-def valid_port(value):
-    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
 def _port(value, where):
-    """httpPort arrives as an int or a digit string."""
+    """httpPort arrives as an int or a digit string (surrounding spaces allowed)."""
     if isinstance(value, bool):
         raise _bad("field %s has the wrong type" % where)
-    if isinstance(value, str) and re.fullmatch(r" *[0-9]{1,5} *", value):
-        value = int(value)
-    if not valid_port(value):
+    port = contract.port_number(value.strip(" ") if isinstance(value, str) else value)
+    if port is None:
         raise _bad("field %s is not a port number" % where)
-    return value
-
-
-def iso_z(dt):
-    """UTC datetime -> 2027-11-25T21:00:00Z."""
-    return dt.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return port
 
 
 def certificate_info(pem):
@@ -263,12 +216,12 @@ def _check_pair(cert_pem, key_pem, now=None):
     if _not_after(cert) <= now:
         raise ZtpResponseError(
             "the certificate in the ZTP response expired on %s; run again later, and report it if it persists"
-            % iso_z(_not_after(cert))
+            % iso(_not_after(cert))
         )
     if _not_before(cert) > now + CLOCK_SKEW:
         raise ZtpResponseError(
             "the certificate in the ZTP response is not valid before %s; check the controller's clock, and report "
-            "it if it persists" % iso_z(_not_before(cert))
+            "it if it persists" % iso(_not_before(cert))
         )
     try:
         public = cert.public_key()
@@ -306,38 +259,14 @@ def _dynamic_keys(body):
         start = _field(entry, "start", (int,), where=where)
         duration = _field(entry, "duration", (int,), where=where)
         value = _text(entry, "value", where=where)
-        if not KEY_START_MIN_MS <= start < KEY_START_MAX_MS:
+        if not contract.valid_key_start(start):
             raise _bad("field %sstart is not a time between 2010 and 2100 in ms" % where)
-        if not KEY_DURATION_MIN_MS <= duration <= KEY_DURATION_MAX_MS:
+        if not contract.valid_key_duration(duration):
             raise _bad("field %sduration is not between 1 hour and 400 days in ms" % where)
-        if not _HEX32.fullmatch(value):
+        if not contract.valid_key_value(value):
             raise _bad("field %svalue is not 32 hex characters" % where)
         out[name] = {"start": start, "duration": duration, "value": value.lower()}
     return out
-
-
-def keys_end_ms(dynamickeys):
-    """End of the newest dynamic key in ms: start + duration of `next`, else `current`; None without keys."""
-    if not dynamickeys:
-        return None
-    newest = dynamickeys.get("next") or dynamickeys.get("current")
-    if not isinstance(newest, dict):
-        return None
-    start, duration = newest.get("start"), newest.get("duration")
-    if isinstance(start, bool) or isinstance(duration, bool):
-        return None
-    if not isinstance(start, int) or not isinstance(duration, int):
-        return None
-    return start + duration
-
-
-def region_code(name):
-    """A region name or code ("EU", "Japan", "jp") -> topic region ("eu", "jp"); None when it is not one."""
-    if not isinstance(name, str):
-        return None
-    text = " ".join(name.split()).lower()
-    code = REGION_NAMES.get(text, text)
-    return code if _REGION_CODE.match(code) else None
 
 
 def _subscription_paths(body):
@@ -354,7 +283,7 @@ def _subscription_paths(body):
             topic = part.strip(" ")
             if not topic:
                 continue
-            if not _TOPIC.fullmatch(topic) or any(part in (".", "..") for part in topic.split("/")):
+            if not contract.valid_topic(topic, api=True):
                 raise _bad("field %spath is not a list of MQTT topics ([A-Za-z0-9/_.-], at most 256)" % where)
             out.append((description, topic))
     return out
@@ -433,27 +362,6 @@ def _prefix(examples):
     return "" if examples and all(not t.startswith("/") for t in examples) else "/"
 
 
-def normalize_topics(topics):
-    """Contract 1 topics from a credentials.json of either form (old form: corrections is a list of topics)."""
-    topics = topics if isinstance(topics, dict) else {}
-    corrections = topics.get("corrections")
-    if isinstance(corrections, list):
-        old = corrections
-        corrections = {}
-        for topic in old:
-            if isinstance(topic, str) and topic.strip("/"):
-                last = topic.rstrip("/").rsplit("/", 1)[-1]  # the old form's region: the last path element
-                corrections.setdefault(region_code(last) or last, topic)
-    elif not isinstance(corrections, dict):
-        corrections = {}
-    return {
-        "keys": topics.get("keys"),
-        "corrections": dict(corrections),
-        "assistnow": topics.get("assistnow"),
-        "frequencies": topics.get("frequencies"),
-    }
-
-
 def tls_port(host, port):
     """2102 for u-blox's caster on 2101; None otherwise (no client derives a TLS port: the user sets it)."""
     if not isinstance(host, str) or not host.lower().rstrip(".").endswith(UBLOX_CASTER_DOMAIN):
@@ -512,12 +420,12 @@ def parse_credentials(body, now=None):
     if cert_pem is not None or key_pem is not None:
         cert_pem = _text(body, "certificate")
         key_pem = _text(body, "privateKey")
-        model["client_id"] = _checked(body, "clientId", _CLIENT_ID, "a client id ([A-Za-z0-9._:-], at most 128)")
-        model["broker_host"] = _host(body, "brokerHost")
-        model["broker_port"] = MQTT_PORT
+        model["client_id"] = _checked(body, "clientId", _api(contract.valid_client_id), CLIENT_ID_TEXT)
+        model["broker_host"] = _checked(body, "brokerHost", contract.valid_host, HOST_TEXT)
+        model["broker_port"] = contract.MQTT_PORT
         mqtt = True  # the certificate and key are checked last (the costliest check)
     elif body.get("clientId") is not None:
-        model["client_id"] = _checked(body, "clientId", _CLIENT_ID, "a client id ([A-Za-z0-9._:-], at most 128)")
+        model["client_id"] = _checked(body, "clientId", _api(contract.valid_client_id), CLIENT_ID_TEXT)
     supports_mqtt = _field(body, "supportsMqtt", (bool,), required=False)
     supports_lband = _field(body, "supportsLband", (bool,), required=False)
     ntrip = None
@@ -526,24 +434,24 @@ def parse_credentials(body, now=None):
             raise _bad("field rtcmCredentials has the wrong type")
         w = "rtcmCredentials."
         port = _port(rtcm.get("httpPort"), w + "httpPort")
-        host = _host(rtcm, "endpoint", where=w)
+        host = _checked(rtcm, "endpoint", contract.valid_host, HOST_TEXT, w)
         derived = tls_port(host, port)
-        if derived is not None and not valid_port(derived):
+        if derived is not None and contract.port_number(derived) is None:
             raise _bad("field %shttpPort gives no valid TLS port" % w)
         ntrip = {
             "host": host,
             "port": port,
             "tls_port": derived,
-            "mountpoint": _checked(rtcm, "mountPoint", _MOUNTPOINT, "a mountpoint ([A-Za-z0-9._-], at most 100)", w),
-            "username": _checked(
-                rtcm, "userName", _USERNAME, "a user name (printable ASCII without space or ':', at most 256)", w
-            ),
+            "mountpoint": _checked(rtcm, "mountPoint", contract.valid_mountpoint, MOUNTPOINT_TEXT, w),
+            "username": _checked(rtcm, "userName", _api(contract.valid_username), USERNAME_TEXT, w),
             "password": _password(rtcm, "password", where=w),
         }
     if mqtt and supports_mqtt is None and supports_lband is None:
         supports_mqtt = True  # a certificate without plan flags can only be for the IP stream
     plan = _plan(supports_mqtt, supports_lband, ntrip is not None)
     topics, regions = _topics(_subscription_paths(body), plan)
+    if len(regions) > contract.REGIONS_MAX:  # the forwarder would refuse the file
+        raise _bad("subscriptions name more than %d regions" % contract.REGIONS_MAX)
     model.update(
         {
             "plan": plan,
@@ -557,26 +465,26 @@ def parse_credentials(body, now=None):
     if mqtt:
         cert, cert_out, key_out = _check_pair(cert_pem, key_pem, now)
         model["not_after"] = _not_after(cert)
-        model["certificate_not_after"] = iso_z(model["not_after"])
+        model["certificate_not_after"] = iso(model["not_after"])
         model["fingerprint"] = fingerprint(cert)
         model["certificate_pem"] = cert_out  # re-serialized: nothing but the one certificate reaches client.crt
         model["private_key_pem"] = key_out
     return model
 
 
-def credentials_document(model, hardware_id, given_name, dest):
-    """The credentials.json bytes of Contract 1: keys sorted, 2-space indent, trailing newline."""
+def credentials_dict(model, hardware_id, given_name, dest):
+    """The credentials.json document of Contract 1 for a model."""
     mqtt = None
     if model["certificate_pem"] is not None:
         mqtt = {
             "host": model["broker_host"],
             "port": model["broker_port"],
             "client_id": model["client_id"],
-            "certificate": dest.rstrip("/") + "/client.crt",
-            "private_key": dest.rstrip("/") + "/client.key",
+            "certificate": dest.rstrip("/") + "/" + contract.CERT,
+            "private_key": dest.rstrip("/") + "/" + contract.KEY,
         }
-    doc = {
-        "format": CREDENTIALS_FORMAT,
+    return {
+        "format": contract.FORMAT,
         "hardware_id": hardware_id,
         "given_name": given_name,
         "plan": model["plan"],
@@ -589,27 +497,8 @@ def credentials_document(model, hardware_id, given_name, dest):
         "ntrip": model["ntrip"],
         "dynamickeys": model["dynamickeys"],
     }
-    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def public_view(model):
-    """The secret-free part of the model that the module returns (names as in RETURN)."""
-    ntrip = model.get("ntrip")
-    return {
-        "client_id": model.get("client_id"),
-        "plan": model.get("plan"),
-        "service": model.get("service"),
-        "broker_host": model.get("broker_host"),
-        "broker_port": model.get("broker_port"),
-        "regions": list(model.get("regions") or []),
-        "topics": normalize_topics(model.get("topics")),
-        "ntrip": None
-        if not ntrip
-        else {
-            "host": ntrip["host"],
-            "port": ntrip["port"],
-            "mountpoint": ntrip["mountpoint"],
-            "tls": ntrip["tls_port"],
-        },
-        "certificate_not_after": model.get("certificate_not_after"),
-    }
+def credentials_document(model, hardware_id, given_name, dest):
+    """The credentials.json bytes of Contract 1."""
+    return contract.dumps(credentials_dict(model, hardware_id, given_name, dest))
