@@ -30,7 +30,7 @@ def test_stream_reads_whole_frames_without_a_large_allocation_per_read():
     cfg = NtripSettings("caster", 2101, False, "NEAR-SPARTN", 2, "user", "pass", 10, 120, None)
     pipeline = _Pipeline()
     stats = Stats("ntrip", "caster:2101", "serial", "/dev/x")
-    inp = NtripInput(cfg, None, stats, pipeline, Backoff(), 30)
+    inp = NtripInput(cfg, None, stats, pipeline, backoff=Backoff(), no_data_timeout=30)
     sent = F.synthetic_spartn(40, size=80)
     ours, caster = socket.socketpair()
     ours.settimeout(5)

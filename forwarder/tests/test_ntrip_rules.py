@@ -112,7 +112,7 @@ def caster():
 def _input(port: int, pipeline: _Pipeline, no_data_timeout: float = 30, gga_interval: float = 10, tls=False):
     cfg = NtripSettings("127.0.0.1", port, tls, "NEAR-SPARTN", 1, "user", "pass", gga_interval, 120, None, True)
     stats = Stats("ntrip", f"127.0.0.1:{port}", "serial", "/dev/x")
-    return NtripInput(cfg, None, stats, pipeline, Backoff(0.05, 0.1, 5), no_data_timeout)
+    return NtripInput(cfg, None, stats, pipeline, backoff=Backoff(0.05, 0.1, 5), no_data_timeout=no_data_timeout)
 
 
 def _until(predicate, timeout: float = 5.0) -> bool:

@@ -73,7 +73,7 @@ class _ScriptedInput(Input):
     kind = "test"
 
     def __init__(self, script, backoff):
-        super().__init__(Stats("test", "x:1", "file", "/x"), _Pipe(), backoff, 30)
+        super().__init__(None, None, Stats("test", "x:1", "file", "/x"), _Pipe(), backoff=backoff, no_data_timeout=30)
         self.script = list(script)
         self.steps: list[float] = []
         self.done = threading.Event()
@@ -158,7 +158,7 @@ def _mqtt(topic="/pp/ip/eu", assistnow="/pp/ubx/mga"):
     stats.output_state = "open"
     if topic:
         stats.region = {"selected": "eu", "source": "plan", "available": ["eu"], "topic": topic}
-    return MqttInput(cfg, None, stats, _MqttPipe(topic), Backoff(1, 60, 60), 30), stats
+    return MqttInput(cfg, None, stats, _MqttPipe(topic), backoff=Backoff(1, 60, 60), no_data_timeout=30), stats
 
 
 def _suback(mqtt, client, mid, *failures):

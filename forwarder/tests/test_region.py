@@ -373,7 +373,9 @@ def test_mqtt_input_follows_the_region_with_one_correction_topic():
 
     cfg = MqttSettings("h", 1, "cid", "c", "k", 60, "/pp/ubx/0236/ip", {r: f"/pp/ip/{r}" for r in ALL}, None, None)
     pipe, client = FakePipeline(), FakeClient()
-    mqtt = MqttInput(cfg, None, Stats("mqtt", "h:1", "serial", "/dev/x"), pipe, Backoff(1, 2, 5), 30)
+    mqtt = MqttInput(
+        cfg, None, Stats("mqtt", "h:1", "serial", "/dev/x"), pipe, backoff=Backoff(1, 2, 5), no_data_timeout=30
+    )
     mqtt._subscribe_rest(client)  # after the key topic's SUBACK
     assert client.calls == []  # no region yet: no correction topic
     pipe.topic = "/pp/ip/us"
@@ -397,7 +399,9 @@ def test_mqtt_input_lband_subscribes_frequencies_and_no_corrections():
 
     cfg = MqttSettings("h", 1, "cid", "c", "k", 60, "/pp/ubx/0236/Lb", {}, None, "/pp/frequencies/Lb")
     pipe, client = FakePipeline(), FakeClient()
-    mqtt = MqttInput(cfg, None, Stats("mqtt", "h:1", "serial", "/dev/x"), pipe, Backoff(1, 2, 5), 30)
+    mqtt = MqttInput(
+        cfg, None, Stats("mqtt", "h:1", "serial", "/dev/x"), pipe, backoff=Backoff(1, 2, 5), no_data_timeout=30
+    )
     mqtt._subscribe_rest(client)
     assert client.calls == [("subscribe", [("/pp/frequencies/Lb", 0)])]
     payload = F.frequencies_payload({"us": "1556.29"})
