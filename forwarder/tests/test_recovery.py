@@ -17,7 +17,7 @@ from pointperfect_forwarder.inputs import Input
 from pointperfect_forwarder.inputs.mqtt import MqttInput
 from pointperfect_forwarder.stats import Stats
 from pointperfect_forwarder.writer import Writer
-from test_units import RecordingOutput
+from test_writer import RecordingOutput
 
 # --- 1. backoff decided from what the session did ---------------------------------------------------------------------
 

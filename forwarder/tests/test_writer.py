@@ -1,48 +1,21 @@
-"""Unit: backoff, writer (priority, no splice, bounded queue, reopen), NTRIP parsing, receiver logic, sd_notify."""
+"""writer.py: keys before corrections, no frame ever spliced, bounded queue, reopen, cut frames, stalls."""
 
 from __future__ import annotations
 
-import random
-import socket
 import threading
 import time
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+import pytest
+from fwd_helpers import lab_keys
 from pointperfect_forwarder import writer as writer_mod
 from pointperfect_forwarder.backoff import Backoff
-from pointperfect_forwarder.config import NtripSettings
 from pointperfect_forwarder.framing import Frame
-from pointperfect_forwarder.inputs.ntrip import ChunkedDecoder, build_request, parse_response
 from pointperfect_forwarder.outputs import Output
-from pointperfect_forwarder.receiver import Receiver, valset_frame
 from pointperfect_forwarder.stats import Stats
-from pointperfect_forwarder.systemd import Notifier
 from pointperfect_forwarder.writer import Writer
 from pointperfect_sim import frames as F
-
-# --- backoff ---------------------------------------------------------------------------------------------------------
-
-
-def test_backoff_grows_jittered_to_cap_and_resets_after_long_session():
-    now = [0.0]
-    b = Backoff(1, 60, 60, rng=random.Random(1), clock=lambda: now[0])
-    delays = [b.next_delay() for _ in range(10)]
-    for i, d in enumerate(delays):
-        ceiling = min(60, 2**i)
-        assert ceiling / 2 <= d <= ceiling
-    assert max(delays) <= 60 and delays[-1] >= 30
-    b.session_started()
-    now[0] += 10
-    b.session_ended()  # a short session does not reset: no tight loop against a flapping server
-    assert b.next_delay() >= 30
-    b.session_started()
-    now[0] += 61
-    b.session_ended()
-    assert b.next_delay() <= 1
-
-
-# --- writer ----------------------------------------------------------------------------------------------------------
+from pointperfect_sim.replay import MqttReplayer
+from test_inputs_mqtt import mqtt_config
 
 
 class RecordingOutput(Output):
@@ -239,118 +212,31 @@ def test_stalled_output_is_reported_and_recovers(monkeypatch):
         w.stop()
 
 
-# --- NTRIP protocol --------------------------------------------------------------------------------------------------
+# --- lab: the daemon, a broker and a receiver simulator whose pty is unplugged ---------------------------------------
 
 
-@settings(max_examples=200, deadline=None)
-@given(body=st.lists(st.binary(min_size=1, max_size=300), max_size=8), cuts=st.lists(st.integers(0, 3000)))
-def test_chunked_decoder_any_chunking(body, cuts):
-    wire = b"".join(b"%x;ext=1\r\n" % len(c) + c + b"\r\n" for c in body) + b"0\r\n\r\n"
-    dec, out, pos = ChunkedDecoder(), b"", 0
-    for cut in [*sorted({c for c in cuts if c < len(wire)}), len(wire)]:
-        out += dec.feed(wire[pos:cut])
-        pos = cut
-    assert out == b"".join(body) and dec.done
-
-
-def test_parse_response_variants():
-    assert parse_response(b"ICY 200 OK\r\n\r\n\x73abc") == (200, {}, b"\x73abc")
-    assert parse_response(b"ICY 200 OK\r") is None
-    status, headers, rest = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n")
-    assert (status, headers["transfer-encoding"], rest) == (200, "chunked", b"5\r\n")
-    assert parse_response(b"HTTP/1.0 401 Unauthorized\r\n") is None
-    assert parse_response(b"HTTP/1.0 401 Unauthorized\r\n", eof=True)[0] == 401
-    assert parse_response(b"SOURCETABLE 200 OK\r\n")[0] == 404
-
-
-def test_requests_rev1_rev2():
-    cfg = NtripSettings("caster", 2102, True, "NEAR-SPARTN", 2, "user", "pa:ss", 10, 120, None)
-    req = build_request(cfg).decode()
-    assert req.startswith("GET /NEAR-SPARTN HTTP/1.1\r\n") and "Ntrip-Version: Ntrip/2.0\r\n" in req
-    assert "Authorization: Basic dXNlcjpwYTpzcw==\r\n" in req and req.endswith("\r\n\r\n")
-    cfg.version = 1
-    req = build_request(cfg).decode()
-    assert req.startswith("GET /NEAR-SPARTN HTTP/1.0\r\n") and "Ntrip-Version" not in req
-
-
-# --- receiver --------------------------------------------------------------------------------------------------------
-
-
-def _receiver(clock):
-    sent, resets = [], []
-    stats = Stats("ntrip", "x:1", "serial", "/dev/x")
-    rx = Receiver(
-        stats,
-        sent.append,
-        resets.append,
-        configure=True,
-        port="UART2",
-        source="lband",
-        have_keys=lambda: True,
-        clock=lambda: clock[0],
-    )
-    return rx, stats, sent, resets
-
-
-def test_valset_contents():
-    assert valset_frame("UART2", "lband") == F.cfg_valset({0x20A70001: 1, 0x10750005: 1})
-
-
-def test_receiver_config_ack_retry_and_failure():
-    clock = [0.0]
-    rx, stats, sent, _ = _receiver(clock)
-    rx.tick()
-    assert [f.data for f in sent] == [valset_frame("UART2", "lband")] and stats.receiver_state == "pending"
-    for _ in range(3):
-        clock[0] += 2.1
-        rx.tick()
-    valsets = lambda: [f for f in sent if f.data[2:4] == b"\x06\x8a"]  # noqa: E731
-    assert len(valsets()) == 3 and stats.receiver_state == "failed"  # three tries without an ACK
-    clock[0] += 61
-    rx.tick()
-    assert len(valsets()) == 4 and stats.receiver_state == "pending"
-    assert sent[-1].data == b"\xb5\x62\x02\x36\x00\x00\x38\xaa"  # and the periodic key poll went out
-    rx.feed(F.ubx_frame(0x05, 0x01, b"\x06\x8a"))
-    assert stats.receiver_state == "applied"
-
-
-def test_receiver_gga_grace_and_fixed_position():
-    clock = [0.0]
-    rx, _, _, _ = _receiver(clock)
-    fix = F.gga_sentence(52.0, 5.0, 10.0)
-    rx.feed(fix)
-    rx.feed(F.gga_sentence(quality=0))  # fix lost: the last good GGA is kept
-    clock[0] += 100
-    assert rx.gga(120, None) == fix
-    clock[0] += 30
-    assert rx.gga(120, None) is None  # grace over, no fixed position
-    fixed = rx.gga(120, {"lat": -33.5, "lon": 151.25, "alt": 20})
-    assert b",3330.00000,S,15115.00000,E,1," in fixed
-
-
-def test_receiver_reset_from_banner_or_missing_keys_debounced():
-    clock = [0.0]
-    rx, stats, _, resets = _receiver(clock)
-    rx.feed(F.boot_notice(with_inf=True))
-    assert len(resets) == 1 and stats.receiver_resets == 1  # one banner = one reset
-    clock[0] += 10
-    rx.feed(F.ubx_frame(0x02, 0x36, F.spartnkey_payload([])))  # poll answer: no keys held
-    assert len(resets) == 2 and stats.receiver_state == "pending"
-
-
-# --- systemd ---------------------------------------------------------------------------------------------------------
-
-
-def test_notifier_datagrams(tmp_path):
-    path = str(tmp_path / "n.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
+@pytest.mark.timeout(90)
+def test_serial_port_unplug_and_return(tmp_path, broker, receiver, daemons):
+    keys = lab_keys()
+    replayer = MqttReplayer(broker).connect()
     try:
-        n = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "4000000"})
-        assert n.watchdog_interval == 2.0
-        assert n.ready("up") and n.watchdog() and n.stopping()
-        assert [sock.recv(100) for _ in range(3)] == [b"READY=1\nSTATUS=up", b"WATCHDOG=1", b"STOPPING=1"]
-        n.close()
+        fwd = daemons(mqtt_config(tmp_path, broker, receiver, keys=keys))
+        fwd.wait_status(lambda s: s["input"]["state"] == "connected" and s["receiver"]["config_state"] == "applied")
+        receiver.unplug()
+        fwd.wait_status(lambda s: s["output"]["state"] == "closed")
+        lost = F.synthetic_spartn(5)
+        replayer.publish("corrections", b"".join(lost))  # queued (bounded) while the port is gone
+        time.sleep(1)
+        receiver.replug()
+        st = fwd.wait_status(lambda s: s["output"]["state"] == "open" and s["receiver"]["config_state"] == "applied")
+        assert receiver.wait_for(lambda r: len(r.keys) == 2)  # a re-plugged receiver gets its keys again
+        sent = F.synthetic_spartn(10, size=80)
+        replayer.publish("corrections", b"".join(sent))
+        got = [f.raw for f in receiver.wait_frames("spartn", len(lost) + len(sent))]
+        assert got[-len(sent) :] == sent
+        assert got[: len(lost)] == lost  # what was queued during the outage is delivered whole after the return
+        assert receiver.garbage_bytes == 0
+        assert fwd.proc.poll() is None
+        assert st["input"]["state"] == "connected"
     finally:
-        sock.close()
-    assert Notifier({}).notify("READY=1") is False
+        replayer.stop()
