@@ -164,22 +164,13 @@ def _input(port: int, pipeline: _Pipeline, no_data_timeout: float = 30, gga_inte
     return NtripInput(cfg, None, stats, pipeline, backoff=Backoff(0.05, 0.1, 5), no_data_timeout=no_data_timeout)
 
 
-def _until(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
-
-
 def test_no_connection_before_a_position_then_connects_and_sends_gga(fake_caster):
     fake = fake_caster()
     pipeline = _Pipeline(gga=None)
     inp = _input(fake.port, pipeline)
     inp.start()
     try:
-        assert _until(lambda: inp.stats.input_state == "waiting_for_position")
+        assert wait_until(lambda: inp.stats.input_state == "waiting_for_position", 5)
         assert inp.stats.last_error == ntrip.WAITING_FOR_POSITION
         assert inp.stats.input_error == "waiting for a position fix (no GGA from the receiver and no fixed_position)"
         time.sleep(2.2)
@@ -188,9 +179,9 @@ def test_no_connection_before_a_position_then_connects_and_sends_gga(fake_caster
         assert 2 <= pipeline.gga_calls <= 5  # checked about once a second, no busy loop
         assert time.monotonic() - inp.heartbeat < 1.5  # the watchdog sees a live thread
         pipeline.position = GGA  # the receiver gets a fix
-        assert _until(lambda: inp.stats.input_state == "connected", 3)
+        assert wait_until(lambda: inp.stats.input_state == "connected", 3)
         assert len(fake.conns) == 1
-        assert _until(lambda: fake.gga_count() >= 1)
+        assert wait_until(lambda: fake.gga_count() >= 1, 5)
         assert bytes(fake.received[0]).endswith(GGA)
         assert inp.stats.reconnects == 0
     finally:
@@ -202,7 +193,7 @@ def test_stop_while_waiting_for_a_position_is_prompt(fake_caster):
     fake = fake_caster()
     inp = _input(fake.port, _Pipeline(gga=None))
     inp.start()
-    assert _until(lambda: inp.stats.input_state == "waiting_for_position")
+    assert wait_until(lambda: inp.stats.input_state == "waiting_for_position", 5)
     began = time.monotonic()
     inp.stop()
     assert not inp.alive() and time.monotonic() - began < 2
@@ -219,7 +210,7 @@ def test_session_kept_through_the_initial_silence_with_gga_going_out(fake_caster
     took = time.monotonic() - began
     assert 1.9 < took < 4, took
     assert len(fake.conns) == 1
-    assert _until(lambda: fake.gga_count() >= 3, 2)  # GGA kept going out every gga_interval (0.5 s reads)
+    assert wait_until(lambda: fake.gga_count() >= 3, 2)  # GGA kept going out every gga_interval (0.5 s reads)
     assert inp.stats.input_state == "backoff"
     assert re.fullmatch(r"no data for [23] s since connecting: reconnecting", inp.stats.last_error)
 
@@ -233,12 +224,12 @@ def test_watchdog_starts_at_the_first_data(fake_caster, monkeypatch):
     runner = threading.Thread(target=lambda: result.append(inp.session()))
     runner.start()
     try:
-        assert _until(lambda: inp.stats.input_state == "connected")
+        assert wait_until(lambda: inp.stats.input_state == "connected", 5)
         time.sleep(1.2)  # longer than no_data_timeout, still before the first data
         assert inp.stats.input_state == "connected"
         frame = F.synthetic_spartn(1)[0]
         fake.send(frame)
-        assert _until(lambda: pipeline.frames == [("spartn", frame)])
+        assert wait_until(lambda: pipeline.frames == [("spartn", frame)], 5)
         began = time.monotonic()
         runner.join(5)  # now the normal watchdog applies
         assert not runner.is_alive()
@@ -266,11 +257,11 @@ def test_ubx_mga_interleaved_with_spartn_and_rtcm_is_forwarded_whole(fake_caster
     runner = threading.Thread(target=inp.session)
     runner.start()
     try:
-        assert _until(lambda: inp.stats.input_state == "connected")
+        assert wait_until(lambda: inp.stats.input_state == "connected", 5)
         for at in range(0, len(wire), 37):  # split mid-frame
             fake.send(wire[at : at + 37])
             time.sleep(0.002)
-        assert _until(lambda: len(pipeline.frames) == len(want))
+        assert wait_until(lambda: len(pipeline.frames) == len(want), 5)
     finally:
         inp._stop.set()
         runner.join(5)
@@ -308,7 +299,7 @@ def test_refusals_use_the_ordinary_backoff_in_the_input_loop(fake_caster):
     inp = _input(fake.port, _Pipeline())  # backoff 0.05 .. 0.1 s
     inp.start()
     try:
-        assert _until(lambda: len(fake.conns) >= 4, 5)  # quick retries, not the auth_failed cap
+        assert wait_until(lambda: len(fake.conns) >= 4, 5)  # quick retries, not the auth_failed cap
     finally:
         inp.stop()
     assert inp.stats.input_state == "stopped"

@@ -73,7 +73,8 @@ def _writer(out, queue_bytes=1 << 20, on_open=None):
     return Writer(out, stats, queue_bytes, Backoff(0.01, 0.05, 1), on_open=on_open), stats
 
 
-def _wait(pred, timeout=5.0):
+def wait_for(pred, timeout=5.0):
+    """Poll until `pred()` holds; the test fails after `timeout` s (test_recovery.py uses it too)."""
     deadline = time.monotonic() + timeout
     while not pred():
         assert time.monotonic() < deadline, "timed out"
@@ -86,14 +87,14 @@ def test_writer_writes_keys_before_queued_corrections():
     out.gate.clear()  # output busy: everything queues
     w.start()
     try:
-        _wait(w.opened.is_set)
+        wait_for(w.opened.is_set)
         w.submit(Frame("spartn", b"c0"))
-        _wait(lambda: w.queued_bytes() == 0)  # c0 is in the writer thread, waiting on the gate
+        wait_for(lambda: w.queued_bytes() == 0)  # c0 is in the writer thread, waiting on the gate
         for i in range(1, 4):
             w.submit(Frame("spartn", b"c%d" % i))
         w.submit(Frame("ubx", b"KEY"), priority=True)
         out.gate.set()
-        _wait(lambda: len(out.writes) == 5)
+        wait_for(lambda: len(out.writes) == 5)
         assert out.writes == [b"c0", b"KEY", b"c1", b"c2", b"c3"]
     finally:
         w.stop()
@@ -115,7 +116,7 @@ def test_writer_never_splices_frames_from_concurrent_producers():
             t.start()
         for t in threads:
             t.join()
-        _wait(lambda: len(out.writes) == 900)
+        wait_for(lambda: len(out.writes) == 900)
         assert all(len(set(chunk)) == 1 for chunk in out.writes)  # one write = one whole frame
         for name, k in (("a", 1), ("b", 2), ("c", 3)):
             assert [c for c in out.writes if c[0] == k] == frames[name]  # per-source order kept
@@ -130,15 +131,15 @@ def test_bounded_queue_drops_oldest_and_counts():
     out.gate.clear()
     w.start()
     try:
-        _wait(w.opened.is_set)
+        wait_for(w.opened.is_set)
         w.submit(Frame("spartn", b"x" * 10))
-        _wait(lambda: w.queued_bytes() == 0)  # in the writer thread, waiting on the gate
+        wait_for(lambda: w.queued_bytes() == 0)  # in the writer thread, waiting on the gate
         for i in range(50):
             w.submit(Frame("spartn", bytes([i]) * 100))
         assert w.queued_bytes() <= 1000
         assert stats.dropped_frames == 40 and stats.dropped_bytes == 4000
         out.gate.set()
-        _wait(lambda: len(out.writes) == 11)
+        wait_for(lambda: len(out.writes) == 11)
         assert [c[0] for c in out.writes[1:]] == list(range(40, 50))  # the newest corrections survive
     finally:
         w.stop()
@@ -151,7 +152,7 @@ def test_writer_reopens_and_rewrites_whole_frame():
     w.start()
     try:
         w.submit(Frame("spartn", b"frame-1"))
-        _wait(lambda: b"frame-1" in out.writes)
+        wait_for(lambda: b"frame-1" in out.writes)
         assert out.opens == 4  # two failed opens, one open, a failed write, a reopen
         assert out.writes == [b"KEY", b"frame-1"]  # the key written on the reopen goes first
         assert len(opened) == 2 and stats.output_state == "open"
@@ -164,7 +165,7 @@ def test_idle_writer_writes_from_the_submitting_thread():
     w, stats = _writer(out)
     w.start()
     try:
-        _wait(w.opened.is_set)
+        wait_for(w.opened.is_set)
         w.submit(Frame("spartn", b"frame-1"))
         assert out.writes == [b"frame-1"] and out.threads == [threading.current_thread().name]
         assert stats.output_frames == 1 and w.queued_bytes() == 0
@@ -178,15 +179,15 @@ def test_cut_frame_is_finished_first_after_a_timed_out_write(caplog):
     w, stats = _writer(out, on_open=lambda: w.submit(Frame("ubx", b"KEY"), priority=True))
     w.start()
     try:
-        _wait(lambda: out.writes == [b"KEY"])
+        wait_for(lambda: out.writes == [b"KEY"])
         out.room = 3  # the receiver stops reading after 3 bytes of the next frame
         w.submit(Frame("spartn", b"frame-1"))
         w.submit(Frame("spartn", b"frame-2"))
-        _wait(lambda: out.opens == 2)  # the write timed out: the output was reopened
+        wait_for(lambda: out.opens == 2)  # the write timed out: the output was reopened
         assert "failed (write timed out after 0.3 s), reopening" in caplog.text and out.stream == b"KEYfra"
         out.room = None
         out.gate.set()
-        _wait(lambda: stats.output_frames == 4)
+        wait_for(lambda: stats.output_frames == 4)
         # the receiver sees whole frames only: the cut one's rest, then the key of the reopen, then the rest
         assert out.stream == b"KEYframe-1KEYframe-2"
         # the cut write came from the submitting thread; the writer thread did the rest
@@ -201,12 +202,12 @@ def test_stalled_output_is_reported_and_recovers(monkeypatch):
     w, stats = _writer(out)
     w.start()
     try:
-        _wait(w.opened.is_set)
+        wait_for(w.opened.is_set)
         out.gate.clear()  # the receiver stops reading
         w.submit(Frame("spartn", b"frame-1"))
-        _wait(lambda: stats.output_state == "stalled")
+        wait_for(lambda: stats.output_state == "stalled")
         out.gate.set()
-        _wait(lambda: stats.output_state == "open" and out.writes == [b"frame-1"])
+        wait_for(lambda: stats.output_state == "open" and out.writes == [b"frame-1"])
         assert out.opens == 1  # within the write timeout: no reopen
     finally:
         w.stop()
