@@ -1,4 +1,4 @@
-"""Unit: the framer gives the same whole frames for any chunking, resyncs on garbage, and checks every CRC."""
+"""framing.py: the framer gives the same whole frames for any chunking, resyncs on garbage, and checks every CRC."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit: ZTP dynamic keys to GPS week/TOW and UBX-RXM-SPARTNKEY."""
+"""keys.py: ZTP dynamic keys to GPS week/TOW and UBX-RXM-SPARTNKEY."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 
 from pointperfect_forwarder.backoff import Backoff
 from pointperfect_forwarder.config import MqttSettings
@@ -17,7 +16,7 @@ from pointperfect_forwarder.inputs import Input
 from pointperfect_forwarder.inputs.mqtt import MqttInput
 from pointperfect_forwarder.stats import Stats
 from pointperfect_forwarder.writer import Writer
-from test_units import RecordingOutput
+from test_writer import RecordingOutput, wait_for
 
 # --- 1. backoff decided from what the session did ---------------------------------------------------------------------
 
@@ -73,7 +72,7 @@ class _ScriptedInput(Input):
     kind = "test"
 
     def __init__(self, script, backoff):
-        super().__init__(Stats("test", "x:1", "file", "/x"), _Pipe(), backoff, 30)
+        super().__init__(None, None, Stats("test", "x:1", "file", "/x"), _Pipe(), backoff=backoff, no_data_timeout=30)
         self.script = list(script)
         self.steps: list[float] = []
         self.done = threading.Event()
@@ -158,7 +157,7 @@ def _mqtt(topic="/pp/ip/eu", assistnow="/pp/ubx/mga"):
     stats.output_state = "open"
     if topic:
         stats.region = {"selected": "eu", "source": "plan", "available": ["eu"], "topic": topic}
-    return MqttInput(cfg, None, stats, _MqttPipe(topic), Backoff(1, 60, 60), 30), stats
+    return MqttInput(cfg, None, stats, _MqttPipe(topic), backoff=Backoff(1, 60, 60), no_data_timeout=30), stats
 
 
 def _suback(mqtt, client, mid, *failures):
@@ -257,28 +256,21 @@ def _cut_writer(out):
     w = Writer(out, stats, 1 << 20, Backoff(0.01, 0.05, 1), on_open=lambda: w.submit(Frame(UBX, b"KEY"), True))
     out.write_timeout = 0.3
     w.start()
-    _wait(lambda: out.writes == [b"KEY"])
+    wait_for(lambda: out.writes == [b"KEY"])
     out.room = 3  # the receiver stops reading after 3 bytes of the next frame
     w.submit(Frame(SPARTN, b"frame-1"))
     return w, stats
-
-
-def _wait(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 def test_a_cut_frame_is_finished_after_a_reopen_of_the_same_node():
     out = _Node()
     w, stats = _cut_writer(out)
     try:
-        _wait(lambda: out.opens >= 2)  # the write timed out: the same node was reopened
+        wait_for(lambda: out.opens >= 2)  # the write timed out: the same node was reopened
         out.room = None
         out.gate.set()
         w.submit(Frame(SPARTN, b"frame-2"))
-        _wait(lambda: out.stream.endswith(b"frame-2"))
+        wait_for(lambda: out.stream.endswith(b"frame-2"))
         assert out.stream == b"KEYframe-1KEYframe-2" and stats.cut_frames_dropped == 0
     finally:
         w.stop()
@@ -289,13 +281,13 @@ def test_a_cut_frame_is_dropped_when_the_node_vanished_meanwhile():
     w, stats = _cut_writer(out)
     try:
         out.missing = True  # unplugged: every open fails with ENOENT (the same node number may come back)
-        _wait(lambda: out.opens >= 3)
+        wait_for(lambda: out.opens >= 3)
         out.missing = False
         out.room = None
         out.gate.set()
-        _wait(lambda: stats.output_state == "open" and out.stream.endswith(b"KEY") and out.opens >= 4)
+        wait_for(lambda: stats.output_state == "open" and out.stream.endswith(b"KEY") and out.opens >= 4)
         w.submit(Frame(SPARTN, b"frame-2"))
-        _wait(lambda: out.stream.endswith(b"frame-2"))
+        wait_for(lambda: out.stream.endswith(b"frame-2"))
         assert out.stream == b"KEYfraKEYframe-2"  # the rest ("me-1") never reaches the new receiver
         assert stats.cut_frames_dropped == 1
     finally:
@@ -307,12 +299,12 @@ def test_a_cut_frame_is_dropped_when_another_node_is_opened():
     w, stats = _cut_writer(out)
     try:
         out.node = (1, 11, 100)  # re-plugged between two opens: a new node (the open never failed)
-        _wait(lambda: out.opens >= 2)  # the write timed out: reopened
+        wait_for(lambda: out.opens >= 2)  # the write timed out: reopened
         out.room = None
         out.gate.set()
-        _wait(lambda: out.stream.endswith(b"KEY"))
+        wait_for(lambda: out.stream.endswith(b"KEY"))
         w.submit(Frame(SPARTN, b"frame-2"))
-        _wait(lambda: out.stream.endswith(b"frame-2"))
+        wait_for(lambda: out.stream.endswith(b"frame-2"))
         assert out.stream == b"KEYfraKEYframe-2" and stats.cut_frames_dropped == 1
     finally:
         w.stop()
@@ -324,13 +316,13 @@ def test_a_cut_frame_is_dropped_after_a_receiver_reset():
     w, stats = _cut_writer(out)
     out.write_timeout = 30
     try:
-        _wait(lambda: out.stream == b"KEYfra" and w._tail is not None)
+        wait_for(lambda: out.stream == b"KEYfra" and w._tail is not None)
         assert w.drop_cut("receiver reset detected (boot banner)") is True
         assert w.drop_cut("again") is False
         out.room = None
         out.gate.set()
         w.submit(Frame(SPARTN, b"frame-2"))
-        _wait(lambda: out.stream.endswith(b"frame-2"))
+        wait_for(lambda: out.stream.endswith(b"frame-2"))
         assert out.stream == b"KEYfraframe-2" and stats.cut_frames_dropped == 1
         health = Health(stats, dict, 30, None)
         assert health.status()["output"]["cut_frames_dropped"] == 1

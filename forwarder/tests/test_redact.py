@@ -1,4 +1,5 @@
-"""Unit: one secret filter for log messages, formatted tracebacks, the status file and sd_notify STATUS= (issue 13)."""
+"""redact.py: one secret filter for log messages, formatted tracebacks, the status file and sd_notify STATUS=
+(issue 13)."""
 
 from __future__ import annotations
 

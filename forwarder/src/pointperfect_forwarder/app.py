@@ -44,13 +44,8 @@ class Pipeline:
         self._key_frame = spartnkey_frame(settings.keys) if settings.keys else None
         self._mga_full_wanted = True
         self._stop = threading.Event()
-        b = settings.backoff
         self.writer = Writer(
-            self.output,
-            self.stats,
-            settings.output["queue_bytes"],
-            Backoff(b["initial"], b["max"], b["reset_after"]),
-            on_open=self._output_opened,
+            self.output, self.stats, settings.output["queue_bytes"], self._backoff(), on_open=self._output_opened
         )
         self.output_ready = self.writer.opened
         configure = bool(settings.receiver["configure"]) and self.output.readable
@@ -67,11 +62,21 @@ class Pipeline:
             self.stats, lambda: self.settings.keys, settings.watchdog["no_data_timeout"], settings.certificate_not_after
         )
         self._init_region_lband()
-        in_backoff = Backoff(b["initial"], b["max"], b["reset_after"])
-        args = (self.stats, self, in_backoff, settings.watchdog["no_data_timeout"])
-        self.input: Input = _input_class(settings.input)(getattr(settings, settings.input), settings.ca_file, *args)
+        self.input: Input = _input_class(settings.input)(
+            getattr(settings, settings.input),
+            settings.ca_file,
+            self.stats,
+            self,
+            backoff=self._backoff(),
+            no_data_timeout=settings.watchdog["no_data_timeout"],
+        )
         self.reader_heartbeat = time.monotonic()
         self._reader = threading.Thread(target=self._read_loop, name="reader", daemon=True)
+
+    def _backoff(self) -> Backoff:
+        """Each reconnecting part (writer, input, NEO-D9S) keeps its own steps of the configured backoff."""
+        b = self.settings.backoff
+        return Backoff(b["initial"], b["max"], b["reset_after"])
 
     def _init_region_lband(self) -> None:
         s, st = self.settings, self.stats
@@ -93,13 +98,12 @@ class Pipeline:
         st.d9s_state = None
         self.d9s: D9s | None = None
         if mode == "d9s":
-            b = s.backoff
             self.d9s = D9s(
                 s.lband,
                 st,
                 self.writer.submit,
                 self.lband_frequency,
-                backoff=Backoff(b["initial"], b["max"], b["reset_after"]),
+                backoff=self._backoff(),
                 no_data_timeout=s.watchdog["no_data_timeout"],
             )
         self._publish_region()
@@ -253,14 +257,12 @@ class Pipeline:
 
     def alive(self) -> bool:
         """No thread died or wedged (slow networks and backoff waits are not wedging)."""
-        now = time.monotonic()
         longest_wait = self.settings.backoff["max"] + STALL_LIMIT + 20
-        ok = self.writer.alive() and now - self.writer.heartbeat < longest_wait
-        ok = ok and self.input.alive() and now - self.input.heartbeat < longest_wait
+        ok = self.writer.working(longest_wait) and self.input.working(longest_wait)
         if self.output.readable:
-            ok = ok and self._reader.is_alive() and now - self.reader_heartbeat < STALL_LIMIT
+            ok = ok and self._reader.is_alive() and time.monotonic() - self.reader_heartbeat < STALL_LIMIT
         if self.d9s is not None:
-            ok = ok and self.d9s.alive() and now - self.d9s.heartbeat < longest_wait
+            ok = ok and self.d9s.working(longest_wait)
         return ok
 
 

@@ -533,12 +533,16 @@ def _regions(cfg: dict, creds: dict) -> tuple[list[str], str | None]:
     return regions, explicit
 
 
+def _service(cfg: dict, creds: dict, name: str, other: str) -> tuple[dict, dict, str]:
+    """Input `name`'s forwarder.json section, its credentials section and its host (forwarder.json's first)."""
+    given = creds.get(name)
+    if given is None:
+        raise ConfigError(f"credentials.{name}", f"null: this plan has no {name.upper()} service (use input {other})")
+    return cfg[name], given, cfg[name]["host"] or _host(f"credentials.{name}.host", given.get("host"))
+
+
 def _resolve_mqtt(cfg: dict, creds: dict) -> MqttSettings:
-    m = cfg["mqtt"]
-    cm = creds.get("mqtt")
-    if cm is None:
-        raise ConfigError("credentials.mqtt", "null: this plan has no MQTT service (use input ntrip)")
-    host = m["host"] or _host("credentials.mqtt.host", cm.get("host"))
+    m, cm, host = _service(cfg, creds, "mqtt", "ntrip")
     port = m["port"] or (MQTT_DEFAULT_PORT if cm.get("port") is None else _port("credentials.mqtt.port", cm["port"]))
     if cm.get("client_id") is not None:
         client_id = cm["client_id"]
@@ -568,11 +572,7 @@ def _resolve_mqtt(cfg: dict, creds: dict) -> MqttSettings:
 
 
 def _resolve_ntrip(cfg: dict, creds: dict) -> NtripSettings:
-    n = cfg["ntrip"]
-    cn = creds.get("ntrip")
-    if cn is None:
-        raise ConfigError("credentials.ntrip", "null: this plan has no NTRIP service (use input mqtt)")
-    host = n["host"] or _host("credentials.ntrip.host", cn.get("host"))
+    n, cn, host = _service(cfg, creds, "ntrip", "mqtt")
     # ntrip.port is the port to connect to; null = the credentials' TLS port (with tls) or plain port (never derived)
     if n["port"]:
         port = n["port"]

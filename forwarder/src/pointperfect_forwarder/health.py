@@ -198,13 +198,15 @@ class MetricsCollector:
             g.add_metric([], value)
             return g
 
-        def counter(name, doc, value, labels=None, values=None):
-            c = CounterMetricFamily(p + name, doc, labels=labels)
-            if labels:
-                for lab, v in values:
-                    c.add_metric(lab, v)
-            else:
-                c.add_metric([], value)
+        def counter(name, doc, value):
+            c = CounterMetricFamily(p + name, doc)
+            c.add_metric([], value)
+            return c
+
+        def per_stream(name, doc, table, field):
+            c = CounterMetricFamily(p + name, doc, labels=["stream"])
+            for stream in STREAMS:
+                c.add_metric([stream], table[stream][field])
             return c
 
         yield gauge("up", "The forwarder process is running.", 1)
@@ -213,24 +215,10 @@ class MetricsCollector:
         with s.lock:
             ins = {k: dict(v) for k, v in s.in_streams.items()}
             outs = {k: dict(v) for k, v in s.out_streams.items()}
-        yield counter(
-            "input_bytes", "Bytes received per stream.", None, ["stream"], [([k], ins[k]["bytes"]) for k in STREAMS]
-        )
-        yield counter(
-            "input_frames",
-            "Whole frames received per stream.",
-            None,
-            ["stream"],
-            [([k], ins[k]["frames"]) for k in STREAMS],
-        )
+        yield per_stream("input_bytes", "Bytes received per stream.", ins, "bytes")
+        yield per_stream("input_frames", "Whole frames received per stream.", ins, "frames")
         yield counter("output_bytes", "Bytes written to the output.", s.output_bytes)
-        yield counter(
-            "output_frames",
-            "Frames written to the output per stream.",
-            None,
-            ["stream"],
-            [([k], outs[k]["frames"]) for k in STREAMS],
-        )
+        yield per_stream("output_frames", "Frames written to the output per stream.", outs, "frames")
         yield counter("frames_dropped", "Frames dropped because the output queue was full.", s.dropped_frames)
         yield counter(
             "output_cut_frames_dropped",

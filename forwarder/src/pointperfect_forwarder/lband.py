@@ -6,17 +6,15 @@ from __future__ import annotations
 import json
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable
-
-from pyubx2 import UBXMessage
 
 from .backoff import Backoff
 from .framing import NMEA, UBX, Frame, Framer
 from .outputs import Output, SerialOutput
 from .stats import Stats
-from .valset import Valset, is_boot_notice, is_valset_ack
+from .valset import Device, Valset, cfg_valset
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 RXM_PMP = b"\x02\x72"  # UBX-RXM-PMP class and id
@@ -43,8 +41,7 @@ LBAND_HZ = (1.0e9, 2.0e9)  # plausible L-band centre frequencies
 
 def d9s_valset(frequency_hz: int, port: str) -> bytes:
     """CFG-VALSET (RAM layer) tuning the NEO-D9S and enabling UBX-RXM-PMP on the port the forwarder reads."""
-    data = [("CFG_PMP_CENTER_FREQUENCY", int(frequency_hz)), *PMP_SETTINGS, (_MSGOUT[port], 1)]
-    return UBXMessage.config_set(1, 0, data).serialize()
+    return cfg_valset([("CFG_PMP_CENTER_FREQUENCY", int(frequency_hz)), *PMP_SETTINGS, (_MSGOUT[port], 1)])
 
 
 def _hz(value: object) -> int | None:
@@ -92,7 +89,7 @@ def parse_frequencies(payload: bytes) -> dict[str, int]:
     return table
 
 
-class D9s:
+class D9s(Device, Worker):
     """The NEO-D9S: opened (and reopened after an unplug) in its own thread, tuned with CFG-VALSET (ACK checked, 3
     tries, then `failed` and a retry after 60 s), re-tuned after a reset (boot banner), a frequency change or
     `no_data_timeout` s without PMP data. Each UBX-RXM-PMP frame goes to `submit` whole."""
@@ -109,6 +106,7 @@ class D9s:
         output: Output | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
+        super().__init__("lband")
         self.port = lband["port"]
         self.output = output or SerialOutput(lband["device"], lband["baudrate"])
         self.stats = stats
@@ -119,27 +117,16 @@ class D9s:
         self._clock = clock
         self.framer = Framer((UBX, NMEA))
         self.is_open = False
-        self.heartbeat = time.monotonic()
         self._tuned: int | None = None  # the frequency of the last acknowledged (or pending) VALSET
         self.valset = Valset(stats, lambda state: setattr(stats, "d9s_state", state), "NEO-D9S", "lband:", clock=clock)
         self._last_data = 0.0  # clock() of the last RXM-PMP frame or of the last ACK
         self._silent_logged = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._main, name="lband", daemon=True)
         stats.lband_device_state = "closed"
 
     # --- thread ----------------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
+    def _stopped(self) -> None:
         self.close()
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def _main(self) -> None:
         while not self._stop.is_set():
@@ -178,37 +165,23 @@ class D9s:
         self.is_open = False
         self.stats.lband_device_state = "closed"
 
-    # --- what the D9S sends ----------------------------------------------------------------------------------------
+    # --- what the D9S sends (Device hooks) -------------------------------------------------------------------------
 
-    def feed(self, data: bytes) -> None:
-        for frame in self.framer.feed(data):
-            self.handle(frame)
-
-    def handle(self, frame: Frame) -> None:
-        raw = frame.data
-        if frame.stream == NMEA:
-            if is_boot_notice(raw, nmea=True):
-                self._reset("boot banner")
-            return
+    def _ubx(self, raw: bytes) -> None:
         if raw[2:4] == RXM_PMP:
             self.stats.pmp_in(len(raw))
             self._last_data = self._clock()
             self._silent_logged = False
             self._submit(Frame(UBX, raw))
-            return
-        ack = is_valset_ack(raw)
-        if ack is not None:
-            if self.valset.ack(ack):
-                self.stats.d9s_applied_mono = time.monotonic()
-                self._last_data = self._clock()  # the silence limit runs from here
-                log.info("lband: NEO-D9S tuned to %d Hz (RXM-PMP on %s)", self._tuned, self.port)
-        elif is_boot_notice(raw, nmea=False):
-            self._reset("boot notice")
 
-    def _reset(self, why: str) -> None:
-        if self.valset.reset_detected():
-            log.warning("lband: NEO-D9S reset detected (%s): tuning it again", why)
-            self._retune(why)
+    def _applied(self) -> None:
+        self.stats.d9s_applied_mono = time.monotonic()
+        self._last_data = self._clock()  # the silence limit runs from here
+        log.info("lband: NEO-D9S tuned to %d Hz (RXM-PMP on %s)", self._tuned, self.port)
+
+    def _after_reset(self, why: str) -> None:
+        log.warning("lband: NEO-D9S reset detected (%s): tuning it again", why)
+        self._retune(why)
 
     def _retune(self, why: str) -> None:
         log.debug("lband: NEO-D9S to be tuned (%s)", why)

@@ -7,6 +7,7 @@ import errno
 import os
 import select
 import socket
+from typing import Any
 
 import serial
 
@@ -24,9 +25,21 @@ class Output:
     kind = "none"
     readable = False
     write_timeout = 10.0  # seconds one frame may take before the output counts as stuck and is reopened
+    closed = "closed"  # the OSError of an output used while closed
 
     def __init__(self, target: str):
         self.target = target
+        self._handle: Any = None  # what open() opened (a serial port, a socket, a descriptor); None when closed
+
+    def _live(self) -> Any:
+        """The open handle; OSError when the output is closed."""
+        if self._handle is None:
+            raise OSError(self.closed)
+        return self._handle
+
+    def _release(self, handle: Any) -> None:
+        """Close what open() opened."""
+        raise NotImplementedError
 
     def open(self) -> None:
         raise NotImplementedError
@@ -58,22 +71,25 @@ class Output:
         return st.st_dev, st.st_ino, st.st_rdev
 
     def close(self) -> None:
-        raise NotImplementedError
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            with contextlib.suppress(Exception):  # the device or peer may be gone already
+                self._release(handle)
 
 
 class SerialOutput(Output):
     kind = "serial"
     readable = True
+    closed = "serial port closed"
 
     def __init__(self, device: str, baudrate: int):
         super().__init__(device)
         self.baudrate = baudrate
-        self._ser: serial.Serial | None = None
 
     def open(self) -> None:
         try:
             # exclusive: one process owns the port for both the corrections and the NMEA it reads back
-            self._ser = serial.Serial(self.target, self.baudrate, timeout=1.0, exclusive=True)
+            self._handle = serial.Serial(self.target, self.baudrate, timeout=1.0, exclusive=True)
         except serial.SerialException as exc:
             err = OSError(str(exc))
             err.errno = exc.errno  # ENOENT etc.: the writer tells a vanished device from a busy one
@@ -82,15 +98,13 @@ class SerialOutput(Output):
     def fileno(self) -> int:
         # pyserial opens the port non-blocking; writing to its descriptor (not Serial.write, which loses the count
         # of bytes written when it times out) lets the writer finish a cut frame
-        ser = self._ser
-        if ser is None or not ser.is_open:
-            raise OSError("serial port closed")
+        ser = self._live()
+        if not ser.is_open:
+            raise OSError(self.closed)
         return ser.fileno()
 
     def read(self) -> bytes:
-        ser = self._ser
-        if ser is None:
-            raise OSError("serial port closed")
+        ser = self._live()
         try:
             data = ser.read(1)
             waiting = ser.in_waiting if data else 0
@@ -99,42 +113,34 @@ class SerialOutput(Output):
             # pyserial raises TypeError/ValueError when the port is closed under it by the writer thread
             raise OSError(str(exc)) from None
 
-    def close(self) -> None:
-        ser, self._ser = self._ser, None
-        if ser is not None:
-            with contextlib.suppress(Exception):
-                ser.close()
+    def _release(self, handle: serial.Serial) -> None:
+        handle.close()
 
 
 class TcpOutput(Output):
     kind = "tcp"
     readable = True
+    closed = "socket closed"
 
     def __init__(self, host: str, port: int):
         super().__init__(f"{host}:{port}")
         self.host, self.port = host, port
-        self._sock: socket.socket | None = None
 
     def open(self) -> None:
         sock = socket.create_connection((self.host, self.port), timeout=10)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sock.setblocking(False)
-        self._sock = sock
+        self._handle = sock
 
     def identity(self) -> None:
         return None
 
     def fileno(self) -> int:
-        sock = self._sock
-        if sock is None:
-            raise OSError("socket closed")
-        return sock.fileno()
+        return self._live().fileno()
 
     def read(self) -> bytes:
-        sock = self._sock
-        if sock is None:
-            raise OSError("socket closed")
+        sock = self._live()
         ready, _writable, _errored = select.select([sock], [], [], 0.2)
         if not ready:
             return b""
@@ -146,36 +152,25 @@ class TcpOutput(Output):
             raise OSError("connection closed by peer")
         return data
 
-    def close(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.close()
+    def _release(self, handle: socket.socket) -> None:
+        handle.close()
 
 
 class FileOutput(Output):
     kind = "file"
-
-    def __init__(self, path: str):
-        super().__init__(path)
-        self._fd: int | None = None
+    closed = "file closed"
 
     def open(self) -> None:
-        self._fd = os.open(self.target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        self._handle = os.open(self.target, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
 
     def fileno(self) -> int:
-        if self._fd is None:
-            raise OSError("file closed")
-        return self._fd
+        return self._live()
 
     def wait_writable(self, timeout: float) -> bool:
         return True  # a regular file takes what it can at once (a short write is retried)
 
-    def close(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+    def _release(self, handle: int) -> None:
+        os.close(handle)
 
 
 def make_output(spec: dict) -> Output:

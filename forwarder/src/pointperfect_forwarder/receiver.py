@@ -8,12 +8,11 @@ from collections.abc import Callable
 
 from pynmeagps import GET as NMEA_GET
 from pynmeagps import NMEAMessage, NMEAReader
-from pyubx2 import UBXMessage
 
 from .framing import NMEA, RTCM, UBX, Frame, Framer
 from .keys import keys_in_frame, spartnkey_poll
 from .stats import Stats
-from .valset import Valset, is_boot_notice, is_valset_ack
+from .valset import Device, Valset, cfg_valset
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +23,7 @@ _SOURCE = {"ip": 0, "lband": 1}
 
 def valset_frame(port: str, source: str) -> bytes:
     """CFG-VALSET (RAM layer): SPARTN input on the port the forwarder writes to, and the correction source."""
-    data = [("CFG_SPARTN_USE_SOURCE", _SOURCE[source]), (_INPROT[port], 1)]
-    return UBXMessage.config_set(1, 0, data).serialize()
+    return cfg_valset([("CFG_SPARTN_USE_SOURCE", _SOURCE[source]), (_INPROT[port], 1)])
 
 
 def fixed_gga(position: dict) -> bytes:
@@ -49,7 +47,7 @@ def fixed_gga(position: dict) -> bytes:
     return msg.serialize()
 
 
-class Receiver:
+class Receiver(Device):
     """Fed with what the receiver sends; asks the writer (priority queue) to send config, keys and polls."""
 
     def __init__(
@@ -97,26 +95,18 @@ class Receiver:
         if self.configure:
             self.valset.request()
 
-    def feed(self, data: bytes) -> None:
-        for frame in self.framer.feed(data):
-            self.handle(frame)
+    # --- what the receiver sends (Device hooks) ---------------------------------------------------------------------
 
-    def handle(self, frame: Frame) -> None:
-        raw = frame.data
-        if frame.stream == NMEA:
-            if raw[3:6] == b"GGA":
-                self._gga(raw)
-            elif is_boot_notice(raw, nmea=True):
-                self._reset("boot banner")
-        elif frame.stream == UBX:
-            ack = is_valset_ack(raw)
-            if ack is not None:
-                if self.configure and self.valset.ack(ack):
-                    log.info("receiver: configuration applied (SPARTN input on %s, source %s)", self.port, self.source)
-            elif is_boot_notice(raw, nmea=False):
-                self._reset("boot notice")
-            elif raw[2:4] == b"\x02\x36" and len(raw) >= 12 and keys_in_frame(raw) == 0 and self._have_keys():
-                self._reset("receiver holds no keys")
+    def _nmea(self, raw: bytes) -> None:
+        if raw[3:6] == b"GGA":
+            self._gga(raw)
+
+    def _ubx(self, raw: bytes) -> None:
+        if raw[2:4] == b"\x02\x36" and len(raw) >= 12 and keys_in_frame(raw) == 0 and self._have_keys():
+            self._reset("receiver holds no keys")
+
+    def _applied(self) -> None:
+        log.info("receiver: configuration applied (SPARTN input on %s, source %s)", self.port, self.source)
 
     def _gga(self, raw: bytes) -> None:
         try:
@@ -130,9 +120,7 @@ class Receiver:
             self.last_gga_at = self._clock()
             self.last_fix = (lat, lon, self.last_gga_at)
 
-    def _reset(self, why: str) -> None:
-        if not self.valset.reset_detected():
-            return
+    def _after_reset(self, why: str) -> None:
         self.stats.receiver_resets += 1
         log.warning("receiver: reset detected (%s): sending keys and configuration again", why)
         self.request_config()

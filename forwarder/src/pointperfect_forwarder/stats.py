@@ -8,6 +8,11 @@ import time
 from .framing import STREAMS
 
 
+def error_text(exc: BaseException) -> str:
+    """An exception as the few words a status shows (`last_error`): the OS's text, else the message, else the class."""
+    return getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
+
+
 class Stats:
     """Plain attributes updated by the pipeline threads (single writers per field); `lock` guards compound updates."""
 
@@ -77,9 +82,7 @@ class Stats:
         with self.lock:
             self.input_bytes += size
             self.input_frames += 1
-            entry = self.in_streams[stream]
-            entry["frames"] += 1
-            entry["bytes"] += size
+            _count(self.in_streams[stream], size)
             self.last_data_at = time.time()
             self.last_data_mono = time.monotonic()
 
@@ -87,9 +90,7 @@ class Stats:
         with self.lock:
             self.output_bytes += size
             self.output_frames += 1
-            entry = self.out_streams[stream]
-            entry["frames"] += 1
-            entry["bytes"] += size
+            _count(self.out_streams[stream], size)
 
     def pmp_in(self, size: int) -> None:
         """A UBX-RXM-PMP frame from the NEO-D9S."""
@@ -116,3 +117,9 @@ class Stats:
         if self.last_data_mono is None:
             return None
         return max(0.0, (now_mono or time.monotonic()) - self.last_data_mono)
+
+
+def _count(entry: dict[str, int], size: int) -> None:
+    """One frame of `size` bytes in a per-stream entry (under Stats.lock)."""
+    entry["frames"] += 1
+    entry["bytes"] += size

@@ -1,4 +1,5 @@
-"""CFG-VALSET delivery to one u-blox device (the receiver, the NEO-D9S): ACK checked, retried, reset debounced."""
+"""A u-blox device the forwarder configures (the receiver, the NEO-D9S): CFG-VALSET built, ACK checked, retried;
+reset signs recognised and debounced; the frames it sends dispatched to the device's own handling."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from pyubx2 import UBXMessage
+
+from .framing import NMEA, UBX, Frame, Framer
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -15,6 +19,11 @@ CONFIG_ATTEMPTS = 3  # VALSET tries before the state becomes failed
 CONFIG_RETRY = 60.0  # seconds before trying again after a failure
 RESET_DEBOUNCE = 5.0  # one boot banner is several lines: count one reset
 BOOT_MARKERS = (b"u-blox AG", b"HW UBX", b"ROM BASE", b"ROM CORE", b"FWVER=", b"PROTVER=", b"boot", b"Boot", b"RESET")
+
+
+def cfg_valset(data: list[tuple[str, int]]) -> bytes:
+    """CFG-VALSET of (key name, value) pairs to the RAM layer (lost on a reset: hence the reset detection)."""
+    return UBXMessage.config_set(1, 0, data).serialize()
 
 
 def is_valset_ack(raw: bytes) -> bool | None:
@@ -108,3 +117,52 @@ class Valset:
         self.attempts += 1
         self._next_action = now + ACK_TIMEOUT
         return True
+
+
+class Device:
+    """What a configured u-blox device sends, read through `framer`: a boot banner or notice is a reset (debounced by
+    `valset`, then `_after_reset`), the ACK of our CFG-VALSET goes to `valset` (then `_applied`), other NMEA and UBX
+    frames to `_nmea` and `_ubx`. `configure` False: the device's ACKs are not ours to count."""
+
+    framer: Framer
+    valset: Valset
+    configure = True
+
+    def feed(self, data: bytes) -> None:
+        for frame in self.framer.feed(data):
+            self.handle(frame)
+
+    def handle(self, frame: Frame) -> None:
+        raw = frame.data
+        if frame.stream == NMEA:
+            if is_boot_notice(raw, nmea=True):
+                self._reset("boot banner")
+            else:
+                self._nmea(raw)
+            return
+        if frame.stream != UBX:
+            return
+        ack = is_valset_ack(raw)
+        if ack is not None:
+            if self.configure and self.valset.ack(ack):
+                self._applied()
+        elif is_boot_notice(raw, nmea=False):
+            self._reset("boot notice")
+        else:
+            self._ubx(raw)
+
+    def _reset(self, why: str) -> None:
+        if self.valset.reset_detected():
+            self._after_reset(why)
+
+    def _nmea(self, raw: bytes) -> None:
+        """An NMEA sentence that is no boot banner."""
+
+    def _ubx(self, raw: bytes) -> None:
+        """A UBX frame that is neither an ACK of CFG-VALSET nor a boot notice."""
+
+    def _applied(self) -> None:
+        """The device acknowledged the configuration."""
+
+    def _after_reset(self, why: str) -> None:
+        """A reset was detected (once per RESET_DEBOUNCE s)."""

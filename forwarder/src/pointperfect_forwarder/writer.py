@@ -11,7 +11,8 @@ from collections.abc import Callable
 from .backoff import Backoff
 from .framing import Frame
 from .outputs import GONE_ERRNOS, Output
-from .stats import Stats
+from .stats import Stats, error_text
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 STOP_CHECK = 0.5  # seconds between stop checks while a write waits for the output
@@ -26,11 +27,7 @@ class _Cut(Exception):
         self.done = done
 
 
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc) or exc.__class__.__name__
-
-
-class Writer:
+class Writer(Worker):
     """Frames are written whole and one at a time, so no frame is ever spliced into another.
 
     When nothing is queued and the output is idle, `submit` writes the frame at once from the caller's thread
@@ -55,25 +52,23 @@ class Writer:
         backoff: Backoff,
         on_open: Callable[[], None] | None = None,
     ):
+        super().__init__("writer")
         self.output = output
         self.stats = stats
         self.queue_bytes = queue_bytes
         self.backoff = backoff
         self.on_open = on_open
         self.opened = threading.Event()  # set while the output is open
-        self.heartbeat = time.monotonic()
         self._high: collections.deque[Frame] = collections.deque()
         self._normal: collections.deque[Frame] = collections.deque()
         self._queued = 0
         self._tail: tuple[Frame, int, bool] | None = None  # a cut frame: (frame, bytes already out, priority)
         self._busy = False  # a thread is using the output (writing, closing or opening); guarded by _cond
         self._cond = threading.Condition()
-        self._stop = threading.Event()
         self._failed_generation: int | None = None
         self.generation = 0
         self._identity: tuple | None = None  # the open device node (Output.identity) of the last successful open
         self._gone = False  # the device node was missing at an open attempt since then
-        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
 
     # --- producer side ---------------------------------------------------------------------------------------------
 
@@ -89,7 +84,7 @@ class Writer:
         try:
             done, reason = self.output.write_some(frame.data), None
         except OSError as exc:
-            done, reason = 0, _reason(exc)
+            done, reason = 0, error_text(exc)
         with self._cond:
             self._busy = False
             if done < size:
@@ -115,20 +110,14 @@ class Writer:
             self._failed(generation, reason)
             self._cond.notify()
 
-    # --- lifecycle -------------------------------------------------------------------------------------------------
+    # --- lifecycle (Worker hooks) ----------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
+    def _wake(self) -> None:
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout)
-        self._close()
 
-    def alive(self) -> bool:
-        return self._thread.is_alive()
+    def _stopped(self) -> None:
+        self._close()
 
     # --- queue (all under _cond) -----------------------------------------------------------------------------------
 
@@ -208,7 +197,7 @@ class Writer:
         except OSError as exc:
             if exc.errno in GONE_ERRNOS:
                 self._gone = True
-            reason = _reason(exc)
+            reason = error_text(exc)
             if self.stats.output_error != reason or self.backoff.attempt == 0:
                 log.warning("output %s %s: cannot open: %s", *self._names(), reason)
             self.stats.output_error = reason
@@ -261,7 +250,7 @@ class Writer:
                         self.stats.output_state = "stalled"
                         log.warning("output %s %s: stalled, the receiver takes no data", *self._names())
         except OSError as exc:
-            raise _Cut(done, _reason(exc)) from None
+            raise _Cut(done, error_text(exc)) from None
         if self.stats.output_state == "stalled":
             self.stats.output_state = "open"
             log.info("output %s %s: takes data again after %.1f s", *self._names(), time.monotonic() - start)
@@ -269,7 +258,7 @@ class Writer:
     def _names(self) -> tuple[str, str]:
         return self.output.kind, self.output.target
 
-    def _run(self) -> None:
+    def _main(self) -> None:
         while not self._stop.is_set():
             self.heartbeat = time.monotonic()
             with self._cond:

@@ -1,15 +1,17 @@
-"""Correction inputs (MQTT, NTRIP): the shared thread, reconnect and watchdog machinery."""
+"""Correction inputs (MQTT, NTRIP): the shared thread, reconnect and watchdog machinery, and their TLS."""
 
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..backoff import Backoff
 from ..framing import Frame
-from ..stats import Stats
+from ..stats import Stats, error_text
+from ..worker import Worker
 
 log = logging.getLogger(__name__)
 AUTH_FAILED = "credentials rejected: re-run provisioning"
@@ -35,30 +37,43 @@ class Pipeline(Protocol):
     def frequencies(self, payload: bytes) -> None: ...
 
 
-class Input:
-    """Base of an input thread: waits for the output, connects, runs a session, backs off, repeats until stopped."""
+def tls_context(ca_file: str | None, certificate: str | None = None, private_key: str | None = None) -> ssl.SSLContext:
+    """Verified server (given CA or the system trust store), TLS 1.2 or later; with `certificate`, our client
+    certificate (mutual TLS)."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if certificate is not None:
+        ctx.load_cert_chain(certificate, private_key)
+    return ctx
+
+
+class Input(Worker):
+    """Base of an input thread: waits for the output, connects, runs a session, backs off, repeats until stopped.
+    `cfg` is the input's resolved settings (config.MqttSettings, config.NtripSettings)."""
 
     kind = "none"
 
-    def __init__(self, stats: Stats, pipeline: Pipeline, backoff: Backoff, no_data_timeout: float):
+    def __init__(
+        self,
+        settings: Any,
+        ca_file: str | None,
+        stats: Stats,
+        pipeline: Pipeline,
+        *,
+        backoff: Backoff,
+        no_data_timeout: float,
+    ):
+        super().__init__(f"input-{self.kind}")
+        self.cfg = settings
+        self.ca_file = ca_file
         self.stats = stats
         self.pipeline = pipeline
         self.backoff = backoff
         self.no_data_timeout = no_data_timeout
-        self.heartbeat = time.monotonic()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._main, name=f"input-{self.kind}", daemon=True)
+        self._log = logging.getLogger(type(self).__module__)  # the input's own logger names its log lines
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
+    def _stopped(self) -> None:
         self.stats.set_input("stopped")
-
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     def stopping(self) -> bool:
         return self._stop.is_set()
@@ -106,3 +121,22 @@ class Input:
         """Seconds without data in this session (`since` = monotonic session start)."""
         last = self.stats.last_data_mono
         return time.monotonic() - max(since, last or since)
+
+    # --- what a session reports (the input state, `last_error` and one warning) ------------------------------------
+
+    def report(self, state: str, message: str) -> None:
+        """The input's state and why, in the status and in the log."""
+        self.stats.set_input(state, message)
+        self._log.warning("%s input: %s", self.kind, message)
+
+    def connect_failed(self, endpoint: str, exc: BaseException) -> None:
+        self.report("connecting", f"connect to {endpoint} failed: {error_text(exc)}")
+
+    def too_silent(self, since: float, limit: float, what: str = "") -> bool:
+        """The no-data watchdog: True (reported, the session is to end) after more than `limit` s without data since
+        `since`; `what` words the start when it is not the last data (" since connecting")."""
+        silent = self.silent_for(since)
+        if silent <= limit:
+            return False
+        self.report("backoff", f"no data for {silent:.0f} s{what}: reconnecting")
+        return True

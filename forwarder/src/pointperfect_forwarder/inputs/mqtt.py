@@ -20,27 +20,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 from ..config import MqttSettings
 from ..framing import SPARTN, UBX, Frame, Framer
 from ..keys import parse_json_keys, spartnkey_frame
-from . import AUTH_FAILED, Input
+from . import AUTH_FAILED, Input, tls_context
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 20.0  # seconds from TCP connect to CONNACK
 
 
-def tls_context(ca_file: str | None, certificate: str, private_key: str) -> ssl.SSLContext:
-    """Verified server (given CA or the system trust store) and our client certificate."""
-    ctx = ssl.create_default_context(cafile=ca_file)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(certificate, private_key)
-    return ctx
-
-
 class MqttInput(Input):
     kind = "mqtt"
+    cfg: MqttSettings
 
-    def __init__(self, settings: MqttSettings, ca_file: str | None, *args, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.cfg = settings
-        self.ca_file = ca_file
         self._framers: dict[str, Framer] = {}
         self._connected = False
         self._closed = False
@@ -53,8 +44,8 @@ class MqttInput(Input):
         self._rest = False  # the topics after the key topic are subscribed
         self._corrections: str | None = None  # the one subscribed correction topic
         self._corrections_since = 0.0  # monotonic time of its subscription (the no-data watchdog starts there)
-        self._mga_full = settings.assistnow_topic
-        self._mga_updates = f"{settings.assistnow_topic}/updates" if settings.assistnow_topic else None
+        self._mga_full = self.cfg.assistnow_topic
+        self._mga_updates = f"{self._mga_full}/updates" if self._mga_full else None
 
     # --- paho callbacks (run in this input's thread, inside client.loop) -------------------------------------------
 
@@ -146,9 +137,7 @@ class MqttInput(Input):
             elif topic == self._corrections:
                 self.stats.corrections_subscribed = topic  # health: the chosen region's topic is acknowledged
         if refused:
-            msg = f"subscription refused: {', '.join(refused)}"
-            self.stats.set_input(self.stats.input_state, msg)
-            log.warning("mqtt input: %s", msg)
+            self.report(self.stats.input_state, f"subscription refused: {', '.join(refused)}")
         if mid == self._key_mid:
             self._key_mid = None
             self._subscribe_rest(client)
@@ -230,9 +219,7 @@ class MqttInput(Input):
             self._tls_error(exc)
             return None
         except (OSError, ValueError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
-            self.stats.set_input("connecting", f"connect to {self.cfg.host}:{self.cfg.port} failed: {reason}")
-            log.warning("mqtt input: connect to %s:%d failed: %s", self.cfg.host, self.cfg.port, reason)
+            self.connect_failed(f"{self.cfg.host}:{self.cfg.port}", exc)
             return None
         started = time.monotonic()
         try:
@@ -241,8 +228,7 @@ class MqttInput(Input):
                 rc = client.loop(timeout=1.0)  # wakes on traffic; the timeout only bounds stop latency
                 if self._refused or self._closed or rc != paho.MQTT_ERR_SUCCESS:
                     if self._connected and not self._refused:
-                        self.stats.set_input("backoff", f"connection lost ({paho.error_string(rc)})")
-                        log.warning("mqtt input: connection lost (%s)", paho.error_string(rc))
+                        self.report("backoff", f"connection lost ({paho.error_string(rc)})")
                     break
                 if not self._connected:
                     if time.monotonic() - started > CONNECT_TIMEOUT:
@@ -256,18 +242,12 @@ class MqttInput(Input):
                     if waited > self.no_data_timeout:
                         denied = ", ".join(f"{t} ({rc})" for t, rc in self._denied.items())
                         why = f"subscription refused: {denied}" if denied else "no SUBACK"
-                        msg = f"{why} after {waited:.0f} s: reconnecting"
-                        self.stats.set_input("backoff", msg)
-                        log.warning("mqtt input: %s", msg)
+                        self.report("backoff", f"{why} after {waited:.0f} s: reconnecting")
                         break
                     continue  # the watchdog starts at the SUBACK
                 if self._corrections is None:
                     continue  # no correction topic (L-band, or no region yet): keys and frequencies come rarely
-                silent = self.silent_for(self._corrections_since)
-                if silent > self.no_data_timeout:
-                    msg = f"no data for {silent:.0f} s: reconnecting"
-                    self.stats.set_input("backoff", msg)
-                    log.warning("mqtt input: %s", msg)
+                if self.too_silent(self._corrections_since, self.no_data_timeout):
                     break
         except ssl.SSLError as exc:
             self._tls_error(exc)

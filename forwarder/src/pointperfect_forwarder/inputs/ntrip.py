@@ -15,7 +15,8 @@ import time
 from .. import __version__
 from ..config import NtripSettings
 from ..framing import RTCM, SPARTN, UBX, Framer
-from . import AUTH_FAILED, Input
+from ..stats import error_text
+from . import AUTH_FAILED, Input, tls_context
 
 log = logging.getLogger(__name__)
 HEADER_LIMIT = 16384
@@ -143,11 +144,10 @@ def parse_response(head: bytes, eof: bool = False) -> tuple[int, dict[str, str],
 
 class NtripInput(Input):
     kind = "ntrip"
+    cfg: NtripSettings
 
-    def __init__(self, settings: NtripSettings, ca_file: str | None, *args, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.cfg = settings
-        self.ca_file = ca_file
         # UBX: the -MGA mountpoints interleave UBX-MGA (AssistNow) frames with the corrections
         self.framer = Framer((SPARTN, RTCM, UBX), on_garbage=self.stats.garbage)
         self.gga_sent = 0
@@ -159,10 +159,8 @@ class NtripInput(Input):
         sock = socket.create_connection((self.cfg.host, self.cfg.port), timeout=IO_TIMEOUT)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         if self.cfg.tls:
-            ctx = ssl.create_default_context(cafile=self.ca_file)
-            ctx.minimum_version = ssl.TLSVersion.TLSv1_2
             try:
-                sock = ctx.wrap_socket(sock, server_hostname=self.cfg.host)
+                sock = tls_context(self.ca_file).wrap_socket(sock, server_hostname=self.cfg.host)
             except BaseException:
                 sock.close()
                 raise
@@ -210,13 +208,10 @@ class NtripInput(Input):
         try:
             sock = self._connect()
         except ssl.SSLError as exc:
-            self.stats.set_input("connecting", f"TLS error with {endpoint}: {exc.reason or exc}")
-            log.warning("ntrip input: TLS error with %s: %s", endpoint, exc.reason or exc)
+            self.report("connecting", f"TLS error with {endpoint}: {exc.reason or exc}")
             return None
         except OSError as exc:
-            reason = exc.strerror or str(exc) or exc.__class__.__name__
-            self.stats.set_input("connecting", f"connect to {endpoint} failed: {reason}")
-            log.warning("ntrip input: connect to %s failed: %s", endpoint, reason)
+            self.connect_failed(endpoint, exc)
             return None
         try:
             return self._stream(sock, endpoint)
@@ -225,7 +220,7 @@ class NtripInput(Input):
             log.warning("ntrip input: %s: %s", endpoint, exc)
             return None
         except (OSError, ProtocolError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
+            reason = error_text(exc)
             if self.stats.input_state != "auth_failed":
                 self.stats.set_input("backoff", f"{endpoint}: {reason}")
             log.warning("ntrip input: %s: %s", endpoint, reason)
@@ -289,12 +284,11 @@ class NtripInput(Input):
             if now >= next_gga:
                 self._send_gga(sock)
                 next_gga = now + self.cfg.gga_interval
-            silent = self.silent_for(started)
-            limit = self.no_data_timeout if got_data else max(INITIAL_SILENCE, self.no_data_timeout)
-            if silent > limit:
-                msg = f"no data for {silent:.0f} s{'' if got_data else ' since connecting'}: reconnecting"
-                self.stats.set_input("backoff", msg)
-                log.warning("ntrip input: %s", msg)
+            if got_data:
+                limit, what = self.no_data_timeout, ""
+            else:
+                limit, what = max(INITIAL_SILENCE, self.no_data_timeout), " since connecting"
+            if self.too_silent(started, limit, what):
                 return None
             try:
                 data = bytes(self._rx[: sock.recv_into(self._rx)])

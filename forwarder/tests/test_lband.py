@@ -1,92 +1,148 @@
-"""Integration: region choice from the receiver position and the L-band modes (real Mosquitto, receiver and NEO-D9S
-simulators on ptys)."""
+"""lband.py: the L-band frequencies, the NEO-D9S tuning (CFG-VALSET, ACK, retries, retune) and PMP relay; in
+the lab, keys only without a NEO-D9S and a NEO-D9S simulator tuned for the region."""
 
 from __future__ import annotations
 
 import time
-import urllib.request
 
 import pytest
 from fwd_helpers import credentials, forwarder_config, lab_keys, wait_until
+from pointperfect_forwarder.backoff import Backoff
+from pointperfect_forwarder.framing import Frame
+from pointperfect_forwarder.lband import D9s, d9s_valset, parse_frequencies
+from pointperfect_forwarder.outputs import Output
+from pointperfect_forwarder.stats import Stats
 from pointperfect_sim import frames as F
 from pointperfect_sim.lab import free_port
 from pointperfect_sim.receiver import D9sSim, ReceiverSim
 from pointperfect_sim.replay import MqttReplayer
+from test_health import metrics_text
+from test_outputs import serial_output
 
-pytestmark = pytest.mark.timeout(120)
+# --- L-band frequencies -----------------------------------------------------------------------------------------------
+
+
+def test_frequencies_service_shape_and_variants():
+    assert parse_frequencies(F.frequencies_payload({"us": "1556.29", "eu": "1545.26"})) == {
+        "us": 1556290000,
+        "eu": 1545260000,
+    }
+    assert parse_frequencies(b'{"frequencies": {"US": {"current": {"value": 1556.29}}}}') == {"us": 1556290000}
+    assert parse_frequencies(b'{"us": "1556.29", "eu": 1545260000}') == {"us": 1556290000, "eu": 1545260000}
+    assert parse_frequencies(b'{"eu": {"value": "1545260"}}') == {"eu": 1545260000}  # kHz
+    listed = b'{"frequencies": [{"region": "jp", "frequency": "1539.8125"}, {"name": "au", "value": "x"}]}'
+    assert parse_frequencies(listed) == {"jp": 1539812500}
+    for bad in (b"", b"[1]", b'{"us": "no"}', b'{"us": 5}', b"\xff"):
+        with pytest.raises(ValueError):
+            parse_frequencies(bad)
+
+
+# --- NEO-D9S ----------------------------------------------------------------------------------------------------------
+
+PMP_KEYS = {  # key ids (u-blox interface description), written out independently of pyubx2's database
+    0x30B10012: 2200,  # SEARCH_WINDOW
+    0x10B10016: 0,  # USE_SERVICE_ID
+    0x30B10017: 21845,  # SERVICE_ID
+    0x30B10013: 2400,  # DATA_RATE
+    0x10B10014: 1,  # USE_DESCRAMBLER
+    0x30B10015: 26969,  # DESCRAMBLER_INIT
+    0x10B10019: 0,  # USE_PRESCRAMBLING
+    0x50B1001A: 0xE15AE893E15AE893,  # UNIQUE_WORD
+}
+
+
+def test_d9s_valset_contents():
+    want = {0x40B10011: 1556290000, **PMP_KEYS, 0x20910320: 1}  # CENTER_FREQUENCY ... MSGOUT_UBX_RXM_PMP_USB
+    assert d9s_valset(1556290000, "USB") == F.cfg_valset(want)
+    assert d9s_valset(1545260000, "UART2") == F.cfg_valset({0x40B10011: 1545260000, **PMP_KEYS, 0x2091031F: 1})
+
+
+class FakeD9sPort(Output):
+    kind = "serial"
+
+    def __init__(self):
+        super().__init__("/dev/ttyD9S")
+        self.writes: list[bytes] = []
+
+    def open(self):
+        pass
+
+    def write_some(self, data):
+        self.writes.append(bytes(data))
+        return len(data)
+
+    def close(self):
+        pass
+
+
+def _d9s(clock, freq):
+    stats = Stats("mqtt", "x:1", "serial", "/dev/x")
+    relayed: list[Frame] = []
+    port = FakeD9sPort()
+    d9s = D9s(
+        {"device": port.target, "baudrate": 38400, "port": "USB"},
+        stats,
+        relayed.append,
+        lambda: freq[0],
+        backoff=Backoff(1, 2, 5),
+        no_data_timeout=30,
+        output=port,
+        clock=lambda: clock[0],
+    )
+    return d9s, stats, relayed, port
+
+
+ACK = F.ubx_frame(0x05, 0x01, b"\x06\x8a")
+
+
+def test_d9s_tunes_retries_relays_and_retunes():
+    clock, freq = [0.0], [None]
+    d9s, stats, relayed, port = _d9s(clock, freq)
+    d9s.open()
+    d9s.tick()
+    assert port.writes == [] and stats.d9s_state == "pending"  # no frequency yet
+    freq[0] = 1556290000
+    d9s.tick()
+    assert port.writes == [d9s_valset(1556290000, "USB")]
+    for _ in range(3):
+        clock[0] += 2.1
+        d9s.tick()
+    assert len(port.writes) == 3 and stats.d9s_state == "failed"  # three tries without an ACK
+    clock[0] += 61
+    d9s.tick()
+    d9s.feed(ACK)
+    assert stats.d9s_state == "applied"
+    pmp = [F.rxm_pmp_frame(bytes([i]) * 100) for i in range(3)]
+    d9s.feed(b"".join(pmp) + F.ubx_frame(0x0A, 0x38, b"\0" * 4))  # MON-PMP is not relayed
+    assert [f.data for f in relayed] == pmp and stats.pmp_frames == 3
+    freq[0] = 1545260000  # the topic moved the frequency
+    d9s.tick()
+    assert port.writes[-1] == d9s_valset(1545260000, "USB") and stats.d9s_state == "pending"
+    d9s.feed(ACK)
+    n = len(port.writes)
+    clock[0] += 10
+    d9s.feed(F.d9s_boot_notice())  # reset: RAM config gone
+    d9s.tick()
+    assert len(port.writes) == n + 1 and stats.d9s_state == "pending"
+    d9s.feed(ACK)
+    clock[0] += 31  # silent for longer than the no-data timeout: tuned again
+    d9s.tick()
+    assert len(port.writes) == n + 2
+
+
+# --- lab: the daemon, a broker, a receiver simulator and a NEO-D9S simulator ------------------------------------------
+
 US = (39.7, -105.0, 1600.0)  # Denver
-FIVE = ["au", "eu", "jp", "kr", "us"]
 LB_TOPICS = {"keys": "/pp/ubx/0236/Lb", "json_keys": "/pp/key/Lb"}
 USE_SOURCE, USB_INPROT_SPARTN = 0x20A70001, 0x10770005
 US_HZ = 1556290000
-
-
-@pytest.fixture
-def us_receiver(tmp_path):
-    """A receiver in Denver that has no fix yet (`quality = 1` gives it one)."""
-    sim = ReceiverSim(tmp_path / "ttyGNSS", position=US, quality=0).start()
-    yield sim
-    sim.close()
-
-
-def _serial(receiver) -> dict:
-    return {"type": "serial", "device": receiver.device_path, "baudrate": 115200}
-
-
-def _metrics(port: int) -> str:
-    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
 
 
 def _pmp(receiver) -> list[bytes]:
     return [f.raw for f in receiver.frames_of("ubx") if f.raw[2:4] == b"\x02\x72"]
 
 
-def test_region_from_the_receiver_position_one_correction_topic(tmp_path, broker, us_receiver, daemons):
-    keys, port = lab_keys(), free_port()
-    creds = credentials(tmp_path, broker=broker, regions=FIVE)
-    cfg = forwarder_config(
-        tmp_path, creds, ca_file=str(broker.ca_path), output=_serial(us_receiver), health={"metrics_port": port}
-    )
-    replayer = MqttReplayer(broker).connect()
-    try:
-        key_frame = replayer.publish_keys(keys)
-        fwd = daemons(cfg)
-        fwd.wait_status(lambda s: s["input"]["state"] == "connected" and s["receiver"]["config_state"] == "applied")
-        assert us_receiver.wait_for(lambda r: key_frame in [f.raw for f in r.frames_of("ubx")])
-        # before the first fix: no region, no correction topic, only the keys reach the receiver
-        for topic in ("/pp/ip/us", "/pp/ip/eu"):
-            replayer.publish(topic, b"".join(F.synthetic_spartn(5)))
-        st = fwd.wait_status(lambda s: s["region"]["available"] == FIVE)
-        assert st["region"] == {"selected": None, "source": None, "available": FIVE, "topic": None}
-        assert st["healthy"] is False and st["last_error"] == "waiting for a position fix"
-        assert st["input"]["state"] == "connected"
-        time.sleep(1)
-        assert us_receiver.frames_of("spartn") == []
-        assert "subscribed /pp/ip/" not in fwd.log()
-
-        us_receiver.quality = 1  # first fix, in Denver
-        # healthy = connected with the chosen region's topic acknowledged (SUBACK): corrections flow from here on
-        st = fwd.wait_status(lambda s: s["region"]["selected"] is not None and s["healthy"])
-        assert st["region"] == {"selected": "us", "source": "position", "available": FIVE, "topic": "/pp/ip/us"}
-        assert st["input"]["state"] == "connected"
-        us, eu = F.synthetic_spartn(40), F.synthetic_spartn(40)
-        for i in range(0, 40, 4):
-            replayer.publish("/pp/ip/eu", b"".join(eu[i : i + 4]))
-            replayer.publish("/pp/ip/us", b"".join(us[i : i + 4]))
-        assert [f.raw for f in us_receiver.wait_frames("spartn", len(us))] == us
-        time.sleep(0.5)
-        assert [f.raw for f in us_receiver.frames_of("spartn")] == us  # nothing of /pp/ip/eu
-        assert us_receiver.garbage_bytes == 0
-        assert fwd.log().count("mqtt input: subscribed /pp/ip/") == 1  # exactly one correction subscription
-        st = fwd.wait_status(lambda s: s["healthy"] is True)
-        assert st["last_error"] is None
-        body = _metrics(port)
-        assert 'pointperfect_forwarder_region_info{region="us",source="position"} 1.0' in body
-        assert "pointperfect_forwarder_lband_pmp_frames_total 0.0" in body
-    finally:
-        replayer.stop()
-
-
+@pytest.mark.timeout(120)
 def test_lband_keys_only_without_a_d9s(tmp_path, broker, receiver, daemons):
     keys = lab_keys()
     creds = credentials(tmp_path, broker=broker, plan="lband", regions=["eu", "us"])
@@ -94,7 +150,7 @@ def test_lband_keys_only_without_a_d9s(tmp_path, broker, receiver, daemons):
         tmp_path,
         creds,
         ca_file=str(broker.ca_path),
-        output=_serial(receiver),
+        output=serial_output(receiver),
         receiver={"source": "lband"},
         watchdog={"no_data_timeout": 2},
     )
@@ -123,8 +179,10 @@ def test_lband_keys_only_without_a_d9s(tmp_path, broker, receiver, daemons):
         replayer.stop()
 
 
-def test_lband_with_a_d9s_tuned_for_the_region_and_relayed(tmp_path, broker, us_receiver, daemons):
+@pytest.mark.timeout(120)
+def test_lband_with_a_d9s_tuned_for_the_region_and_relayed(tmp_path, broker, daemons):
     keys, port = lab_keys(), free_port()
+    us_receiver = ReceiverSim(tmp_path / "ttyGNSS", position=US, quality=0).start()
     d9s = D9sSim(tmp_path / "ttyD9S", port="UART2", beam_hz=US_HZ, frame_interval=0.2).start()
     try:
         us_receiver.quality = 1
@@ -133,7 +191,7 @@ def test_lband_with_a_d9s_tuned_for_the_region_and_relayed(tmp_path, broker, us_
             tmp_path,
             creds,
             ca_file=str(broker.ca_path),
-            output=_serial(us_receiver),
+            output=serial_output(us_receiver),
             receiver={"source": "lband"},
             lband={"device": d9s.device_path, "port": "UART2"},
             health={"metrics_port": port},
@@ -156,7 +214,7 @@ def test_lband_with_a_d9s_tuned_for_the_region_and_relayed(tmp_path, broker, us_
             raws = [f.raw for f in us_receiver.frames]
             assert raws.index(key_frame) < raws.index(relayed[0])  # keys first
             assert us_receiver.garbage_bytes == 0
-            assert "pointperfect_forwarder_lband_pmp_frames_total" in _metrics(port)
+            assert "pointperfect_forwarder_lband_pmp_frames_total" in metrics_text(port)
 
             d9s.reset()  # power cycle: the D9S forgets its tuning and prints its boot notices
             assert wait_until(lambda: "NEO-D9S reset detected" in fwd.log())
@@ -177,3 +235,4 @@ def test_lband_with_a_d9s_tuned_for_the_region_and_relayed(tmp_path, broker, us_
             replayer.stop()
     finally:
         d9s.close()
+        us_receiver.close()

@@ -1,16 +1,75 @@
-"""Integration: the TCP output (a ser2net-like server that drops the link) and the file output, fed over MQTT."""
+"""outputs.py: every output refuses use while closed and closes twice without harm; the TCP output (a ser2net-like
+server that drops the link) and the file output, fed over MQTT by the daemon."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 
 import pytest
 from fwd_helpers import credentials, forwarder_config, lab_keys, wait_until
+from pointperfect_forwarder.outputs import FileOutput, SerialOutput, TcpOutput, make_output
 from pointperfect_sim import frames as F
 from pointperfect_sim.replay import MqttReplayer
 
-pytestmark = pytest.mark.timeout(90)
+
+def serial_output(receiver) -> dict:
+    """The `output` section for a receiver simulator's pty (the lab tests of the other files use it too)."""
+    return {"type": "serial", "device": receiver.device_path, "baudrate": 115200}
+
+
+@pytest.mark.parametrize(
+    ("output", "message"),
+    [
+        (SerialOutput("/dev/ttyNONE", 115200), "serial port closed"),
+        (TcpOutput("127.0.0.1", 9), "socket closed"),
+        (FileOutput("/nonexistent/corrections.bin"), "file closed"),
+    ],
+)
+def test_a_closed_output_says_so(output, message):
+    for use in (output.fileno, lambda: output.write_some(b"x")):
+        with pytest.raises(OSError, match=f"^{message}$"):
+            use()
+    output.close()  # closing a closed output is harmless
+    if output.readable:
+        with pytest.raises(OSError, match=f"^{message}$"):
+            output.read()
+
+
+def test_file_output_appends_and_closes_once(tmp_path):
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"old")
+    out = make_output({"type": "file", "path": str(path)})
+    out.open()
+    assert out.write_some(b"new") == 3 and out.wait_writable(0)
+    assert out.identity() == (path.stat().st_dev, path.stat().st_ino, path.stat().st_rdev)
+    fd = out.fileno()
+    out.close()
+    out.close()
+    assert path.read_bytes() == b"oldnew"
+    with pytest.raises(OSError):
+        os.fstat(fd)  # the descriptor was released
+
+
+def test_tcp_output_reads_writes_and_sees_the_peer_leave():
+    server = socket.create_server(("127.0.0.1", 0))
+    out = TcpOutput("127.0.0.1", server.getsockname()[1])
+    try:
+        out.open()
+        peer, _addr = server.accept()
+        assert out.identity() is None  # a new connection may reach the same device
+        assert out.write_some(b"to the receiver") == 15
+        assert peer.recv(100) == b"to the receiver"
+        assert out.read() == b""  # nothing yet: waits ~0.2 s
+        peer.sendall(b"$GNGGA")
+        assert out.read() == b"$GNGGA"
+        peer.close()
+        with pytest.raises(OSError, match="connection closed by peer"):
+            out.read()
+    finally:
+        out.close()
+        server.close()
 
 
 class TcpReceiver:
@@ -75,6 +134,7 @@ def _config(tmp_path, broker, output: dict):
     return forwarder_config(tmp_path, creds, ca_file=str(broker.ca_path), output=output, receiver={"configure": False})
 
 
+@pytest.mark.timeout(90)
 def test_tcp_output_keys_first_and_reconnect_after_the_server_drops(tmp_path, broker, daemons):
     rx = TcpReceiver()
     replayer = MqttReplayer(broker).connect()
@@ -114,6 +174,7 @@ def test_tcp_output_keys_first_and_reconnect_after_the_server_drops(tmp_path, br
         rx.close()
 
 
+@pytest.mark.timeout(90)
 def test_file_output_appends_whole_frames_keys_first(tmp_path, broker, daemons):
     path = tmp_path / "corrections.bin"
     path.write_bytes(b"")  # an existing file is appended to, never truncated
