@@ -47,6 +47,8 @@ REQUIRED = {
     "plugins/filter/fleet_health.yml",
     "plugins/filter/app_specific_id.py",
     "plugins/filter/app_specific_id.yml",
+    "plugins/filter/ztp_token_error.py",
+    "plugins/filter/ztp_token_error.yml",
     "forwarder/pyproject.toml",
     "roles/gateway/meta/argument_specs.yml",
     "playbooks/status.yml",
@@ -150,8 +152,8 @@ def test_first_release_lists_every_module_plugin_and_role(release):
     assert set(modules) == {"ztp", "gateway_info", "gateway_files", "gateway_probe"}, modules
     filters = {p["name"]: p["description"] for p in data.get("plugins", {}).get("filter", [])}
     fleet = {"fleet_health", "fleet_report", "fleet_table", "fleet_html", "fleet_json"}
-    assert set(filters) == fleet | {"app_specific_id"}
-    assert len(set(filters.values())) == 6, filters  # each filter's own description, not one repeated
+    assert set(filters) == fleet | {"app_specific_id", "ztp_token_error"}
+    assert len(set(filters.values())) == 7, filters  # each filter's own description, not one repeated
     roles = {r["name"] for r in data.get("objects", {}).get("role", [])}
     assert roles == {"gateway"}, data.get("objects")
     for heading in ("New Modules", "New Plugins", "New Roles"):
