@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 from fwd_helpers import SRC, credentials, forwarder_config, lab_keys, wait_until
-from pointperfect_sim.lab import free_port
+from pointperfect_sim.proc import free_port
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from fwd_helpers import credentials, forwarder_config, lab_keys, wait_until
 from pointperfect_sim import frames as F
-from pointperfect_sim.lab import Caster
+from pointperfect_sim.caster import Caster
 from pointperfect_sim.receiver import ReceiverSim
 
 WAITING = "waiting for a position fix (no GGA from the receiver and no fixed_position)"

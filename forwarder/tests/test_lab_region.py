@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from fwd_helpers import credentials, forwarder_config, lab_keys, wait_until
 from pointperfect_sim import frames as F
-from pointperfect_sim.lab import free_port
+from pointperfect_sim.proc import free_port
 from pointperfect_sim.receiver import D9sSim, ReceiverSim
 from pointperfect_sim.replay import MqttReplayer
 
