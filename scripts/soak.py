@@ -20,6 +20,7 @@ from pathlib import Path
 from pointperfect_sim.broker import Mosquitto
 from pointperfect_sim.caster import Caster
 from pointperfect_sim.daemon import ForwarderDaemon, forwarder_config, write_credentials
+from pointperfect_sim.faults import Traffic, analyse, caster_sender, mqtt_sender, rss_kb
 from pointperfect_sim.lab import lab_keys
 from pointperfect_sim.pki import PKI
 from pointperfect_sim.receiver import ReceiverSim
@@ -96,16 +97,16 @@ def main(argv=None) -> int:
             if name == "mqtt":
                 creds = write_credentials(folder / "etc", broker=broker, keys=keys, cn=CLIENT_ID, hardware_id="gw-rel")
                 cfg = forwarder_config(folder, creds, ca_file=str(broker.ca_path), output=serial)
-                send = faults.mqtt_sender(replayer)
+                send = mqtt_sender(replayer)
             else:
                 creds = write_credentials(folder / "etc", caster=caster, keys=keys, cn=CLIENT_ID, hardware_id="gw-rel")
                 cfg = forwarder_config(
                     folder, creds, input="ntrip", ca_file=str(caster.ca_path), output=serial, ntrip={"gga_interval": 5}
                 )
-                send = faults.caster_sender(caster)
+                send = caster_sender(caster)
             fwd = ForwarderDaemon(cfg, status_timeout=30, stop_timeout=15).start()
             fwd.wait_status(lambda s: s["input"]["state"] == "connected", 60)
-            rigs[name] = Rig(name, fwd, rx[name], faults.Traffic(send, RATE_FPS, FRAME_SIZE).start())
+            rigs[name] = Rig(name, fwd, rx[name], Traffic(send, RATE_FPS, FRAME_SIZE).start())
         t_start = time.monotonic()
         end = t_start + args.minutes * 60
         next_sample = t_start
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
                         {
                             "t_s": round(now - t_start, 1),
                             "forwarder": rig.name,
-                            "rss_kb": faults.rss_kb(rig.pid),
+                            "rss_kb": rss_kb(rig.pid),
                             "pid_same": rig.fwd.alive() and rig.fwd.pid == rig.pid,
                             "input_state": (st.get("input") or {}).get("state"),
                             "frames_out": (st.get("output") or {}).get("frames"),
@@ -169,7 +170,7 @@ def main(argv=None) -> int:
             rig.traffic.stop()
         summary = {"minutes_requested": args.minutes, "seed": seed, "forwarders": {}, "faults": faults}
         for rig in rigs.values():
-            d = faults.analyse(rig.traffic, rig.receiver, 0, 0)
+            d = analyse(rig.traffic, rig.receiver, 0, 0)
             samples = [(r["t_s"], r["rss_kb"]) for r in rows if r["forwarder"] == rig.name and r["rss_kb"]]
             steady = [p for p in samples if p[0] >= 60] or samples
             mid = (steady[0][0] + steady[-1][0]) / 2 if steady else 0.0  # halves of the steady part: warm-up or leak
