@@ -17,7 +17,7 @@ mkdir -p "$cache"
 wheel="$cache/pip-${pip_version}-py3-none-any.whl"
 [ -f "$wheel" ] || "$bin/pip" download -q --no-deps -d "$cache" "pip==${pip_version}"
 cat > "$cache/get_pip_${pip_version//./_}.py" <<PY
-# Stand-in for get-pip.py: runs pip from the wheel beside it (as `python pip.whl/pip`) to install pip itself.
+# Stand-in for get-pip.py: runs pip from the wheel beside it (as python pip.whl/pip does) to install pip itself.
 import runpy
 import sys
 
