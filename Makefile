@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 BUILD := .build
 COLL := $(BUILD)/collections
 COLL_DIR := $(COLL)/ansible_collections/gnss/pointperfect
+COLL_LINK := $(VENV)/collections/ansible_collections/gnss/pointperfect
 VERSION := $(shell sed -n 's/^version: *//p' galaxy.yml)
 APT_PACKAGES := python3-venv openssh-client mosquitto rtklib stunnel4 debootstrap systemd-container iproute2 \
 	chromium prometheus default-jre-headless
@@ -32,13 +33,18 @@ $(BUILD)/.apt-stamp: Makefile
 	fi
 	@touch $@
 
-venv: $(VENV)/.stamp
+# The venv: the test requirements, the forwarder and the simulator (with its pytest plugin) installed editable, and
+# this checkout linked as ansible_collections/gnss/pointperfect (pytest.ini's pythonpath names the link's tree).
+venv: $(VENV)/.stamp $(COLL_LINK)
 $(VENV)/.stamp: requirements.txt requirements-test.txt forwarder/pyproject.toml simulator/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements-test.txt
 	$(BIN)/pip install -q --no-deps -e forwarder -e simulator
 	@touch $@
+$(COLL_LINK): | $(VENV)/.stamp
+	mkdir -p $(@D)
+	ln -sfn ../../../.. $@
 
 # The collection as users get it: built with ansible-galaxy and installed into a private tree.
 build: venv

@@ -20,18 +20,18 @@ import sys
 import time
 from pathlib import Path
 
+from pointperfect_sim import fleet as fleet_harness
+from pointperfect_sim import profiles
+from pointperfect_sim.broker import Mosquitto
+from pointperfect_sim.caster import Caster
+from pointperfect_sim.lab import lab_keys
+from pointperfect_sim.pki import PKI
+from pointperfect_sim.receiver import ReceiverSim
+from pointperfect_sim.replay import DEFAULT_TOPICS, CasterFeeder, MqttReplayer
+from pointperfect_sim.server import run_in_thread
+
 REPO = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("PP_DEMO_DIR", REPO / ".demo")).resolve()
-sys.path[:0] = [str(REPO / "simulator"), str(REPO)]
-
-from pointperfect_sim import profiles  # noqa: E402
-from pointperfect_sim.lab import Caster, Mosquitto, lab_keys  # noqa: E402
-from pointperfect_sim.pki import PKI  # noqa: E402
-from pointperfect_sim.receiver import ReceiverSim  # noqa: E402
-from pointperfect_sim.replay import DEFAULT_TOPICS, CasterFeeder, MqttReplayer  # noqa: E402
-from pointperfect_sim.server import run_in_thread  # noqa: E402
-
-from tests.harness import fleet as fleet_harness  # noqa: E402
 
 # Demo gateways gw-01.. (the harness's names), their simulated device profiles (two MQTT plans, one NTRIP) and
 # where their receivers are: gw-03's plan lists every region and its receiver is in the US.

@@ -17,14 +17,13 @@ mkdir -p "$cache"
 wheel="$cache/pip-${pip_version}-py3-none-any.whl"
 [ -f "$wheel" ] || "$bin/pip" download -q --no-deps -d "$cache" "pip==${pip_version}"
 cat > "$cache/get_pip_${pip_version//./_}.py" <<PY
-# Stand-in for get-pip.py: runs pip from the wheel beside it to install pip itself.
+# Stand-in for get-pip.py: runs pip from the wheel beside it (as python pip.whl/pip does) to install pip itself.
 import runpy
 import sys
 
-sys.path.insert(0, "$wheel")
 args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]  # get-pip.py's own options
 sys.argv = ["pip", "install", "--upgrade", "--force-reinstall", *args]
-runpy.run_module("pip", run_name="__main__", alter_sys=True)
+runpy.run_path("$wheel/pip", run_name="__main__")
 PY
 cd "$coll_dir"
 [ -d .git ] || git init -q  # ansible-test lists a collection's files through git

@@ -17,14 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from pointperfect_sim.broker import Mosquitto
+from pointperfect_sim.caster import Caster
+from pointperfect_sim.daemon import ForwarderDaemon, forwarder_config, write_credentials
+from pointperfect_sim.faults import Traffic, analyse, caster_sender, mqtt_sender, rss_kb
+from pointperfect_sim.lab import lab_keys
+from pointperfect_sim.pki import PKI
+from pointperfect_sim.receiver import ReceiverSim
+from pointperfect_sim.replay import MqttReplayer
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from pointperfect_sim.pki import PKI  # noqa: E402
-from pointperfect_sim.receiver import ReceiverSim  # noqa: E402
-from pointperfect_sim.replay import MqttReplayer  # noqa: E402
-
-from tests.reliability import lab as L  # noqa: E402
+CLIENT_ID = "5e0c7a1d-2b3f-4c5d-8e9f-0a1b2c3d4e5f"  # the soak's device (the reliability suite's)
 
 RATE_FPS, FRAME_SIZE = 35, 80  # ~35 x 92 B = ~3.2 KB/s per stream: 10x the real 323 B/s
 SAMPLE_EVERY = 10.0
@@ -74,12 +77,12 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="pp-soak-"))
 
     pki = PKI(work / "pki")
-    broker = L.Mosquitto(pki, work / "broker").start()
+    broker = Mosquitto(pki, work / "broker").start()
     lab_password = "soak-Ntrip-Pw-5"  # noqa: S105 - the lab caster's own password
-    caster = L.Caster(work / "caster", user="soak", password=lab_password, pki=pki).start()
+    caster = Caster(work / "caster", user="soak", password=lab_password, pki=pki).start()
     rx = {"mqtt": ReceiverSim(work / "ttyMQTT").start(), "ntrip": ReceiverSim(work / "ttyNTRIP").start()}
     replayer = MqttReplayer(broker).connect()
-    keys = L.lab_keys()
+    keys = lab_keys()
     replayer.publish_keys(keys)
     rigs: dict[str, Rig] = {}
     faults: list[dict] = []
@@ -92,18 +95,18 @@ def main(argv=None) -> int:
             folder.mkdir()
             serial = {"type": "serial", "device": rx[name].device_path, "baudrate": 115200}
             if name == "mqtt":
-                creds = L.credentials(folder / "etc", broker=broker, keys=keys)
-                cfg = L.forwarder_config(folder, creds, ca_file=str(broker.ca_path), output=serial)
-                send = L.mqtt_sender(replayer)
+                creds = write_credentials(folder / "etc", broker=broker, keys=keys, cn=CLIENT_ID, hardware_id="gw-rel")
+                cfg = forwarder_config(folder, creds, ca_file=str(broker.ca_path), output=serial)
+                send = mqtt_sender(replayer)
             else:
-                creds = L.credentials(folder / "etc", caster=caster, keys=keys)
-                cfg = L.forwarder_config(
+                creds = write_credentials(folder / "etc", caster=caster, keys=keys, cn=CLIENT_ID, hardware_id="gw-rel")
+                cfg = forwarder_config(
                     folder, creds, input="ntrip", ca_file=str(caster.ca_path), output=serial, ntrip={"gga_interval": 5}
                 )
-                send = L.caster_sender(caster)
-            fwd = L.Daemon(cfg).start()
+                send = caster_sender(caster)
+            fwd = ForwarderDaemon(cfg, status_timeout=30, stop_timeout=15).start()
             fwd.wait_status(lambda s: s["input"]["state"] == "connected", 60)
-            rigs[name] = Rig(name, fwd, rx[name], L.Traffic(send, RATE_FPS, FRAME_SIZE).start())
+            rigs[name] = Rig(name, fwd, rx[name], Traffic(send, RATE_FPS, FRAME_SIZE).start())
         t_start = time.monotonic()
         end = t_start + args.minutes * 60
         next_sample = t_start
@@ -117,7 +120,7 @@ def main(argv=None) -> int:
                         {
                             "t_s": round(now - t_start, 1),
                             "forwarder": rig.name,
-                            "rss_kb": L.rss_kb(rig.pid),
+                            "rss_kb": rss_kb(rig.pid),
                             "pid_same": rig.fwd.alive() and rig.fwd.pid == rig.pid,
                             "input_state": (st.get("input") or {}).get("state"),
                             "frames_out": (st.get("output") or {}).get("frames"),
@@ -167,7 +170,7 @@ def main(argv=None) -> int:
             rig.traffic.stop()
         summary = {"minutes_requested": args.minutes, "seed": seed, "forwarders": {}, "faults": faults}
         for rig in rigs.values():
-            d = L.analyse(rig.traffic, rig.receiver, 0, 0)
+            d = analyse(rig.traffic, rig.receiver, 0, 0)
             samples = [(r["t_s"], r["rss_kb"]) for r in rows if r["forwarder"] == rig.name and r["rss_kb"]]
             steady = [p for p in samples if p[0] >= 60] or samples
             mid = (steady[0][0] + steady[-1][0]) / 2 if steady else 0.0  # halves of the steady part: warm-up or leak

@@ -1,15 +1,12 @@
-"""Shared pytest setup: makes the collection importable by Ansible and exposes the simulator and lab packages."""
+"""Shared pytest setup: the collection for Ansible subprocesses (the simulated world's fixtures come from
+pointperfect_sim's pytest plugin; pytest.ini puts the repo and the collection on the import path)."""
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-for extra in (REPO / "simulator", REPO / "forwarder" / "src", REPO):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
 
 
 def _collections_path(tmp_root: Path) -> str:
@@ -43,7 +40,6 @@ def ansible_env(collections_path) -> dict:
         ANSIBLE_STDOUT_CALLBACK="default",
         ANSIBLE_LOCALHOST_WARNING="False",
         ANSIBLE_PYTHON_INTERPRETER="auto_silent",
-        PYTHONPATH=os.pathsep.join([str(REPO / "simulator"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     )
     env.pop("POINTPERFECT_ZTP_TOKEN", None)
     return env

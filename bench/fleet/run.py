@@ -17,24 +17,19 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from pointperfect_sim import server
+from pointperfect_sim.broker import Mosquitto
+from pointperfect_sim.fleet import Fleet, ensure_rootfs, key_path
+from pointperfect_sim.fleet import down as fleet_down
+from pointperfect_sim.receiver import ReceiverSim
+
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-for extra in (REPO / "simulator", REPO):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
-
-from pointperfect_sim import server  # noqa: E402
-from pointperfect_sim.lab import Mosquitto  # noqa: E402
-from pointperfect_sim.receiver import ReceiverSim  # noqa: E402
-
-from tests.harness.fleet import Fleet, ensure_rootfs, key_path  # noqa: E402
-from tests.harness.fleet import down as fleet_down  # noqa: E402
 
 TOKEN = "5b0c9e11-2f7d-4a3b-8c6e-0be7c0000001"  # noqa: S105  (the simulator profile token)
 BIN = Path(sys.executable).parent
 PORT_RE = re.compile(r"Port=(\d+)")
 TOOLS = ("collection", "baseline")
-INOTIFY_PER_GATEWAY = 7  # inotify instances of one booted gateway (counted in /proc/*/fd of its cgroup)
 RESULTS = HERE / "results.json"  # the last full run's measurements: docs/benchmarks.md is generated from it
 # The host's CA bundle, bound read-only into each gateway: here PyPI is reached through a TLS-intercepting egress
 # proxy whose CA only the host trusts; the baseline's pip gets it through PIP_CERT (bench_pip_env). Plumbing only.
@@ -415,11 +410,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if os.geteuid() != 0:
             sys.exit("needs root (systemd-nspawn gateways)")
-        limit = int(Path("/proc/sys/fs/inotify/max_user_instances").read_text())
-        if limit < 2 * args.gateways * INOTIFY_PER_GATEWAY + 64:
-            log(f"warning: fs.inotify.max_user_instances={limit} is too low for {2 * args.gateways} gateways (systemd "
-                f"uses ~{INOTIFY_PER_GATEWAY} each; late ones boot 'degraded'): sysctl -w "
-                "fs.inotify.max_user_instances=1024")  # fmt: skip
         work = args.workdir.absolute()
         # SIGTERM/SIGHUP unwind like Ctrl-C, so every fleet is halted; a SIGKILLed run is cleaned up by the next one
         for sig in (signal.SIGTERM, signal.SIGHUP):

@@ -17,23 +17,24 @@ import time
 import uuid
 from pathlib import Path
 
+import measure as M  # beside this script (a script's own directory is importable)
 import yaml
+from pointperfect_sim import frames as F
+from pointperfect_sim.broker import MOSQUITTO, Mosquitto
+from pointperfect_sim.caster import Caster
+from pointperfect_sim.daemon import write_credentials
+from pointperfect_sim.lab import lab_keys
+from pointperfect_sim.pki import PKI
+from pointperfect_sim.proc import Proc, free_port
+from pointperfect_sim.receiver import ReceiverSim
+from pointperfect_sim.replay import DEFAULT_TOPICS, REAL_RATE, MqttReplayer
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path[:0] = [str(HERE), str(REPO / "simulator"), str(REPO / "forwarder" / "src")]
-
-import measure as M  # noqa: E402
-from pointperfect_sim import frames as F  # noqa: E402
-from pointperfect_sim import lab  # noqa: E402
-from pointperfect_sim.pki import PKI  # noqa: E402
-from pointperfect_sim.receiver import ReceiverSim  # noqa: E402
-from pointperfect_sim.replay import DEFAULT_TOPICS, REAL_RATE, MqttReplayer  # noqa: E402
 
 CAPTURE = REPO.parent / "shared" / "captures" / "spartnmqtt_rollover_20240428235040.log"
 PEER_VERSION = "1.2.5"
 PEER_REQUIREMENTS = HERE / "peer-requirements.txt"
-KEY_TOPIC = DEFAULT_TOPICS["keys"]
 CORR_TOPIC = DEFAULT_TOPICS["corrections"]
 POSITION = (52.0, 5.0, 10.0)
 LATENCY_ROUNDS = 2  # latency rounds per client and protocol, pooled
@@ -99,16 +100,16 @@ class Lab:
         self.ours_bin = ours_bin
         self.peer_bin = peer_bin
         self.pki = PKI(tmp / "pki")
-        self.broker = lab.Mosquitto(self.pki, tmp / "broker").start()
+        self.broker = Mosquitto(self.pki, tmp / "broker").start()
         self.caster = (
             # no GGA gate: the floor client sends no GGA, and this bench measures relay latency, not the gating
-            lab.Caster(
+            Caster(
                 tmp / "caster", pki=self.pki, user=LAB_NTRIP_LOGIN[0], password=LAB_NTRIP_LOGIN[1], require_gga=False
             ).start()
             if ntrip
             else None
         )
-        self.keys = lab.lab_keys()
+        self.keys = lab_keys()
         with MqttReplayer(self.broker) as replayer:  # the retained key frame, as the service publishes it
             replayer.publish_keys(self.keys)
         tls = self.broker.publisher_tls()
@@ -127,58 +128,30 @@ class Lab:
         cert, key = self.broker.issue_device(client_id)
         return client_id, cert, key
 
-    def start_ours(self, proto: str, device: str, *, configure: bool, fixed: bool) -> lab.Proc:
+    def start_ours(self, proto: str, device: str, *, configure: bool, fixed: bool) -> Proc:
         self.runs += 1
         work = self.tmp / f"ours-{self.runs}"
         work.mkdir()
-        client_id, cert, key = self._identity("ours")
-        c = self.caster
-        creds = {
-            "format": 1,
-            "hardware_id": "bench-gw",
-            "given_name": "bench-gw",
-            "plan": "ip",
-            "service": "mqtt",
-            "client_id": client_id,
-            "certificate_not_after": None,
-            "mqtt": {
-                "host": self.broker.host,
-                "port": self.broker.port,
-                "client_id": client_id,
-                "certificate": str(cert),
-                "private_key": str(key),
-            },
-            "regions": ["eu"],
-            "topics": {"keys": KEY_TOPIC, "corrections": [CORR_TOPIC], "assistnow": "/pp/ubx/mga"},
-            "ntrip": None
-            if c is None
-            else {
-                "host": c.host,
-                "port": c.port,
-                "tls_port": c.tls_port,
-                "mountpoint": c.mountpoint,
-                "username": c.user,
-                "password": c.password,
-            },
-            "dynamickeys": self.keys,
-        }
-        (work / "credentials.json").write_text(json.dumps(creds, indent=2, sort_keys=True) + "\n")
+        self.last_client_id = client_id = f"ours-{uuid.uuid4()}"
+        creds = write_credentials(
+            work, broker=self.broker, caster=self.caster, keys=self.keys, cn=client_id, hardware_id="bench-gw"
+        )
         lat, lon, alt = POSITION
         config = {
-            "credentials_file": str(work / "credentials.json"),
+            "credentials_file": str(creds),
             "input": proto,
             "ca_file": str(self.pki.ca_path),
             "ntrip": {"tls": True, "fixed_position": {"lat": lat, "lon": lon, "alt": alt} if fixed else None},
             "output": {"type": "serial", "device": device, "baudrate": 38400},
             "receiver": {"configure": configure},
-            "health": {"status_file": str(work / "status.json"), "metrics_port": lab.free_port()},
+            "health": {"status_file": str(work / "status.json"), "metrics_port": free_port()},
         }
         (work / "forwarder.json").write_text(json.dumps(config, indent=2) + "\n")
         self.last_status = work / "status.json"
         exe = self.ours_bin / "pointperfect-forwarder"
-        return lab.Proc([str(exe), "--config", str(work / "forwarder.json")], work / "forwarder.log").start()
+        return Proc([str(exe), "--config", str(work / "forwarder.json")], work / "forwarder.log").start()
 
-    def start_peer(self, proto: str, device: str) -> lab.Proc:
+    def start_peer(self, proto: str, device: str) -> Proc:
         self.runs += 1
         work = self.tmp / f"peer-{self.runs}"
         work.mkdir()
@@ -252,11 +225,11 @@ class Lab:
         # gnssmqttclient verifies the broker with the default trust store (no CA option): point it at the lab CA
         os.environ["SSL_CERT_FILE"] = str(self.pki.ca_path)
         try:
-            return lab.Proc(argv, work / "client.log", cwd=work).start()
+            return Proc(argv, work / "client.log", cwd=work).start()
         finally:
             del os.environ["SSL_CERT_FILE"]
 
-    def start_floor(self, proto: str, device: str) -> lab.Proc:
+    def start_floor(self, proto: str, device: str) -> Proc:
         self.runs += 1
         work = self.tmp / f"floor-{self.runs}"
         work.mkdir()
@@ -276,9 +249,9 @@ class Lab:
                 "--password",
                 c.password,
             ]
-        return lab.Proc(argv, work / "floor.log").start()
+        return Proc(argv, work / "floor.log").start()
 
-    def start(self, who: str, proto: str, device: str, *, configure: bool = True, fixed: bool = False) -> lab.Proc:
+    def start(self, who: str, proto: str, device: str, *, configure: bool = True, fixed: bool = False) -> Proc:
         if who == FLOOR:
             return self.start_floor(proto, device)
         if who == OURS:
@@ -556,7 +529,7 @@ def machine_info(ours_bin: Path, peer_bin: Path) -> dict:
         platform.processor(),
     )
     mem = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()[1]
-    mosq = subprocess.run([lab.MOSQUITTO, "-h"], check=False, capture_output=True, text=True).stdout.split("\n", 1)[0]
+    mosq = subprocess.run([MOSQUITTO, "-h"], check=False, capture_output=True, text=True).stdout.split("\n", 1)[0]
     ask = "import platform, sys, pointperfect_forwarder as p; "
     ask += "print(p.__version__, platform.python_version(), sys._base_executable)"
     ours, version, base = subprocess.run(

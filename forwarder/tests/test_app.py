@@ -7,7 +7,7 @@ import json
 
 import pytest
 from fwd_helpers import credentials, forwarder_config, lab_keys, wait_until
-from pointperfect_sim.lab import free_port
+from pointperfect_sim.proc import free_port
 from test_outputs import serial_output
 
 

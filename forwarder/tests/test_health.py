@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 from fwd_helpers import credentials, forwarder_config, lab_keys
-from pointperfect_sim.lab import free_port
+from pointperfect_sim.proc import free_port
 from test_outputs import serial_output
 
 

@@ -30,7 +30,7 @@ from pointperfect_forwarder.inputs.ntrip import (
 )
 from pointperfect_forwarder.stats import Stats
 from pointperfect_sim import frames as F
-from pointperfect_sim.lab import Caster
+from pointperfect_sim.caster import Caster
 from pointperfect_sim.receiver import ReceiverSim
 
 # --- protocol ---------------------------------------------------------------------------------------------------------

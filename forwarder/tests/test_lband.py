@@ -13,7 +13,7 @@ from pointperfect_forwarder.lband import D9s, d9s_valset, parse_frequencies
 from pointperfect_forwarder.outputs import Output
 from pointperfect_forwarder.stats import Stats
 from pointperfect_sim import frames as F
-from pointperfect_sim.lab import free_port
+from pointperfect_sim.proc import free_port
 from pointperfect_sim.receiver import D9sSim, ReceiverSim
 from pointperfect_sim.replay import MqttReplayer
 from test_health import metrics_text

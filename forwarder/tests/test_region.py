@@ -9,7 +9,7 @@ import pytest
 from fwd_helpers import credentials, forwarder_config, lab_keys
 from pointperfect_forwarder.region import REGION_SWITCH_SECONDS, RegionSelector, candidate, in_box
 from pointperfect_sim import frames as F
-from pointperfect_sim.lab import free_port
+from pointperfect_sim.proc import free_port
 from pointperfect_sim.receiver import ReceiverSim
 from pointperfect_sim.replay import MqttReplayer
 from test_health import metrics_text

@@ -13,8 +13,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from pynmeagps import GET as NMEA_GET
-from pynmeagps import NMEAMessage
 from pyubx2 import SET as UBX_SET
 from pyubx2 import UBXMessage
 
@@ -446,6 +444,13 @@ def rtcm_1005(station_id: int = 0, ecef: tuple[float, float, float] = (3_978_000
 # ---------------------------------------------------------------- NMEA
 
 
+def _nmea_angle(value: float, degree_digits: int, hemispheres: str) -> str:
+    """An NMEA latitude (ddmm.mmmmm) or longitude (dddmm.mmmmm) with its hemisphere letter, e.g. `5200.00000,N`."""
+    minutes = round(abs(value) * 60, 5)
+    degrees, minutes = divmod(minutes, 60)
+    return f"{int(degrees):0{degree_digits}d}{minutes:08.5f},{hemispheres[value < 0]}"
+
+
 def gga_sentence(
     lat: float = 52.0,
     lon: float = 5.0,
@@ -457,29 +462,16 @@ def gga_sentence(
     talker: str = "GN",
     when: dt.datetime | None = None,
 ) -> bytes:
-    """NMEA GGA via pynmeagps; quality 0 gives the no-fix form with empty position fields."""
+    """NMEA GGA as u-blox receivers print it (geoid separation 47 m); quality 0 gives the no-fix form with empty
+    position fields."""
     when = when or dt.datetime.now(dt.timezone.utc)
+    utc = f"{when:%H%M%S}.{when.microsecond // 10000:02d}"
     if quality == 0:
-        body = f"{talker}GGA,{when:%H%M%S}.00,,,,,0,00,99.99,,,,,,"
-        return f"${body}*{nmea_checksum(body)}\r\n".encode()
-    msg = NMEAMessage(
-        talker,
-        "GGA",
-        NMEA_GET,
-        time=when.time(),
-        lat=lat,
-        lon=lon,
-        quality=quality,
-        numSV=num_sv,
-        HDOP=hdop,
-        alt=alt,
-        altUnit="M",
-        sep=47.0,
-        sepUnit="M",
-        diffAge="",
-        diffStation="",
-    )
-    return msg.serialize()
+        body = f"{talker}GGA,{utc},,,,,0,00,99.99,,,,,,"
+    else:
+        position = f"{_nmea_angle(lat, 2, 'NS')},{_nmea_angle(lon, 3, 'EW')}"
+        body = f"{talker}GGA,{utc},{position},{quality},{num_sv},{hdop},{alt},M,47.0,M,,"
+    return f"${body}*{nmea_checksum(body)}\r\n".encode()
 
 
 def txt_sentence(text: str, msg_type: int = 2, num: int = 1, total: int = 1, talker: str = "GN") -> bytes:

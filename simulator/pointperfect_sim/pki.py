@@ -8,9 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import ipaddress
-import os
 import re
-import tempfile
 import threading
 from collections import deque
 from contextlib import contextmanager
@@ -21,6 +19,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .proc import write_atomic
 
 KEY_BITS = 2048
 CA_DAYS = 3650
@@ -75,21 +75,6 @@ class _KeyPool:
 _POOL = _KeyPool()
 
 
-def _atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write via a temp file in the same directory and rename, so readers never see a partial file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def key_to_pem(key: rsa.RSAPrivateKey) -> str:
     """Traditional OpenSSL RSA PEM (`BEGIN RSA PRIVATE KEY`), as the real ZTP service returns."""
     return key.private_bytes(
@@ -97,7 +82,34 @@ def key_to_pem(key: rsa.RSAPrivateKey) -> str:
     ).decode()
 
 
-def _signed_by_ca(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+def _key_usage(*allowed: str) -> x509.KeyUsage:
+    """A KeyUsage allowing only the `allowed` uses (cryptography wants each of its nine flags named)."""
+    flags = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment", "key_agreement",
+             "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")  # fmt: skip
+    return x509.KeyUsage(**{flag: flag in allowed for flag in flags})
+
+
+def self_signed(
+    name: x509.Name, key, not_before: dt.datetime, not_after: dt.datetime, extensions=()
+) -> x509.Certificate:
+    """A certificate `key` signs for itself (a CA, or a device certificate as the ZTP answer carries one);
+    `extensions`: (extension, critical) pairs."""
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return builder.sign(key, hashes.SHA256())
+
+
+def signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """True when `ca`'s key signed `cert` (RSA PKCS#1 v1.5, as this PKI signs)."""
     try:
         ca.public_key().verify(
             cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm
@@ -150,34 +162,14 @@ class PKI:
             ]
         )
         now = _now()
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=CA_DAYS))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        _atomic_write(self.ca_key_path, key_to_pem(key).encode(), 0o600)
-        _atomic_write(self.ca_path, cert.public_bytes(serialization.Encoding.PEM))
+        extensions = [
+            (x509.BasicConstraints(ca=True, path_length=0), True),
+            (_key_usage("digital_signature", "key_cert_sign", "crl_sign"), True),
+            (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+        ]
+        cert = self_signed(name, key, now - dt.timedelta(days=1), now + dt.timedelta(days=CA_DAYS), extensions)
+        write_atomic(self.ca_key_path, key_to_pem(key).encode(), 0o600)
+        write_atomic(self.ca_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
 
     def _build(
         self, subject: x509.Name, key, not_before: dt.datetime, not_after: dt.datetime, *, eku, san=None
@@ -224,8 +216,8 @@ class PKI:
                 eku=ExtendedKeyUsageOID.SERVER_AUTH,
                 san=_san(names),
             )
-            _atomic_write(key_path, key_to_pem(key).encode(), 0o600)
-            _atomic_write(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+            write_atomic(key_path, key_to_pem(key).encode(), 0o600)
+            write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
         return cert_path, key_path
 
     def _reusable(self, cert_path: Path, key_path: Path, min_days: float) -> bool:
@@ -238,7 +230,7 @@ class PKI:
             cert.issuer == self.ca_cert.subject
             and cert.public_key().public_numbers() == key.public_key().public_numbers()
             and cert.not_valid_after_utc - _now() >= dt.timedelta(days=min_days)
-            and _signed_by_ca(cert, self.ca_cert)
+            and signed_by(cert, self.ca_cert)
         )
 
     def issue_client(self, cn: str, days: float = 365, key_pem: str | None = None) -> tuple[str, str]:

@@ -15,7 +15,6 @@ import signal
 import socket
 import ssl
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -30,6 +29,7 @@ from cryptography import x509
 from . import profiles as prof
 from .client import SimClient
 from .pki import PKI
+from .proc import write_atomic
 
 CREDENTIALS_PATH = "/ztp/pointperfect/credentials"
 ADMIN_PREFIX = "/_sim"
@@ -64,19 +64,8 @@ class ApiError(Exception):
 
 
 def _atomic_json(path: Path, data, mode: int = 0o600) -> None:
-    """Write JSON via temp file + rename (devices.json holds private keys: 0600 by default)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically (devices.json holds private keys: 0600 by default)."""
+    write_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n", mode)
 
 
 def dynamic_keys(seed: str, now_ms: int | None = None) -> dict:

@@ -1,20 +1,8 @@
-"""Pytest setup for the simulator tests: import path plus a shared running simulator (reset before each test)."""
-
-import sys
-from pathlib import Path
+"""Pytest setup for the simulator tests: a shared running ZTP API simulator (reset before each test)."""
 
 import pytest
-
-SIM_ROOT = Path(__file__).resolve().parent.parent
-if str(SIM_ROOT) not in sys.path:
-    sys.path.insert(0, str(SIM_ROOT))
-
-from pointperfect_sim.server import run_in_thread  # noqa: E402
-from sim_tokens import T_IP  # noqa: E402
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "lab: tests that start real mosquitto/str2str/stunnel (the lab)")
+from pointperfect_sim.server import run_in_thread
+from sim_tokens import T_IP
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
-"""The lab against real processes on loopback: mosquitto (mutual TLS, ACL), str2str caster + stunnel, the CLI."""
+"""The lab against real processes on loopback: the broker (mosquitto, mutual TLS, ACL), the caster (str2str + gate +
+stunnel), the credentials a lab device gets, and the `lab up` CLI."""
 
 import base64
 import json
-import os
 import signal
 import socket
 import ssl
@@ -10,20 +10,21 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
 from pointperfect_sim import frames as F
-from pointperfect_sim import lab
+from pointperfect_sim.broker import MOSQUITTO, Mosquitto
+from pointperfect_sim.caster import STR2STR, STUNNEL, Caster, gga_valid
+from pointperfect_sim.daemon import write_credentials
+from pointperfect_sim.lab import lab_keys
 from pointperfect_sim.pki import PKI
 from pointperfect_sim.replay import MqttReplayer, capture_payloads, plan_topics
 
-SIM_ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.lab
-need_mosquitto = pytest.mark.skipif(lab.MOSQUITTO is None, reason="mosquitto not installed")
-need_caster = pytest.mark.skipif(lab.STR2STR is None or lab.STUNNEL is None, reason="rtklib/stunnel not installed")
-KEYS = lab.lab_keys(1661558382000)
+need_mosquitto = pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed")
+need_caster = pytest.mark.skipif(STR2STR is None or STUNNEL is None, reason="rtklib/stunnel not installed")
+KEYS = lab_keys(1661558382000)
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +34,17 @@ def pki(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def broker(pki, tmp_path_factory):
-    if lab.MOSQUITTO is None:
+    if MOSQUITTO is None:
         pytest.skip("mosquitto not installed")
-    with lab.Mosquitto(pki, tmp_path_factory.mktemp("broker")) as b:
+    with Mosquitto(pki, tmp_path_factory.mktemp("broker")) as b:
         yield b
 
 
 @pytest.fixture(scope="module")
 def caster(pki, tmp_path_factory):
-    if lab.STR2STR is None or lab.STUNNEL is None:
+    if STR2STR is None or STUNNEL is None:
         pytest.skip("rtklib/stunnel not installed")
-    with lab.Caster(
-        tmp_path_factory.mktemp("caster"), mountpoint="NEAR-SPARTN", user="u1", password="p1", pki=pki
-    ) as c:
+    with Caster(tmp_path_factory.mktemp("caster"), mountpoint="NEAR-SPARTN", user="u1", password="p1", pki=pki) as c:
         yield c
 
 
@@ -298,11 +297,11 @@ def _silent(sock, wait=0.6) -> bytes:
 
 def test_gga_valid():
     good = F.gga_sentence(47.1, 8.2, 400.0)
-    assert lab.gga_valid(good) and lab.gga_valid(good.decode())
-    assert not lab.gga_valid(F.gga_sentence(quality=0))  # no fix
-    assert not lab.gga_valid(good.replace(b"*", b"*0").replace(good[-4:-2], b"00"))  # checksum wrong
-    assert not lab.gga_valid(good[:-5] + b"*00\r\n")
-    assert not lab.gga_valid(b"$GNRMC,120000.00,A*00\r\n") and not lab.gga_valid(b"GGA without dollar")
+    assert gga_valid(good) and gga_valid(good.decode())
+    assert not gga_valid(F.gga_sentence(quality=0))  # no fix
+    assert not gga_valid(good.replace(b"*", b"*0").replace(good[-4:-2], b"00"))  # checksum wrong
+    assert not gga_valid(good[:-5] + b"*00\r\n")
+    assert not gga_valid(b"$GNRMC,120000.00,A*00\r\n") and not gga_valid(b"GGA without dollar")
 
 
 @need_caster
@@ -401,7 +400,7 @@ def test_gate_connect_burst_before_gga(caster):
 def test_write_credentials_plans(tmp_path, pki, case):
     plan, regions, keys, corrections, frequencies = case
     broker = type("B", (), {"pki": pki, "port": 8883})()
-    path = lab.write_credentials(tmp_path, broker=broker, keys=KEYS, cn="gw-1", regions=regions, plan=plan)
+    path = write_credentials(tmp_path, broker=broker, keys=KEYS, cn="gw-1", regions=regions, plan=plan)
     creds = json.loads(path.read_text())
     assert creds["plan"] == plan and creds["service"] == "mqtt" and creds["regions"] == sorted(regions)
     assert creds["topics"] == {
@@ -416,17 +415,17 @@ def test_write_credentials_plans(tmp_path, pki, case):
 def test_write_credentials_defaults(tmp_path, pki):
     broker = type("B", (), {"pki": pki, "port": 8883})()
     caster = type("C", (), {"port": 2101, "tls_port": 2102, "mountpoint": "NEAR-SPARTN", "user": "u", "password": "p"})
-    creds = json.loads(lab.write_credentials(tmp_path / "a", broker=broker, caster=caster(), cn="gw").read_text())
+    creds = json.loads(write_credentials(tmp_path / "a", broker=broker, caster=caster(), cn="gw").read_text())
     assert creds["plan"] == "ip" and creds["regions"] == ["eu"]
     assert creds["topics"]["corrections"] == {"eu": "/pp/ip/eu"}
     assert creds["ntrip"]["port"] == 2101 and creds["ntrip"]["tls_port"] == 2102
-    creds = json.loads(lab.write_credentials(tmp_path / "b", caster=caster(), cn="gw").read_text())
+    creds = json.loads(write_credentials(tmp_path / "b", caster=caster(), cn="gw").read_text())
     assert creds["plan"] == "ntrip" and creds["mqtt"] is None and creds["regions"] == []
     assert creds["topics"] == {"keys": None, "corrections": {}, "assistnow": None, "frequencies": None}
-    creds = json.loads(lab.write_credentials(tmp_path / "d", broker=broker, cn="gw", plan="lband").read_text())
+    creds = json.loads(write_credentials(tmp_path / "d", broker=broker, cn="gw", plan="lband").read_text())
     assert creds["regions"] == [] and creds["topics"]["corrections"] == {}  # an L-band answer names no region
     with pytest.raises(ValueError, match="needs a broker"):
-        lab.write_credentials(tmp_path / "c", cn="gw", plan="lband")
+        write_credentials(tmp_path / "c", cn="gw", plan="lband")
 
 
 # ---------------------------------------------------------------- CLI
@@ -435,10 +434,8 @@ def test_write_credentials_defaults(tmp_path, pki):
 @need_mosquitto
 @need_caster
 def test_lab_up_cli(tmp_path):
-    env = dict(os.environ, PYTHONPATH=str(SIM_ROOT))
     proc = subprocess.Popen(
         [sys.executable, "-m", "pointperfect_sim", "lab", "up", "--dir", str(tmp_path)],
-        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -450,7 +447,7 @@ def test_lab_up_cli(tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         info = json.loads(info_path.read_text())
-        broker = lab.Mosquitto(PKI(info["pki"]), tmp_path / "client", info["broker"]["port"])
+        broker = Mosquitto(PKI(info["pki"]), tmp_path / "client", info["broker"]["port"])
         dev = Device(broker, *broker.issue_device("gw-demo"), cn="gw-demo")
         dev.subscribe(info["topics"]["keys"], info["topics"]["corrections"])
         got = dev.wait(2, timeout=12)

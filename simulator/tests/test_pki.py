@@ -13,21 +13,9 @@ import time
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from pointperfect_sim.pki import PKI
-
-SIM_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
-    try:
-        ca.public_key().verify(
-            cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), cert.signature_hash_algorithm
-        )
-    except Exception:
-        return False
-    return True
+from pointperfect_sim.pki import PKI, signed_by
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +33,13 @@ def test_ca_created_once_and_reloaded(tmp_path):
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
     # A cert issued by the reloaded PKI chains to the original CA.
     cert_pem, _ = second.issue_client("dev")
-    assert _signed_by(x509.load_pem_x509_certificate(cert_pem.encode()), ca)
+    assert signed_by(x509.load_pem_x509_certificate(cert_pem.encode()), ca)
 
 
 def test_concurrent_processes_share_one_ca(tmp_path):
     code = "import sys; from pointperfect_sim.pki import PKI; print(PKI(sys.argv[1]).ca_path.read_text())"
-    env = {**os.environ, "PYTHONPATH": SIM_ROOT}
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, env=env, text=True)
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
         for _ in range(3)
     ]
     outputs = [p.communicate(timeout=30)[0] for p in procs]
@@ -72,7 +59,7 @@ def test_client_cert_shape(pki):
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "3f1c1b7e-client"
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
-    assert _signed_by(cert, pki.ca_cert)
+    assert signed_by(cert, pki.ca_cert)
     left = cert.not_valid_after_utc - dt.datetime.now(dt.timezone.utc)
     assert dt.timedelta(days=364) < left <= dt.timedelta(days=365)
     assert cert.not_valid_before_utc <= dt.datetime.now(dt.timezone.utc)
@@ -114,7 +101,7 @@ def test_server_cert_sans_and_eku(pki):
     ]
     assert key_path.read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
     assert (os.stat(key_path).st_mode & 0o777) == 0o600
-    assert _signed_by(cert, pki.ca_cert)
+    assert signed_by(cert, pki.ca_cert)
 
 
 def test_server_cert_passes_tls_verification_by_ip_and_name(pki):

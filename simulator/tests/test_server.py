@@ -25,7 +25,6 @@ from pointperfect_sim.client import SimClient, SimError
 from pointperfect_sim.server import KEY_PERIOD_MS, dynamic_keys, run_in_thread, start
 from sim_tokens import T_IP, T_OTHER
 
-SIM_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -557,10 +556,9 @@ def test_cli_serve_and_sigterm(tmp_path):
     profiles_file = tmp_path / "profiles.json"
     profiles_file.write_text(json.dumps({T_IP: {"plan": "ntrip", "not_activated_calls": 0}}))
     state = tmp_path / "state"
-    env = {**os.environ, "PYTHONPATH": SIM_ROOT}
     cmd = [sys.executable, "-m", "pointperfect_sim", "serve", "--state-dir", str(state), "--port", "0"]
     proc = subprocess.Popen(
-        [*cmd, "--profiles", str(profiles_file)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*cmd, "--profiles", str(profiles_file)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         deadline = time.monotonic() + 20

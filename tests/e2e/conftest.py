@@ -16,11 +16,12 @@ from pathlib import Path
 import pytest
 from pointperfect_sim import frames as F
 from pointperfect_sim import server
-from pointperfect_sim.lab import Caster, Mosquitto, free_port
+from pointperfect_sim.broker import Mosquitto
+from pointperfect_sim.caster import Caster
+from pointperfect_sim.fleet import Fleet
+from pointperfect_sim.proc import free_port
 from pointperfect_sim.receiver import D9sSim, ReceiverSim
 from pointperfect_sim.replay import MqttReplayer
-
-from tests.harness.fleet import Fleet
 
 MQTT_TOKEN = "3c1a7f52-6b0e-4c2d-9f41-7a5e00000a01"  # IP plan, every region: given through POINTPERFECT_ZTP_TOKEN
 NTRIP_TOKEN = "3c1a7f52-6b0e-4c2d-9f41-7a5e00000a02"  # Flex NTRIP: given through the pointperfect_ztp_token var

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 from pointperfect_sim import frames as F
-from pointperfect_sim.lab import free_port
+from pointperfect_sim.proc import free_port
 
 from .conftest import (
     CASTER_PASSWORD,

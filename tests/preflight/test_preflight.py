@@ -17,10 +17,9 @@ from pathlib import Path
 
 import pytest
 from pointperfect_sim import server
-from pointperfect_sim.lab import Mosquitto
+from pointperfect_sim.broker import Mosquitto
+from pointperfect_sim.fleet import Fleet
 from pointperfect_sim.receiver import ReceiverSim
-
-from tests.harness.fleet import Fleet
 
 pytestmark = [pytest.mark.fleet, pytest.mark.lab, pytest.mark.slow]
 

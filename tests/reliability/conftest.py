@@ -1,15 +1,11 @@
-"""Fixtures of the reliability suite: a PKI, the real broker, the receiver simulator and forwarder daemons."""
+"""Reliability suite setup: its markers and its forwarders' longer waits (the world's fixtures come from
+pointperfect_sim's pytest plugin)."""
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-
 import pytest
-from pointperfect_sim.pki import PKI
-from pointperfect_sim.receiver import ReceiverSim
 
-from tests.reliability import lab as L
+from tests.reliability import suite as L
 
 
 def pytest_configure(config):
@@ -23,38 +19,6 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.reliability)
 
 
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory):
-    return PKI(tmp_path_factory.mktemp("rel-pki"))
-
-
 @pytest.fixture
-def broker(pki, tmp_path):
-    if shutil.which("mosquitto") is None and L.MOSQUITTO is None:
-        pytest.fail("mosquitto is not installed (make deps)")
-    mosq = L.Mosquitto(pki, tmp_path / "broker").start()
-    yield mosq
-    mosq.stop()
-
-
-@pytest.fixture
-def receiver(tmp_path):
-    sim = ReceiverSim(tmp_path / "ttyGNSS").start()
-    yield sim
-    sim.close()
-
-
-@pytest.fixture
-def daemons():
-    """daemons(config, prefix=()) starts a forwarder; every one is stopped at teardown."""
-    started: list[L.Daemon] = []
-
-    def start(config, prefix=()) -> L.Daemon:
-        d = L.Daemon(config, prefix).start()
-        started.append(d)
-        return d
-
-    yield start
-    for d in started:
-        with contextlib.suppress(Exception):
-            d.stop()
+def forwarder_timeouts() -> dict:
+    return L.TIMEOUTS

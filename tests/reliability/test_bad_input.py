@@ -22,8 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pointperfect_sim.replay import MqttReplayer
 
-import tests.unit.conftest  # noqa: F401 - puts the collection on sys.path (ansible_collections.gnss.pointperfect)
-from tests.reliability import lab as L
+from tests.reliability import suite as L
 from tests.unit.ztp_samples import make_pair, mqtt_body
 
 REPO = L.REPO

@@ -14,7 +14,7 @@ import yaml
 from pointperfect_sim import frames as F
 from pointperfect_sim.replay import MqttReplayer
 
-from tests.reliability import lab as L
+from tests.reliability import suite as L
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 RECOVERY_BOUND = 60.0  # generous assertion bound; the goal (30 s) and the measured figures are in the docs

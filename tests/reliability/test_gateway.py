@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 from pointperfect_sim import server
+from pointperfect_sim.fleet import Fleet
 from pointperfect_sim.receiver import ReceiverSim
 from pointperfect_sim.replay import MqttReplayer
 
-from tests.harness.fleet import Fleet
-from tests.reliability import lab as L
+from tests.reliability import suite as L
 
 pytestmark = [pytest.mark.fleet, pytest.mark.lab, pytest.mark.slow]
 TOKEN = "9b2e4d6f-1a3c-4e5f-8a7b-6c5d4e3f2a1b"

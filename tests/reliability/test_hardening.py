@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from pointperfect_sim.pki import PKI
 
-from tests.reliability import lab as L
+from tests.reliability import suite as L
 from tests.reliability.test_bad_input import TOKEN, _Server, _valid, pairs  # noqa: F401 - fixture
 from tests.role_play import failed_checks, render_templates
 

@@ -27,8 +27,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-import tests.unit.conftest  # noqa: F401 - puts the collection on sys.path (ansible_collections.gnss.pointperfect)
-
 # isort: split
 from ansible_collections.gnss.pointperfect.plugins.action import ztp as action
 from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic
@@ -36,7 +34,7 @@ from ansible_collections.gnss.pointperfect.plugins.modules import ztp as module
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _ztp_client as client_mod
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _ztp_response as resp
 
-from tests.reliability import lab as L
+from tests.reliability import suite as L
 from tests.unit.ztp_samples import KEY_A, KEY_B, mqtt_body, ntrip_body
 
 TOKEN = "6d1e0b7a-3c2f-4e5d-9a8b-7c6d5e4f3a2b"

@@ -13,10 +13,9 @@ import pytest
 ansible_runner = pytest.importorskip("ansible_runner")
 
 from pointperfect_sim import server  # noqa: E402
-from pointperfect_sim.lab import Mosquitto  # noqa: E402
+from pointperfect_sim.broker import Mosquitto  # noqa: E402
+from pointperfect_sim.fleet import Fleet  # noqa: E402
 from pointperfect_sim.receiver import ReceiverSim  # noqa: E402
-
-from tests.harness.fleet import Fleet  # noqa: E402
 
 pytestmark = [pytest.mark.fleet, pytest.mark.lab, pytest.mark.slow]
 

@@ -3,9 +3,10 @@
 import datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from pointperfect_sim.pki import key_to_pem, self_signed
 
 KEY_A = "0123456789abcdef0123456789abcdef"
 KEY_B = "fedcba9876543210fedcba9876543210"
@@ -132,18 +133,5 @@ def make_pair(cn="9f1c2d3e-4b5a-6c7d-8e9f-0a1b2c3d4e5f", days=365, key=None):
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     not_after = now + datetime.timedelta(days=days)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(not_after)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
-    ).decode()
-    return cert_pem, key_pem, not_after
+    cert = self_signed(name, key, now - datetime.timedelta(days=1), not_after)
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_to_pem(key), not_after

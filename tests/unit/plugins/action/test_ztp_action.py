@@ -13,7 +13,8 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic
 from ansible_collections.gnss.pointperfect.plugins.modules import ztp as module
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _ztp_response as resp
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_response import ZtpError
-from ztp_samples import KEY_PERIOD_MS, key_grid, mqtt_body, ntrip_body, rtke_ip_body, xplr_body
+
+from tests.unit.ztp_samples import KEY_PERIOD_MS, key_grid, mqtt_body, ntrip_body, rtke_ip_body, xplr_body
 
 DAY = 86400
 TOKEN = "8f6b2f0c-1c1e-4d0a-9a51-0000000000aa"

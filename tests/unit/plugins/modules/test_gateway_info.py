@@ -145,7 +145,7 @@ def test_module_main_in_check_mode(tmp_path):
         os.environ,
         PATH="{}:{}".format(tmp_path / "bin", os.environ["PATH"]),
         FAKE_SYSTEMD_DIR=str(tmp_path / "units"),
-        # the collection tree the unit conftest put on sys.path (module_utils import as Ansible ships them)
+        # the collection tree pytest.ini puts on the import path (module_utils import as Ansible ships them)
         PYTHONPATH=next(p for p in sys.path if p and Path(p, "ansible_collections", "gnss", "pointperfect").exists()),
     )
     proc = subprocess.run(

@@ -17,7 +17,8 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials imp
 from ansible_collections.gnss.pointperfect.plugins.modules import ztp as module
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _ztp_response as resp
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_decision import decide
-from ztp_samples import KEY_A, KEY_B, make_pair, mqtt_body, ntrip_body
+
+from tests.unit.ztp_samples import KEY_A, KEY_B, make_pair, mqtt_body, ntrip_body
 
 REPO = Path(__file__).resolve().parents[4]
 

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ztp_samples import KEY_A, KEY_B, mqtt_body, ntrip_body, rtke_ip_body, xplr_body
+
+from tests.unit.ztp_samples import KEY_A, KEY_B, mqtt_body, ntrip_body, rtke_ip_body, xplr_body
 
 
 def view_of(model):

@@ -1,4 +1,4 @@
-"""Fleet harness: boots N Debian gateways under systemd-nspawn (sshd on 127.0.0.1, a pty as serial port) and
+"""The nspawn fleet: boots N Debian gateways under systemd-nspawn (sshd on 127.0.0.1, a pty as serial port) and
 writes an Ansible inventory for them; used by pytest fixtures, the demo, and as a CLI (`up`/`down`/`status`/`build`)."""
 
 from __future__ import annotations
@@ -45,6 +45,12 @@ MASKED_UNITS = (
     "systemd-tmpfiles-clean.timer", "remote-fs.target",
 )  # fmt: skip
 STAMP = "etc/gnss-pointperfect-rootfs.json"
+INOTIFY_KNOB = Path("/proc/sys/fs/inotify/max_user_instances")
+# Inotify instances of root's per-user limit one gateway holds: 6 counted in /proc/*/fd of a booted bookworm
+# gateway's cgroup (systemd, journald, logind, ...), plus one for the systemctl --wait of the readiness check. And a
+# margin for whatever else root starts while the fleet boots.
+INOTIFY_PER_GATEWAY = 7
+INOTIFY_HEADROOM = 32
 # the collection's app id (plugins/filter/app_specific_id.py): uuid5(NAMESPACE_DNS, "gnss.pointperfect")
 APP_ID = "c9f4d130385c5b1ea446272ce2bc630f"
 GUEST_SERIAL = "/dev/ttyACM0"
@@ -85,16 +91,40 @@ def _suite_of(rootfs: Path) -> str:
     return m.group(1) if m else default_suite()
 
 
-def _ensure_inotify_instances(needed: int) -> None:
-    """Each booted systemd uses ~7 inotify instances of the host's per-user limit (default 128): raise it if short."""
-    knob = Path("/proc/sys/fs/inotify/max_user_instances")
+def inotify_instances(pids=None, uid: int = 0) -> int:
+    """Inotify instances held right now by the processes `pids` (default: all) running as `uid` (default root): each
+    is a file descriptor on anon_inode:inotify, charged to fs.inotify.max_user_instances of that user."""
+    count = 0
+    for pid in pids if pids is not None else (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            status = Path(f"/proc/{pid}/status").read_text()
+            if int(re.search(r"^Uid:\s+\d+\s+(\d+)", status, re.M).group(1)) != uid:
+                continue
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    count += os.readlink(fd) == "anon_inode:inotify"
+    return count
+
+
+def ensure_inotify_instances(n: int) -> int:
+    """Make room for n more gateways under root's fs.inotify.max_user_instances (shared with everything root runs,
+    other fleets included): the limit must cover what is in use now plus INOTIFY_PER_GATEWAY for each new gateway
+    plus INOTIFY_HEADROOM. Raises the limit when short; FleetError naming the sysctl when it cannot. Returns the
+    limit."""
+    in_use = inotify_instances()
+    needed = in_use + n * INOTIFY_PER_GATEWAY + INOTIFY_HEADROOM
     try:
-        current = int(knob.read_text())
-        if current < needed:
-            knob.write_text(f"{needed}\n")
-            _log(f"raised fs.inotify.max_user_instances {current} -> {needed} (gateways' systemd needs them)")
+        current = int(INOTIFY_KNOB.read_text())
+        if current >= needed:
+            return current
+        INOTIFY_KNOB.write_text(f"{needed}\n")
     except (OSError, ValueError) as e:
-        _log(f"cannot check fs.inotify.max_user_instances ({e}); many gateways may boot degraded")
+        raise FleetError(
+            f"fs.inotify.max_user_instances is too low for {n} more gateways ({in_use} in use, {INOTIFY_PER_GATEWAY} "
+            f"per gateway): cannot raise it ({e}); run `sysctl -w fs.inotify.max_user_instances={needed}` as root"
+        ) from None
+    _log(f"raised fs.inotify.max_user_instances {current} -> {needed} ({in_use} in use + {n} gateways)")
+    return needed
 
 
 def key_path(rootfs: Path | None = None) -> Path:
@@ -359,6 +389,10 @@ class Gateway:
                     return int((Path(d) / f).read_text())
         return None
 
+    def inotify_instances(self) -> int:
+        """Inotify instances root's processes of this gateway hold (what INOTIFY_PER_GATEWAY budgets)."""
+        return inotify_instances(_cgroup_pids(self.cgroups))
+
     def pss_bytes(self) -> int:
         """Proportional set size of every process of the gateway (shared rootfs pages split between gateways)."""
         total = 0
@@ -452,7 +486,7 @@ class Fleet:
         images = {s: (self.rootfs if s == self.suite else rootfs_path(s).absolute()) for s in self.suites}
         for s, image in images.items():
             ensure_rootfs(image, suite=s)
-        _ensure_inotify_instances(7 * self.n + 64)
+        ensure_inotify_instances(self.n)
         if self.state_path.exists():
             prev = json.loads(self.state_path.read_text())
             if any(g.get("pid") and _alive(g["pid"]) for g in prev.get("gateways", [])):
@@ -502,7 +536,7 @@ class Fleet:
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", gw.name, "-f", str(hostkey)],
                            check=True)  # fmt: skip
         (d / "sshd.conf").write_text(
-            f"# {gw.name}: written by tests/harness/fleet.py\n"
+            f"# {gw.name}: written by pointperfect_sim/fleet.py\n"
             f"ListenAddress 127.0.0.1:{gw.ssh_port}\n"
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "HostKey /etc/ssh/ssh_host_ed25519_key\n"
@@ -607,7 +641,7 @@ class Fleet:
 
     def _write_inventory(self) -> None:
         common = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes"
-        lines = ["# Generated by tests/harness/fleet.py", "[pointperfect_gateways]"]
+        lines = ["# Generated by pointperfect_sim/fleet.py", "[pointperfect_gateways]"]
         for gw in self.gateways:
             lines.append(
                 f"{gw.name} ansible_host=127.0.0.1 ansible_port={gw.ssh_port} ansible_user=root "
@@ -617,7 +651,7 @@ class Fleet:
             )
         self.inventory_path.write_text("\n".join(lines) + "\n")
         self.ansible_cfg_path.write_text(
-            "# Generated by tests/harness/fleet.py: use with ANSIBLE_CONFIG=<this file>\n"
+            "# Generated by pointperfect_sim/fleet.py: use with ANSIBLE_CONFIG=<this file>\n"
             f"[defaults]\ninventory = {self.inventory_path}\nhost_key_checking = False\nretry_files_enabled = False\n"
             f"forks = {max(5, self.n)}\ninterpreter_python = /usr/bin/python3\n\n"
             "[ssh_connection]\npipelining = True\n"
@@ -693,7 +727,7 @@ def down(workdir: str | os.PathLike, timeout: float = 30) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.harness.fleet", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m pointperfect_sim.fleet", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("up", help="boot N gateways, write DIR/inventory.ini, DIR/ansible.cfg, DIR/fleet.json")
     up.add_argument("-n", type=int, default=3)

@@ -1,6 +1,7 @@
 """Tests of the nspawn fleet harness: real gateways boot, Ansible reaches them, the pty serial port works both ways,
 overlay writes stay private, and teardown leaves nothing running."""
 
+import ctypes
 import json
 import os
 import re
@@ -15,16 +16,14 @@ import tty
 from pathlib import Path
 
 import pytest
-
-from . import fleet as fl
-from .fleet import Fleet, _alive
+from pointperfect_sim import fleet as fl
+from pointperfect_sim.fleet import Fleet, _alive
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("systemd-nspawn") and shutil.which("debootstrap")),
     reason="systemd-nspawn/debootstrap not installed (apt-get install systemd-container debootstrap)",
 )
 
-REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = shutil.which("ansible", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
 PAYLOAD = bytes(range(256))  # every byte value: proves the line is raw and byte-exact
 
@@ -39,6 +38,12 @@ while len(buf) < 256:
     buf += os.read(fd, 256 - len(buf))
 print(buf.hex())
 """
+
+
+@pytest.fixture(scope="module")
+def ansible_env() -> dict:
+    """Environment for ansible subprocesses: plain output, no retry files (the fleet's ansible.cfg does the rest)."""
+    return dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="False")
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +119,41 @@ def test_ansible_ping_and_service_mgr(fleet, ansible_env):
     assert {h: r["ansible_facts"]["ansible_service_mgr"] for h, r in facts.items()} == dict.fromkeys(names, "systemd")
 
 
+def test_a_gateway_holds_the_inotify_instances_budgeted(fleet):
+    """INOTIFY_PER_GATEWAY sizes fs.inotify.max_user_instances (issue 16): a booted gateway must not need more."""
+    held = [gw.inotify_instances() for gw in fleet.gateways]
+    assert all(0 < n <= fl.INOTIFY_PER_GATEWAY for n in held), held
+
+
+def test_inotify_instances_counts_open_instances():
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = fl.inotify_instances([os.getpid()], uid=os.geteuid())
+    fd = libc.inotify_init()
+    assert fd >= 0, ctypes.get_errno()
+    try:
+        assert fl.inotify_instances([os.getpid()], uid=os.geteuid()) == before + 1
+        assert fl.inotify_instances([os.getpid()], uid=os.geteuid() + 1) == 0
+    finally:
+        os.close(fd)
+
+
+def test_inotify_limit_is_sized_from_the_fleet_and_what_is_in_use(monkeypatch, tmp_path):
+    knob = tmp_path / "max_user_instances"
+    knob.write_text("128\n")
+    monkeypatch.setattr(fl, "INOTIFY_KNOB", knob)
+    monkeypatch.setattr(fl, "inotify_instances", lambda: 150)  # e.g. another fleet of 20 already running
+    needed = 150 + 40 * fl.INOTIFY_PER_GATEWAY + fl.INOTIFY_HEADROOM
+    assert fl.ensure_inotify_instances(40) == needed and int(knob.read_text()) == needed
+    knob.write_text("100000\n")
+    assert fl.ensure_inotify_instances(40) == 100000 and knob.read_text() == "100000\n"  # never lowered
+    read_only = fl.Path("/proc/sys/kernel/ngroups_max")  # a sysctl not even root may write (mode 0444)
+    monkeypatch.setattr(fl, "INOTIFY_KNOB", read_only)
+    monkeypatch.setattr(fl, "inotify_instances", lambda: int(read_only.read_text()))
+    needed = int(read_only.read_text()) + 40 * fl.INOTIFY_PER_GATEWAY + fl.INOTIFY_HEADROOM
+    with pytest.raises(fl.FleetError, match=f"sysctl -w fs.inotify.max_user_instances={needed}"):
+        fl.ensure_inotify_instances(40)
+
+
 def test_identities_differ(fleet):
     seen = []
     for gw in fleet.gateways:
@@ -185,8 +225,8 @@ def test_teardown_leaves_nothing(fleet):
 
 
 def test_cli_up_down(tmp_path, ansible_env):
-    cli = [sys.executable, "-m", "tests.harness.fleet"]
-    run = {"cwd": REPO, "capture_output": True, "text": True, "timeout": 300}
+    cli = [sys.executable, "-m", "pointperfect_sim.fleet"]
+    run = {"capture_output": True, "text": True, "timeout": 300}
     up = subprocess.run([*cli, "up", "-n", "1", "--dir", str(tmp_path), "--prefix", "cli"], **run)
     try:
         assert up.returncode == 0, up.stdout + up.stderr

@@ -1,79 +1,22 @@
-"""Shared machinery of the reliability suite and the soak: forwarder daemons, traffic with provenance, fault
-timelines, delivery analysis, RSS sampling and a network namespace of our own for the network cut."""
+"""Faults and their judgement: traffic with provenance, delivery analysis, RSS and status sampling, and a network
+namespace of our own for a network cut. Used by tests/reliability and scripts/soak.py."""
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-REPO = Path(__file__).resolve().parents[2]
-for extra in (REPO / "simulator", REPO / "forwarder" / "src", REPO):
-    if str(extra) not in sys.path:
-        sys.path.insert(0, str(extra))
-
-from pointperfect_sim import frames as F  # noqa: E402
-from pointperfect_sim.lab import (  # noqa: E402
-    MOSQUITTO,
-    Caster,
-    ForwarderDaemon,
-    Mosquitto,
-    free_port,
-    write_credentials,
-    write_forwarder_config,
-)
-
-__all__ = ["MOSQUITTO", "Caster", "Mosquitto", "free_port"]
-SRC = REPO / "forwarder" / "src"
-CLIENT_ID = "5e0c7a1d-2b3f-4c5d-8e9f-0a1b2c3d4e5f"
-RESULTS = Path(os.environ.get("PP_RELIABILITY_RESULTS", REPO / ".build" / "reliability" / "results.jsonl"))
-
-
-def lab_keys(seed: int = 0) -> dict:
-    """Current and next 4-week keys around now; `seed` changes the values (a rotation)."""
-    period = 2419200000
-    now = int(time.time() * 1000)
-    start = now - now % period
-    return {
-        "current": {"start": start, "duration": period - 1, "value": f"{0xA11CE000 + seed:08x}" * 4},
-        "next": {"start": start + period, "duration": period - 1, "value": f"{0xB0B00000 + seed:08x}" * 4},
-    }
-
-
-def credentials(folder: Path, *, broker=None, caster=None, keys=None, cn: str = CLIENT_ID) -> Path:
-    """Contract 1 files in `folder`, written as the ztp module would (atomically, private files 0600)."""
-    return write_credentials(folder, broker=broker, caster=caster, keys=keys, cn=cn, hardware_id="gw-rel")
-
-
-def forwarder_config(folder: Path, creds: Path, **sections) -> Path:
-    """forwarder.json with the role's defaults (roles/gateway/defaults) except where a test says otherwise."""
-    cfg = {
-        "credentials_file": str(creds),
-        "input": "mqtt",
-        "ca_file": None,
-        "mqtt": {"keepalive": 60},
-        "backoff": {"initial": 1, "max": 60, "reset_after": 60},
-        "watchdog": {"no_data_timeout": 30},
-        "health": {
-            "status_file": str(folder / "status.json"),
-            "metrics_address": "127.0.0.1",
-            "metrics_port": free_port(),
-            "summary_interval": 60,
-        },
-        "log_level": "info",
-    }
-    return write_forwarder_config(folder / "forwarder.json", cfg, **sections)
+from . import frames as F
+from .daemon import ForwarderDaemon
 
 
 def rss_kb(pid: int) -> int | None:
@@ -86,34 +29,6 @@ def rss_kb(pid: int) -> int | None:
     return None
 
 
-class Daemon(ForwarderDaemon):
-    """The lab's forwarder daemon run from this source tree (behind `prefix`, e.g. `ip netns exec NS`), with its
-    metrics scraped inside the namespace when there is one."""
-
-    status_timeout = 30.0
-    stop_timeout = 15.0
-
-    def __init__(self, config: Path, prefix=()):
-        super().__init__(config, {"PYTHONPATH": str(SRC)}, prefix)
-        self.netns: NetNS | None = None
-
-    def metrics(self) -> dict[str, float]:
-        """Contract 4 metrics as {name{labels}: value}."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-
-        def fetch() -> str:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return resp.read().decode()
-
-        text = self.netns.call(fetch) if self.netns else fetch()
-        out = {}
-        for line in text.splitlines():
-            if line.startswith("pointperfect_forwarder_"):
-                name, value = line.rsplit(" ", 1)
-                out[name.removeprefix("pointperfect_forwarder_")] = float(value)
-        return out
-
-
 # ---------------------------------------------------------------- traffic with provenance
 
 
@@ -123,22 +38,36 @@ class Sent:
     raw: bytes
 
 
-class Traffic:
+class _Loop:
+    """`_run` in a daemon thread from start() until stop() sets `_stop`."""
+
+    def __init__(self, name: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class Traffic(_Loop):
     """Publishes unique SPARTN frames at `rate` frames/s through `send(bytes)`, remembering what was sent and when.
     A send that raises is not recorded (the frame never left this side)."""
 
     def __init__(self, send, rate: float = 10.0, size: int = 64):
+        super().__init__("traffic")
         self.send = send
         self.rate = rate
         self.size = size
         self.sent: list[Sent] = []
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
-
-    def start(self) -> Traffic:
-        self._thread.start()
-        return self
 
     def _run(self) -> None:
         period = 1.0 / self.rate
@@ -147,17 +76,13 @@ class Traffic:
             frame = F.synthetic_spartn(1, size=self.size)[0]
             try:
                 self.send(frame)
-            except Exception:
+            except Exception:  # noqa: S110 - a send that fails is not recorded (see the class doc)
                 pass
             else:
                 with self._lock:
                     self.sent.append(Sent(time.monotonic(), frame))
             nxt += period
             self._stop.wait(max(0.0, nxt - time.monotonic()))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
 
     def snapshot(self) -> list[Sent]:
         with self._lock:
@@ -232,20 +157,15 @@ def assert_whole(d: Delivery) -> None:
     assert d.in_order, d
 
 
-class Sampler:
+class Sampler(_Loop):
     """Samples the status file, RSS and (every `metrics_every` s) the metrics of a daemon every `interval` s."""
 
-    def __init__(self, daemon: Daemon, interval: float = 0.5, metrics_every: float = 2.0):
+    def __init__(self, daemon: ForwarderDaemon, interval: float = 0.5, metrics_every: float = 2.0):
+        super().__init__("sampler")
         self.daemon = daemon
         self.interval = interval
         self.metrics_every = metrics_every
         self.samples: list[dict] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sampler", daemon=True)
-
-    def start(self) -> Sampler:
-        self._thread.start()
-        return self
 
     def _run(self) -> None:
         last_metrics = 0.0
@@ -259,24 +179,12 @@ class Sampler:
             self.samples.append(sample)
             self._stop.wait(self.interval)
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
     def between(self, t0: float, t1: float) -> list[dict]:
         return [s for s in self.samples if t0 <= s["t"] <= t1 and s["status"]]
 
     def rss_range(self) -> tuple[int, int]:
         values = [s["rss_kb"] for s in self.samples if s["rss_kb"]]
         return min(values), max(values)
-
-
-def record(name: str, **figures) -> None:
-    """Append one measurement line to the results file (docs/reliability.md quotes these)."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    with RESULTS.open("a") as fh:
-        fh.write(json.dumps({"test": name, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **figures}) + "\n")
-    print(f"[reliability] {name}: {json.dumps(figures)}")
 
 
 # ---------------------------------------------------------------- network namespace (our own test host)
