@@ -64,6 +64,8 @@ sanity: build
 	scripts/sanity.sh $(COLL_DIR)
 	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLL) $(BIN)/ansible-doc gnss.pointperfect.ztp >/dev/null
 	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLL) $(BIN)/ansible-doc -t role gnss.pointperfect.gateway >/dev/null
+	PATH=$(CURDIR)/$(BIN):$$PATH ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/$(COLL) $(BIN)/antsibull-docs lint-collection-docs \
+		--plugin-docs --skip-rstcheck --validate-collection-refs=all --disallow-unknown-collection-refs $(COLL_DIR)
 
 test: deps venv lint sanity
 	PP_COLLECTIONS_PATH=$(CURDIR)/$(COLL) $(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) \
@@ -82,5 +84,7 @@ demo: deps venv build
 demo-down: venv
 	$(BIN)/python scripts/demo.py down
 
-clean: demo-down
+# Without a venv nothing of the demo can be running: clean does not build one just to remove it.
+clean:
+	if [ -x $(BIN)/python ]; then $(BIN)/python scripts/demo.py down; fi
 	rm -rf $(BUILD) $(VENV)

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 ANSIBLE_DOC = Path(sys.executable).with_name("ansible-doc")
-FILTERS = ("fleet_health", "fleet_report", "fleet_table", "fleet_html", "fleet_json", "app_specific_id")
+FILTERS = (
+    "fleet_health",
+    "fleet_report",
+    "fleet_table",
+    "fleet_html",
+    "fleet_json",
+    "app_specific_id",
+    "ztp_token_error",
+)
 
 
 def _doc(ansible_env, *args):
