@@ -71,3 +71,30 @@ attributes:
     details:
       - Templates are rendered and C(src) files read on the controller; the target only compares and writes.
 """
+
+    # Attributes of a module that only reads (gateway_info, gateway_probe), in ansible-core's wording.
+    INFO_MODULE = r"""
+options: {}
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details:
+      - The module only reads, so check mode runs it unchanged.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+    details:
+      - Nothing is changed, so there is nothing to diff.
+  idempotent:
+    description:
+      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no
+        change.
+    support: full
+    details:
+      - Never changes anything; C(changed) is always V(false).
+  platform:
+    description: Target OS/families that can be operated against.
+    support: N/A
+    platforms: posix
+"""

@@ -26,6 +26,8 @@ description:
   - Called C(gnss.pointperfect.gateway_status) before 0.1.0 was released; that name still works (a redirect).
 author:
   - gnss.pointperfect maintainers (@gnss-pointperfect)
+extends_documentation_fragment:
+  - gnss.pointperfect.attributes.info_module
 options:
   dest:
     description: Directory holding C(credentials.json) as written by M(gnss.pointperfect.ztp).
@@ -51,20 +53,6 @@ options:
         together with systemd as PID 1. A failing check is reported in RV(gateway.preflight), never a failure.
       - Not set, the platform is not checked (RV(gateway.preflight) has no problems).
     type: path
-attributes:
-  check_mode:
-    support: full
-    description: The module only reads, so check mode runs it unchanged.
-  diff_mode:
-    support: none
-    description: Nothing is changed, so there is nothing to diff.
-  idempotent:
-    support: full
-    description: Never changes anything; C(changed) is always V(false).
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
 notes:
   - Reading C(credentials.json) usually needs privileges (mode 0600 or 0640); run with O(ignore:become=true) or
     the file is reported as V(unreadable).

@@ -29,6 +29,8 @@ author:
   - gnss.pointperfect maintainers (@gnss-pointperfect)
 requirements:
   - On the target, Python 3 standard library only.
+extends_documentation_fragment:
+  - gnss.pointperfect.attributes.info_module
 options:
   machine_id:
     description:
@@ -109,26 +111,6 @@ options:
           variable:
             description: The setting it comes from, named in the problem message.
             type: str
-attributes:
-  check_mode:
-    description: Can run in check_mode and return changed status prediction without modifying target.
-    support: full
-    details:
-      - The module only reads, so check mode runs it unchanged.
-  diff_mode:
-    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
-    support: none
-  idempotent:
-    description:
-      - When run twice in a row outside check mode, with the same arguments, the second invocation indicates no
-        change.
-    support: full
-    details:
-      - Never changes anything; C(changed) is always V(false).
-  platform:
-    description: Target OS/families that can be operated against.
-    support: N/A
-    platforms: posix
 seealso:
   - module: gnss.pointperfect.gateway_files
   - module: gnss.pointperfect.gateway_info
