@@ -220,6 +220,8 @@ SCENARIOS = {
 # The role's checks (asserts), per tasks file: bad values for each concern, and how many asserts must fail (one per
 # concern, so a check added later without a scenario shows up here).
 CHECK_SCENARIOS = {
+    # the defaults with a well-formed token pass every check (a check whose message is none would fail here)
+    "valid": ("validate.yml", {"pointperfect_ztp_token": "3c1a7f52-6b0e-4c2d-9f41-7a5e00000a01"}, 0),
     "errors": (
         "validate.yml",
         {
