@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Stdlib-only preflight of a gateway: can it run the forwarder? Facts plus one-line problems (cause; fix).
 # Runs on the target inside the role's probe (gateway_probe), so it must work, and report, on old
 # gateways too: Python 3.6+ syntax, no third-party import, never raises for what it finds.
@@ -10,9 +9,6 @@
 # This module_utils is PRIVATE and should only be used by this collection.
 # Breaking changes can occur any time, without notice.
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import grp
 import importlib.util
@@ -113,7 +109,7 @@ def systemd_facts():
     try:
         with open("/proc/1/comm") as f:
             pid1 = f.read().strip() or None
-    except (IOError, OSError):
+    except OSError:
         pid1 = None
     return {"booted": os.path.isdir("/run/systemd/system"), "pid1": pid1}
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # HTTPS client for the ZTP API (requests): retry policy with jittered backoff and mapping to one-line errors.
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -8,9 +7,6 @@
 # This plugin_utils is PRIVATE and should only be used by this collection (controller side only).
 # Breaking changes can occur any time, without notice.
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import contextlib
 import email.utils
@@ -174,7 +170,7 @@ def ca_path_error(ca_path):
     try:
         with open(ca_path, "rb") as f:
             head = f.read(1 << 20)
-    except (IOError, OSError) as e:
+    except OSError as e:
         what = "does not exist" if isinstance(e, FileNotFoundError) else "cannot be read (%s)" % (e.strerror or e)
         return (
             "ca_path %s %s on the controller; set ca_path to a PEM CA bundle file there, or leave it unset to "
@@ -262,7 +258,7 @@ def _os_reason(exc):
     return one_line(m.group(1), 80) if m else exc.__class__.__name__
 
 
-class ZtpClient(object):
+class ZtpClient:
     """Calls the ZTP API once per provisioning, with retries. Every failure is a ZtpError with a one-line message."""
 
     def __init__(

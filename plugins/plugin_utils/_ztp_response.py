@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Parse and validate a ZTP 200 body (both response shapes) into the credentials model; renders credentials.json.
 # A new response field is added in one place, here: read and check it in parse_credentials (with the value rules of
 # module_utils/_credentials.py when it reaches the gateway), put it in the model, and, when the gateway needs it,
@@ -12,9 +11,6 @@
 # This plugin_utils is PRIVATE and should only be used by this collection (controller side only).
 # Breaking changes can occur any time, without notice.
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import datetime
 import json
