@@ -98,76 +98,103 @@ def receiver_table(receivers: dict[str, ReceiverSim], report: dict) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
+def start_lab(stack: contextlib.ExitStack, state: dict):
+    """The ZTP API simulator, Mosquitto with the replayed keys and corrections, the caster with its feed."""
+    say("starting the ZTP API simulator")
+    sim = run_in_thread(STATE / "sim", profiles.DEMO_PROFILES)
+    stack.callback(sim.stop)
+    pki = PKI(STATE / "sim" / "pki")  # the simulator's CA: the broker and caster trust its devices
+    say("starting Mosquitto (mutual TLS) and the NTRIP caster (str2str + stunnel4)")
+    broker = Mosquitto(pki, STATE / "broker")
+    broker.start()
+    stack.callback(broker.stop)
+    caster = Caster(STATE / "caster", None, None, "NEAR-SPARTN", NTRIP_USER, NTRIP_PASSWORD, pki)
+    caster.start()
+    stack.callback(caster.stop)
+    replayer = MqttReplayer(broker, dict(DEFAULT_TOPICS, corrections="/pp/ip/eu")).connect()
+    replayer.publish_keys(lab_keys())
+    replayer.start_stream(loop=True)
+    replayer.start_stream("/pp/ip/us", loop=True)  # for the gateway whose receiver is in the US
+    stack.callback(replayer.stop)
+    feeder = CasterFeeder(caster).start(loop=True)
+    stack.callback(feeder.stop)
+    state["pids"] += [broker.pid, *caster.pids]
+    return sim, broker, caster
+
+
+def start_receivers(stack: contextlib.ExitStack) -> dict[str, ReceiverSim]:
+    receivers = {}
+    (STATE / "rx").mkdir(exist_ok=True)
+    for name, _, _, position in GATEWAYS:
+        rx = ReceiverSim(STATE / "rx" / name, position=position).start()
+        stack.callback(rx.close)
+        receivers[name] = rx
+    return receivers
+
+
+def boot_fleet(stack: contextlib.ExitStack, state: dict, receivers: dict[str, ReceiverSim]) -> fleet_harness.Fleet:
+    say(f"booting {len(GATEWAYS)} systemd gateways (the first run builds a Debian rootfs, about a minute)")
+    fleet_dir = STATE / "fleet"
+    fleet = fleet_harness.Fleet(
+        len(GATEWAYS), fleet_dir, serial_devices=[str(receivers[g[0]].slave_path) for g in GATEWAYS]
+    )
+    state["fleet"] = str(fleet_dir)
+    (STATE / "demo.json").write_text(json.dumps(state))
+    fleet.up()
+    stack.callback(fleet.down)
+    assert [gw.name for gw in fleet.gateways] == [g[0] for g in GATEWAYS], "harness naming changed"
+    return fleet
+
+
+def provision_twice(sim, fleet: fleet_harness.Fleet, env: dict) -> None:
+    """The provision playbook, then again: the second run changes nothing and does not call the ZTP API."""
+    playbook("provision", fleet.inventory_path, env)
+    say("second run: nothing changes and the ZTP API is not called")
+    before = sim.calls()["total"]
+    playbook("provision", fleet.inventory_path, env)
+    say(f"ZTP API calls in the second run: {sim.calls()['total'] - before}")
+
+
+def sample_status(fleet: fleet_harness.Fleet, env: dict) -> tuple[Path, dict]:
+    """The status playbook every 5 s for 20 s (the report's bytes/s history); the report's folder and status.json."""
+    report_dir = STATE / "report"
+    shutil.rmtree(report_dir, ignore_errors=True)
+    say("letting corrections flow for 20 s, sampling the fleet's status for the report's bytes/s history")
+    for last in (False, False, False, True):
+        time.sleep(5)
+        playbook("status", fleet.inventory_path, env, "-e", f"pointperfect_report_dir={report_dir}", quiet=not last)
+    return report_dir, json.loads((report_dir / "status.json").read_text())
+
+
+def keep_running() -> None:
+    say("DEMO_KEEP=1: running until Ctrl-C (or `make demo-down` from another shell)")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with contextlib.suppress(KeyboardInterrupt):
+        while True:
+            time.sleep(3600)
+
+
 def up(args: argparse.Namespace) -> int:
     down(args)
     STATE.mkdir(parents=True, exist_ok=True)
     state: dict = {"pids": []}
     stack = contextlib.ExitStack()
     with stack:
-        say("starting the ZTP API simulator")
-        sim = run_in_thread(STATE / "sim", profiles.DEMO_PROFILES)
-        stack.callback(sim.stop)
-        pki = PKI(STATE / "sim" / "pki")  # the simulator's CA: the broker and caster trust its devices
-        say("starting Mosquitto (mutual TLS) and the NTRIP caster (str2str + stunnel4)")
-        broker = Mosquitto(pki, STATE / "broker")
-        broker.start()
-        stack.callback(broker.stop)
-        caster = Caster(STATE / "caster", None, None, "NEAR-SPARTN", NTRIP_USER, NTRIP_PASSWORD, pki)
-        caster.start()
-        stack.callback(caster.stop)
-        replayer = MqttReplayer(broker, dict(DEFAULT_TOPICS, corrections="/pp/ip/eu")).connect()
-        replayer.publish_keys(lab_keys())
-        replayer.start_stream(loop=True)
-        replayer.start_stream("/pp/ip/us", loop=True)  # for the gateway whose receiver is in the US
-        stack.callback(replayer.stop)
-        feeder = CasterFeeder(caster).start(loop=True)
-        stack.callback(feeder.stop)
-        state["pids"] += [broker.pid, *caster.pids]
-
-        receivers = {}
-        (STATE / "rx").mkdir(exist_ok=True)
-        for name, _, _, position in GATEWAYS:
-            rx = ReceiverSim(STATE / "rx" / name, position=position).start()
-            stack.callback(rx.close)
-            receivers[name] = rx
-
-        say(f"booting {len(GATEWAYS)} systemd gateways (the first run builds a Debian rootfs, about a minute)")
-        fleet_dir = STATE / "fleet"
-        fleet = fleet_harness.Fleet(
-            len(GATEWAYS), fleet_dir, serial_devices=[str(receivers[g[0]].slave_path) for g in GATEWAYS]
-        )
-        state["fleet"] = str(fleet_dir)
-        (STATE / "demo.json").write_text(json.dumps(state))
-        fleet.up()
-        stack.callback(fleet.down)
-        assert [gw.name for gw in fleet.gateways] == [g[0] for g in GATEWAYS], "harness naming changed"
-        host_vars(fleet_dir, sim, broker, caster)
+        sim, broker, caster = start_lab(stack, state)
+        receivers = start_receivers(stack)
+        fleet = boot_fleet(stack, state, receivers)
+        host_vars(STATE / "fleet", sim, broker, caster)
 
         env = fleet.ansible_env()
         env["ANSIBLE_NOCOLOR"] = "1"
-        playbook("provision", fleet.inventory_path, env)
-        say("second run: nothing changes and the ZTP API is not called")
-        before = sim.calls()["total"]
-        playbook("provision", fleet.inventory_path, env)
-        say(f"ZTP API calls in the second run: {sim.calls()['total'] - before}")
-
-        report_dir = STATE / "report"
-        shutil.rmtree(report_dir, ignore_errors=True)
-        say("letting corrections flow for 20 s, sampling the fleet's status for the report's bytes/s history")
-        for last in (False, False, False, True):
-            time.sleep(5)
-            playbook("status", fleet.inventory_path, env, "-e", f"pointperfect_report_dir={report_dir}", quiet=not last)
-        report = json.loads((report_dir / "status.json").read_text())
+        provision_twice(sim, fleet, env)
+        report_dir, report = sample_status(fleet, env)
         print()
         print(receiver_table(receivers, report))
         print()
         say(f"HTML report: {report_dir / 'index.html'}")
         if os.environ.get("DEMO_KEEP") == "1":
-            say("DEMO_KEEP=1: running until Ctrl-C (or `make demo-down` from another shell)")
-            signal.signal(signal.SIGTERM, signal.default_int_handler)
-            with contextlib.suppress(KeyboardInterrupt):
-                while True:
-                    time.sleep(3600)
+            keep_running()
         say("tearing down")
     with contextlib.suppress(FileNotFoundError):
         (STATE / "demo.json").unlink()

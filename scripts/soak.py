@@ -15,6 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pointperfect_sim.broker import Mosquitto
@@ -64,6 +65,151 @@ class Rig:
         return None
 
 
+@dataclass
+class Services:
+    """What the forwarders connect to: the broker (with its replayer and the published keys) and the caster."""
+
+    broker: Mosquitto
+    caster: Caster
+    replayer: MqttReplayer
+    keys: dict
+
+
+FAULTS = ["broker_restart", "caster_drop", "unplug_replug", "receiver_reset"]
+FAULT_TARGET = {"broker_restart": "mqtt", "caster_drop": "ntrip"}  # the others hit a random forwarder's receiver
+
+
+def start_rig(name: str, folder: Path, receiver: ReceiverSim, svc: Services) -> Rig:
+    """A forwarder of input `name` (mqtt or ntrip) writing to `receiver`, connected, with its traffic running."""
+    folder.mkdir()
+    serial = {"type": "serial", "device": receiver.device_path, "baudrate": 115200}
+    if name == "mqtt":
+        creds = write_credentials(folder / "etc", broker=svc.broker, keys=svc.keys, cn=CLIENT_ID, hardware_id="gw-rel")
+        cfg = forwarder_config(folder, creds, ca_file=str(svc.broker.ca_path), output=serial)
+        send = mqtt_sender(svc.replayer)
+    else:
+        creds = write_credentials(folder / "etc", caster=svc.caster, keys=svc.keys, cn=CLIENT_ID, hardware_id="gw-rel")
+        cfg = forwarder_config(
+            folder, creds, input="ntrip", ca_file=str(svc.caster.ca_path), output=serial, ntrip={"gga_interval": 5}
+        )
+        send = caster_sender(svc.caster)
+    fwd = ForwarderDaemon(cfg, status_timeout=30, stop_timeout=15).start()
+    fwd.wait_status(lambda s: s["input"]["state"] == "connected", 60)
+    return Rig(name, fwd, receiver, Traffic(send, RATE_FPS, FRAME_SIZE).start())
+
+
+def sample(rig: Rig, now: float, t_start: float) -> dict:
+    """One soak.csv row: the forwarder's RSS, PID and counters, and what its receiver got."""
+    st = rig.fwd.status() or {}
+    return {
+        "t_s": round(now - t_start, 1),
+        "forwarder": rig.name,
+        "rss_kb": rss_kb(rig.pid),
+        "pid_same": rig.fwd.alive() and rig.fwd.pid == rig.pid,
+        "input_state": (st.get("input") or {}).get("state"),
+        "frames_out": (st.get("output") or {}).get("frames"),
+        "dropped": (st.get("output") or {}).get("dropped_frames"),
+        "reconnects": (st.get("input") or {}).get("reconnects"),
+        "delivered": len(rig.receiver.frames_of("spartn")),
+        "published": len(rig.traffic.sent),
+    }
+
+
+def inject(kind: str, rig: Rig, svc: Services, rnd: random.Random) -> None:
+    if kind == "broker_restart":
+        svc.broker.restart()
+        svc.replayer.wait_connected(15)
+        svc.replayer.publish_keys(svc.keys)
+    elif kind == "caster_drop":
+        svc.caster.restart()
+    elif kind == "unplug_replug":
+        rig.receiver.unplug()
+        time.sleep(rnd.uniform(2, 8))
+        rig.receiver.replug()
+    else:
+        rig.receiver.reset()
+
+
+def fault(rigs: dict[str, Rig], svc: Services, rnd: random.Random, t_start: float) -> dict:
+    """One random fault and the seconds until corrections flow again (recovery_s None: they never did)."""
+    kind = rnd.choice(FAULTS)
+    target = FAULT_TARGET.get(kind) or rnd.choice(list(rigs))
+    rig = rigs[target]
+    t0 = time.monotonic()
+    inject(kind, rig, svc, rnd)
+    t1 = time.monotonic()
+    recovery = rig.flowing_after(t1)
+    return {
+        "t_s": round(t0 - t_start, 1),
+        "kind": kind,
+        "forwarder": target,
+        "fault_s": round(t1 - t0, 1),
+        "recovery_s": recovery,
+    }
+
+
+def soak(
+    rigs: dict[str, Rig], svc: Services, rnd: random.Random, t_start: float, minutes: float, *, rows: list, faults: list
+) -> None:
+    """Sample every SAMPLE_EVERY s and inject random faults for `minutes` from t_start, into rows and faults."""
+    end = t_start + minutes * 60
+    next_sample = t_start
+    next_fault = t_start + rnd.uniform(30, 60)
+    while time.monotonic() < end:
+        now = time.monotonic()
+        if now >= next_sample:
+            for rig in rigs.values():
+                rows.append(sample(rig, now, t_start))
+            next_sample += SAMPLE_EVERY
+        if now >= next_fault and now < end - 60:
+            faults.append(fault(rigs, svc, rnd, t_start))
+            print(f"soak: {faults[-1]}", flush=True)
+            next_fault = time.monotonic() + rnd.uniform(20, 60)
+        time.sleep(0.5)
+
+
+def forwarder_summary(rig: Rig, rows: list[dict]) -> dict:
+    """Delivery, throughput and RSS (first, last, range, slopes of the steady part and of its halves) of one rig."""
+    d = analyse(rig.traffic, rig.receiver, 0, 0)
+    samples = [(r["t_s"], r["rss_kb"]) for r in rows if r["forwarder"] == rig.name and r["rss_kb"]]
+    steady = [p for p in samples if p[0] >= 60] or samples
+    mid = (steady[0][0] + steady[-1][0]) / 2 if steady else 0.0  # halves of the steady part: warm-up or leak
+    sent = rig.traffic.snapshot()
+    span = (sent[-1].t - sent[0].t) if len(sent) > 1 else 1.0
+    return {
+        "published": d.published,
+        "delivered": d.delivered,
+        "lost": d.published - d.delivered,
+        "foreign": d.foreign,
+        "in_order": d.in_order,
+        "garbage_bytes": d.garbage_bytes,
+        "bytes_per_s": round(sum(len(s.raw) for s in sent) / span, 1),
+        "rss_kb_first": samples[0][1] if samples else None,
+        "rss_kb_last": samples[-1][1] if samples else None,
+        "rss_kb_min": min(p[1] for p in samples) if samples else None,
+        "rss_kb_max": max(p[1] for p in samples) if samples else None,
+        "rss_slope_kb_per_min": round(slope_kb_per_min(steady), 2),
+        "rss_slope_first_half_kb_per_min": round(slope_kb_per_min([p for p in steady if p[0] <= mid]), 2),
+        "rss_slope_second_half_kb_per_min": round(slope_kb_per_min([p for p in steady if p[0] >= mid]), 2),
+        "same_pid": rig.fwd.alive() and rig.fwd.pid == rig.pid,
+    }
+
+
+def passed(f: dict) -> bool:
+    """A forwarder passes: same process, no garbage or foreign frames, in order, RSS flat (|slope| < 100 KB/min)."""
+    ok = f["same_pid"] and f["garbage_bytes"] == 0 and f["foreign"] == 0 and f["in_order"]
+    return ok and abs(f["rss_slope_kb_per_min"]) < 100
+
+
+def write_results(out: Path, rows: list[dict], summary: dict) -> None:
+    if rows:
+        with (out / "soak.csv").open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=30.0)
@@ -82,120 +228,26 @@ def main(argv=None) -> int:
     caster = Caster(work / "caster", user="soak", password=lab_password, pki=pki).start()
     rx = {"mqtt": ReceiverSim(work / "ttyMQTT").start(), "ntrip": ReceiverSim(work / "ttyNTRIP").start()}
     replayer = MqttReplayer(broker).connect()
-    keys = lab_keys()
-    replayer.publish_keys(keys)
+    svc = Services(broker, caster, replayer, lab_keys())
+    replayer.publish_keys(svc.keys)
     rigs: dict[str, Rig] = {}
     faults: list[dict] = []
     rows: list[dict] = []
-    ok = True
     t_start = time.monotonic()
     try:
         for name in ("mqtt", "ntrip"):
-            folder = work / name
-            folder.mkdir()
-            serial = {"type": "serial", "device": rx[name].device_path, "baudrate": 115200}
-            if name == "mqtt":
-                creds = write_credentials(folder / "etc", broker=broker, keys=keys, cn=CLIENT_ID, hardware_id="gw-rel")
-                cfg = forwarder_config(folder, creds, ca_file=str(broker.ca_path), output=serial)
-                send = mqtt_sender(replayer)
-            else:
-                creds = write_credentials(folder / "etc", caster=caster, keys=keys, cn=CLIENT_ID, hardware_id="gw-rel")
-                cfg = forwarder_config(
-                    folder, creds, input="ntrip", ca_file=str(caster.ca_path), output=serial, ntrip={"gga_interval": 5}
-                )
-                send = caster_sender(caster)
-            fwd = ForwarderDaemon(cfg, status_timeout=30, stop_timeout=15).start()
-            fwd.wait_status(lambda s: s["input"]["state"] == "connected", 60)
-            rigs[name] = Rig(name, fwd, rx[name], Traffic(send, RATE_FPS, FRAME_SIZE).start())
+            rigs[name] = start_rig(name, work / name, rx[name], svc)
         t_start = time.monotonic()
-        end = t_start + args.minutes * 60
-        next_sample = t_start
-        next_fault = t_start + rnd.uniform(30, 60)
-        while time.monotonic() < end:
-            now = time.monotonic()
-            if now >= next_sample:
-                for rig in rigs.values():
-                    st = rig.fwd.status() or {}
-                    rows.append(
-                        {
-                            "t_s": round(now - t_start, 1),
-                            "forwarder": rig.name,
-                            "rss_kb": rss_kb(rig.pid),
-                            "pid_same": rig.fwd.alive() and rig.fwd.pid == rig.pid,
-                            "input_state": (st.get("input") or {}).get("state"),
-                            "frames_out": (st.get("output") or {}).get("frames"),
-                            "dropped": (st.get("output") or {}).get("dropped_frames"),
-                            "reconnects": (st.get("input") or {}).get("reconnects"),
-                            "delivered": len(rig.receiver.frames_of("spartn")),
-                            "published": len(rig.traffic.sent),
-                        }
-                    )
-                next_sample += SAMPLE_EVERY
-            if now >= next_fault and now < end - 60:
-                kind = rnd.choice(["broker_restart", "caster_drop", "unplug_replug", "receiver_reset"])
-                target = {"broker_restart": "mqtt", "caster_drop": "ntrip"}.get(kind) or rnd.choice(list(rigs))
-                rig = rigs[target]
-                t0 = time.monotonic()
-                if kind == "broker_restart":
-                    broker.restart()
-                    replayer.wait_connected(15)
-                    replayer.publish_keys(keys)
-                elif kind == "caster_drop":
-                    caster.restart()
-                elif kind == "unplug_replug":
-                    rig.receiver.unplug()
-                    time.sleep(rnd.uniform(2, 8))
-                    rig.receiver.replug()
-                else:
-                    rig.receiver.reset()
-                t1 = time.monotonic()
-                recovery = rig.flowing_after(t1)
-                faults.append(
-                    {
-                        "t_s": round(t0 - t_start, 1),
-                        "kind": kind,
-                        "forwarder": target,
-                        "fault_s": round(t1 - t0, 1),
-                        "recovery_s": recovery,
-                    }
-                )
-                print(f"soak: {faults[-1]}", flush=True)
-                if recovery is None:
-                    ok = False
-                next_fault = time.monotonic() + rnd.uniform(20, 60)
-            time.sleep(0.5)
+        soak(rigs, svc, rnd, t_start, args.minutes, rows=rows, faults=faults)
         time.sleep(3)
     finally:
         for rig in rigs.values():
             rig.traffic.stop()
         summary = {"minutes_requested": args.minutes, "seed": seed, "forwarders": {}, "faults": faults}
+        ok = all(f["recovery_s"] is not None for f in faults)
         for rig in rigs.values():
-            d = analyse(rig.traffic, rig.receiver, 0, 0)
-            samples = [(r["t_s"], r["rss_kb"]) for r in rows if r["forwarder"] == rig.name and r["rss_kb"]]
-            steady = [p for p in samples if p[0] >= 60] or samples
-            mid = (steady[0][0] + steady[-1][0]) / 2 if steady else 0.0  # halves of the steady part: warm-up or leak
-            sent = rig.traffic.snapshot()
-            span = (sent[-1].t - sent[0].t) if len(sent) > 1 else 1.0
-            alive = rig.fwd.alive() and rig.fwd.pid == rig.pid
-            summary["forwarders"][rig.name] = {
-                "published": d.published,
-                "delivered": d.delivered,
-                "lost": d.published - d.delivered,
-                "foreign": d.foreign,
-                "in_order": d.in_order,
-                "garbage_bytes": d.garbage_bytes,
-                "bytes_per_s": round(sum(len(s.raw) for s in sent) / span, 1),
-                "rss_kb_first": samples[0][1] if samples else None,
-                "rss_kb_last": samples[-1][1] if samples else None,
-                "rss_kb_min": min(p[1] for p in samples) if samples else None,
-                "rss_kb_max": max(p[1] for p in samples) if samples else None,
-                "rss_slope_kb_per_min": round(slope_kb_per_min(steady), 2),
-                "rss_slope_first_half_kb_per_min": round(slope_kb_per_min([p for p in steady if p[0] <= mid]), 2),
-                "rss_slope_second_half_kb_per_min": round(slope_kb_per_min([p for p in steady if p[0] >= mid]), 2),
-                "same_pid": alive,
-            }
-            ok = ok and alive and d.garbage_bytes == 0 and d.foreign == 0 and d.in_order
-            ok = ok and abs(summary["forwarders"][rig.name]["rss_slope_kb_per_min"]) < 100
+            summary["forwarders"][rig.name] = forwarder_summary(rig, rows)
+            ok = ok and passed(summary["forwarders"][rig.name])
         summary["minutes_run"] = round((time.monotonic() - t_start) / 60, 2)
         summary["ok"] = ok
         for rig in rigs.values():
@@ -206,12 +258,7 @@ def main(argv=None) -> int:
         broker.stop()
         for r in rx.values():
             r.close()
-        if rows:
-            with (out / "soak.csv").open("w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-        (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_results(out, rows, summary)
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(summary, indent=2))
     return 0 if ok else 1

@@ -1,13 +1,9 @@
-# -*- coding: utf-8 -*-
 # Controller side of gnss.pointperfect.gateway_files: resolves src/template on the controller (templates rendered
 # with the task's variables), then runs the module part once on the target.
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 
@@ -38,7 +34,7 @@ class ActionModule(ActionBase):
         """Render one template file on the controller with the task's templar."""
         source = self._find_needle("templates", name)
         text = to_text(self._loader.get_text_file_contents(source)) if trust_as_template is None else None
-        searchpath = list(task_vars.get("ansible_search_path", [])) + [self._loader._basedir, os.path.dirname(source)]
+        searchpath = [*list(task_vars.get("ansible_search_path", [])), self._loader._basedir, os.path.dirname(source)]
         searchpath = [p for base in searchpath for p in (os.path.join(base, "templates"), base)]
         templar = self._templar.copy_with_new_env(
             searchpath=searchpath, available_variables=self._template_vars(task_vars, name, source, dest)
@@ -76,7 +72,7 @@ class ActionModule(ActionBase):
 
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result = super().run(tmp, task_vars)
         del tmp
         args = dict(self._task.args)
         files = args.get("files") or []

@@ -1,13 +1,9 @@
-# -*- coding: utf-8 -*-
 # Controller side of gnss.pointperfect.ztp: reads the target state, decides, calls the ZTP API,
 # and asks the target to write.
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import re
 import time
@@ -179,7 +175,7 @@ class ActionModule(ActionBase):
         return res
 
     def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result = super().run(tmp, task_vars)
         del tmp
         secrets = set()
         try:
@@ -339,4 +335,4 @@ class ActionModule(ActionBase):
         return out
 
 
-__all__ = ["ActionModule", "ARGUMENT_SPEC"]
+__all__ = ["ARGUMENT_SPEC", "ActionModule"]

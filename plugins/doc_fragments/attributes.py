@@ -1,15 +1,10 @@
-# -*- coding: utf-8 -*-
 # Shared `attributes:` documentation of the gnss.pointperfect modules (check mode, diff, idempotency, platform).
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
-
-
-class ModuleDocFragment(object):
+class ModuleDocFragment:
     # Attributes of an action plugin with a module part, in ansible-core's wording. A module extends this and one of
     # the fragments below, which add its own details (Ansible merges the attributes of all fragments).
     DOCUMENTATION = r"""

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # The app_specific_id filter: systemd's sd_id128_get_machine_app_specific() scheme (module_utils/_app_specific_id.py,
 # which gateway_probe uses on the gateway too), so a machine id can be turned into an id that does not reveal it.
 
@@ -6,9 +5,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 # The documentation is in app_specific_id.yml beside this file, like the fleet_* filters.
 
@@ -26,6 +22,6 @@ def app_specific_id(machine_id, app_id=APP_ID):
         raise AnsibleFilterError("app_specific_id: %s" % e) from None
 
 
-class FilterModule(object):
+class FilterModule:
     def filters(self):
         return {"app_specific_id": app_specific_id}

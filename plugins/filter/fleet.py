@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Filters that turn gateway_info results into the fleet report: health problems, the report data, and its
 # terminal, HTML and JSON renderings. The data and its checks are in plugin_utils/_fleet_health.py, the writers in
 # plugin_utils/_fleet_render.py.
@@ -7,9 +6,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 # The documentation of each filter is in its own file beside this one (fleet_health.yml, fleet_report.yml,
 # fleet_table.yml, fleet_html.yml, fleet_json.yml): a DOCUMENTATION here would be shown for all five.
@@ -52,7 +48,7 @@ def fleet_json(report):
     return render.render_json(report)
 
 
-class FilterModule(object):
+class FilterModule:
     def filters(self):
         return {
             "fleet_health": _wrap(fleet_health),

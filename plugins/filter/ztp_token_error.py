@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # The ztp_token_error filter: the ztp module's own token rule (module_utils/_ztp_options.token_error), so the gateway
 # role checks a token before any change on the gateway with the same rule and the same message as the module.
 
@@ -6,9 +5,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 # The documentation is in ztp_token_error.yml beside this file, like the other filters.
 
@@ -20,6 +16,6 @@ def ztp_token_error(token):
     return token_error(token)
 
 
-class FilterModule(object):
+class FilterModule:
     def filters(self):
         return {"ztp_token_error": ztp_token_error}

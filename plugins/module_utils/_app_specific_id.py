@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # systemd's sd_id128_get_machine_app_specific() in stdlib Python: a stable id derived from a machine id that does not
 # reveal it (machine-id(5)). Shared by the app_specific_id filter (controller) and gateway_probe (on the gateway).
 # Copyright (c) gnss.pointperfect maintainers
@@ -9,9 +8,6 @@
 # This module_utils is PRIVATE and should only be used by this collection.
 # Breaking changes can occur any time, without notice.
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import binascii
 import hashlib
@@ -23,7 +19,7 @@ import re
 APP_ID = "c9f4d130385c5b1ea446272ce2bc630f"
 
 _HEX = "[0-9a-fA-F]"
-_ID128 = re.compile(r"^(?:{h}{{32}}|{h}{{8}}-{h}{{4}}-{h}{{4}}-{h}{{4}}-{h}{{12}})$".format(h=_HEX))
+_ID128 = re.compile(rf"^(?:{_HEX}{{32}}|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})$")
 
 
 def id128(value, what):

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Stdlib-only atomic file writing for the target side of gnss.pointperfect.ztp.
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -8,9 +7,6 @@
 # This module_utils is PRIVATE and should only be used by this collection.
 # Breaking changes can occur any time, without notice.
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import contextlib
 import errno

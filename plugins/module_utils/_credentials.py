@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Contract 1 (the credentials directory, docs/architecture.md) in code: file names, format, the secret-free views of
 # credentials.json, key and certificate times, and the value rules shared by the ztp action plugin and the forwarder.
 # Copyright (c) gnss.pointperfect maintainers
@@ -11,9 +10,6 @@
 # Standard library only, Python 3.8+: it runs on gateways in the modules, and the forwarder imports this very file
 # as pointperfect_forwarder._credentials (a symlink), so a value is judged by one set of rules on both sides.
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type  # noqa: UP001 - the forwarder lints this file through its symlink
 
 import datetime
 import ipaddress

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Stdlib-only preflight of a gateway: can it run the forwarder? Facts plus one-line problems (cause; fix).
 # Runs on the target inside the role's probe (gateway_probe), so it must work, and report, on old
 # gateways too: Python 3.6+ syntax, no third-party import, never raises for what it finds.
@@ -10,9 +9,6 @@
 # This module_utils is PRIVATE and should only be used by this collection.
 # Breaking changes can occur any time, without notice.
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import grp
 import importlib.util
@@ -113,7 +109,7 @@ def systemd_facts():
     try:
         with open("/proc/1/comm") as f:
             pid1 = f.read().strip() or None
-    except (IOError, OSError):
+    except OSError:
         pid1 = None
     return {"booted": os.path.isdir("/run/systemd/system"), "pid1": pid1}
 
@@ -194,63 +190,95 @@ def device_facts(path, variable, serial_group):
     return facts
 
 
-def problems(facts):
-    """The problems the facts show: [{check, message}], each message one line naming the cause and the fix."""
-    found = []
-
-    def add(check, message):
-        found.append({"check": check, "message": message})
-
+def _python_problems(facts):
     py = facts.get("python")
-    if py:
-        need = py.get("min_python") or MIN_PYTHON
-        if py.get("error") == "missing":
-            add("python", "no Python at %s on the gateway; install Python %s+ (%s) or set pointperfect_gateway_python"
-                % (py["path"], need, SUPPORTED_RELEASES))  # fmt: skip
-        elif py.get("version") is None:
-            add("python", "Python at %s does not run (%s); repair it or set pointperfect_gateway_python"
-                % (py["path"], py.get("error")))  # fmt: skip
-        elif _version_tuple(py["version"]) < _version_tuple(need):
-            add("python", "Python %s on the gateway; the forwarder needs %s+ (%s)"
-                % (py["version"], need, SUPPORTED_RELEASES))  # fmt: skip
-        elif not py.get("venv"):
-            add("python", "Python %s at %s has no venv module; install it (apt-get install python3-venv)"
-                % (py["version"], py["path"]))  # fmt: skip
+    if not py:
+        return []
+    need = py.get("min_python") or MIN_PYTHON
+    if py.get("error") == "missing":
+        return ["no Python at %s on the gateway; install Python %s+ (%s) or set pointperfect_gateway_python"
+                % (py["path"], need, SUPPORTED_RELEASES)]  # fmt: skip
+    if py.get("version") is None:
+        return ["Python at %s does not run (%s); repair it or set pointperfect_gateway_python"
+                % (py["path"], py.get("error"))]  # fmt: skip
+    if _version_tuple(py["version"]) < _version_tuple(need):
+        return ["Python %s on the gateway; the forwarder needs %s+ (%s)"
+                % (py["version"], need, SUPPORTED_RELEASES)]  # fmt: skip
+    if not py.get("venv"):
+        return ["Python %s at %s has no venv module; install it (apt-get install python3-venv)"
+                % (py["version"], py["path"])]  # fmt: skip
+    return []
+
+
+def _systemd_problems(facts):
     sd = facts.get("systemd")
     if sd and not sd.get("booted"):
-        add("systemd", "PID 1 is %s, not systemd; the forwarder runs as a systemd service: boot the gateway with "
-            "systemd (apt-get install systemd-sysv)" % (sd.get("pid1") or "unknown"))  # fmt: skip
+        return ["PID 1 is %s, not systemd; the forwarder runs as a systemd service: boot the gateway with "
+                "systemd (apt-get install systemd-sysv)" % (sd.get("pid1") or "unknown")]  # fmt: skip
+    return []
+
+
+def _writable_problems(facts):
+    found = []
     for w in facts.get("writable") or []:
         where = w["path"] if w.get("exists") else "%s (checked at %s)" % (w["path"], w.get("checked"))
         if w.get("error") == "not a directory":
-            add("writable", "%s is not a directory; remove it or choose another location" % where)
+            found.append("%s is not a directory; remove it or choose another location" % where)
         elif w.get("read_only"):
-            add("writable", "%s is on a read-only filesystem; remount it read-write or choose a writable location "
-                "(pointperfect_install_dir, pointperfect_config_dir)" % where)  # fmt: skip
+            found.append("%s is on a read-only filesystem; remount it read-write or choose a writable location "
+                         "(pointperfect_install_dir, pointperfect_config_dir)" % where)  # fmt: skip
         elif not w.get("writable"):
-            add("writable", "%s is not writable (%s); run the role with become (root) or choose a writable location"
-                % (where, w.get("error") or "permission denied"))  # fmt: skip
+            found.append("%s is not writable (%s); run the role with become (root) or choose a writable location"
+                         % (where, w.get("error") or "permission denied"))  # fmt: skip
+    return found
+
+
+def _account_problems(facts):
     acct = facts.get("account")
-    if acct:
-        if acct.get("serial_group_exists") is False and not acct.get("groupadd"):
-            add("account", "the serial group %s does not exist and groupadd is missing; create the group or set "
-                "pointperfect_serial_group to the group owning the receiver's tty" % acct["serial_group"])  # fmt: skip
-        if acct.get("user_exists") is False and not acct.get("useradd"):
-            add("account", "the service user %s does not exist and useradd is missing; install passwd (shadow "
-                "utilities) on the gateway" % acct["user"])  # fmt: skip
+    found = []
+    if not acct:
+        return found
+    if acct.get("serial_group_exists") is False and not acct.get("groupadd"):
+        found.append("the serial group %s does not exist and groupadd is missing; create the group or set "
+                     "pointperfect_serial_group to the group owning the receiver's tty"
+                     % acct["serial_group"])  # fmt: skip
+    if acct.get("user_exists") is False and not acct.get("useradd"):
+        found.append("the service user %s does not exist and useradd is missing; install passwd (shadow "
+                     "utilities) on the gateway" % acct["user"])  # fmt: skip
+    return found
+
+
+def _device_problems(facts):
+    serial_group = (facts.get("account") or {}).get("serial_group")
+    found = []
     for d in facts.get("devices") or []:
         name = d.get("variable") or "the serial device"
         if d.get("form_error"):
-            add("device", "%s %r is %s; set it to the receiver's tty, e.g. /dev/ttyACM0 or /dev/serial/by-id/..."
-                % (name, d["path"], d["form_error"]))  # fmt: skip
+            found.append("%s %r is %s; set it to the receiver's tty, e.g. /dev/ttyACM0 or /dev/serial/by-id/..."
+                         % (name, d["path"], d["form_error"]))  # fmt: skip
         elif d.get("exists") and d.get("type") != "char":
-            add("device", "%s %s is a %s, not a serial device; set it to the receiver's tty (ls -l /dev/serial/by-id/)"
-                % (name, d["path"], d["type"]))  # fmt: skip
+            found.append("%s %s is a %s, not a serial device; set it to the receiver's tty (ls -l /dev/serial/by-id/)"
+                         % (name, d["path"], d["type"]))  # fmt: skip
         elif d.get("reachable") is False:
-            add("device", "%s %s belongs to group %s (mode %s), so the service user in %s cannot open it; set "
-                "pointperfect_serial_group: %s" % (name, d["path"], d["group"], d["mode"],
-                                                   (acct or {}).get("serial_group"), d["group"]))  # fmt: skip
+            found.append("%s %s belongs to group %s (mode %s), so the service user in %s cannot open it; set "
+                         "pointperfect_serial_group: %s" % (name, d["path"], d["group"], d["mode"],
+                                                            serial_group, d["group"]))  # fmt: skip
     return found
+
+
+# Each check's name and the function giving its messages, in the order they are reported.
+CHECKS = (
+    ("python", _python_problems),
+    ("systemd", _systemd_problems),
+    ("writable", _writable_problems),
+    ("account", _account_problems),
+    ("device", _device_problems),
+)
+
+
+def problems(facts):
+    """The problems the facts show: [{check, message}], each message one line naming the cause and the fix."""
+    return [{"check": check, "message": message} for check, messages in CHECKS for message in messages(facts)]
 
 
 def gather(spec=None):

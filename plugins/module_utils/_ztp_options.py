@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # The options of gnss.pointperfect.ztp, shared by its action plugin (controller) and module part (target), so both
 # validate the same task arguments. Standard library and ansible.module_utils only: it runs on gateways too.
 
@@ -9,9 +8,6 @@
 # Note that this module util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import re
 

@@ -1,14 +1,10 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Target side of gnss.pointperfect.gateway_files (stdlib only): compares and atomically writes several small files
 # in one round trip.
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -267,23 +263,28 @@ def deploy(module, spec, check_mode):
         return reason, current, data
     tmp = _atomic.prepare(path, data, mode, uid, gid)
     if spec.get("validate"):
-        try:
-            argv = validate_argv(spec["validate"], tmp)
-        except (_atomic.AtomicWriteError, ValueError) as e:
-            _atomic.discard(tmp)
-            raise _atomic.AtomicWriteError("%s: bad validate command: %s" % (path, e)) from None
-        rc, out, err = module.run_command(argv)
-        if rc != 0:
-            _atomic.discard(tmp)
-            module.fail_json(
-                msg="%s: validation failed, the file was not replaced (rc=%d): %s"
-                % (path, rc, (err or out).strip()[-2000:]),
-                rc=rc,
-                stdout=out,
-                stderr=err,
-            )
+        run_validate(module, spec["validate"], tmp, path)
     _atomic.commit(tmp, path)
     return reason, current, data
+
+
+def run_validate(module, command, tmp, path):
+    """Run the validate command on the prepared temporary file; on failure discard it and fail (path untouched)."""
+    try:
+        argv = validate_argv(command, tmp)
+    except (_atomic.AtomicWriteError, ValueError) as e:
+        _atomic.discard(tmp)
+        raise _atomic.AtomicWriteError("%s: bad validate command: %s" % (path, e)) from None
+    rc, out, err = module.run_command(argv)
+    if rc != 0:
+        _atomic.discard(tmp)
+        module.fail_json(
+            msg="%s: validation failed, the file was not replaced (rc=%d): %s"
+            % (path, rc, (err or out).strip()[-2000:]),
+            rc=rc,
+            stdout=out,
+            stderr=err,
+        )
 
 
 def diff_entry(spec, reason, before, after):

@@ -1,5 +1,4 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Read-only snapshot of one gateway in one round trip: credentials summary (Contract 1), forwarder status file
 # (Contract 3) and the forwarder's systemd state. Never changes anything and never returns secrets.
 
@@ -7,9 +6,6 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -351,7 +347,7 @@ def main():
     if systemctl:
 
         def run(args):
-            return module.run_command([systemctl] + args, environ_update={"LC_ALL": "C", "SYSTEMD_PAGER": ""})
+            return module.run_command([systemctl, *args], environ_update={"LC_ALL": "C", "SYSTEMD_PAGER": ""})
 
     gateway = gather(
         module.params["dest"],

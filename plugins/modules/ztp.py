@@ -1,13 +1,9 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Target side of gnss.pointperfect.ztp (stdlib only): reads the deployed credentials or writes them atomically.
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -371,17 +367,17 @@ def read_state(dest, mode, uid, gid):
         try:
             raw = _atomic.read_bytes(paths[CREDS])
             if raw is None:
-                raise IOError("not a regular file")
+                raise OSError("not a regular file")
             state["credentials"] = _credentials.public_summary(json.loads(raw.decode("utf-8")))
             state["credentials_sha256"] = hashlib.sha256(raw).hexdigest()
             if state["credentials"] is None:
                 state["credentials_error"] = "unknown format"
-        except (IOError, OSError, ValueError) as e:
+        except (OSError, ValueError) as e:
             state["credentials_error"] = e.__class__.__name__
     if files[CERT].get("regular"):
         try:
             pem = _atomic.read_bytes(paths[CERT], 65536)
-        except (IOError, OSError):
+        except OSError:
             pem = None
         if pem is not None:
             state["certificate_pem"] = pem.decode("ascii", "replace")

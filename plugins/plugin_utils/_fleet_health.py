@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Fleet status report, the data (controller only): gateway_info results -> rows, the health checks with their remedies,
 # and the report (rows worst first, totals, bytes/s history). The writers are in _fleet_render.py.
 #
@@ -12,9 +11,6 @@
 # Note that this plugin util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import json
 import time

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Fleet status report, the writers (controller only): the report data of _fleet_health.py as a terminal table, a
 # self-contained HTML page with inline SVG (sparklines, expiry timeline) and stable JSON text.
 
@@ -9,9 +8,6 @@
 # Note that this plugin util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import html
 import json
@@ -91,7 +87,7 @@ def table_rows(report):
 
 def render_table(report):
     """Plain-text table (worst first) followed by the failing thresholds with their remedies."""
-    rows = [TABLE_COLUMNS] + table_rows(report)
+    rows = [TABLE_COLUMNS, *table_rows(report)]
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(TABLE_COLUMNS))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

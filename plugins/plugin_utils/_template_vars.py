@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # The template_* variables and ansible_managed that ansible.builtin.template gives a template, for the action
 # plugins that render templates on the controller. Inlined here because ansible-core keeps its own function private
 # from 2.19 (ansible._internal) and asks collections to inline it.
@@ -9,9 +8,6 @@
 # Note that this plugin util is **PRIVATE** to the collection. It can have breaking changes at any time.
 # Do not use this from other collections or standalone plugins/modules!
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import datetime
 import os

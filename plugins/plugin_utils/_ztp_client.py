@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # HTTPS client for the ZTP API (requests): retry policy with jittered backoff and mapping to one-line errors.
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -8,9 +7,6 @@
 # This plugin_utils is PRIVATE and should only be used by this collection (controller side only).
 # Breaking changes can occur any time, without notice.
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import contextlib
 import email.utils
@@ -116,25 +112,28 @@ def api_reason(text, token=None):
     return one_line(text, 160)
 
 
-def error_for_status(status, text, hardware_id, retries, token=None):
+# A 403's reason (lowercase words in it) -> its remedy; the first match wins.
+FORBIDDEN_REMEDIES = (
+    (
+        "already registered",
+        "device already registered on another device profile; remove it there in Thingstream or use another "
+        "hardware_id",
+    ),
+    (
+        "no plan",
+        "no plan for device; assign a PointPerfect plan to the device profile in Thingstream, then run again",
+    ),
+    ("not whitelisted", "hardware code not whitelisted; allow it in the device profile in Thingstream, then run again"),
+)
+
+
+def error_for_status(status, text, hardware_id, retries, token=None):  # noqa: PLR0911 - one answer per HTTP status
     """The one-line ZtpError message for a final non-200 answer; every 4xx quotes the API's reason."""
     reason = api_reason(text, token) or "no reason given"
     low = reason.lower()
     http = "HTTP %d: %s" % (status, reason)
     if status == 403:
-        if "already registered" in low:
-            remedy = (
-                "device already registered on another device profile; remove it there in Thingstream or use "
-                "another hardware_id"
-            )
-        elif "no plan" in low:
-            remedy = (
-                "no plan for device; assign a PointPerfect plan to the device profile in Thingstream, then run again"
-            )
-        elif "not whitelisted" in low:
-            remedy = "hardware code not whitelisted; allow it in the device profile in Thingstream, then run again"
-        else:
-            remedy = "check the device profile in Thingstream"
+        remedy = next((r for words, r in FORBIDDEN_REMEDIES if words in low), "check the device profile in Thingstream")
         return ZtpError("ZTP refused hardware id %r (%s): %s" % (hardware_id, http, remedy))
     if status == 401:
         return ZtpError(
@@ -174,7 +173,7 @@ def ca_path_error(ca_path):
     try:
         with open(ca_path, "rb") as f:
             head = f.read(1 << 20)
-    except (IOError, OSError) as e:
+    except OSError as e:
         what = "does not exist" if isinstance(e, FileNotFoundError) else "cannot be read (%s)" % (e.strerror or e)
         return (
             "ca_path %s %s on the controller; set ca_path to a PEM CA bundle file there, or leave it unset to "
@@ -262,7 +261,7 @@ def _os_reason(exc):
     return one_line(m.group(1), 80) if m else exc.__class__.__name__
 
 
-class ZtpClient(object):
+class ZtpClient:
     """Calls the ZTP API once per provisioning, with retries. Every failure is a ZtpError with a one-line message."""
 
     def __init__(
@@ -352,20 +351,7 @@ class ZtpClient(object):
                         % (status, _location_host((response.headers or {}).get("Location")))
                     )
                 if 200 <= status < 300:
-                    try:
-                        body, too_long = read_capped(response, MAX_RESPONSE_BYTES)
-                    except Exception as e:  # a connection cut while reading the body
-                        body, too_long = None, False
-                        failure = self._classify_exception(e, attempt)
-                        if failure is not None:
-                            raise failure from None
-                    finally:
-                        _close(response)
-                    if too_long:
-                        raise ZtpError(
-                            "ZTP API answered more than %d KiB, far more than any credentials answer; check "
-                            "api_url, and report it if it persists" % (MAX_RESPONSE_BYTES // 1024)
-                        )
+                    body = self._read_body(response, attempt)
                     if body is not None:
                         return body
                 elif status not in RETRYABLE_STATUS or attempt >= self.retries:
@@ -382,6 +368,24 @@ class ZtpClient(object):
             self.sleep(backoff_delay(attempt, retry_after, self.rng))
             attempt += 1
 
+    def _read_body(self, response, attempt):
+        """A 2xx answer's body; None to retry (the connection was cut while reading), else a final ZtpError."""
+        try:
+            body, too_long = read_capped(response, MAX_RESPONSE_BYTES)
+        except Exception as e:  # a connection cut while reading the body
+            body, too_long = None, False
+            failure = self._classify_exception(e, attempt)
+            if failure is not None:
+                raise failure from None
+        finally:
+            _close(response)
+        if too_long:
+            raise ZtpError(
+                "ZTP API answered more than %d KiB, far more than any credentials answer; check "
+                "api_url, and report it if it persists" % (MAX_RESPONSE_BYTES // 1024)
+            )
+        return body
+
     def _classify_exception(self, exc, attempt):
         """None to retry, else the final ZtpError. TLS failures are never retried."""
         ssl_error = getattr(getattr(requests, "exceptions", None), "SSLError", None)
@@ -392,20 +396,18 @@ class ZtpClient(object):
             )
         timeout_error = getattr(getattr(requests, "exceptions", None), "Timeout", ())
         connection_error = getattr(getattr(requests, "exceptions", None), "ConnectionError", ())
-        if isinstance(exc, timeout_error):
-            if attempt >= self.retries:
+        if isinstance(exc, (timeout_error, connection_error)):  # retried until the retries are used up
+            if attempt < self.retries:
+                return None
+            if isinstance(exc, timeout_error):
                 return ZtpError(
                     "ZTP API did not answer within timeout=%s s (after %d retries); run again later "
                     "or raise timeout" % (self.timeout, attempt)
                 )
-            return None
-        if isinstance(exc, connection_error):
-            if attempt >= self.retries:
-                return ZtpError(
-                    "cannot connect to the ZTP API at %s (%s) after %d retries; check api_url and "
-                    "network access from the controller" % (self.api_url, _os_reason(exc), attempt)
-                )
-            return None
+            return ZtpError(
+                "cannot connect to the ZTP API at %s (%s) after %d retries; check api_url and "
+                "network access from the controller" % (self.api_url, _os_reason(exc), attempt)
+            )
         if isinstance(exc, (IOError, OSError)) and self.ca_path:  # requests fails this way on a bad CA bundle
             return ZtpError(
                 "ZTP request failed (%s: %s); check ca_path %s and api_url"

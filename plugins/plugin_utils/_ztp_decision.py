@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Pure renewal decision for gnss.pointperfect.ztp: deployed state + options -> reason (no I/O, unit-tested).
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -8,9 +7,6 @@
 # This plugin_utils is PRIVATE and should only be used by this collection (controller side only).
 # Breaking changes can occur any time, without notice.
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 from collections import namedtuple
 

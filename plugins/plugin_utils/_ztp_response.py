@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Parse and validate a ZTP 200 body (both response shapes) into the credentials model; renders credentials.json.
 # A new response field is added in one place, here: read and check it in parse_credentials (with the value rules of
 # module_utils/_credentials.py when it reaches the gateway), put it in the model, and, when the gateway needs it,
@@ -12,9 +11,6 @@
 # This plugin_utils is PRIVATE and should only be used by this collection (controller side only).
 # Breaking changes can occur any time, without notice.
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import datetime
 import json
@@ -343,14 +339,17 @@ def _topics(paths, plan):
             seen[k].setdefault(named, None)
     chosen = kind if (seen[kind] or not seen[_other(kind)]) else _other(kind)
     regions = set(seen[chosen]) | set(seen[None])
-    corrections = {}
-    if plan != "lband":
-        prefix = _prefix(list(top[chosen].values()) + [t for t in seen[chosen].values() if t])
-        for region in sorted(regions):  # a region without its top-level topic gets the service's pattern for it
-            corrections[region] = top[chosen].get(region) or "%spp/%s/%s" % (prefix, chosen, region)
+    corrections = {} if plan == "lband" else _corrections(regions, chosen, top[chosen], seen[chosen])
     keys = keys_by_kind.get(kind) or next(iter(sorted(keys_by_kind.values())), None) or described_keys
     topics = {"keys": keys, "corrections": corrections, "assistnow": assistnow, "frequencies": frequencies}
     return topics, sorted(regions)
+
+
+def _corrections(regions, kind, top, seen):
+    """Region -> correction topic of one stream kind: the region's top-level topic, or the service's pattern for it
+    when the answer lists none."""
+    prefix = _prefix(list(top.values()) + [t for t in seen.values() if t])
+    return {region: top.get(region) or "%spp/%s/%s" % (prefix, kind, region) for region in sorted(regions)}
 
 
 def _other(kind):

@@ -51,9 +51,11 @@ def gga_valid(line: bytes | str) -> bool:
         return False
 
 
-def _read_until(sock: socket.socket, marker: bytes, limit: int = HEAD_LIMIT) -> tuple[bytes, bytes] | None:
-    """Bytes up to and including `marker`, and what was read after it; None on EOF, timeout or an oversized head."""
-    buf = b""
+def _read_until(
+    sock: socket.socket, marker: bytes, limit: int = HEAD_LIMIT, buf: bytes = b""
+) -> tuple[bytes, bytes] | None:
+    """Bytes up to and including `marker` (starting with `buf`, already read), and what was read after it; None on
+    EOF, timeout or an oversized head."""
     while marker not in buf:
         if len(buf) > limit:
             return None
@@ -242,16 +244,10 @@ class NtripGate:
                 status.startswith(b"HTTP/") and status.split(b" ", 2)[1:2] == [b"200"]
             )
             if stream and status.startswith(b"HTTP/"):  # an NTRIP rev2 answer: a whole header block
-                buf = status + rest
-                while b"\r\n\r\n" not in buf and len(buf) <= HEAD_LIMIT:
-                    chunk = upstream.recv(4096)
-                    if not chunk:
-                        return
-                    buf += chunk
-                end = buf.find(b"\r\n\r\n")
-                if end < 0:
+                got = _read_until(upstream, b"\r\n\r\n", buf=status + rest)
+                if got is None:
                     return
-                status, rest = buf[: end + 4], buf[end + 4 :]
+                status, rest = got
             if not stream:
                 self._release(user)
                 user = None

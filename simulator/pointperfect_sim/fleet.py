@@ -658,6 +658,22 @@ class Fleet:
         )
 
 
+def _kill_leftovers(gw: Gateway) -> None:
+    """Whatever is still in a gateway's cgroups is a leftover of that gateway: kill it, then remove the cgroups."""
+    for _ in range(50):
+        pids = {p for p in _cgroup_pids(gw.cgroups) if _alive(p)}
+        if not pids:
+            break
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    left = {p for p in _cgroup_pids(gw.cgroups) if _alive(p)}
+    if left:
+        raise FleetError(f"{gw.name}: processes left after stop: {sorted(left)}")
+    _remove_cgroups(gw.cgroups)
+
+
 def _stop_gateways(gateways: list[Gateway], timeout: float, procs: dict | None = None) -> None:
     procs = procs or {}
 
@@ -687,20 +703,8 @@ def _stop_gateways(gateways: list[Gateway], timeout: float, procs: dict | None =
         if gw.name in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 procs[gw.name].wait(timeout=10)
-    # Whatever is still in a gateway's cgroups is a leftover of that gateway: kill it.
     for gw in gateways:
-        for _ in range(50):
-            pids = {p for p in _cgroup_pids(gw.cgroups) if _alive(p)}
-            if not pids:
-                break
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.1)
-        left = {p for p in _cgroup_pids(gw.cgroups) if _alive(p)}
-        if left:
-            raise FleetError(f"{gw.name}: processes left after stop: {sorted(left)}")
-        _remove_cgroups(gw.cgroups)
+        _kill_leftovers(gw)
     for mnt in _cgroup_mounts():
         with contextlib.suppress(OSError):
             (mnt / CGROUP_ROOT).rmdir()  # only succeeds when no other fleet is running

@@ -594,65 +594,80 @@ class StreamSplitter:
         return len(self._buf)
 
     def _try(self, buf: bytearray, i: int):
-        b0 = buf[i]
-        avail = len(buf) - i
-        if b0 == 0xB5:
-            if avail < 2:
-                return None
-            if buf[i + 1] != 0x62:
-                return 0
-            if avail < 6:
-                return None
-            size = 8 + int.from_bytes(buf[i + 4 : i + 6], "little")
-            if avail < size:
-                return None
-            raw = bytes(buf[i : i + size])
-            if ubx_checksum(raw[2:-2]) != raw[-2:]:
-                return 0
-            return Frame("ubx", raw, f"UBX-{raw[2]:02X}-{raw[3]:02X}")
-        if b0 == 0x24:  # '$'
-            end = buf.find(b"\r\n", i, i + _NMEA_MAX)
-            if end < 0:
-                return None if avail < _NMEA_MAX else 0
-            raw = bytes(buf[i : end + 2])
-            star = raw.rfind(b"*")
-            try:
-                ok = star > 0 and nmea_checksum(raw[1:star].decode("ascii")) == raw[star + 1 : star + 3].decode()
-            except UnicodeDecodeError:
-                ok = False
-            if not ok:
-                return 0
-            return Frame("nmea", raw, raw[1:star].split(b",", 1)[0].decode())
-        if b0 == RTCM_PREAMBLE:
-            if avail < 3:
-                return None
-            if buf[i + 1] & 0xFC:
-                return 0
-            size = 6 + (((buf[i + 1] & 0x03) << 8) | buf[i + 2])
-            if avail < size:
-                return None
-            raw = bytes(buf[i : i + size])
-            if crc24q(raw[:-3]) != int.from_bytes(raw[-3:], "big"):
-                return 0
-            number = (raw[3] << 4) | (raw[4] >> 4) if size > 7 else 0
-            return Frame("rtcm", raw, f"RTCM-{number}")
-        if b0 == SPARTN_PREAMBLE:
-            if avail < 4:
-                return None
-            head = bytearray(buf[i + 1 : i + 4])
-            frame_crc = head[2] & 0x0F
-            head[2] &= 0xF0
-            if spartn_crc4(bytes(head)) != frame_crc:
-                return 0
-            size = _spartn_len(buf, i)
-            if size is None or avail < size:
-                return None
-            raw = bytes(buf[i : i + size])
-            crc_type = (raw[3] >> 4) & 3
-            if spartn_message_crc(raw[1 : -(crc_type + 1)], crc_type) != int.from_bytes(raw[-(crc_type + 1) :], "big"):
-                return 0
-            return Frame("spartn", raw, _spartn_name(raw))
+        """The frame starting at buf[i], None when more bytes are needed, 0 when no frame starts there."""
+        parse = _PARSERS.get(buf[i])
+        return parse(buf, i) if parse else 0
+
+
+# Each parser: (buf, i) with buf[i] its preamble -> the Frame there, None (need more bytes) or 0 (no frame here).
+def _try_ubx(buf: bytearray, i: int):
+    avail = len(buf) - i
+    if avail < 2:
+        return None
+    if buf[i + 1] != 0x62:
         return 0
+    if avail < 6:
+        return None
+    size = 8 + int.from_bytes(buf[i + 4 : i + 6], "little")
+    if avail < size:
+        return None
+    raw = bytes(buf[i : i + size])
+    if ubx_checksum(raw[2:-2]) != raw[-2:]:
+        return 0
+    return Frame("ubx", raw, f"UBX-{raw[2]:02X}-{raw[3]:02X}")
+
+
+def _try_nmea(buf: bytearray, i: int):
+    end = buf.find(b"\r\n", i, i + _NMEA_MAX)
+    if end < 0:
+        return None if len(buf) - i < _NMEA_MAX else 0
+    raw = bytes(buf[i : end + 2])
+    star = raw.rfind(b"*")
+    try:
+        ok = star > 0 and nmea_checksum(raw[1:star].decode("ascii")) == raw[star + 1 : star + 3].decode()
+    except UnicodeDecodeError:
+        ok = False
+    if not ok:
+        return 0
+    return Frame("nmea", raw, raw[1:star].split(b",", 1)[0].decode())
+
+
+def _try_rtcm(buf: bytearray, i: int):
+    avail = len(buf) - i
+    if avail < 3:
+        return None
+    if buf[i + 1] & 0xFC:
+        return 0
+    size = 6 + (((buf[i + 1] & 0x03) << 8) | buf[i + 2])
+    if avail < size:
+        return None
+    raw = bytes(buf[i : i + size])
+    if crc24q(raw[:-3]) != int.from_bytes(raw[-3:], "big"):
+        return 0
+    number = (raw[3] << 4) | (raw[4] >> 4) if size > 7 else 0
+    return Frame("rtcm", raw, f"RTCM-{number}")
+
+
+def _try_spartn(buf: bytearray, i: int):
+    avail = len(buf) - i
+    if avail < 4:
+        return None
+    head = bytearray(buf[i + 1 : i + 4])
+    frame_crc = head[2] & 0x0F
+    head[2] &= 0xF0
+    if spartn_crc4(bytes(head)) != frame_crc:
+        return 0
+    size = _spartn_len(buf, i)
+    if size is None or avail < size:
+        return None
+    raw = bytes(buf[i : i + size])
+    crc_type = (raw[3] >> 4) & 3
+    if spartn_message_crc(raw[1 : -(crc_type + 1)], crc_type) != int.from_bytes(raw[-(crc_type + 1) :], "big"):
+        return 0
+    return Frame("spartn", raw, _spartn_name(raw))
+
+
+_PARSERS = {0xB5: _try_ubx, 0x24: _try_nmea, RTCM_PREAMBLE: _try_rtcm, SPARTN_PREAMBLE: _try_spartn}  # 0x24 '$'
 
 
 def split_frames(data: bytes) -> tuple[list[Frame], int]:

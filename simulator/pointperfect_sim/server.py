@@ -574,22 +574,7 @@ class Handler(BaseHTTPRequestHandler):
             with sim.lock:
                 self._json(200, dict(sim.profiles))
         elif sub.startswith("/profiles/") and method in ("PUT", "DELETE", "GET"):
-            token = unquote(sub[len("/profiles/") :])
-            if method == "PUT":
-                try:
-                    self._json(200, sim.put_profile(token, data))
-                except prof.ProfileError as exc:
-                    raise ApiError(400, str(exc)) from None
-            elif method == "DELETE":
-                if not sim.delete_profile(token):
-                    raise ApiError(404, f"no profile {token}")
-                self._json(200, {"deleted": token})
-            else:
-                with sim.lock:
-                    profile = sim.profiles.get(token)
-                if profile is None:
-                    raise ApiError(404, f"no profile {token}")
-                self._json(200, profile)
+            self._admin_profile(method, unquote(sub[len("/profiles/") :]), data)
         elif method == "GET" and sub == "/devices":
             self._json(200, sim.list_devices())
         elif method == "POST" and sub == "/rotate":
@@ -601,6 +586,25 @@ class Handler(BaseHTTPRequestHandler):
             self._json(200, sim.expire(*self._device_args(data), days))
         else:
             raise ApiError(404, f"no admin endpoint {method} {ADMIN_PREFIX}{sub}")
+
+    def _admin_profile(self, method: str, token: str, data: dict) -> None:
+        """PUT, DELETE or GET one device profile by its token."""
+        sim = self.sim
+        if method == "PUT":
+            try:
+                self._json(200, sim.put_profile(token, data))
+            except prof.ProfileError as exc:
+                raise ApiError(400, str(exc)) from None
+        elif method == "DELETE":
+            if not sim.delete_profile(token):
+                raise ApiError(404, f"no profile {token}")
+            self._json(200, {"deleted": token})
+        else:
+            with sim.lock:
+                profile = sim.profiles.get(token)
+            if profile is None:
+                raise ApiError(404, f"no profile {token}")
+            self._json(200, profile)
 
 
 class SimServer(ThreadingHTTPServer):

@@ -169,6 +169,83 @@ def test_check_mode_on_fresh_gateways_predicts_without_touching(lab, fleet, play
         assert left.stdout.strip() == "", f"{gw.name}: check mode wrote {left.stdout}"
 
 
+def check_files(lab, gw, name):
+    """credentials.json, the file modes in /etc/pointperfect and forwarder.json of one provisioned gateway."""
+    ntrip = name in NTRIP_HOSTS
+    creds = credentials(gw)
+    # hardware id derived from the machine id (pointperfect_hardware_id_source: machine_id): its app-specific
+    # hash, never the machine id itself
+    assert creds["hardware_id"] == gw.hardware_id and gw.machine_id not in creds["hardware_id"]
+    assert creds["given_name"] == name
+    assert creds["service"] == ("ntrip" if ntrip else "mqtt")
+    # the plan lists every region it covers; the region is chosen on the gateway, not at provisioning
+    if name == LBAND_HOST:
+        assert creds["plan"] == "lband" and creds["topics"]["corrections"] == {}, creds["topics"]
+        assert creds["topics"]["frequencies"] == "/pp/frequencies/Lb"
+    elif name == US_HOST:
+        assert creds["regions"] == ["eu", "us"]
+        assert creds["topics"]["corrections"] == {"eu": "/pp/ip/eu", "us": "/pp/ip/us"}
+    elif not ntrip:
+        assert creds["regions"] == ["au", "eu", "jp", "kr", "us"], creds["regions"]
+    modes = dict(
+        line.split(" ", 1) for line in sh(gw, "cd /etc/pointperfect && stat -c '%n %a %U:%G' . * ").splitlines()
+    )
+    assert modes["."] == "750 root:pointperfect"
+    assert modes["credentials.json"] == "640 root:pointperfect"
+    assert modes["forwarder.json"] == "640 root:pointperfect"
+    assert modes["ca.pem"] == "644 root:pointperfect"
+    if ntrip:
+        assert "client.key" not in modes and "client.crt" not in modes
+    else:
+        assert modes["client.key"] == "640 root:pointperfect"
+        assert modes["client.crt"].split()[0] in ("644", "640")
+    config = json.loads(sh(gw, "cat /etc/pointperfect/forwarder.json"))
+    assert config["input"] == creds["service"]
+    assert config["output"]["device"] == "/dev/ttyACM0"
+    assert config["mqtt"]["region"] == "auto"
+    assert config["receiver"]["source"] == ("lband" if name == LBAND_HOST else "ip")
+    assert config["lband"]["device"] == (GUEST_D9S if name == LBAND_HOST else None)
+    if ntrip:  # not u-blox's caster: the TLS port comes from the inventory
+        assert config["ntrip"]["port"] == lab.casters[name].tls_port and config["ntrip"]["tls"] is True
+    assert config["health"]["metrics_port"] == gw.metrics_port
+    assert CASTER_PASSWORD not in json.dumps(config)
+
+
+def check_service(gw, name):
+    """The forwarder service: active under systemd, as the dedicated user, with the serial group, sandboxed."""
+    assert show(gw, "ActiveState") == "active", sh(gw, f"journalctl -u {SERVICE} --no-pager -n 50")
+    assert show(gw, "SubState") == "running"
+    assert show(gw, "User") == "pointperfect"
+    assert show(gw, "NRestarts") == "0"
+    exposure = sh(gw, f"systemd-analyze security --no-pager {SERVICE} | tail -n 1")
+    TIMINGS[f"exposure_{name}"] = float(exposure.split(":")[1].split()[0])
+    assert TIMINGS[f"exposure_{name}"] <= 2.0, exposure
+    allowed = show(gw, "DeviceAllow")
+    assert "/dev/ttyACM0 rw" in allowed and ((GUEST_D9S + " rw") in allowed) == (name == LBAND_HOST), allowed
+    pid = show(gw, "MainPID")
+    assert "dialout" in sh(gw, f"ps -o group=,supgrp= -p {pid}")
+    assert sh(gw, f"ps -o user= -p {pid}").strip() == "pointperfect"
+
+
+def check_keys_first(rx, dk, name):
+    """The receiver got RXM-SPARTNKEY with the dynamic keys `dk` before any correction, then its configuration."""
+    expected = [
+        {"week": w, "tow": t, "value": dk[k]["value"]}
+        for k in ("current", "next")
+        for w, t in [F.gps_week_tow(dk[k]["start"])]
+    ]
+    assert rx.wait_for(lambda r: any(f.ubx_id == (0x02, 0x36) for f in r.frames), timeout=30), name
+    kinds = [(f.kind, f.ubx_id) for f in rx.frames]
+    first_key = kinds.index(("ubx", (0x02, 0x36)))
+    first_spartn = next((i for i, k in enumerate(kinds) if k[0] == "spartn"), len(kinds))
+    assert first_key < first_spartn, f"{name}: a correction came before the keys"
+    keyframe = rx.frames[first_key]
+    assert F.parse_spartnkey_payload(keyframe.payload) == expected, name
+    assert rx.wait_for(lambda r: r.config.get(USBINPROT_SPARTN) == 1, timeout=20), f"{name}: {rx.config}"
+    source = 1 if name == LBAND_HOST else 0
+    assert rx.wait_for(lambda r, v=source: r.config.get(SPARTN_USE_SOURCE) == v, timeout=20), rx.config
+
+
 def test_provision_fleet(lab, fleet, receivers, playbook):
     calls_before = lab.sim.calls()["total"]
     run = playbook("provision")
@@ -183,78 +260,12 @@ def test_provision_fleet(lab, fleet, receivers, playbook):
 
     rx_of = receiver_of(fleet, receivers)
     for name, gw in gateways(fleet).items():
-        ntrip = name in NTRIP_HOSTS
-        creds = credentials(gw)
-        # hardware id derived from the machine id (pointperfect_hardware_id_source: machine_id): its app-specific
-        # hash, never the machine id itself
-        assert creds["hardware_id"] == gw.hardware_id and gw.machine_id not in creds["hardware_id"]
-        assert creds["given_name"] == name
-        assert creds["service"] == ("ntrip" if ntrip else "mqtt")
-        # the plan lists every region it covers; the region is chosen on the gateway, not at provisioning
-        if name == LBAND_HOST:
-            assert creds["plan"] == "lband" and creds["topics"]["corrections"] == {}, creds["topics"]
-            assert creds["topics"]["frequencies"] == "/pp/frequencies/Lb"
-        elif name == US_HOST:
-            assert creds["regions"] == ["eu", "us"]
-            assert creds["topics"]["corrections"] == {"eu": "/pp/ip/eu", "us": "/pp/ip/us"}
-        elif not ntrip:
-            assert creds["regions"] == ["au", "eu", "jp", "kr", "us"], creds["regions"]
-        modes = dict(
-            line.split(" ", 1) for line in sh(gw, "cd /etc/pointperfect && stat -c '%n %a %U:%G' . * ").splitlines()
-        )
-        assert modes["."] == "750 root:pointperfect"
-        assert modes["credentials.json"] == "640 root:pointperfect"
-        assert modes["forwarder.json"] == "640 root:pointperfect"
-        assert modes["ca.pem"] == "644 root:pointperfect"
-        if ntrip:
-            assert "client.key" not in modes and "client.crt" not in modes
-        else:
-            assert modes["client.key"] == "640 root:pointperfect"
-            assert modes["client.crt"].split()[0] in ("644", "640")
-        config = json.loads(sh(gw, "cat /etc/pointperfect/forwarder.json"))
-        assert config["input"] == creds["service"]
-        assert config["output"]["device"] == "/dev/ttyACM0"
-        assert config["mqtt"]["region"] == "auto"
-        assert config["receiver"]["source"] == ("lband" if name == LBAND_HOST else "ip")
-        assert config["lband"]["device"] == (GUEST_D9S if name == LBAND_HOST else None)
-        if ntrip:  # not u-blox's caster: the TLS port comes from the inventory
-            assert config["ntrip"]["port"] == lab.casters[name].tls_port and config["ntrip"]["tls"] is True
-        assert config["health"]["metrics_port"] == gw.metrics_port
-        assert CASTER_PASSWORD not in json.dumps(config)
-
-        # service: active under systemd, as the dedicated user, with the serial group
-        assert show(gw, "ActiveState") == "active", sh(gw, f"journalctl -u {SERVICE} --no-pager -n 50")
-        assert show(gw, "SubState") == "running"
-        assert show(gw, "User") == "pointperfect"
-        assert show(gw, "NRestarts") == "0"
-        exposure = sh(gw, f"systemd-analyze security --no-pager {SERVICE} | tail -n 1")
-        TIMINGS[f"exposure_{name}"] = float(exposure.split(":")[1].split()[0])
-        assert TIMINGS[f"exposure_{name}"] <= 2.0, exposure
-        allowed = show(gw, "DeviceAllow")
-        assert "/dev/ttyACM0 rw" in allowed and ((GUEST_D9S + " rw") in allowed) == (name == LBAND_HOST), allowed
-        pid = show(gw, "MainPID")
-        assert "dialout" in sh(gw, f"ps -o group=,supgrp= -p {pid}")
-        assert sh(gw, f"ps -o user= -p {pid}").strip() == "pointperfect"
+        check_files(lab, gw, name)
+        check_service(gw, name)
 
     # keys first: the receiver got RXM-SPARTNKEY with the credentials' dynamic keys before any correction
     for name in mqtt_names(fleet):
-        rx = rx_of[name]
-        dk = credentials(gateways(fleet)[name])["dynamickeys"]
-        expected = [
-            {"week": w, "tow": t, "value": dk[k]["value"]}
-            for k in ("current", "next")
-            for w, t in [F.gps_week_tow(dk[k]["start"])]
-        ]
-        assert rx.wait_for(lambda r: any(f.ubx_id == (0x02, 0x36) for f in r.frames), timeout=30), name
-        kinds = [(f.kind, f.ubx_id) for f in rx.frames]
-        first_key = kinds.index(("ubx", (0x02, 0x36)))
-        first_spartn = next((i for i, k in enumerate(kinds) if k[0] == "spartn"), len(kinds))
-        assert first_key < first_spartn, f"{name}: a correction came before the keys"
-        keyframe = rx.frames[first_key]
-        assert F.parse_spartnkey_payload(keyframe.payload) == expected, name
-        assert rx.wait_for(lambda r: r.config.get(USBINPROT_SPARTN) == 1, timeout=20), f"{name}: {rx.config}"
-        source = 1 if name == LBAND_HOST else 0
-        assert rx.wait_for(lambda r, v=source: r.config.get(SPARTN_USE_SOURCE) == v, timeout=20), rx.config
+        check_keys_first(rx_of[name], credentials(gateways(fleet)[name])["dynamickeys"], name)
 
     # corrections: replayed into the broker and the casters, byte-exact at every receiver, each IP gateway only its
     # region's; GGA reached each caster (a caster streams nothing before it)

@@ -58,33 +58,8 @@ def base(tmp_path_factory):
     return tmp_path_factory.mktemp("dests")
 
 
-def test_four_steps_both_plans(sim, playbook, base):
-    """check -> real -> idempotent check -> idempotent real, for an MQTT and an NTRIP plan."""
-    cases = [
-        {"name": "mqtt", "profile": "ip", "hardware_id": "four-mqtt", "dest": str(base / "four-mqtt")},
-        {
-            "name": "ntrip",
-            "profile": "ntrip",
-            "hardware_id": "four-ntrip",
-            "dest": str(base / "four-ntrip"),
-            "mode": "0640",
-        },
-        {"name": "lband", "profile": "ip+lband", "hardware_id": "four-lband", "dest": str(base / "four-lband")},
-    ]
-    calls = lambda: [device_calls(sim, c["profile"], c["hardware_id"]) for c in cases]  # noqa: E731
-
-    check = playbook(cases, check=True, diff=True)
-    assert check.rc == 0, check.output[-3000:]
-    for c in cases:
-        r = check[c["name"]]
-        assert (r["changed"], r["api_called"], r["reason"]) == (True, False, "missing")
-        assert "would call the ZTP API" in r["msg"]
-        assert not os.path.exists(c["dest"])
-    assert calls() == [0, 0, 0]
-
-    real = playbook(cases, diff=True)
-    assert real.rc == 0, real.output[-3000:]
-    assert calls() == [1, 1, 1]
+def assert_first_real_run(real, base):
+    """What the first real run of the three plans returned and wrote."""
     mqtt, ntrip, lband = real["mqtt"], real["ntrip"], real["lband"]
     assert (mqtt["changed"], mqtt["api_called"], mqtt["reason"]) == (True, True, "missing")
     assert (mqtt["plan"], mqtt["service"], mqtt["broker_host"], mqtt["broker_port"]) == (
@@ -129,9 +104,39 @@ def test_four_steps_both_plans(sim, playbook, base):
     assert (lband["plan"], lband["regions"], lband["topics"]["keys"]) == ("ip+lband", ["us"], "/pp/ubx/0236/Lb")
     assert lband["topics"]["corrections"] == {"us": "/pp/Lb/us"}
     assert lband["topics"]["frequencies"] == "/pp/frequencies/Lb"
+
+
+def test_four_steps_both_plans(sim, playbook, base):
+    """check -> real -> idempotent check -> idempotent real, for an MQTT and an NTRIP plan."""
+    cases = [
+        {"name": "mqtt", "profile": "ip", "hardware_id": "four-mqtt", "dest": str(base / "four-mqtt")},
+        {
+            "name": "ntrip",
+            "profile": "ntrip",
+            "hardware_id": "four-ntrip",
+            "dest": str(base / "four-ntrip"),
+            "mode": "0640",
+        },
+        {"name": "lband", "profile": "ip+lband", "hardware_id": "four-lband", "dest": str(base / "four-lband")},
+    ]
+    calls = lambda: [device_calls(sim, c["profile"], c["hardware_id"]) for c in cases]  # noqa: E731
+
+    check = playbook(cases, check=True, diff=True)
+    assert check.rc == 0, check.output[-3000:]
+    for c in cases:
+        r = check[c["name"]]
+        assert (r["changed"], r["api_called"], r["reason"]) == (True, False, "missing")
+        assert "would call the ZTP API" in r["msg"]
+        assert not os.path.exists(c["dest"])
+    assert calls() == [0, 0, 0]
+
+    real = playbook(cases, diff=True)
+    assert real.rc == 0, real.output[-3000:]
+    assert calls() == [1, 1, 1]
+    assert_first_real_run(real, base)
     # diff mode shows public facts only
     assert "fingerprint_sha256:" in real.output and "endpoint: mqtts://127.0.0.1:8883" in real.output
-    assert_clean(real, sim, secrets_in(d) + secrets_in(base / "four-ntrip"))
+    assert_clean(real, sim, secrets_in(base / "four-mqtt") + secrets_in(base / "four-ntrip"))
     hashes = {c["name"]: tree_hash(c["dest"]) for c in cases}
 
     for check_mode in (True, False):

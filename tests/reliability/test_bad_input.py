@@ -123,7 +123,11 @@ def bad_bodies(draw, pairs) -> bytes:
             }
         else:
             body["subscriptions"] = [{"description": "x" * 50, "path": "/pp/ip/eu"}] * draw(st.integers(1000, 20000))
-    raw = json.dumps(body).encode()
+    return _on_the_wire(draw, json.dumps(body).encode())
+
+
+def _on_the_wire(draw, raw: bytes) -> bytes:
+    """The body's bytes as sent: as is, with non-UTF-8 bytes in a string, cut short, or behind a byte-order mark."""
     wire = draw(st.sampled_from(["utf8", "latin1", "cut", "prefix"]))
     if wire == "latin1":  # non-UTF-8 bytes in a string
         raw = raw.replace(b'"brokerHost": "', b'"brokerHost": "\xe9\xff')

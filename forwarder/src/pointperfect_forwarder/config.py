@@ -240,59 +240,19 @@ def _position(where: str, fp: Any) -> None:
 
 
 def _validate(cfg: dict) -> None:
+    """Every forwarder.json field, section by section; the first bad one raises its ConfigError."""
     _str("credentials_file", cfg["credentials_file"])
     _choice("input", cfg["input"], ("mqtt", "ntrip"))
     _str("ca_file", cfg["ca_file"], null=True)
-    m = cfg["mqtt"]
-    if m["host"] is not None:
-        _host("mqtt.host", m["host"])
-    _int("mqtt.port", m["port"], 1, 65535, null=True)
-    if m["region"] is not None and not (isinstance(m["region"], str) and REGION_RE.fullmatch(m["region"])):
-        raise ConfigError("mqtt.region", "must be auto or a region name like eu, us, au, kr, jp")
-    _bool("mqtt.assistnow", m["assistnow"])
-    _int("mqtt.keepalive", m["keepalive"], 5, 65535)
-    n = cfg["ntrip"]
-    if n["host"] is not None:
-        _host("ntrip.host", n["host"])
-    _int("ntrip.port", n["port"], 1, 65535, null=True)
-    _bool("ntrip.tls", n["tls"])
-    _bool("ntrip.allow_plain_auth", n["allow_plain_auth"])
-    if cfg["input"] == "ntrip" and not n["tls"] and not n["allow_plain_auth"]:
-        problem = "false sends the NTRIP password in clear text (Basic auth): set ntrip.allow_plain_auth to accept that"
-        raise ConfigError("ntrip.tls", problem)
-    if n["mountpoint"] is not None:
-        _mountpoint("ntrip.mountpoint", n["mountpoint"])
-    _choice("ntrip.version", n["version"], (1, 2))
-    _num("ntrip.gga_interval", n["gga_interval"], 1, 3600)
-    _num("ntrip.gga_grace", n["gga_grace"], 0, 86400)
-    _position("ntrip.fixed_position", n["fixed_position"])
-    o = cfg["output"]
-    _choice("output.type", o["type"], ("serial", "tcp", "file"))
-    if o["type"] == "serial":
-        _str("output.device", o["device"])
-        _int("output.baudrate", o["baudrate"], 50, 4000000)
-    elif o["type"] == "tcp":
-        _host("output.host", o["host"])
-        _int("output.port", o["port"], 1, 65535)
-    else:
-        _str("output.path", o["path"])
-    _int("output.queue_bytes", o["queue_bytes"], 4096, 256 * 1024 * 1024)
+    _validate_mqtt(cfg["mqtt"])
+    _validate_ntrip(cfg["ntrip"], cfg["input"])
+    _validate_output(cfg["output"])
     r = cfg["receiver"]
     _bool("receiver.configure", r["configure"])
     _choice("receiver.port", r["port"], ("USB", "UART1", "UART2"))
     _choice("receiver.source", r["source"], ("ip", "lband"))
     _position("fixed_position", cfg["fixed_position"])
-    lb = cfg["lband"]
-    _str("lband.device", lb["device"], null=True)
-    _int("lband.baudrate", lb["baudrate"], 50, 4000000)
-    _choice("lband.port", lb["port"], ("USB", "UART1", "UART2"))
-    if lb["device"] is not None:
-        if r["source"] != "lband":
-            raise ConfigError("lband.device", "a NEO-D9S needs receiver.source lband")
-        if cfg["input"] != "mqtt":
-            raise ConfigError("lband.device", "a NEO-D9S needs input mqtt (its frequency comes from MQTT)")
-        if o["type"] == "serial" and lb["device"] == o["device"]:
-            raise ConfigError("lband.device", "must not be output.device (the NEO-D9S has its own port)")
+    _validate_lband(cfg)
     b = cfg["backoff"]
     _num("backoff.initial", b["initial"], 0.1, 3600)
     _num("backoff.max", b["max"], 0.1, 86400)
@@ -307,6 +267,63 @@ def _validate(cfg: dict) -> None:
     _int("health.metrics_port", h["metrics_port"], 1, 65535, null=True)
     _num("health.summary_interval", h["summary_interval"], 1, 86400)
     _choice("log_level", cfg["log_level"], ("debug", "info", "warning", "error"))
+
+
+def _validate_mqtt(m: dict) -> None:
+    if m["host"] is not None:
+        _host("mqtt.host", m["host"])
+    _int("mqtt.port", m["port"], 1, 65535, null=True)
+    if m["region"] is not None and not (isinstance(m["region"], str) and REGION_RE.fullmatch(m["region"])):
+        raise ConfigError("mqtt.region", "must be auto or a region name like eu, us, au, kr, jp")
+    _bool("mqtt.assistnow", m["assistnow"])
+    _int("mqtt.keepalive", m["keepalive"], 5, 65535)
+
+
+def _validate_ntrip(n: dict, input_type: str) -> None:
+    if n["host"] is not None:
+        _host("ntrip.host", n["host"])
+    _int("ntrip.port", n["port"], 1, 65535, null=True)
+    _bool("ntrip.tls", n["tls"])
+    _bool("ntrip.allow_plain_auth", n["allow_plain_auth"])
+    if input_type == "ntrip" and not n["tls"] and not n["allow_plain_auth"]:
+        problem = "false sends the NTRIP password in clear text (Basic auth): set ntrip.allow_plain_auth to accept that"
+        raise ConfigError("ntrip.tls", problem)
+    if n["mountpoint"] is not None:
+        _mountpoint("ntrip.mountpoint", n["mountpoint"])
+    _choice("ntrip.version", n["version"], (1, 2))
+    _num("ntrip.gga_interval", n["gga_interval"], 1, 3600)
+    _num("ntrip.gga_grace", n["gga_grace"], 0, 86400)
+    _position("ntrip.fixed_position", n["fixed_position"])
+
+
+def _validate_output(o: dict) -> None:
+    _choice("output.type", o["type"], ("serial", "tcp", "file"))
+    if o["type"] == "serial":
+        _str("output.device", o["device"])
+        _int("output.baudrate", o["baudrate"], 50, 4000000)
+    elif o["type"] == "tcp":
+        _host("output.host", o["host"])
+        _int("output.port", o["port"], 1, 65535)
+    else:
+        _str("output.path", o["path"])
+    _int("output.queue_bytes", o["queue_bytes"], 4096, 256 * 1024 * 1024)
+
+
+def _validate_lband(cfg: dict) -> None:
+    """The NEO-D9S fields, and how a D9S fits the receiver, the input and the output."""
+    lb = cfg["lband"]
+    _str("lband.device", lb["device"], null=True)
+    _int("lband.baudrate", lb["baudrate"], 50, 4000000)
+    _choice("lband.port", lb["port"], ("USB", "UART1", "UART2"))
+    if lb["device"] is None:
+        return
+    if cfg["receiver"]["source"] != "lband":
+        raise ConfigError("lband.device", "a NEO-D9S needs receiver.source lband")
+    if cfg["input"] != "mqtt":
+        raise ConfigError("lband.device", "a NEO-D9S needs input mqtt (its frequency comes from MQTT)")
+    o = cfg["output"]
+    if o["type"] == "serial" and lb["device"] == o["device"]:
+        raise ConfigError("lband.device", "must not be output.device (the NEO-D9S has its own port)")
 
 
 # --- credentials -----------------------------------------------------------------------------------------------------
@@ -420,53 +437,59 @@ def _check_credentials(creds: dict) -> None:
     cert_na = creds.get("certificate_not_after")
     if cert_na is not None and not isinstance(cert_na, str):
         raise ConfigError("credentials.certificate_not_after", "must be an ISO 8601 UTC time or null")
-    cm = _object("credentials.mqtt", creds.get("mqtt"))
-    if cm is not None:
-        for key in ("host", "client_id", "certificate", "private_key"):
-            if cm.get(key) is None:
-                continue
-            where = f"credentials.mqtt.{key}"
-            if key == "host":
-                _host(where, cm[key])
-            elif key == "client_id":
-                _client_id(where, cm[key])
-            else:
-                _path(where, cm[key])
-        if cm.get("port") is not None:
-            _port("credentials.mqtt.port", cm["port"])
+    _check_credentials_mqtt(_object("credentials.mqtt", creds.get("mqtt")))
     listed = creds.get("regions")
     if listed is not None:
         if not isinstance(listed, list) or len(listed) > contract.REGIONS_MAX:
             raise ConfigError("credentials.regions", "must be a list of region codes")
         for i, r in enumerate(listed):
             _region(f"credentials.regions[{i}]", r)
-    topics = _object("credentials.topics", creds.get("topics"))
-    if topics is not None:
-        for key in ("keys", "assistnow", "frequencies"):
-            if topics.get(key) is not None:
-                _topic(f"credentials.topics.{key}", topics[key])
-        corr = topics.get("corrections")
-        if isinstance(corr, list) and len(corr) <= contract.REGIONS_MAX:
-            for i, t in enumerate(corr):
-                _topic(f"credentials.topics.corrections[{i}]", t)
-                _region(f"credentials.topics.corrections[{i}]", t.rstrip("/").rsplit("/", 1)[-1])
-        elif isinstance(corr, dict) and len(corr) <= contract.REGIONS_MAX:
-            for r, t in corr.items():
-                _region("credentials.topics.corrections", r)
-                _topic(f"credentials.topics.corrections.{r}", t)
-        elif corr is not None:
-            raise ConfigError("credentials.topics.corrections", "must map region -> topic (or be a list of topics)")
-    cn = _object("credentials.ntrip", creds.get("ntrip"))
-    if cn is not None:
-        for key in ("host", "mountpoint", "username", "password"):
-            where = f"credentials.ntrip.{key}"
-            if key == "password":
-                _password(where, cn.get(key))
-            elif cn.get(key) is not None:
-                {"host": _host, "mountpoint": _mountpoint, "username": _username}[key](where, cn[key])
-        for key in ("port", "tls_port"):
-            if cn.get(key) is not None:
-                _port(f"credentials.ntrip.{key}", cn[key])
+    _check_credentials_topics(_object("credentials.topics", creds.get("topics")))
+    _check_credentials_ntrip(_object("credentials.ntrip", creds.get("ntrip")))
+
+
+def _check_credentials_mqtt(cm: dict | None) -> None:
+    if cm is None:
+        return
+    checks = {"host": _host, "client_id": _client_id, "certificate": _path, "private_key": _path}
+    for key, check in checks.items():
+        if cm.get(key) is not None:
+            check(f"credentials.mqtt.{key}", cm[key])
+    if cm.get("port") is not None:
+        _port("credentials.mqtt.port", cm["port"])
+
+
+def _check_credentials_topics(topics: dict | None) -> None:
+    if topics is None:
+        return
+    for key in ("keys", "assistnow", "frequencies"):
+        if topics.get(key) is not None:
+            _topic(f"credentials.topics.{key}", topics[key])
+    corr = topics.get("corrections")
+    if isinstance(corr, list) and len(corr) <= contract.REGIONS_MAX:
+        for i, t in enumerate(corr):
+            _topic(f"credentials.topics.corrections[{i}]", t)
+            _region(f"credentials.topics.corrections[{i}]", t.rstrip("/").rsplit("/", 1)[-1])
+    elif isinstance(corr, dict) and len(corr) <= contract.REGIONS_MAX:
+        for r, t in corr.items():
+            _region("credentials.topics.corrections", r)
+            _topic(f"credentials.topics.corrections.{r}", t)
+    elif corr is not None:
+        raise ConfigError("credentials.topics.corrections", "must map region -> topic (or be a list of topics)")
+
+
+def _check_credentials_ntrip(cn: dict | None) -> None:
+    if cn is None:
+        return
+    for key in ("host", "mountpoint", "username", "password"):
+        where = f"credentials.ntrip.{key}"
+        if key == "password":
+            _password(where, cn.get(key))
+        elif cn.get(key) is not None:
+            {"host": _host, "mountpoint": _mountpoint, "username": _username}[key](where, cn[key])
+    for key in ("port", "tls_port"):
+        if cn.get(key) is not None:
+            _port(f"credentials.ntrip.{key}", cn[key])
 
 
 def _read_json(where: str, path: str) -> Any:

@@ -40,14 +40,22 @@ class Health:
         self._summary_last: tuple[float, int, int] | None = None
 
     def healthy(self) -> bool:
+        return self._session_ready() and self._data_flowing()
+
+    def _session_ready(self) -> bool:
+        """Input connected, output open and, where a region is needed, chosen and its topic acknowledged."""
         s = self.stats
         if s.input_state != "connected" or s.output_state != "open":
             return False  # `subscribing` too: until its SUBACKs the session cannot receive its corrections
         if s.region_needed and s.region["selected"] is None:
             return False  # waiting for a position fix (or the L-band frequencies): no corrections can flow
         topic = s.region["topic"]
-        if s.input_type == "mqtt" and topic is not None and s.corrections_subscribed != topic:
-            return False  # a region was just chosen (or switched): its topic is not subscribed and acknowledged yet
+        # a region just chosen (or switched) is not ready until its topic is subscribed and acknowledged
+        return not (s.input_type == "mqtt" and topic is not None and s.corrections_subscribed != topic)
+
+    def _data_flowing(self) -> bool:
+        """Corrections reach the receiver, in the way the L-band mode says, within the no-data timeout."""
+        s = self.stats
         if s.lband_mode == "keys_only":
             return s.keys_last_sent_at is not None  # the corrections reach the receiver without the forwarder
         if s.lband_mode == "d9s":

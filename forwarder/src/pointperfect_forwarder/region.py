@@ -125,13 +125,18 @@ class RegionSelector:
                 self._pending = None
                 self.source = source  # the region stays; say what backs it now
                 return False
-            if self._pending is None or self._pending[0] != new or gap:
-                self._pending = (new, now)
-                return False
-            if now - self._pending[1] < self.switch_after:
+            if not self._held(new, now, gap):
                 return False
             self.selected, self.source, self._pending = new, source, None
             return True
+
+    def _held(self, new: str, now: float, gap: bool) -> bool:
+        """True when `new` has been the candidate for switch_after seconds of fixes without a gap; else it becomes
+        (or stays) the pending candidate."""
+        if self._pending is None or self._pending[0] != new or gap:
+            self._pending = (new, now)
+            return False
+        return not (now - self._pending[1] < self.switch_after)
 
     def status(self) -> dict:
         with self._lock:
