@@ -549,7 +549,7 @@ def machine_info(ours_bin: Path, peer_bin: Path) -> dict:
         "python": f"{version} ({base}, the gateways' interpreter; ours and the peer each in a venv on it)",
         "broker": mosq.strip(),
         "caster": "RTKLIB str2str (ntripc) + stunnel4 (TLS)",
-        "ours": f"pointperfect-forwarder {ours} (installed as the role does: its zipapp, unpacked and byte-compiled, no pip)",
+        "ours": f"pointperfect-forwarder {ours} (installed as the role does: its zipapp unpacked, no pip)",
         "peer": f"pygnssutils {PEER_VERSION} ({peer_bin.parent})",
     }
 
