@@ -72,10 +72,10 @@ def install_collection(work: Path) -> tuple[str, Path]:
 
 def prepare_artifacts(work: Path, coll: Path) -> dict:
     """Built once on the controller, outside any timing and from the same forwarder source: the role's cached
-    wheelhouse (what its first run would build) and the baseline's forwarder wheel."""
-    cache = work / "wheelhouse-cache"
-    cmd = [sys.executable, str(coll / "roles/gateway/files/wheelhouse.py"), "--src", str(coll / "forwarder"),
-           "--cache-dir", str(cache), "--pip-version", "24.2"]  # fmt: skip
+    forwarder zipapp (what its first run would build) and the baseline's forwarder wheel."""
+    cache = work / "build-cache"
+    cmd = [sys.executable, str(coll / "roles/gateway/files/forwarder_build.py"), "--src", str(coll / "forwarder"),
+           "--cache-dir", str(cache)]  # fmt: skip
     wh = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     dist = work / "dist"
     src = work / "forwarder-src"  # pip wheel of a copy: the installed tree stays untouched (no build/ or egg-info)
@@ -84,7 +84,7 @@ def prepare_artifacts(work: Path, coll: Path) -> dict:
     subprocess.run(pip, check=True, capture_output=True)
     wheel = next(dist.glob("pointperfect_forwarder-*.whl"))
     version = re.search(r"-(\d[^-]*)-py3", wheel.name).group(1)
-    return {"wheelhouse_cache": str(cache), "wheelhouse": wh["path"], "wheel": str(wheel), "version": version,
+    return {"build_cache": str(cache), "pyz": wh["pyz"], "wheel": str(wheel), "version": version,
             "build_id": wh["build_id"]}  # fmt: skip
 
 
@@ -109,7 +109,7 @@ def write_inventory(fleet: Fleet, lab: dict, art: dict, dest: Path) -> Path:
         # the collection (token from POINTPERFECT_ZTP_TOKEN, as documented)
         "pointperfect_ztp_api_url": lab["url"], "pointperfect_ztp_ca_path": lab["ca"],
         "pointperfect_ca_file": lab["ca"], "pointperfect_mqtt_port": lab["broker_port"],
-        "pointperfect_wheelhouse_cache_dir": art["wheelhouse_cache"],
+        "pointperfect_wheelhouse_cache_dir": art["build_cache"],
         # the baseline
         "bench_ztp_url": lab["url"], "bench_ztp_ca_path": lab["ca"], "bench_ztp_token": TOKEN,
         "bench_broker_ca": lab["ca"], "bench_broker_port": lab["broker_port"], "bench_region": "eu",

@@ -44,7 +44,6 @@ LAB_NTRIP_LOGIN = ("bench", "bench-pw")  # lab caster user/password
 ROLE = REPO / "roles" / "gateway"
 ROLE_DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
 GATEWAY_PYTHON = ROLE_DEFAULTS["pointperfect_gateway_python"]
-PIP_VERSION = ROLE_DEFAULTS["pointperfect_pip_version"]
 
 
 def log(msg: str) -> None:
@@ -71,22 +70,29 @@ def ensure_peer_venv(venv: Path, python: str) -> Path:
     return bindir
 
 
-def install_ours(venv: Path, python: str) -> Path:
-    """Ours as the gateway role installs it: the role's wheelhouse (its own helper, cached like the role's), a venv
-    without pip made by the gateway interpreter, the forwarder installed from the wheels with no index. Returns the
-    venv's bin dir."""
+def install_ours(where: Path, python: str) -> Path:
+    """Ours as the gateway role installs it: the role's zipapp (its own helper, cached like the role's), unpacked and
+    byte-compiled by the gateway interpreter with the role's own installer. Returns a bin dir whose
+    `pointperfect-forwarder` execs what the unit runs (`python -I -B <dir>/forwarder`, same PID) and whose `python`
+    sees the installed build."""
     cache = Path.home() / ".cache" / "gnss.pointperfect"
-    helper = [sys.executable, str(ROLE / "files" / "wheelhouse.py"), "--src", str(REPO / "forwarder")]
-    out = subprocess.run(
-        [*helper, "--cache-dir", str(cache), "--pip-version", PIP_VERSION], capture_output=True, text=True, check=True
+    helper = [sys.executable, str(ROLE / "files" / "forwarder_build.py"), "--src", str(REPO / "forwarder")]
+    build = json.loads(
+        subprocess.run([*helper, "--cache-dir", str(cache)], capture_output=True, text=True, check=True).stdout
     )
-    house = json.loads(out.stdout)
-    log(f"ours: wheelhouse {house['build_id']}, venv on {python}")
-    subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True)
-    pip = [str(venv / "bin" / "python"), str(Path(house["path"]) / house["pip_wheel"] / "pip"), "install"]
-    offline = ["--quiet", "--disable-pip-version-check", "--no-index", "--no-cache-dir", "--find-links", house["path"]]
-    subprocess.run([*pip, *offline, f"{house['name']}=={house['version']}"], check=True)
-    return venv / "bin"
+    log(f"ours: zipapp {build['build_id']}, installed by {python}")
+    installer = (ROLE / "files" / "forwarder_install.py").read_text()
+    argv = [python, "-c", installer, str(where), build["build_id"], str(where / ".pointperfect-build")]
+    subprocess.run(argv, input=Path(build["b64"]).read_bytes(), check=True)
+    bindir = where / "bin"
+    bindir.mkdir()
+    for name, line in (
+        ("pointperfect-forwarder", f'exec {python} -I -B {where}/forwarder "$@"'),
+        ("python", f'PYTHONPATH={where}/forwarder exec {python} "$@"'),
+    ):
+        (bindir / name).write_text(f"#!/bin/sh\n{line}\n")
+        (bindir / name).chmod(0o755)
+    return bindir
 
 
 # ---------------------------------------------------------------- clients
@@ -543,7 +549,7 @@ def machine_info(ours_bin: Path, peer_bin: Path) -> dict:
         "python": f"{version} ({base}, the gateways' interpreter; ours and the peer each in a venv on it)",
         "broker": mosq.strip(),
         "caster": "RTKLIB str2str (ntripc) + stunnel4 (TLS)",
-        "ours": f"pointperfect-forwarder {ours} (installed as the role does: its wheelhouse, a venv without pip)",
+        "ours": f"pointperfect-forwarder {ours} (installed as the role does: its zipapp unpacked, no pip)",
         "peer": f"pygnssutils {PEER_VERSION} ({peer_bin.parent})",
     }
 
@@ -803,7 +809,7 @@ def main() -> int:
     t0 = time.monotonic()
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-forwarder-") as tmpdir:
-        ours_bin = install_ours(Path(tmpdir) / "ours-venv", args.python)
+        ours_bin = install_ours(Path(tmpdir) / "ours", args.python)
         floor = import_floor(ours_bin / "python")
         info = machine_info(ours_bin, peer_bin)
         world = Lab(Path(tmpdir), ours_bin, peer_bin, ntrip=not args.no_ntrip)

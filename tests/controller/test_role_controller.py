@@ -1,10 +1,11 @@
 """The gateway role's controller side (issue 14, items 1 and 3), run for real with ansible-playbook on localhost:
-the wheelhouse step on every supported controller Python (3.10 has no tomllib), a controller Python without pip named
-in one line, and every message the role builds rendered on one line (ansible-core 2.19 keeps newlines that older
+the forwarder build step on every supported controller Python (3.10 has no tomllib), a controller Python without pip
+named in one line, and every message the role builds rendered on one line (ansible-core 2.19 keeps newlines that older
 versions folded)."""
 
 from __future__ import annotations
 
+import base64
 import glob
 import importlib.util
 import json
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ import tomllib
 from tests.role_play import PLAYBOOK_BIN, failed_checks, render_templates, run_role_tasks
 
 REPO = Path(__file__).resolve().parents[2]
-WHEELHOUSE = REPO / "roles" / "gateway" / "files" / "wheelhouse.py"
+BUILDER = REPO / "roles" / "gateway" / "files" / "forwarder_build.py"
 PY310 = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.10.*/bin/python")))
 UNIT = "/etc/systemd/system/pointperfect-forwarder.service"
 FATAL = re.compile(r"^fatal: \[localhost\]: FAILED! => (\{.*\})$", re.M)
@@ -45,15 +47,15 @@ def no_pip_python(tmp_path_factory) -> str:
     return str(python)
 
 
-def load_wheelhouse():
-    spec = importlib.util.spec_from_file_location("wheelhouse_under_test", WHEELHOUSE)
+def load_builder():
+    spec = importlib.util.spec_from_file_location("forwarder_build_under_test", BUILDER)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
 def run_install_step(ansible_env, tmp_path: Path, controller_python: str, cache: Path) -> tuple[int, str]:
-    """The role's install tasks (the controller wheelhouse step first) in check mode on localhost, as a gateway
+    """The role's install tasks (the controller build step first) in check mode on localhost, as a gateway
     whose probe found no build marker and no unit."""
     play = tmp_path / "install.yml"
     play.write_text(
@@ -93,7 +95,7 @@ def fatal_message(out: str) -> str:
 def test_pyproject_fields_without_tomllib_match_tomllib(project):
     text = (REPO / project / "pyproject.toml").read_text()
     want = tomllib.loads(text)["project"]
-    got = load_wheelhouse().project_table(text)
+    got = load_builder().project_table(text)
     assert got.get("name") == want["name"]
     assert got.get("version") == want.get("version")
 
@@ -107,36 +109,42 @@ def test_pyproject_reader_keeps_to_the_project_table():
         'dependencies = [\n  "a==1",\n]\n'
         '[tool.x]\nversion = "9"\n'
     )
-    assert load_wheelhouse().project_table(text) == {"name": "pp-forwarder", "version": "1.2.3"}
+    assert load_builder().project_table(text) == {"name": "pp-forwarder", "version": "1.2.3"}
 
 
-def test_wheelhouse_builds_with_python_310(py310, tmp_path):
-    """wheelhouse.py run by Python 3.10 builds the wheelhouse (pip wheel from the index or its mirror) and reports
-    the same build id as the Python that runs the tests."""
+def test_zipapp_builds_with_python_310(py310, tmp_path):
+    """forwarder_build.py run by Python 3.10 builds the zipapp (pip wheel from the index or its mirror) and reports
+    the same build id as the Python that runs the tests; the zipapp runs, and its .b64 is the zipapp."""
     cache, src = tmp_path / "cache", tmp_path / "forwarder"  # a snapshot: the source may change during the test
-    shutil.copytree(REPO / "forwarder", src, ignore=shutil.ignore_patterns(*load_wheelhouse().SKIP_DIRS, "*.egg-info"))
-    argv = [str(WHEELHOUSE), "--src", str(src), "--cache-dir", str(cache), "--pip-version", "24.2"]
+    shutil.copytree(REPO / "forwarder", src, ignore=shutil.ignore_patterns(*load_builder().SKIP_DIRS, "*.egg-info"))
+    argv = [str(BUILDER), "--src", str(src), "--cache-dir", str(cache)]
     proc = subprocess.run([py310, *argv], capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert report["built"] is True and report["exists"] is True, report
-    assert report["name"] == "pointperfect-forwarder" and report["pip_wheel"] == "pip-24.2-py3-none-any.whl"
-    assert Path(report["tar"]).is_file()
-    wheels = sorted(p.name for p in Path(report["path"]).glob("*.whl"))
-    assert any(w.startswith("pointperfect_forwarder-") for w in wheels), wheels
+    assert report["name"] == "pointperfect-forwarder"
+    pyz = Path(report["pyz"])
+    assert pyz.name == f"pointperfect-forwarder-{report['build_id']}.pyz" and pyz.parent == cache
+    assert base64.b64decode(Path(report["b64"]).read_bytes()) == pyz.read_bytes()
+    with zipfile.ZipFile(pyz) as archive:
+        tops = {name.split("/")[0] for name in archive.namelist()}
+    assert {"__main__.py", "pointperfect_forwarder", "paho", "serial", "pyubx2", "prometheus_client"} <= tops, tops
+    assert "bin" not in tops and not any(t.startswith("pip") for t in tops), tops
+    ran = subprocess.run([py310, str(pyz), "--version"], capture_output=True, text=True, check=False)
+    assert ran.returncode == 0 and ran.stdout.startswith("pointperfect-forwarder "), ran.stdout + ran.stderr
     again = subprocess.run([sys.executable, *argv, "--no-build"], capture_output=True, text=True, check=True)
     assert json.loads(again.stdout)["build_id"] == report["build_id"]
 
 
-def test_role_wheelhouse_step_with_python_310(py310, ansible_env, tmp_path):
+def test_role_build_step_with_python_310(py310, ansible_env, tmp_path):
     """The role's controller step with pointperfect_controller_python = Python 3.10 (check mode: it only reports)."""
     rc, out = run_install_step(ansible_env, tmp_path, py310, tmp_path / "cache")
     assert rc == 0, out[-4000:]
     assert "would install pointperfect-forwarder 0.1.0-" in out, out[-4000:]
 
 
-def test_wheelhouse_without_pip_says_so_in_one_line(no_pip_python, tmp_path):
-    argv = [WHEELHOUSE, "--src", REPO / "forwarder", "--cache-dir", tmp_path / "cache", "--pip-version", "24.2"]
+def test_build_without_pip_says_so_in_one_line(no_pip_python, tmp_path):
+    argv = [BUILDER, "--src", REPO / "forwarder", "--cache-dir", tmp_path / "cache"]
     proc = subprocess.run([no_pip_python, *map(str, argv)], capture_output=True, text=True, check=False)
     assert proc.returncode == 1 and proc.stdout == ""
     lines = proc.stderr.splitlines()
@@ -150,7 +158,7 @@ def test_role_names_a_controller_python_without_pip(no_pip_python, ansible_env, 
     assert rc != 0
     msg = fatal_message(out)
     assert "\n" not in msg and "  " not in msg, msg
-    assert msg.startswith("the forwarder wheelhouse step failed on the controller"), msg
+    assert msg.startswith("the forwarder build failed on the controller"), msg
     assert "has no pip" in msg and "pointperfect_controller_python" in msg, msg
     assert "from_json failed" not in out and "Expecting value" not in out, out[-3000:]
 
@@ -179,9 +187,9 @@ SCENARIOS = {
         {"__pointperfect_install_run": {"rc": 1, "stderr": "OSError: [Errno 30] Read-only file system: '/opt'\n"}},
         1,
     ),
-    "install_pip_error": (
+    "install_bad_archive": (
         "__pointperfect_install_failure",
-        {"__pointperfect_install_run": {"rc": 1, "stderr": "ERROR: Could not find a version that satisfies   x\n"}},
+        {"__pointperfect_install_run": {"rc": 1, "stderr": "warning\nFile is not  a zip file\n"}},
         1,
     ),
     "install_last_line": (
@@ -189,14 +197,14 @@ SCENARIOS = {
         {"__pointperfect_install_run": {"rc": 2, "stdout": "", "stderr": "tar: x: Cannot open\n  tar:   giving up\n"}},
         1,
     ),
-    "wheelhouse_no_pip": (
-        "__pointperfect_wheelhouse_failure",
-        {"__pointperfect_wheelhouse_run": {"rc": 1, "stdout": "", "stderr": "warn\nPython  no pip\n"}},
+    "build_no_pip": (
+        "__pointperfect_build_failure",
+        {"__pointperfect_build_run": {"rc": 1, "stdout": "", "stderr": "warn\nPython  no pip\n"}},
         1,
     ),
-    "wheelhouse_no_python": (
-        "__pointperfect_wheelhouse_failure",
-        {"__pointperfect_wheelhouse_run": {"rc": 2, "msg": "[Errno 2] No such file or directory:\n b'/x'"}},
+    "build_no_python": (
+        "__pointperfect_build_failure",
+        {"__pointperfect_build_run": {"rc": 2, "msg": "[Errno 2] No such file or directory:\n b'/x'"}},
         1,
     ),
     "health_gate": (
@@ -308,6 +316,8 @@ def test_every_role_message_is_one_line(ansible_env, collections_path, tmp_path)
             assert "\n" not in msg and "  " not in msg and msg == msg.strip(), (name, msg)
     assert rendered["health_gate"].startswith("localhost: the forwarder did not report its input connected")
     assert "input backoff: refused (port 1)" in rendered["health_gate"]
+    assert rendered["install_enospc"].startswith("localhost: the forwarder install failed: the disk is full (ENOSPC)")
+    assert rendered["install_bad_archive"] == "localhost: the forwarder install failed: File is not a zip file"
 
 
 # ---------------------------------------------------------------- item 6: tags

@@ -225,6 +225,17 @@ def check_service(gw, name):
     pid = show(gw, "MainPID")
     assert "dialout" in sh(gw, f"ps -o group=,supgrp= -p {pid}")
     assert sh(gw, f"ps -o user= -p {pid}").strip() == "pointperfect"
+    # the offline install: the unpacked zipapp of the marker's build, no venv or pip, run as the unit says, every
+    # source byte-compiled at install by the gateway's Python (the service's filesystem is read-only)
+    build = sh(gw, "cat /opt/pointperfect/.pointperfect-build").strip()
+    assert sh(gw, "readlink /opt/pointperfect/forwarder").strip() == f"forwarder-{build}"
+    assert sh(gw, "ls -A /opt/pointperfect").split() == [".pointperfect-build", "forwarder", f"forwarder-{build}"]
+    assert sh(gw, f"tr '\\0' ' ' < /proc/{pid}/cmdline").startswith(
+        "/usr/bin/python3 -I -B /opt/pointperfect/forwarder "
+    )
+    missing = "find /opt/pointperfect/forwarder/ -name '*.py' | while read -r f; do "
+    missing += 'c="${f%/*}/__pycache__/$(basename "${f%.py}").cpython-311.pyc"; [ -f "$c" ] || echo "$f"; done'
+    assert sh(gw, missing).strip() == "", "sources without their byte-code"
 
 
 def check_keys_first(rx, dk, name):
@@ -480,7 +491,8 @@ def test_absent_keeping_credentials_then_everything(fleet, playbook):
         leftovers = gw.run(
             "ls -d /etc/pointperfect /opt/pointperfect /etc/systemd/system/pointperfect-forwarder.service "
             "/run/pointperfect 2>/dev/null; getent passwd pointperfect; getent group pointperfect; "
-            "pgrep -f '^/opt/pointperfect/'; systemctl list-units --all --no-legend 'pointperfect*'",
+            "pgrep -f '^/usr/bin/python3 -I -B /opt/pointperfect/'; "
+            "systemctl list-units --all --no-legend 'pointperfect*'",
             check=False,
         ).stdout.strip()
         assert leftovers == "", f"{gw.name}: {leftovers}"

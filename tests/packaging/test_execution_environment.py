@@ -1,5 +1,5 @@
 """The execution environment for AWX: ansible-builder finds the collection's dependencies and renders a context;
-bindep names the system packages on the EE base and on Debian; the wheelhouse baked into the EE is the role's."""
+bindep names the system packages on the EE base and on Debian; the forwarder build baked into the EE is the role's."""
 
 import json
 import re
@@ -115,8 +115,8 @@ def test_ee_definition_bakes_the_wheelhouse_where_the_docs_say():
 
 
 def test_baked_wheelhouse_is_the_one_the_role_reuses(tmp_path, collections_path):
-    """The EE's build step on the installed collection, then the role's own lookup (wheelhouse.py as install.yml runs
-    it, in check mode so that it cannot build): the same build id, found, with its tar and pip wheel."""
+    """The EE's build step on the installed collection, then the role's own lookup (forwarder_build.py as install.yml
+    runs it, in check mode so that it cannot build): the same build id, found, with its zipapp and its base64."""
     collection = Path(collections_path) / "ansible_collections" / "gnss" / "pointperfect"
     role = collection / "roles" / "gateway"
     cache = tmp_path / "wheelhouse"
@@ -135,17 +135,14 @@ def test_baked_wheelhouse_is_the_one_the_role_reuses(tmp_path, collections_path)
     baked = json.loads(bake.stdout.strip().splitlines()[-1])
     assert baked["built"] and baked["exists"]
 
-    pip_version = yaml.safe_load((role / "defaults" / "main.yml").read_text())["pointperfect_pip_version"]
     lookup = subprocess.run(
         [
             sys.executable,
-            str(role / "files" / "wheelhouse.py"),
+            str(role / "files" / "forwarder_build.py"),
             "--src",
             str(role / ".." / ".." / "forwarder"),  # the role's __pointperfect_forwarder_src
             "--cache-dir",
             str(cache),
-            "--pip-version",
-            pip_version,
             "--no-build",
         ],
         capture_output=True,
@@ -156,5 +153,5 @@ def test_baked_wheelhouse_is_the_one_the_role_reuses(tmp_path, collections_path)
     found = json.loads(lookup.stdout)
     assert found["exists"] and not found["built"]
     assert found["build_id"] == baked["build_id"]
-    assert Path(found["tar"]).is_file() and found["pip_wheel"] == f"pip-{pip_version}-py3-none-any.whl"
-    assert Path(found["path"]).parent == cache.resolve()
+    assert Path(found["pyz"]).is_file() and Path(found["b64"]).is_file()
+    assert Path(found["pyz"]).parent == cache.resolve()

@@ -181,12 +181,12 @@ def test_old_gateway_fails_in_preflight_new_one_is_provisioned(fleet, lab, playb
     state = new.run("systemctl is-active pointperfect-forwarder", check=False).stdout.strip()
     assert state == "active", new.run("journalctl -u pointperfect-forwarder --no-pager -n 40", check=False).stdout
     assert new.run("stat -c '%a %U:%G' /etc/pointperfect/credentials.json").stdout.strip() == "640 root:pointperfect"
-    assert new.run("cat /opt/pointperfect/venv/.pointperfect-build", check=False).returncode == 0
+    assert new.run("cat /opt/pointperfect/.pointperfect-build", check=False).returncode == 0
 
 
 def test_a_full_disk_during_the_install_is_named_in_one_line(fleet, lab, playbook):
-    """A 3 MiB tmpfs over /opt/pointperfect: the wheelhouse tar (2.2 MB) fits, its extraction does not. The install
-    fails with one line naming ENOSPC, not the install script's output."""
+    """A 3 MiB tmpfs over /opt/pointperfect: the unpacked zipapp (2.3 MB) fits, its byte-code (2.2 MB more) does not.
+    The install fails with one line naming ENOSPC, not the install script's output."""
     new = by_name(fleet)[NEW]
     new.run("mount -t tmpfs -o size=3m tmpfs /opt/pointperfect")
     try:

@@ -133,7 +133,7 @@ BAD_PATHS = [
     "/usr/local/out.ubx",
     "/var/out.ubx",  # a whole top directory
     "/srv/out.ubx",
-    "/opt/pointperfect/venv/out.ubx",  # the install directory
+    "/opt/pointperfect/forwarder/out.ubx",  # the install directory
     "/srv/a/../../out.ubx",  # climbs to /
     "/srv/gnss/./out.ubx",
     "/srv//gnss/out.ubx",

@@ -1,10 +1,11 @@
-# Controller helper of the gateway role: builds (once, cached) the offline wheelhouse of the forwarder and its deps.
-# Prints one JSON object: name, version, build_id, path, tar, pip_wheel, built. Run with the controller's Python.
-# The wheels are also packed into one uncompressed tar next to the directory, so the role copies one file.
+# Controller helper of the gateway role: builds (once, cached by build id) the forwarder as ONE zipapp with its pinned
+# dependencies, plus its base64 text (what the role sends in one round trip, install_build.yml).
+# Prints one JSON object: name, version, build_id, pyz, b64, exists, built. Run with the controller's Python.
 # Standard library only, Python 3.10+ (every controller Python ansible-core 2.17+ supports): no tomllib (3.11+).
 # A failure exits 1 with ONE line on stderr naming its cause; the role shows that line.
 import argparse
 import ast
+import base64
 import hashlib
 import importlib.util
 import json
@@ -13,8 +14,8 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
+import zipapp
 from pathlib import Path
 
 SKIP_DIRS = {"tests", "build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache", ".venv"}
@@ -65,26 +66,52 @@ def project_meta(src: Path) -> tuple[str, str]:
     return name, version
 
 
-def build(src: Path, dest: Path, pip_version: str, pip_args: list[str]) -> None:
-    """pip wheel of a pristine copy of the source (the collection tree stays untouched) plus pip itself."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".build-") as tmp:
-        copy, out = Path(tmp) / "src", Path(tmp) / "wheels"
+MAIN = "import sys\n\nfrom pointperfect_forwarder.cli import main\n\nsys.exit(main())\n"
+
+
+def pip(args: list[str]) -> None:
+    """Runs `python -m pip ARGS` quietly; a failure exits with pip's first error on one line."""
+    cmd = [sys.executable, "-m", "pip", *args[:1], "--quiet", "--disable-pip-version-check", *args[1:]]
+    run = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if run.returncode:
+        sys.exit(f"pip {args[0]} failed ({run.returncode}) on the controller: {pip_error(run.stderr or run.stdout)}")
+
+
+def build(src: Path, pyz: Path, pip_args: list[str]) -> None:
+    """pip wheel of a pristine copy of the source (the collection tree stays untouched) and its pinned dependencies,
+    installed (no index, no byte-code) into one directory that becomes the zipapp, written atomically."""
+    pyz.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=pyz.parent, prefix=".build-") as tmp:
+        copy, wheels, app = Path(tmp) / "src", Path(tmp) / "wheels", Path(tmp) / "app"
         for f in source_files(src):
             target = copy / f.relative_to(src)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(f, target)
-        cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check", "--wheel-dir", str(out)]
-        cmd += [*pip_args, str(copy), f"pip=={pip_version}"]
-        run = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if run.returncode:
-            sys.exit(f"pip wheel failed ({run.returncode}) on the controller: {pip_error(run.stderr or run.stdout)}")
-        impure = sorted(w.name for w in out.glob("*.whl") if not w.name.endswith("-none-any.whl"))
+        pip(["wheel", "--wheel-dir", str(wheels), *pip_args, str(copy)])
+        impure = sorted(w.name for w in wheels.glob("*.whl") if not w.name.endswith("-none-any.whl"))
         if impure:
-            sys.exit(f"the wheelhouse must be pure Python to fit every gateway, got: {', '.join(impure)}")
-        if dest.exists():
-            shutil.rmtree(dest)
-        out.rename(dest)
+            sys.exit(f"the forwarder build must be pure Python to fit every gateway, got: {', '.join(impure)}")
+        pip(
+            [
+                "install",
+                "--no-index",
+                "--no-deps",
+                "--no-compile",
+                "--target",
+                str(app),
+                *map(str, wheels.glob("*.whl")),
+            ]
+        )
+        shutil.rmtree(app / "bin", ignore_errors=True)  # console scripts: the zipapp's __main__ is the entry point
+        (app / "__main__.py").write_text(MAIN)
+        out = Path(tmp) / pyz.name
+        zipapp.create_archive(app, out, interpreter="/usr/bin/env python3", compressed=True)
+        b64 = out.with_name(out.name + ".b64")
+        b64.write_bytes(base64.b64encode(out.read_bytes()))
+        for f in (out, b64):
+            f.chmod(0o644)
+        os.replace(b64, pyz.with_name(pyz.name + ".b64"))
+        os.replace(out, pyz)
 
 
 def pip_error(output: str) -> str:
@@ -99,40 +126,15 @@ def require_pip() -> None:
     if importlib.util.find_spec("pip") is None:
         version = ".".join(map(str, sys.version_info[:3]))
         sys.exit(
-            f"the controller Python {sys.executable} ({version}) has no pip, which builds the forwarder wheelhouse: "
+            f"the controller Python {sys.executable} ({version}) has no pip, which builds the forwarder zipapp: "
             "install python3-pip (or pip into that venv) or set pointperfect_controller_python to a Python with pip"
         )
 
 
-def pack(path: Path) -> Path:
-    """wheelhouse-<id>.tar beside the wheelhouse directory (written once, atomically): the wheels at its root."""
-    tar = path.parent / (path.name + ".tar")
-    if tar.is_file():
-        return tar
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".pack-", suffix=".tar")
-    os.close(fd)
-    try:
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as out:
-            for wheel in sorted(path.glob("*.whl")):
-                info = out.gettarinfo(str(wheel), arcname=wheel.name)
-                info.uid = info.gid = 0
-                info.uname = info.gname = "root"
-                info.mode = 0o644
-                with wheel.open("rb") as f:
-                    out.addfile(info, f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, tar)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return tar
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(prog="wheelhouse.py")
+    ap = argparse.ArgumentParser(prog="forwarder_build.py")
     ap.add_argument("--src", required=True, type=Path)
     ap.add_argument("--cache-dir", required=True, type=Path)
-    ap.add_argument("--pip-version", required=True)
     ap.add_argument("--pip-arg", action="append", default=[])
     ap.add_argument("--no-build", action="store_true", help="only report (check mode)")
     args = ap.parse_args()
@@ -143,26 +145,24 @@ def main() -> None:
     for f in source_files(src):
         digest.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes() + b"\0")
     build_id = f"{version}-{digest.hexdigest()[:12]}"
-    path = args.cache_dir.expanduser().resolve() / f"wheelhouse-{build_id}"
+    pyz = args.cache_dir.expanduser().resolve() / f"{name}-{build_id}.pyz"
+    b64 = pyz.with_name(pyz.name + ".b64")
 
     built = False
-    if not path.is_dir():
+    if not b64.is_file():
         require_pip()  # also in check mode (--no-build): it predicts the failure of the real run
-    if not path.is_dir() and not args.no_build:
-        build(src, path, args.pip_version, args.pip_arg)
-        built = True
-    tar = pack(path) if path.is_dir() and not args.no_build else path.parent / (path.name + ".tar")
-    pip_wheels = sorted(p.name for p in path.glob("pip-*.whl")) if path.is_dir() else []
+        if not args.no_build:
+            build(src, pyz, args.pip_arg)
+            built = True
     print(
         json.dumps(
             {
                 "name": name,
                 "version": version,
                 "build_id": build_id,
-                "path": str(path),
-                "tar": str(tar),
-                "exists": path.is_dir(),
-                "pip_wheel": pip_wheels[0] if pip_wheels else None,
+                "pyz": str(pyz),
+                "b64": str(b64),
+                "exists": b64.is_file(),
                 "built": built,
             }
         )
