@@ -22,14 +22,17 @@ import sys
 MIN_PYTHON = "3.10"
 SUPPORTED_RELEASES = "Debian 12, Ubuntu 22.04, Raspberry Pi OS bookworm or later"
 SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+# Standard modules the forwarder's install (unpack, byte-compile) and its TLS need; Debian's python3-minimal lacks some.
+NEEDED_MODULES = ("compileall", "ssl", "zipfile")
 # Runs under the configured interpreter when it is not the one running this module: prints the version first
-# (even a Python 2 gets that far), then whether the venv module exists.
+# (even a Python 2 gets that far), then the needed modules it lacks ("-" for none).
 PROBE_SOURCE = (
     "import sys\n"
     "sys.stdout.write('%d.%d.%d\\n' % tuple(sys.version_info[:3]))\n"
     "sys.stdout.flush()\n"
     "import importlib.util\n"
-    "sys.stdout.write('%s\\n' % (importlib.util.find_spec('venv') is not None))\n"
+    "missing = [m for m in " + repr(NEEDED_MODULES) + " if importlib.util.find_spec(m) is None]\n"
+    "sys.stdout.write((','.join(missing) or '-') + '\\n')\n"
 )
 # The concerns the fleet report also checks (gateway_info): the platform, not the role's settings.
 PLATFORM_DEFAULTS = {"python": "/usr/bin/python3", "min_python": MIN_PYTHON, "systemd": True}
@@ -68,15 +71,15 @@ def _which(name, extra=SBIN):
 
 
 def python_facts(path, timeout=30):
-    """Version and venv support of the interpreter at path (in process when it is the running one)."""
-    facts = {"path": path, "version": None, "venv": None, "error": None}
+    """Version and missing needed modules of the interpreter at path (in process when it is the running one)."""
+    facts = {"path": path, "version": None, "missing_modules": None, "error": None}
     try:
         same = os.path.realpath(path) == os.path.realpath(sys.executable)
     except (OSError, ValueError):
         same = False
     if same:
         facts["version"] = "%d.%d.%d" % tuple(sys.version_info[:3])
-        facts["venv"] = importlib.util.find_spec("venv") is not None
+        facts["missing_modules"] = [m for m in NEEDED_MODULES if importlib.util.find_spec(m) is None]
         return facts
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         facts["error"] = "missing"
@@ -97,7 +100,8 @@ def python_facts(path, timeout=30):
     lines = out.decode("utf-8", "replace").split()
     if lines:
         facts["version"] = lines[0]
-    facts["venv"] = len(lines) > 1 and lines[1] == "True"
+    if len(lines) > 1:
+        facts["missing_modules"] = [m for m in lines[1].split(",") if m and m != "-"]
     if not lines:
         tail = err.decode("utf-8", "replace").strip().splitlines()
         facts["error"] = tail[-1] if tail else "exited %d" % proc.returncode
@@ -204,9 +208,9 @@ def _python_problems(facts):
     if _version_tuple(py["version"]) < _version_tuple(need):
         return ["Python %s on the gateway; the forwarder needs %s+ (%s)"
                 % (py["version"], need, SUPPORTED_RELEASES)]  # fmt: skip
-    if not py.get("venv"):
-        return ["Python %s at %s has no venv module; install it (apt-get install python3-venv)"
-                % (py["version"], py["path"])]  # fmt: skip
+    if py.get("missing_modules"):
+        return ["Python %s at %s lacks the standard modules %s; install the full python3 package (apt-get install "
+                "python3)" % (py["version"], py["path"], ", ".join(py["missing_modules"]))]  # fmt: skip
     return []
 
 

@@ -116,7 +116,7 @@ EXAMPLES = r"""
         template: forwarder.json.j2
         group: pointperfect
         mode: "0640"
-        validate: /opt/pointperfect/venv/bin/pointperfect-forwarder --check-config --config %s
+        validate: /usr/bin/python3 -I -B /opt/pointperfect/forwarder --check-config --config %s
       - path: /etc/systemd/system/pointperfect-forwarder.service
         template: pointperfect-forwarder.service.j2
         mode: "0644"

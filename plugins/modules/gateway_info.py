@@ -45,7 +45,7 @@ options:
     default: 30
   python:
     description:
-      - Interpreter the forwarder's venv uses; checked like the gateway role's preflight (version, C(venv) module),
+      - Interpreter that runs the forwarder; checked like the gateway role's preflight (version, needed modules),
         together with systemd as PID 1. A failing check is reported in RV(gateway.preflight), never a failure.
       - Not set, the platform is not checked (RV(gateway.preflight) has no problems).
     type: path
@@ -153,7 +153,7 @@ gateway:
       type: dict
       returned: always
       sample:
-        python: {path: /usr/bin/python3, version: 3.9.2, venv: true, error: null, min_python: "3.10"}
+        python: {path: /usr/bin/python3, version: 3.9.2, missing_modules: [], error: null, min_python: "3.10"}
         systemd: {booted: true, pid1: systemd}
         problems:
           - check: python

@@ -73,7 +73,9 @@ options:
     type: dict
     suboptions:
       python:
-        description: Interpreter the forwarder's venv is created with; its version and C(venv) module are checked.
+        description:
+          - Interpreter that runs the forwarder; its version and the standard modules the forwarder needs are
+            checked.
         type: path
       min_python:
         description: Lowest Python version the forwarder supports.
@@ -126,7 +128,7 @@ EXAMPLES = r"""
       shell: /usr/sbin/nologin
     config_dir: /etc/pointperfect
     unit: /etc/systemd/system/pointperfect-forwarder.service
-    build_marker: /opt/pointperfect/venv/.pointperfect-build
+    build_marker: /opt/pointperfect/.pointperfect-build
     preflight:
       python: /usr/bin/python3
       systemd: true

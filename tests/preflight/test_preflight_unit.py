@@ -24,15 +24,15 @@ def messages(facts):
 def test_running_interpreter_is_checked_in_process():
     facts = pf.python_facts(sys.executable)
     assert facts["version"] == ".".join(map(str, sys.version_info[:3]))
-    assert facts["venv"] is True and facts["error"] is None
+    assert facts["missing_modules"] == [] and facts["error"] is None
 
 
 def test_another_interpreter_is_asked(tmp_path):
     fake = tmp_path / "python3"
-    fake.write_text("#!/bin/sh\nprintf '3.9.2\\nTrue\\n'\n")
+    fake.write_text("#!/bin/sh\nprintf '3.9.2\\n-\\n'\n")
     fake.chmod(0o755)
     facts = pf.python_facts(str(fake))
-    assert (facts["version"], facts["venv"]) == ("3.9.2", True)
+    assert (facts["version"], facts["missing_modules"]) == ("3.9.2", [])
     facts["min_python"] = "3.10"
     assert messages({"python": facts}) == [
         "Python 3.9.2 on the gateway; the forwarder needs 3.10+ (Debian 12, Ubuntu 22.04, Raspberry Pi OS bookworm or"
@@ -45,12 +45,14 @@ def test_python_problems():
         "no Python at /usr/bin/python3 on the gateway; install Python 3.10+ (Debian 12, Ubuntu 22.04, Raspberry Pi OS"
         " bookworm or later) or set pointperfect_gateway_python"
     ]
-    no_venv = {"path": "/usr/bin/python3", "version": "3.11.2", "venv": False}
-    assert messages({"python": no_venv}) == [
-        "Python 3.11.2 at /usr/bin/python3 has no venv module; install it (apt-get install python3-venv)"
+    minimal = {"path": "/usr/bin/python3", "version": "3.11.2", "missing_modules": ["compileall", "ssl"]}
+    assert messages({"python": minimal}) == [
+        "Python 3.11.2 at /usr/bin/python3 lacks the standard modules compileall, ssl; install the full python3 package"
+        " (apt-get install python3)"
     ]
-    assert messages({"python": {"path": "/p", "version": "3.12.1", "venv": True, "min_python": "3.10"}}) == []
-    assert messages({"python": {"path": "/p", "version": "3.10.0", "venv": True, "min_python": "3.10"}}) == []
+    # neither venv nor pip is needed: the forwarder is an unpacked zipapp
+    assert messages({"python": {"path": "/p", "version": "3.12.1", "missing_modules": [], "min_python": "3.10"}}) == []
+    assert messages({"python": {"path": "/p", "version": "3.10.0", "missing_modules": [], "min_python": "3.10"}}) == []
 
 
 def test_python_2_reports_its_version(tmp_path):
@@ -58,7 +60,7 @@ def test_python_2_reports_its_version(tmp_path):
     fake.write_text("#!/bin/sh\nprintf '2.7.18\\n'\necho 'ImportError: No module named util' >&2\nexit 1\n")
     fake.chmod(0o755)
     facts = pf.python_facts(str(fake))
-    assert facts["version"] == "2.7.18" and facts["venv"] is False
+    assert facts["version"] == "2.7.18" and facts["missing_modules"] is None
     assert "Python 2.7.18 on the gateway; the forwarder needs 3.10+" in messages({"python": facts})[0]
 
 
