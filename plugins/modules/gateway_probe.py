@@ -26,7 +26,7 @@ description:
     (O(build_marker)), the deployed ZTP credentials as the M(gnss.pointperfect.ztp) decision reads them
     (O(credentials)), the SHA-256 and attributes of deployed files (O(files)) and the preflight of what the
     PointPerfect forwarder needs on the target (O(preflight)).
-  - Never returns a secret: no private key, NTRIP password or key value, only hashes and public fields.
+  - Never returns a secret (no private key, NTRIP password or key value), only hashes and public fields.
   - Never changes anything; works on targets whose Python is older than the forwarder needs, so that the
     preflight can report them.
 author:
