@@ -33,17 +33,33 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options imp
     token_error,
     ztp_argument_spec,
 )
-from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_client import (
-    ZtpClient,
-    api_url_error,
-    ca_path_error,
-)
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_decision import decide
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_response import (
     ZtpError,
     certificate_info,
     credentials_dict,
 )
+
+
+def _client():
+    """The ZTP client module, imported when the API may be called: it pulls in requests (about 0.1 CPU-s), which every
+    no-op host's worker process would otherwise import for nothing."""
+    from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _ztp_client  # noqa: PLC0415
+
+    return _ztp_client
+
+
+def ZtpClient(**kwargs):  # noqa: N802 - stands for the class (tests replace it)
+    return _client().ZtpClient(**kwargs)
+
+
+def api_url_error(url):
+    return _client().api_url_error(url)
+
+
+def ca_path_error(path):
+    return _client().ca_path_error(path)
+
 
 MODULE = "gnss.pointperfect.ztp"
 CENSORED = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
