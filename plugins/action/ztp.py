@@ -10,6 +10,7 @@ import time
 
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
+from ansible_collections.gnss.pointperfect.plugins.module_utils._atomic import AtomicWriteError, parse_mode
 from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials import (
     CERT,
     CREDS,
@@ -28,17 +29,33 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options imp
     token_error,
     ztp_argument_spec,
 )
-from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_client import (
-    ZtpClient,
-    api_url_error,
-    ca_path_error,
-)
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_decision import decide
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_response import (
     ZtpError,
     certificate_info,
     credentials_dict,
 )
+
+
+def _client():
+    """The ZTP client module, imported when the API may be called: it pulls in requests (about 0.1 CPU-s), which every
+    no-op host's worker process would otherwise import for nothing."""
+    from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _ztp_client  # noqa: PLC0415
+
+    return _ztp_client
+
+
+def ZtpClient(**kwargs):
+    return _client().ZtpClient(**kwargs)
+
+
+def api_url_error(url):
+    return _client().api_url_error(url)
+
+
+def ca_path_error(path):
+    return _client().ca_path_error(path)
+
 
 MODULE = "gnss.pointperfect.ztp"
 CENSORED = "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"
@@ -63,6 +80,10 @@ UNKNOWN_VIEW = {
 
 # Same options as DOCUMENTATION and the module part (one definition for both).
 ARGUMENT_SPEC = ztp_argument_spec()
+# Data, not an option (not documented): the `credentials` state gnss.pointperfect.gateway_probe read in its own round
+# trip (the gateway role passes it), used instead of a read of its own when it was read for this very dest, owner,
+# group and mode.
+PRIVATE_SPEC = dict(_probed_state=dict(type="dict"))
 MASK = "********"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # ANSI escapes start with ESC (\x1b); tab and LF are spaces
 PEM_LINE_MIN = 16  # lines of a multi-line secret (PEM body lines are 64 characters) redacted on their own
@@ -105,6 +126,30 @@ def region_error(region, regions):
     if region == "auto" or not regions or region in regions:
         return None  # NTRIP and L-band-only plans list no correction regions: nothing to check against
     return "region %r is not in this plan (%s): set region to one of them or auto" % (region, ", ".join(regions))
+
+
+def probed_state(probed, target):
+    """The probe's credentials state when it can stand for the module part's read of target (the same dest, owner,
+    group and mode, owner and group existing, every key the decision uses); None otherwise (read again)."""
+    if not isinstance(probed, dict) or probed.get("ids_known") is not True:
+        return None
+    try:
+        wanted = {
+            "dest": target["dest"],
+            "owner": target["owner"],
+            "group": target["group"],
+            "mode": "%04o" % parse_mode(target["mode"]),
+        }
+    except AtomicWriteError:
+        return None
+    if probed.get("read_for") != wanted or probed.get("dest") != target["dest"]:
+        return None
+    files = probed.get("files")
+    if not isinstance(files, dict) or not all(isinstance(files.get(n), dict) for n in FILES):
+        return None
+    if not all(k in probed for k in ("dest_exists", "credentials", "certificate_pem", "now")):
+        return None
+    return probed
 
 
 def deployed_from_state(state):
@@ -179,7 +224,8 @@ class ActionModule(ActionBase):
         del tmp
         secrets = set()
         try:
-            _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+            _validation, args = self.validate_argument_spec(argument_spec=dict(ARGUMENT_SPEC, **PRIVATE_SPEC))
+            probed = args.pop("_probed_state", None)  # data, not an option: not echoed in the invocation
             if args.get("token"):
                 secrets.add(args["token"])
             result["invocation"] = {"module_args": dict(args, token=CENSORED if args.get("token") else None)}
@@ -191,7 +237,7 @@ class ActionModule(ActionBase):
                 raise ZtpError("activation_timeout must be 0 (no retry) or more seconds")
             if not args["validate_certs"]:
                 result.setdefault("warnings", []).append(INSECURE_WARNING)
-            result.update(self._provision(args, task_vars or {}, secrets))
+            result.update(self._provision(args, task_vars or {}, secrets, probed))
         except ZtpError as e:
             result.update(failed=True, msg=str(e))
         except Exception as e:  # never a traceback with possible secrets: class and censored text only
@@ -210,12 +256,14 @@ class ActionModule(ActionBase):
         # remove_values replaces secrets of any length (checked: also 1-3 characters) everywhere in the result
         return remove_values(result, secrets) if secrets else result
 
-    def _provision(self, args, task_vars, secrets):
+    def _provision(self, args, task_vars, secrets, probed=None):
         target = dict((k, args[k]) for k in ("hardware_id", "dest", "owner", "group", "mode"))
-        read = self._run_part(task_vars, dict(target, _state="read"))
-        if read.get("failed"):
-            return {"failed": True, "msg": read.get("msg", "reading %s failed" % args["dest"])}
-        state = read["state"]
+        state = probed_state(probed, target)
+        if state is None:
+            read = self._run_part(task_vars, dict(target, _state="read"))
+            if read.get("failed"):
+                return {"failed": True, "msg": read.get("msg", "reading %s failed" % args["dest"])}
+            state = read["state"]
         deployed = deployed_from_state(state)
         now = state.get("now") or time.time()
         decision = decide(

@@ -1,6 +1,7 @@
 #!/usr/bin/python
 # Read-only probe of a gateway in one round trip (stdlib only): the facts the gateway role decides on (hardware id,
-# service account, config directory, unit, installed build) and its preflight, each as a typed value.
+# service account, config directory, unit and its state, installed build, deployed credentials, hashes of the deployed
+# files) and its preflight, each as a typed value; never a secret (hashes and public fields only).
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -17,8 +18,11 @@ description:
     is returned as V(null).
   - The app-specific id of C(/etc/machine-id) (O(machine_id)), the service account compared with the wanted one
     (O(account)), the config directory's type, mode and owner (O(config_dir)), whether the systemd unit file
-    exists (O(unit)), the installed build marker (O(build_marker)) and the preflight of what the PointPerfect
-    forwarder needs on the target (O(preflight)).
+    exists (O(unit)), the unit's enabled and active state (O(service)), the installed build marker
+    (O(build_marker)), the deployed ZTP credentials as the M(gnss.pointperfect.ztp) decision reads them
+    (O(credentials)), the SHA-256 and attributes of deployed files (O(files)) and the preflight of what the
+    PointPerfect forwarder needs on the target (O(preflight)).
+  - Never returns a secret (no private key, NTRIP password or key value), only hashes and public fields.
   - Never changes anything; works on targets whose Python is older than the forwarder needs, so that the
     preflight can report them.
 author:
@@ -65,6 +69,35 @@ options:
   build_marker:
     description: A small file holding the id of the installed build, returned in RV(build_marker).
     type: path
+  service:
+    description: A systemd unit name whose load, unit-file and active states are returned in RV(service).
+    type: str
+  credentials:
+    description:
+      - The ZTP credentials directory, read as M(gnss.pointperfect.ztp) reads it before it decides (the same code);
+        the state is returned in RV(credentials). The gateway role passes it to the ztp task, which then needs no
+        read of its own.
+    type: dict
+    suboptions:
+      dest:
+        description: The credentials directory.
+        type: path
+        required: true
+      owner:
+        description: The owner the credential files should have.
+        type: str
+      group:
+        description: The group the credential files should have.
+        type: str
+      mode:
+        description: The mode C(client.key) and C(credentials.json) should have.
+        type: raw
+        default: "0600"
+  files:
+    description: Files whose SHA-256, type, mode and owner are returned in RV(files) (never their content).
+    type: list
+    elements: path
+    default: []
   preflight:
     description:
       - Checks of what the PointPerfect forwarder needs on the target; the facts and the problems found are
@@ -199,6 +232,32 @@ build_marker:
   returned: always
   type: str
   sample: 0.1.0-3f2a9c1d
+service:
+  description: For O(service), its C(LoadState), C(UnitFileState) and C(ActiveState) as C(systemctl show) reports
+    them (V(null) each when systemctl cannot tell); V(null) without O(service).
+  returned: always
+  type: dict
+  sample: {name: pointperfect-forwarder, load_state: loaded, unit_file_state: enabled, active_state: active}
+credentials:
+  description:
+    - For O(credentials), the state M(gnss.pointperfect.ztp) decides on (the credential files' attributes, the public
+      summary and SHA-256 of C(credentials.json), the public certificate; never the private key or a secret value),
+      plus C(read_for) (the O(credentials) it was read for, mode as an octal string) and C(ids_known) (whether owner
+      and group exist; when not, the ztp task reads again after the account is created). V(null) without it.
+  returned: always
+  type: dict
+files:
+  description: For each path of O(files), V(null) when it does not exist, else its C(type) (V(file), V(directory),
+    V(link) or V(other), links not followed), C(sha256) (regular files only), C(mode), C(owner) and C(group).
+  returned: always
+  type: dict
+  sample:
+    /etc/pointperfect/forwarder.json:
+      type: file
+      sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+      mode: "0640"
+      owner: root
+      group: pointperfect
 preflight:
   description:
     - With O(preflight), what was found (C(python), C(systemd), C(writable), C(account), C(devices)) and
@@ -221,6 +280,7 @@ preflight:
 """
 
 import grp  # noqa: E402 - Ansible modules import after DOCUMENTATION
+import hashlib  # noqa: E402
 import os  # noqa: E402
 import pwd  # noqa: E402
 import stat  # noqa: E402
@@ -231,6 +291,7 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils import (  # noqa
     _app_specific_id,
     _atomic,
     _preflight,
+    _ztp_state,
 )
 
 MACHINE_ID = "/etc/machine-id"
@@ -251,7 +312,23 @@ ARGUMENT_SPEC = dict(
     config_dir=dict(type="path"),
     unit=dict(type="path"),
     build_marker=dict(type="path"),
+    service=dict(type="str"),
+    credentials=dict(
+        type="dict",
+        options=dict(
+            dest=dict(type="path", required=True),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+            mode=dict(type="raw", default="0600"),
+        ),
+    ),
+    files=dict(type="list", elements="path", default=[]),
     preflight=dict(type="dict", options=_preflight.ARGUMENT_SPEC),
+)
+SERVICE_PROPERTIES = (
+    ("LoadState", "load_state"),
+    ("UnitFileState", "unit_file_state"),
+    ("ActiveState", "active_state"),
 )
 
 
@@ -348,7 +425,50 @@ def account(wanted):
     return found
 
 
-def probe(params):
+def file_hash(path):
+    """Type, SHA-256 (regular files only, never the content), mode and owner of a path; None when missing."""
+    info = stat_path(path)
+    if info is None:
+        return None
+    try:
+        data = _atomic.read_bytes(path) if info["type"] == "file" else None  # never through a link
+    except OSError as e:
+        raise _atomic.AtomicWriteError("cannot read %s: %s" % (path, e.strerror)) from None
+    info["sha256"] = None if data is None else hashlib.sha256(data).hexdigest()
+    return info
+
+
+def credentials(wanted):
+    """The ztp decision's state of the credentials directory (the ztp module's own read), with what it was read for.
+    An owner or group that does not exist yet (a fresh gateway) matches no file: ids_known is then false."""
+    mode = _atomic.parse_mode(wanted["mode"])
+    ids, known = [], True
+    for resolve, name in ((_atomic.resolve_uid, wanted["owner"]), (_atomic.resolve_gid, wanted["group"])):
+        try:
+            ids.append(resolve(name))
+        except _atomic.AtomicWriteError:
+            ids.append(-1)
+            known = False
+    state = _ztp_state.read_state(wanted["dest"], mode, ids[0], ids[1])
+    state["read_for"] = {"dest": wanted["dest"], "owner": wanted["owner"], "group": wanted["group"],
+                         "mode": "%04o" % mode}  # fmt: skip
+    state["ids_known"] = known
+    return state
+
+
+def service_state(name, run_command):
+    """LoadState, UnitFileState and ActiveState of a unit (None each when systemctl cannot tell): run_command(argv)
+    returns (rc, stdout, stderr), or None when there is no systemctl."""
+    argv = ["systemctl", "show", "--property=" + ",".join(prop for prop, key in SERVICE_PROPERTIES), "--", name]
+    ran = run_command(argv)
+    out = ran[1] if ran is not None and ran[0] == 0 else ""
+    found = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    state = {"name": name}
+    state.update((key, found.get(prop) or None) for prop, key in SERVICE_PROPERTIES)
+    return state
+
+
+def probe(params, run_command=None):
     """The module's result for its parameters: every key present, None (or {}) for what was not asked for."""
     unit = params["unit"]
     return {
@@ -356,7 +476,10 @@ def probe(params):
         "account": account(params["account"]) if params["account"] else None,
         "config_dir": stat_path(params["config_dir"]) if params["config_dir"] else None,
         "unit": {"path": unit, "exists": os.path.isfile(unit)} if unit else None,
+        "service": service_state(params["service"], run_command) if params.get("service") else None,
         "build_marker": read_small(params["build_marker"]) if params["build_marker"] else None,
+        "credentials": credentials(params["credentials"]) if params.get("credentials") else None,
+        "files": dict((path, file_hash(path)) for path in params.get("files") or []),
         "preflight": _preflight.gather(params["preflight"]) if params["preflight"] else {},
     }
 
@@ -364,7 +487,8 @@ def probe(params):
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     try:
-        result = probe(module.params)
+        systemctl = module.get_bin_path("systemctl")
+        result = probe(module.params, lambda argv: module.run_command([systemctl, *argv[1:]]) if systemctl else None)
     except _atomic.AtomicWriteError as e:
         module.fail_json(msg=str(e))
     module.exit_json(changed=False, **result)

@@ -311,11 +311,7 @@ files:
   sample: [/etc/pointperfect/client.crt, /etc/pointperfect/client.key, /etc/pointperfect/credentials.json]
 """
 
-import hashlib  # noqa: E402 - Ansible modules import after DOCUMENTATION
-import json  # noqa: E402
-import os  # noqa: E402
-import stat  # noqa: E402
-import time  # noqa: E402
+import os  # noqa: E402 - Ansible modules import after DOCUMENTATION
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.gnss.pointperfect.plugins.module_utils import _atomic, _credentials  # noqa: E402
@@ -326,62 +322,7 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials imp
     KEY,
 )
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import ztp_argument_spec  # noqa: E402
-
-
-def _file_state(path, mode, uid, gid):
-    """Stat of one credential file: existence, attributes (never content)."""
-    try:
-        st = os.lstat(path)
-    except OSError:
-        return {"exists": False}
-    info = {
-        "exists": True,
-        "regular": stat.S_ISREG(st.st_mode),
-        "uid": st.st_uid,
-        "gid": st.st_gid,
-        "mtime": st.st_mtime,
-        "attributes_ok": not _atomic.attributes_differ(path, mode, uid, gid),
-    }
-    info.update(_atomic.describe_attributes(st))
-    return info
-
-
-def read_state(dest, mode, uid, gid):
-    """Everything the decision needs, in one round trip."""
-    paths = dict((name, os.path.join(dest, name)) for name in _credentials.FILES)
-    files = {
-        CERT: _file_state(paths[CERT], CERT_MODE, None, None),
-        KEY: _file_state(paths[KEY], mode, uid, gid),
-        CREDS: _file_state(paths[CREDS], mode, uid, gid),
-    }
-    state = {
-        "dest": dest,
-        "dest_exists": os.path.isdir(dest),
-        "files": files,
-        "credentials": None,
-        "credentials_error": None,
-        "certificate_pem": None,
-        "now": time.time(),
-    }
-    if files[CREDS].get("regular"):
-        try:
-            raw = _atomic.read_bytes(paths[CREDS])
-            if raw is None:
-                raise OSError("not a regular file")
-            state["credentials"] = _credentials.public_summary(json.loads(raw.decode("utf-8")))
-            state["credentials_sha256"] = hashlib.sha256(raw).hexdigest()
-            if state["credentials"] is None:
-                state["credentials_error"] = "unknown format"
-        except (OSError, ValueError) as e:
-            state["credentials_error"] = e.__class__.__name__
-    if files[CERT].get("regular"):
-        try:
-            pem = _atomic.read_bytes(paths[CERT], 65536)
-        except OSError:
-            pem = None
-        if pem is not None:
-            state["certificate_pem"] = pem.decode("ascii", "replace")
-    return state
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_state import read_state  # noqa: E402
 
 
 def write_files(dest, contents, mode, uid, gid, *, remove=()):
@@ -449,6 +390,7 @@ def main():
             _private_key=dict(type="str", no_log=True),
             _credentials=dict(type="str", no_log=True),
             _remove=dict(type="raw"),
+            _probed_state=dict(type="dict"),  # used by the action plugin only, never sent to the target
         ),
         supports_check_mode=True,
     )

@@ -7,8 +7,12 @@ previous one)."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
 import time
 import urllib.request
+from collections import Counter
 
 import pytest
 from pointperfect_sim import frames as F
@@ -34,6 +38,7 @@ SPARTN_USE_SOURCE = 0x20A70001  # CFG-SPARTN-USE_SOURCE: 0 = IP, 1 = L-band
 RXM_PMP = (0x02, 0x72)
 TOKENS = (MQTT_TOKEN, NTRIP_TOKEN, EU_US_TOKEN, LBAND_TOKEN)
 TIMINGS: dict[str, float] = {}
+PORT = re.compile(r"Port=(\d+)")  # how ansible's ssh connection names a gateway (all are 127.0.0.1)
 
 
 # ---------------------------------------------------------------- helpers
@@ -330,17 +335,33 @@ def test_lband_gateway_relays_the_d9s(lab, fleet, receivers, d9s):
     assert st["healthy"] is True, st
 
 
-def test_second_run_changes_nothing_and_calls_no_api(lab, fleet, playbook):
+def ssh_counter(tmp_path):
+    """(env, count): an ssh shim first in PATH that logs each invocation (one SSH round trip to a gateway, as in
+    bench/fleet), and count() -> {port: invocations}."""
+    bindir, log = tmp_path / "bin", tmp_path / "ssh.log"
+    bindir.mkdir()
+    log.touch()
+    shim = bindir / "ssh"
+    shim.write_text(f'#!/bin/bash\nprintf "%s\\n" "$*" >> {log}\nexec {shutil.which("ssh")} "$@"\n')
+    shim.chmod(0o755)
+    env = {"PATH": f"{bindir}:{os.environ['PATH']}", "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp")}
+    return env, lambda: Counter(m.group(1) for ln in log.read_text().splitlines() if (m := PORT.search(ln)))
+
+
+def test_second_run_changes_nothing_and_calls_no_api(lab, fleet, playbook, tmp_path):
     """A nightly no-op run needs no secret: no token in the environment nor in the inventory (the extra var beats
-    the host_vars tokens), and valid credentials mean no API call, so nothing asks for one."""
+    the host_vars tokens), and valid credentials mean no API call, so nothing asks for one. It costs exactly one SSH
+    round trip per gateway: the probe; the controller decides the rest and leaves the role."""
     before = lab.sim.calls()
     invocations = {gw.name: show(gw, "InvocationID") for gw in fleet.gateways}
-    run = playbook("provision", "-e", "pointperfect_ztp_token=", env={"POINTPERFECT_ZTP_TOKEN": ""})
+    ssh_env, trips = ssh_counter(tmp_path)
+    run = playbook("provision", "-e", "pointperfect_ztp_token=", env={"POINTPERFECT_ZTP_TOKEN": "", **ssh_env})
     TIMINGS["idempotent"] = run.seconds
     assert run.rc == 0, run.out[-6000:]
     assert run.changed() == {name: 0 for name in gateways(fleet)}, run.out[-6000:]
     assert lab.sim.calls() == before, "a no-op run called the ZTP API"
     assert {gw.name: show(gw, "InvocationID") for gw in fleet.gateways} == invocations
+    assert trips() == {str(gw.ssh_port): 1 for gw in fleet.gateways}, run.out[-6000:]
 
 
 def test_check_diff_shows_no_change_and_no_secret(lab, fleet, playbook):

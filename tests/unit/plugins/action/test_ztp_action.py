@@ -311,3 +311,83 @@ def test_client_key_symlink_outside_dest_stays_0600_after_runs(tmp_path, run):
         r = run(api, dest, now + later, mode="0640")
         assert not r.get("failed"), r
     assert os.stat(target).st_mode & 0o7777 == 0o600
+
+
+class Counting(Action):
+    """Counts the module part's runs (each one SSH round trip on a real gateway)."""
+
+    def __init__(self, api, check_mode=False):
+        super().__init__(api, check_mode)
+        self.parts = []
+
+    def _run_part(self, task_vars, args):
+        self.parts.append(args["_state"])
+        return super()._run_part(task_vars, args)
+
+
+def probed(dest, now, **wanted):
+    """What gateway_probe's credentials option returns for dest (the role passes it as _probed_state)."""
+    from ansible_collections.gnss.pointperfect.plugins.modules import gateway_probe  # noqa: PLC0415
+
+    state = gateway_probe.credentials(dict({"dest": str(dest), "owner": None, "group": None, "mode": "0600"}, **wanted))
+    state["now"] = now
+    return state
+
+
+@pytest.fixture
+def provision(monkeypatch):
+    """provision(api, dest, now, probed_state, check=False) -> (the task result, the module part's runs)."""
+
+    def _provision(api, dest, now, probed_state, check=False):
+        monkeypatch.setattr(action, "ZtpClient", api.client)
+        api.now = now
+        params = {"token": TOKEN, "hardware_id": "gw-01", "dest": str(dest), "_probed_state": probed_state}
+        result = ArgumentSpecValidator(dict(action.ARGUMENT_SPEC, **action.PRIVATE_SPEC)).validate(params)
+        assert not result.error_messages, result.error_messages
+        args = result.validated_parameters
+        args["region"] = action.region_option(args["region"])
+        runner = Counting(api, check_mode=check)
+        return runner._provision(args, {}, set(), args.pop("_probed_state")), runner.parts
+
+    return _provision
+
+
+@pytest.mark.parametrize("check", [False, True])
+def test_probed_state_replaces_the_read(tmp_path, pki, run, provision, check):
+    """With the probe's state of the same dest, owner, group and mode the action reads nothing: a no-op costs no
+    round trip, with the same result as its own read."""
+    api = FakeApi(lambda now: mqtt_body(pki))
+    dest = tmp_path / "d"
+    run(api, dest, 1_800_000_000.0)
+    own = run(api, dest, 1_800_000_100.0, check=check)
+    got, parts = provision(api, dest, 1_800_000_100.0, probed(dest, 1_800_000_100.0), check=check)
+    assert parts == []
+    assert got == own and (got["api_called"], got["changed"], got["reason"]) == (False, False, "valid")
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda s: dict(s, ids_known=False),  # the group did not exist when probed (a fresh gateway)
+        lambda s: dict(s, read_for=dict(s["read_for"], mode="0640")),  # read for another mode
+        lambda s: dict(s, read_for=dict(s["read_for"], dest="/elsewhere"), dest="/elsewhere"),
+        lambda s: dict(s, read_for=dict(s["read_for"], group="other")),
+        lambda s: {k: v for k, v in s.items() if k != "certificate_pem"},  # incomplete
+        lambda s: dict(s, files=None),
+        lambda s: dict(s, files={}),
+    ],
+)
+def test_probed_state_for_something_else_is_read_again(tmp_path, pki, run, provision, spoil):
+    api = FakeApi(lambda now: mqtt_body(pki))
+    dest = tmp_path / "d"
+    run(api, dest, 1_800_000_000.0)
+    got, parts = provision(api, dest, 1_800_000_100.0, spoil(probed(dest, 1_800_000_100.0)))
+    assert parts == ["read"]
+    assert (got["api_called"], got["changed"], got["reason"]) == (False, False, "valid")
+
+
+def test_probed_state_of_a_fresh_host_still_provisions(tmp_path, pki, provision):
+    api = FakeApi(lambda now: mqtt_body(pki))
+    dest = tmp_path / "fresh"
+    got, parts = provision(api, dest, 1_800_000_000.0, probed(dest, 1_800_000_000.0))
+    assert parts == ["write"] and (got["api_called"], got["changed"], got["reason"]) == (True, True, "missing")

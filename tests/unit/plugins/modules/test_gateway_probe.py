@@ -25,7 +25,8 @@ def _expected(machine_id):
 
 
 def params(**kw):
-    base = dict(machine_id=False, account=None, config_dir=None, unit=None, build_marker=None, preflight=None)
+    base = dict(machine_id=False, account=None, config_dir=None, unit=None, build_marker=None, preflight=None,
+                service=None, credentials=None, files=[])  # fmt: skip
     return dict(base, **kw)
 
 
@@ -57,6 +58,9 @@ def test_nothing_asked_returns_every_key_empty():
         "config_dir": None,
         "unit": None,
         "build_marker": None,
+        "service": None,
+        "credentials": None,
+        "files": {},
         "preflight": {},
     }
 
@@ -166,3 +170,62 @@ def test_read_follows_a_link_but_not_to_a_fifo(tmp_path):
     assert module.read_small(str(tmp_path / "link")) == "abc\n"
     os.mkfifo(tmp_path / "fifo")
     assert module.read_small(str(tmp_path / "fifo")) is None
+
+
+def test_files_are_hashed_never_returned(tmp_path):
+    """Each deployed file: its SHA-256, type, mode and owner; a link is not read through; a missing file is null."""
+    conf = tmp_path / "forwarder.json"
+    conf.write_bytes(b'{"secret": "do-not-return"}\n')
+    conf.chmod(0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(conf)
+    got = module.probe(params(files=[str(conf), str(link), str(tmp_path / "none")]))["files"]
+    assert got[str(conf)] == {
+        "type": "file",
+        "sha256": hashlib.sha256(b'{"secret": "do-not-return"}\n').hexdigest(),
+        "mode": "0640",
+        "owner": ME.pw_name,
+        "group": MY_GROUP,
+    }
+    assert got[str(link)]["type"] == "link" and got[str(link)]["sha256"] is None
+    assert got[str(tmp_path / "none")] is None
+    assert "do-not-return" not in repr(got)
+
+
+@pytest.mark.parametrize(
+    ("ran", "expected"),
+    [
+        ((0, "LoadState=loaded\nUnitFileState=enabled\nActiveState=active\n", ""), ("loaded", "enabled", "active")),
+        ((0, "LoadState=not-found\nUnitFileState=\nActiveState=inactive\n", ""), ("not-found", None, "inactive")),
+        ((1, "", "Failed to connect to bus"), (None, None, None)),
+        (None, (None, None, None)),  # no systemctl
+    ],
+)
+def test_service_state(ran, expected):
+    calls = []
+
+    def run_command(argv):
+        calls.append(argv)
+        return ran
+
+    got = module.probe(params(service="pointperfect-forwarder"), run_command)["service"]
+    assert (got["load_state"], got["unit_file_state"], got["active_state"]) == expected
+    assert got["name"] == "pointperfect-forwarder"
+    assert calls == [["systemctl", "show", "--property=LoadState,UnitFileState,ActiveState", "--",
+                      "pointperfect-forwarder"]]  # fmt: skip
+
+
+def test_credentials_state_is_the_ztp_read_with_what_it_was_read_for(tmp_path):
+    """The probe's credentials state is the ztp module's own read (same code), plus read_for and ids_known; an
+    owner or group that does not exist yet makes ids_known false (the ztp task then reads again)."""
+    from ansible_collections.gnss.pointperfect.plugins.modules import ztp  # noqa: PLC0415
+
+    wanted = {"dest": str(tmp_path), "owner": ME.pw_name, "group": MY_GROUP, "mode": "0640"}
+    got = module.probe(params(credentials=wanted))["credentials"]
+    assert got["read_for"] == wanted and got["ids_known"] is True
+    expected = ztp.read_state(str(tmp_path), 0o640, ME.pw_uid, os.getgid())
+    assert {k: v for k, v in got.items() if k not in ("read_for", "ids_known", "now")} == {
+        k: v for k, v in expected.items() if k != "now"
+    }
+    missing = module.probe(params(credentials=dict(wanted, group="no-such-group-pp", mode=0o600)))["credentials"]
+    assert missing["ids_known"] is False and missing["read_for"]["mode"] == "0600"

@@ -205,7 +205,9 @@ def test_argument_specs_match_documentation():
         for k in spec_node.keywords
         if k.arg.startswith("_")
     }
-    assert set(internal) == {"_state", "_certificate", "_private_key", "_credentials", "_remove"}
+    assert set(internal) == {"_state", "_certificate", "_private_key", "_credentials", "_remove", "_probed_state"}
+    # the probe's state the action decides on (gateway role): declared for linters, never sent to the target
+    assert internal["_probed_state"] == action.PRIVATE_SPEC["_probed_state"]
     assert not any(name.startswith("_") for name in doc["options"])
     for name, spec in internal.items():
         assert set(spec) <= {"type", "no_log"}, name
@@ -300,3 +302,19 @@ def test_fifo_at_a_destination_is_replaced(tmp_path, mqtt_model):
     assert state["credentials"] is None
     module.write_files(str(dest), files_of(mqtt_model, dest), 0o600, None, None)
     assert (dest / "credentials.json").is_file()
+
+
+def test_gateway_probe_returns_no_secret_of_deployed_credentials(tmp_path, mqtt_model):
+    """The probe reads the credentials directory for the ztp decision and hashes the deployed files: neither the
+    private key nor the NTRIP password, user name or key values leave the gateway."""
+    from ansible_collections.gnss.pointperfect.plugins.modules import gateway_probe  # noqa: PLC0415
+
+    dest = tmp_path / "pp"
+    module.write_files(str(dest), files_of(mqtt_model, dest), 0o600, None, None)
+    params = dict(machine_id=False, account=None, config_dir=str(dest), unit=None, build_marker=None, preflight=None,
+                  service=None, credentials={"dest": str(dest), "owner": None, "group": None, "mode": "0600"},
+                  files=[str(dest / n) for n in module._credentials.FILES])  # fmt: skip
+    dumped = json.dumps(gateway_probe.probe(params))
+    for secret in ("PRIVATE KEY", KEY_A, KEY_B, "s3cret-pass", "user-1"):
+        assert secret not in dumped
+    assert json.loads(dumped)["credentials"]["credentials"]["hardware_id"] == "gw-01"
