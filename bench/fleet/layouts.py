@@ -58,7 +58,7 @@ def pyc_zipapp(pyz: Path, out: Path, python: str) -> None:
     subprocess.run([python, "-c", code, str(pyz), str(out)], check=True, capture_output=True)
 
 
-def main() -> None:
+def main() -> None:  # noqa: PLR0915 - the measurement, step by step in the order it runs
     ap = argparse.ArgumentParser()
     ap.add_argument("--python", default="/usr/bin/python3", help="the gateways' interpreter")
     ap.add_argument("--runs", type=int, default=15)

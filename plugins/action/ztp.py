@@ -257,6 +257,7 @@ class ActionModule(ActionBase):
         return remove_values(result, secrets) if secrets else result
 
     def _provision(self, args, task_vars, secrets, probed=None):
+        """Read (or take the probed state), decide, then keep, predict, or call the API and write."""
         target = dict((k, args[k]) for k in ("hardware_id", "dest", "owner", "group", "mode"))
         state = probed_state(probed, target)
         if state is None:
@@ -276,53 +277,77 @@ class ActionModule(ActionBase):
         )
         out = {"reason": decision.reason, "api_called": False, "changed": False, "region": args["region"]}
         before_view = deployed_view(state, deployed) if deployed.get("credentials") else {}
-        before = summary(before_view, deployed.get("fingerprint"))
         files_now = [state["dest"].rstrip("/") + "/" + n for n in FILES if (state["files"].get(n) or {}).get("exists")]
-
         if not decision.call_api:
             out.update(before_view)
             out["files"] = files_now
-            wrong = region_error(args["region"], before_view.get("regions"))
-            if wrong:
-                return dict(out, failed=True, changed=False, msg=wrong)
-            # only regular files are re-attributed: a symlink, fifo or directory is never changed through
-            bad = [
-                n
-                for n, f in state["files"].items()
-                if f.get("exists") and f.get("regular") and not f.get("attributes_ok")
-            ]
-            if bad:
-                out["changed"] = True
-                if not self._task.check_mode:
-                    fixed = self._run_part(task_vars, dict(target, _state="attributes"))
-                    if fixed.get("failed"):
-                        return {"failed": True, "msg": fixed.get("msg"), "reason": decision.reason, "api_called": False}
-                    out["changed"] = bool(fixed.get("changed"))
-                out["msg"] = "credentials are valid; fixed mode/owner of %s" % ", ".join(sorted(bad))
-            return out
-
+            return self._keep(args=args, task_vars=task_vars, target=target, state=state, decision=decision, out=out)
+        before = summary(before_view, deployed.get("fingerprint"))
         if self._task.check_mode:
-            wrong = api_url_error(args["api_url"]) or ca_path_error(args["ca_path"] if args["validate_certs"] else None)
-            if wrong:
-                return dict(out, failed=True, msg=wrong)
-            out.update(UNKNOWN_VIEW, topics=normalize_topics(None))
-            out.update(before_view)
-            out["files"] = (
-                [state["dest"].rstrip("/") + "/" + n for n in FILES]
-                if decision.reason == "missing" and not files_now
-                else files_now
+            return self._predict(
+                args=args,
+                state=state,
+                decision=decision,
+                out=out,
+                before_view=before_view,
+                before=before,
+                files_now=files_now,
             )
-            out["changed"] = decision.reason in CHANGING_REASONS
-            out["msg"] = "would call the ZTP API: %s" % decision.detail
-            if self._task.diff and out["changed"]:
-                out["diff"] = {
-                    "before": before,
-                    "after": "(new credentials from the ZTP API)\n",
-                    "before_header": "%s (deployed)" % args["dest"],
-                    "after_header": "ZTP API",
-                }
-            return out
+        return self._call_and_write(
+            args=args,
+            task_vars=task_vars,
+            target=target,
+            secrets=secrets,
+            decision=decision,
+            out=out,
+            before=before,
+            now=now,
+        )
 
+    def _keep(self, *, args, task_vars, target, state, decision, out):
+        """No API call: the deployed credentials stay; only their mode/owner is put right."""
+        wrong = region_error(args["region"], out.get("regions"))
+        if wrong:
+            return dict(out, failed=True, changed=False, msg=wrong)
+        # only regular files are re-attributed: a symlink, fifo or directory is never changed through
+        bad = [
+            n for n, f in state["files"].items() if f.get("exists") and f.get("regular") and not f.get("attributes_ok")
+        ]
+        if bad:
+            out["changed"] = True
+            if not self._task.check_mode:
+                fixed = self._run_part(task_vars, dict(target, _state="attributes"))
+                if fixed.get("failed"):
+                    return {"failed": True, "msg": fixed.get("msg"), "reason": decision.reason, "api_called": False}
+                out["changed"] = bool(fixed.get("changed"))
+            out["msg"] = "credentials are valid; fixed mode/owner of %s" % ", ".join(sorted(bad))
+        return out
+
+    def _predict(self, *, args, state, decision, out, before_view, before, files_now):
+        """Check mode when the API would be called: say what would change and why, call nothing."""
+        wrong = api_url_error(args["api_url"]) or ca_path_error(args["ca_path"] if args["validate_certs"] else None)
+        if wrong:
+            return dict(out, failed=True, msg=wrong)
+        out.update(UNKNOWN_VIEW, topics=normalize_topics(None))
+        out.update(before_view)
+        out["files"] = (
+            [state["dest"].rstrip("/") + "/" + n for n in FILES]
+            if decision.reason == "missing" and not files_now
+            else files_now
+        )
+        out["changed"] = decision.reason in CHANGING_REASONS
+        out["msg"] = "would call the ZTP API: %s" % decision.detail
+        if self._task.diff and out["changed"]:
+            out["diff"] = {
+                "before": before,
+                "after": "(new credentials from the ZTP API)\n",
+                "before_header": "%s (deployed)" % args["dest"],
+                "after_header": "ZTP API",
+            }
+        return out
+
+    def _fetch(self, args, secrets, out):
+        """The API call; its secrets join `secrets` at once. Returns (model, client) or (None, error result)."""
         client = ZtpClient(
             api_url=args["api_url"],
             timeout=args["timeout"],
@@ -333,27 +358,28 @@ class ActionModule(ActionBase):
         )
         try:
             client.check_request(args["token"], args["hardware_id"])  # token, hardware id, ca_path: no call yet
-        except ZtpError as e:
-            out.update(failed=True, msg=str(e))
-            return out
-        out["api_called"] = True
-        try:
+            out["api_called"] = True
             model = client.fetch(
                 args["token"], args["hardware_id"], args["given_name"] or args["hardware_id"], args["tags"]
             )
         except ZtpError as e:
-            out.update(failed=True, msg=str(e))
-            return out
+            return None, dict(out, failed=True, msg=str(e))
         for secret in (model.get("private_key_pem"), (model.get("ntrip") or {}).get("password")):
             if secret:
                 secrets.add(secret)
         for key in (model.get("dynamickeys") or {}).values():
             secrets.add(key["value"])
+        return model, client
+
+    def _call_and_write(self, *, args, task_vars, target, secrets, decision, out, before, now):
+        """Call the API, check the answer against the options, and write it on the target."""
+        model, client_or_error = self._fetch(args, secrets, out)
+        if model is None:
+            return client_or_error
+        client = client_or_error
         wrong = region_error(args["region"], model.get("regions"))
         if wrong:
-            out.update(failed=True, msg=wrong)
-            return out
-
+            return dict(out, failed=True, msg=wrong)
         document = credentials_dict(model, args["hardware_id"], args["given_name"] or args["hardware_id"], args["dest"])
         write = dict(target, _state="write", _credentials=dumps(document).decode("utf-8"))
         if model["certificate_pem"] is not None:
@@ -362,8 +388,7 @@ class ActionModule(ActionBase):
             write["_remove"] = [CERT, KEY]
         written = self._run_part(task_vars, write)
         if written.get("failed"):
-            out.update(failed=True, msg=written.get("msg", "writing credentials failed"))
-            return out
+            return dict(out, failed=True, msg=written.get("msg", "writing credentials failed"))
         view = public_view(document)
         view["days_remaining"] = days_left(None if model["not_after"] is None else model["not_after"].timestamp(), now)
         out.update(view)

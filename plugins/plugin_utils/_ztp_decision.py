@@ -19,7 +19,7 @@ REASONS = ("missing", "hardware_id_changed", "expiring", "stale", "forced", "val
 Decision = namedtuple("Decision", ["reason", "call_api", "detail"])
 
 
-def decide(deployed, hardware_id, now, *, renew_before_days=30, refresh_after_days=7, force=False):
+def decide(deployed, hardware_id, now, *, renew_before_days=30, refresh_after_days=7, force=False):  # noqa: PLR0911 - one return per reason, in priority order
     """Decide whether the ZTP API must be called.
 
     deployed (all times are epoch seconds, any key may be absent):
