@@ -766,7 +766,7 @@ def capture_frames(synthetic: bool, factory: M.FrameFactory, seconds: float) -> 
     return out
 
 
-def main() -> int:
+def main() -> int:  # noqa: PLR0915 - the bench phases in the order they run
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: short windows, fewer frames")
     ap.add_argument("--window", type=float, help="real-rate CPU/RSS window, s (default 60, quick 10)")

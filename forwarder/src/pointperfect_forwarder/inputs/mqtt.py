@@ -201,7 +201,7 @@ class MqttInput(Input):
         client.on_disconnect = self._on_disconnect
         return client
 
-    def session(self) -> float | None:
+    def session(self) -> float | None:  # noqa: PLR0912, PLR0915 - one session: each branch is a paho or socket event
         self._connected = self._closed = False
         self._refused = None
         self._key_mid = None

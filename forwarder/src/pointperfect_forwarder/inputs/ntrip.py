@@ -228,7 +228,7 @@ class NtripInput(Input):
         finally:
             sock.close()
 
-    def _stream(self, sock: socket.socket, endpoint: str) -> float | None:
+    def _stream(self, sock: socket.socket, endpoint: str) -> float | None:  # noqa: PLR0912, PLR0915 - the NTRIP response: head, body, GGA, silence
         sock.sendall(build_request(self.cfg))
         head = b""
         while True:
