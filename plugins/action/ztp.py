@@ -7,6 +7,7 @@
 
 import re
 import time
+from collections import namedtuple
 
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
@@ -64,6 +65,8 @@ INSECURE_WARNING = (
     "impersonate it and read the token; use ca_path to trust a private CA instead"
 )
 CHANGING_REASONS = ("missing", "hardware_id_changed", "expiring")  # check mode predicts a change for these
+# What one host's provisioning run decided on, handed to its steps (keep, predict, call and write).
+Run = namedtuple("Run", "args task_vars target state decision now secrets")
 # Every value RETURN promises on success, null (or empty) until known: what check mode returns on a fresh host.
 UNKNOWN_VIEW = {
     "client_id": None,
@@ -276,36 +279,21 @@ class ActionModule(ActionBase):
             force=args["force"],
         )
         out = {"reason": decision.reason, "api_called": False, "changed": False, "region": args["region"]}
+        run = Run(args, task_vars, target, state, decision, now, secrets)
         before_view = deployed_view(state, deployed) if deployed.get("credentials") else {}
         files_now = [state["dest"].rstrip("/") + "/" + n for n in FILES if (state["files"].get(n) or {}).get("exists")]
         if not decision.call_api:
             out.update(before_view)
             out["files"] = files_now
-            return self._keep(args=args, task_vars=task_vars, target=target, state=state, decision=decision, out=out)
+            return self._keep(run, out)
         before = summary(before_view, deployed.get("fingerprint"))
         if self._task.check_mode:
-            return self._predict(
-                args=args,
-                state=state,
-                decision=decision,
-                out=out,
-                before_view=before_view,
-                before=before,
-                files_now=files_now,
-            )
-        return self._call_and_write(
-            args=args,
-            task_vars=task_vars,
-            target=target,
-            secrets=secrets,
-            decision=decision,
-            out=out,
-            before=before,
-            now=now,
-        )
+            return self._predict(run, out, before_view, before, files_now)
+        return self._call_and_write(run, out, before)
 
-    def _keep(self, *, args, task_vars, target, state, decision, out):
+    def _keep(self, run, out):
         """No API call: the deployed credentials stay; only their mode/owner is put right."""
+        args, state, decision = run.args, run.state, run.decision
         wrong = region_error(args["region"], out.get("regions"))
         if wrong:
             return dict(out, failed=True, changed=False, msg=wrong)
@@ -316,15 +304,16 @@ class ActionModule(ActionBase):
         if bad:
             out["changed"] = True
             if not self._task.check_mode:
-                fixed = self._run_part(task_vars, dict(target, _state="attributes"))
+                fixed = self._run_part(run.task_vars, dict(run.target, _state="attributes"))
                 if fixed.get("failed"):
                     return {"failed": True, "msg": fixed.get("msg"), "reason": decision.reason, "api_called": False}
                 out["changed"] = bool(fixed.get("changed"))
             out["msg"] = "credentials are valid; fixed mode/owner of %s" % ", ".join(sorted(bad))
         return out
 
-    def _predict(self, *, args, state, decision, out, before_view, before, files_now):
+    def _predict(self, run, out, before_view, before, files_now):
         """Check mode when the API would be called: say what would change and why, call nothing."""
+        args, state, decision = run.args, run.state, run.decision
         wrong = api_url_error(args["api_url"]) or ca_path_error(args["ca_path"] if args["validate_certs"] else None)
         if wrong:
             return dict(out, failed=True, msg=wrong)
@@ -371,9 +360,10 @@ class ActionModule(ActionBase):
             secrets.add(key["value"])
         return model, client
 
-    def _call_and_write(self, *, args, task_vars, target, secrets, decision, out, before, now):
+    def _call_and_write(self, run, out, before):
         """Call the API, check the answer against the options, and write it on the target."""
-        model, client_or_error = self._fetch(args, secrets, out)
+        args, target, decision = run.args, run.target, run.decision
+        model, client_or_error = self._fetch(args, run.secrets, out)
         if model is None:
             return client_or_error
         client = client_or_error
@@ -386,11 +376,13 @@ class ActionModule(ActionBase):
             write.update(_certificate=model["certificate_pem"], _private_key=model["private_key_pem"])
         else:
             write["_remove"] = [CERT, KEY]
-        written = self._run_part(task_vars, write)
+        written = self._run_part(run.task_vars, write)
         if written.get("failed"):
             return dict(out, failed=True, msg=written.get("msg", "writing credentials failed"))
         view = public_view(document)
-        view["days_remaining"] = days_left(None if model["not_after"] is None else model["not_after"].timestamp(), now)
+        view["days_remaining"] = days_left(
+            None if model["not_after"] is None else model["not_after"].timestamp(), run.now
+        )
         out.update(view)
         out["files"] = written.get("files", [])
         out["changed"] = bool(written.get("changed"))
