@@ -7,9 +7,11 @@ import bisect
 import contextlib
 import multiprocessing as mp
 import os
+import re
 import select
 import statistics
 import struct
+import subprocess
 import threading
 import time
 import tty
@@ -68,6 +70,36 @@ def wakeups(pids: list[int]) -> int:
     return total
 
 
+def cpu_ns(pids: list[int]) -> int:
+    """Time on CPU of every live thread of the processes, in ns (/proc/<pid>/task/<tid>/schedstat): finer than
+    the 10 ms clock ticks of utime+stime, which a client near idle uses only a few of in a minute."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+    return total
+
+
+def tcp_counters(pids: list[int]) -> dict[str, int]:
+    """Kernel counters (`ss -tinp`) of the TCP connections the processes hold: payload bytes each way (TLS records,
+    MQTT/HTTP framing, keepalives, GGA) and segments each way (each adds ~52 bytes of IPv4+TCP header on the wire)."""
+    out = subprocess.run(["ss", "-tinpH"], capture_output=True, text=True, check=False).stdout
+    want = {f"pid={p}," for p in pids}
+    totals = {"bytes_sent": 0, "bytes_received": 0, "segs_out": 0, "segs_in": 0}
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if not any(w in line for w in want) or i + 1 >= len(lines):
+            continue
+        info = lines[i + 1]
+        for key in totals:
+            m = re.search(rf"\b{key}:(\d+)", info)
+            if m:
+                totals[key] += int(m.group(1))
+    return totals
+
+
 def mem_kb(pids: list[int]) -> tuple[int, int]:
     """(VmRSS, VmHWM) summed over the processes, in KiB."""
     rss = hwm = 0
@@ -92,6 +124,8 @@ class ProcSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.cpu_percent = 0.0
+        self.cpu_ns_percent = 0.0
+        self.net: dict[str, int] = {}
         self.wakeups_per_s = 0.0
         self.peak_kb = 0
         self.window = 0.0
@@ -101,6 +135,8 @@ class ProcSampler:
         self._t0 = time.monotonic()
         self._ticks0 = cpu_ticks(self._pids)
         self._wake0 = wakeups(self._pids)
+        self._ns0 = cpu_ns(self._pids)
+        self._net0 = tcp_counters(self._pids)
         self._thread = threading.Thread(target=self._run, name="proc-sampler", daemon=True)
         self._thread.start()
         return self
@@ -118,7 +154,11 @@ class ProcSampler:
             self._thread.join(timeout=5)
         ticks = cpu_ticks(self._pids)
         wake = wakeups(self._pids)
+        ns = cpu_ns(self._pids)
+        net = tcp_counters(self._pids)
         self.window = time.monotonic() - self._t0
+        self.cpu_ns_percent = 100.0 * (ns - self._ns0) / 1e9 / self.window
+        self.net = {k: net[k] - self._net0[k] for k in net}
         self.wakeups_per_s = (wake - self._wake0) / self.window
         self.cpu_percent = 100.0 * (ticks - self._ticks0) / CLK_TCK / self.window
         rss, hwm = mem_kb(self._pids)

@@ -19,6 +19,7 @@ from .outputs import make_output
 from .receiver import Receiver
 from .redact import Redactor
 from .region import RegionSelector
+from .schedule import Schedule
 from .stats import Stats
 from .systemd import Notifier
 from .writer import Writer
@@ -26,6 +27,8 @@ from .writer import Writer
 log = logging.getLogger(__name__)
 STATUS_EVERY = 2.0  # seconds between status file writes
 CREDENTIALS_CHECK_EVERY = 5.0  # seconds between checks of credentials.json for a change (then reload)
+MAIN_WAIT_MAX = 60.0  # seconds the main loop sleeps at most (its jobs are due sooner)
+READ_WAIT_MAX = 10.0  # seconds the reader waits for the receiver at most (its heartbeat; STALL_LIMIT is 30 s)
 STALL_LIMIT = 30.0  # seconds a loop may go without a heartbeat (beyond its longest wait) before it counts as wedged
 POSITION_MAX_AGE = 120.0  # seconds the receiver's last good fix still counts as its position (then fixed_position)
 WAITING_FOR_POSITION = "waiting for a position fix"
@@ -57,6 +60,7 @@ class Pipeline:
             port=settings.receiver["port"],
             source=settings.receiver["source"],
             have_keys=lambda: self._key_frame is not None,
+            wake=self.output.wake,
         )
         self.health = Health(
             self.stats, lambda: self.settings.keys, settings.watchdog["no_data_timeout"], settings.certificate_not_after
@@ -71,6 +75,7 @@ class Pipeline:
             no_data_timeout=settings.watchdog["no_data_timeout"],
         )
         self.reader_heartbeat = time.monotonic()
+        self.reader_turns = 0  # reader loop iterations (tests bound them per message)
         self._reader = threading.Thread(target=self._read_loop, name="reader", daemon=True)
 
     def _backoff(self) -> Backoff:
@@ -171,13 +176,17 @@ class Pipeline:
 
     def region_tick(self) -> None:
         """Feed the current position to the region choice (called from the reader and the inputs' loops)."""
+        changed = False
         with self._region_lock:
             if self._region_active:
                 fix = self._fix()
                 if fix is not None and self.region.update(*fix):
                     r = self.region
                     log.info("region %s (from the %s; plan: %s)", r.selected, r.source, ", ".join(r.available))
+                    changed = True
             self._publish_region()
+        if changed and getattr(self, "input", None) is not None:
+            self.input.wake()  # the input sleeps until its next deadline: it follows the new region at once
 
     def _publish_region(self) -> None:
         s, st = self.settings, self.stats
@@ -225,8 +234,11 @@ class Pipeline:
             if not self.writer.opened.wait(0.5):
                 continue
             generation = self.writer.generation
+            self.reader_turns += 1
+            # sleep until the receiver sends or its next VALSET try or key poll is due (bounded for the heartbeat)
+            wait = min(READ_WAIT_MAX, self.receiver.next_due() - self.receiver.now())
             try:
-                data = self.output.read()
+                data = self.output.read(wait)
             except OSError as exc:
                 self.writer.fail(generation, str(exc) or exc.__class__.__name__)
                 self._stop.wait(0.2)
@@ -248,6 +260,7 @@ class Pipeline:
 
     def stop(self) -> None:
         self._stop.set()
+        self.output.wake()
         self.input.stop()
         if self.d9s is not None:
             self.d9s.stop()
@@ -282,6 +295,7 @@ class Forwarder:
         self.pipeline: Pipeline | None = None
         self._metrics = None
         self.metrics_port: int | None = None
+        self.turns = 0  # main loop iterations (tests bound them: the loop sleeps until its next job)
 
     def request_stop(self, *_args) -> None:
         self._stop.set()
@@ -362,46 +376,63 @@ class Forwarder:
             except OSError as exc:
                 log.warning("status file %s: %s", path, exc)
 
+    def _schedule(self) -> Schedule:
+        """The main loop's jobs; the credentials check and the summary ride along with a status write when close."""
+        sched = Schedule()
+        sched.every("status", STATUS_EVERY)
+        sched.every("credentials", CREDENTIALS_CHECK_EVERY, slack=STATUS_EVERY, first=CREDENTIALS_CHECK_EVERY)
+        sched.every("summary", self.settings.health["summary_interval"], slack=STATUS_EVERY)
+        interval = self.notifier.watchdog_interval
+        if interval:
+            sched.every("watchdog", interval, slack=interval / 4)
+        return sched
+
     def run(self) -> int:
         self._start()
         self.notifier.ready(self._status_line())
-        last_status = last_summary = last_ping = last_cred_check = 0.0
+        sched = self._schedule()
+        summary_started = False
         cred_mtime = self._credentials_mtime()
         last_status_line = ""
         while not self._stop.is_set():
-            now = time.monotonic()
+            self.turns += 1
             try:
                 if self._reload.is_set():
                     self._reload.clear()
                     self._do_reload("SIGHUP")
                     cred_mtime = self._credentials_mtime()
-                if now - last_cred_check >= CREDENTIALS_CHECK_EVERY:
-                    last_cred_check = now
+                    sched = self._schedule()
+                due = sched.due()
+                if "credentials" in due:
                     mtime = self._credentials_mtime()
                     if mtime is not None and mtime != cred_mtime:
                         cred_mtime = mtime
                         self._do_reload("credentials file changed", announce=False)
+                        sched = self._schedule()
+                        due = sched.due()
                 p = self.pipeline
-                if now - last_status >= STATUS_EVERY:
-                    last_status = now
+                if "status" in due:
                     self._write_status()
                     line = self._status_line()
                     if line != last_status_line:
                         self.notifier.status(line)
                         last_status_line = line
-                if now - last_summary >= self.settings.health["summary_interval"]:
-                    if last_summary:
+                if "summary" in due:
+                    if summary_started:
                         log.info(p.health.summary())
                     else:
                         p.health.summary()  # start the first interval
-                    last_summary = now
-                interval = self.notifier.watchdog_interval
-                if interval and now - last_ping >= interval and p.alive():
-                    self.notifier.watchdog()
-                    last_ping = now
+                        summary_started = True
+                if "watchdog" in due:
+                    if p.alive():
+                        self.notifier.watchdog()
+                    else:  # not pinged: look again in a second, as long as the systemd watchdog allows
+                        interval = self.notifier.watchdog_interval
+                        sched.every("watchdog", interval, slack=interval / 4, first=min(1.0, interval))
             except Exception:
                 log.exception("main loop error (continuing)")
-            self._wake.wait(1.0)  # stop and reload requests wake it at once; a longer tick means fewer idle wakeups
+            # sleeps until the next job; stop and reload requests wake it at once
+            self._wake.wait(sched.wait(cap=MAIN_WAIT_MAX))
             self._wake.clear()
         log.info("stopping")
         self.notifier.stopping()

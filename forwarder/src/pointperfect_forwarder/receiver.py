@@ -61,8 +61,10 @@ class Receiver(Device):
         source: str = "ip",
         have_keys: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
+        wake: Callable[[], None] = lambda: None,
     ):
         self.stats = stats
+        self._wake = wake  # ends the reading thread's wait: a VALSET was requested from another thread
         self._send = send
         self._on_reset = on_reset
         self.configure = configure
@@ -94,6 +96,7 @@ class Receiver(Device):
     def request_config(self) -> None:
         if self.configure:
             self.valset.request()
+            self._wake()
 
     # --- what the receiver sends (Device hooks) ---------------------------------------------------------------------
 
@@ -136,6 +139,16 @@ class Receiver(Device):
             self._next_poll = now + KEY_POLL_INTERVAL
             if self._have_keys():
                 self._send(Frame(UBX, spartnkey_poll()))
+
+    def now(self) -> float:
+        return self._clock()
+
+    def next_due(self) -> float:
+        """clock() time of the next periodic action (a VALSET try or retry, a key poll): `tick` is idle until then."""
+        due = self._next_poll
+        if self.configure:
+            due = min(due, self.valset.next_due())
+        return due
 
     def position(self, max_age: float) -> tuple[float, float, float] | None:
         """(lat, lon, clock() of the fix) of the last good GGA when at most `max_age` s old."""

@@ -98,6 +98,10 @@ class Valset:
         log.warning("%s CFG-VALSET rejected (NAK)", self._prefix)
         return False
 
+    def next_due(self) -> float:
+        """clock() time `due` may next say True (infinity while applied: only a request or a reset starts again)."""
+        return self._next_action if self.state in ("pending", "failed") else float("inf")
+
     def due(self) -> bool:
         """From the periodic tick: True when a VALSET is to be sent now (counted as one try)."""
         now = self._clock()
