@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,10 @@ from pointperfect_sim.pki import PKI  # noqa: E402
 from pointperfect_sim.receiver import ReceiverSim  # noqa: E402
 from pointperfect_sim.replay import DEFAULT_TOPICS, REAL_RATE, MqttReplayer  # noqa: E402
 
-CAPTURE = REPO.parent / "shared" / "captures" / "spartnmqtt_rollover_20240428235040.log"
+# the real capture; PP_BENCH_CAPTURE points elsewhere (e.g. from a git worktree whose parent has no shared/)
+CAPTURE = Path(
+    os.environ.get("PP_BENCH_CAPTURE") or REPO.parent / "shared" / "captures" / "spartnmqtt_rollover_20240428235040.log"
+)
 PEER_VERSION = "1.2.5"
 PEER_REQUIREMENTS = HERE / "peer-requirements.txt"
 KEY_TOPIC = DEFAULT_TOPICS["keys"]
@@ -40,6 +44,7 @@ LATENCY_ROUNDS = 2  # latency rounds per client and protocol, pooled
 ADDED_P99_BEFORE = {"mqtt": 0.43, "ntrip": 0.34}  # added latency p99 before issue 16 (docs/benchmarks.md, 2026-11-26)
 RAMP_RATES = [50_000, 100_000, 200_000, 400_000, 700_000, 1_000_000, 1_500_000, 2_000_000, 3_000_000, 4_000_000]
 OURS, PEER, FLOOR = "ours", "peer", "floor"
+SHM = Path("/dev/shm")  # noqa: S108 - tmpfs, like a gateway's /run; a private mkdtemp inside
 LAB_NTRIP_LOGIN = ("bench", "bench-pw")  # lab caster user/password
 ROLE = REPO / "roles" / "gateway"
 ROLE_DEFAULTS = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
@@ -92,6 +97,12 @@ def install_ours(venv: Path, python: str) -> Path:
 # ---------------------------------------------------------------- clients
 
 
+def allow_concurrent_sessions(caster: lab.Caster) -> None:
+    """The reference client and the client under test share the lab's one NTRIP account at the same time; the lab
+    gate refuses a second session of one user (409, as the real service does), so that rule is lifted here."""
+    caster.gate._claim = lambda _user: True  # the bench's one exception to the lab's rule
+
+
 class Lab:
     """The shared world of one run: PKI, broker, caster, credentials, publisher."""
 
@@ -100,6 +111,7 @@ class Lab:
         self.ours_bin = ours_bin
         self.peer_bin = peer_bin
         self.pki = PKI(tmp / "pki")
+        self.runtime = Path(tempfile.mkdtemp(prefix="bench-forwarder-", dir=SHM)) if SHM.is_dir() else None
         self.broker = lab.Mosquitto(self.pki, tmp / "broker").start()
         self.caster = (
             # no GGA gate: the floor client sends no GGA, and this bench measures relay latency, not the gating
@@ -109,6 +121,8 @@ class Lab:
             if ntrip
             else None
         )
+        if self.caster is not None:
+            allow_concurrent_sessions(self.caster)
         self.keys = lab.lab_keys()
         with MqttReplayer(self.broker) as replayer:  # the retained key frame, as the service publishes it
             replayer.publish_keys(self.keys)
@@ -116,7 +130,18 @@ class Lab:
         self.publisher = M.PacedPublisher(tls, self.broker.host, self.broker.port)
         self.runs = 0
 
+    def runtime_dir(self, work: Path) -> Path:
+        """Where ours writes its status file: on tmpfs, as on a gateway (/run/pointperfect), not on the work dir's
+        disk, whose journal commit per rewrite would be a bench artefact (~1 ms of CPU every 2 s on ext4)."""
+        if self.runtime is None:
+            return work
+        path = self.runtime / work.name
+        path.mkdir(exist_ok=True)
+        return path
+
     def close(self) -> None:
+        if self.runtime is not None:
+            shutil.rmtree(self.runtime, ignore_errors=True)
         self.publisher.close()
         if self.caster is not None:
             self.caster.stop()
@@ -172,10 +197,10 @@ class Lab:
             "ntrip": {"tls": True, "fixed_position": {"lat": lat, "lon": lon, "alt": alt} if fixed else None},
             "output": {"type": "serial", "device": device, "baudrate": 38400},
             "receiver": {"configure": configure},
-            "health": {"status_file": str(work / "status.json"), "metrics_port": lab.free_port()},
+            "health": {"status_file": str(self.runtime_dir(work) / "status.json"), "metrics_port": lab.free_port()},
         }
         (work / "forwarder.json").write_text(json.dumps(config, indent=2) + "\n")
-        self.last_status = work / "status.json"
+        self.last_status = self.runtime_dir(work) / "status.json"
         exe = self.ours_bin / "pointperfect-forwarder"
         return lab.Proc([str(exe), "--config", str(work / "forwarder.json")], work / "forwarder.log").start()
 

@@ -145,9 +145,7 @@ class Health:
         fd, tmp = tempfile.mkstemp(prefix=".status.", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(doc)
-                fh.flush()
-                os.fsync(fh.fileno())
+                fh.write(doc)  # no fsync: runtime state on /run, replaced every ~2 s (a disk would commit each time)
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except BaseException:

@@ -24,6 +24,7 @@ from . import AUTH_FAILED, Input, tls_context
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 20.0  # seconds from TCP connect to CONNACK
+PACKETS_PER_TURN = 64  # packets read in one turn while TLS holds decrypted bytes (no select per packet)
 
 
 class MqttInput(Input):
@@ -283,10 +284,12 @@ class MqttInput(Input):
         if sock is None:
             return paho.MQTT_ERR_NO_CONN
         readable, _writable = self.wait_for(sock, timeout, write=client.want_write())
-        if readable:
-            rc = client.loop_read()
+        for _packet in range(PACKETS_PER_TURN if readable else 0):
+            rc = client.loop_read()  # one packet
             if rc != paho.MQTT_ERR_SUCCESS or client.socket() is None:
                 return rc  # as paho's own loop(): a closed session shows in on_disconnect
+            if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                break  # the next packet, if any, is still in the kernel: select again
         if client.want_write():
             rc = client.loop_write()
             if rc != paho.MQTT_ERR_SUCCESS:
