@@ -70,6 +70,21 @@ def wakeups(pids: list[int]) -> int:
     return total
 
 
+def per_thread(pid: int) -> dict[int, tuple[int, int]]:
+    """tid -> (context switches, ns on CPU) of each live thread of one process."""
+    out = {}
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                lines = Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines()
+                switches = sum(
+                    int(ln.split()[1]) for ln in lines if ln.startswith(("voluntary_ctxt", "nonvoluntary_ctxt"))
+                )
+                ns = int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+                out[int(task)] = (switches, ns)
+    return out
+
+
 def cpu_ns(pids: list[int]) -> int:
     """Time on CPU of every live thread of the processes, in ns (/proc/<pid>/task/<tid>/schedstat): finer than
     the 10 ms clock ticks of utime+stime, which a client near idle uses only a few of in a minute."""
@@ -126,6 +141,7 @@ class ProcSampler:
         self.cpu_percent = 0.0
         self.cpu_ns_percent = 0.0
         self.net: dict[str, int] = {}
+        self.threads: list[tuple[float, float]] = []
         self.wakeups_per_s = 0.0
         self.peak_kb = 0
         self.window = 0.0
@@ -137,6 +153,7 @@ class ProcSampler:
         self._wake0 = wakeups(self._pids)
         self._ns0 = cpu_ns(self._pids)
         self._net0 = tcp_counters(self._pids)
+        self._threads0 = per_thread(self.pid)
         self._thread = threading.Thread(target=self._run, name="proc-sampler", daemon=True)
         self._thread.start()
         return self
@@ -159,6 +176,13 @@ class ProcSampler:
         self.window = time.monotonic() - self._t0
         self.cpu_ns_percent = 100.0 * (ns - self._ns0) / 1e9 / self.window
         self.net = {k: net[k] - self._net0[k] for k in net}
+        end = per_thread(self.pid)
+        # threads alive over the whole window, in start order (tid): wakeups/s and CPU %
+        self.threads = [
+            ((end[t][0] - a[0]) / self.window, 100.0 * (end[t][1] - a[1]) / 1e9 / self.window)
+            for t, a in sorted(self._threads0.items())
+            if t in end
+        ]
         self.wakeups_per_s = (wake - self._wake0) / self.window
         self.cpu_percent = 100.0 * (ticks - self._ticks0) / CLK_TCK / self.window
         rss, hwm = mem_kb(self._pids)

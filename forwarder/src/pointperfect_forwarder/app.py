@@ -75,7 +75,6 @@ class Pipeline:
             no_data_timeout=settings.watchdog["no_data_timeout"],
         )
         self.reader_heartbeat = time.monotonic()
-        self.reader_turns = 0  # reader loop iterations (tests bound them per message)
         self._reader = threading.Thread(target=self._read_loop, name="reader", daemon=True)
 
     def _backoff(self) -> Backoff:
@@ -234,7 +233,6 @@ class Pipeline:
             if not self.writer.opened.wait(0.5):
                 continue
             generation = self.writer.generation
-            self.reader_turns += 1
             # sleep until the receiver sends or its next VALSET try or key poll is due (bounded for the heartbeat)
             wait = min(READ_WAIT_MAX, self.receiver.next_due() - self.receiver.now())
             try:
@@ -381,11 +379,19 @@ class Forwarder:
         sched = Schedule()
         sched.every("status", STATUS_EVERY)
         sched.every("credentials", CREDENTIALS_CHECK_EVERY, slack=STATUS_EVERY, first=CREDENTIALS_CHECK_EVERY)
-        sched.every("summary", self.settings.health["summary_interval"], slack=STATUS_EVERY)
+        self._summary_interval = self.settings.health["summary_interval"]
+        sched.every("summary", self._summary_interval, slack=STATUS_EVERY)
         interval = self.notifier.watchdog_interval
         if interval:
             sched.every("watchdog", interval, slack=interval / 4)
         return sched
+
+    def _reschedule(self, sched: Schedule) -> None:
+        """After a reload: a changed summary interval takes effect (the other jobs keep their times)."""
+        interval = self.settings.health["summary_interval"]
+        if interval != self._summary_interval:
+            self._summary_interval = interval
+            sched.every("summary", interval, slack=STATUS_EVERY, first=interval)
 
     def run(self) -> int:
         self._start()
@@ -401,15 +407,14 @@ class Forwarder:
                     self._reload.clear()
                     self._do_reload("SIGHUP")
                     cred_mtime = self._credentials_mtime()
-                    sched = self._schedule()
+                    self._reschedule(sched)
                 due = sched.due()
                 if "credentials" in due:
                     mtime = self._credentials_mtime()
                     if mtime is not None and mtime != cred_mtime:
                         cred_mtime = mtime
                         self._do_reload("credentials file changed", announce=False)
-                        sched = self._schedule()
-                        due = sched.due()
+                        self._reschedule(sched)
                 p = self.pipeline
                 if "status" in due:
                     self._write_status()

@@ -283,7 +283,10 @@ class MqttInput(Input):
         sock = client.socket()
         if sock is None:
             return paho.MQTT_ERR_NO_CONN
-        readable, _writable = self.wait_for(sock, timeout, write=client.want_write())
+        try:
+            readable, _writable = self.wait_for(sock, timeout, write=client.want_write())
+        except (ValueError, TypeError, OSError):  # as paho's loop(): a socket closed under us is a lost connection
+            return paho.MQTT_ERR_CONN_LOST
         for _packet in range(PACKETS_PER_TURN if readable else 0):
             rc = client.loop_read()  # one packet
             if rc != paho.MQTT_ERR_SUCCESS or client.socket() is None:
