@@ -683,7 +683,7 @@ def idle_rows(row, name: str, proto: str) -> None:
         fmt=".2f")  # fmt: skip
     row(f"{name} network at the real rate, on the wire (+52 B/segment), MB/h", proto, "real", "net_wire_mb_per_h",
         fmt=".2f")  # fmt: skip
-    row(f"{name} network sent by the client (keepalives, GGA, ACK-free payload), kB/h", proto, "real",
+    row(f"{name} network sent by the client, TCP payload (requests, keepalives, GGA), kB/h", proto, "real",
         "net_sent_kb_per_h", fmt=".1f")  # fmt: skip
 
 
