@@ -724,11 +724,8 @@ def idle_reading(res: dict) -> list[str]:
 
 def load_note(info: dict) -> list[str]:
     """Say so when other work loaded the machine: tails and the ramp then move with it, not with the clients."""
-    loads = (
-        [float(x) for x in re.findall(r"average ([\d.]+) at start, ([\d.]+) at end", info.get("load", ""))[0]]
-        if (re.search(r"average [\d.]+ at start, [\d.]+ at end", info.get("load", "")))
-        else []
-    )
+    m = re.search(r"average ([\d.]+) at start, ([\d.]+) at end", info.get("load", ""))
+    loads = [float(m.group(1)), float(m.group(2))] if m else []
     cores = os.cpu_count() or 1
     if not loads or max(loads) <= cores:
         return []
