@@ -57,29 +57,29 @@ def cpu_ticks(pids: list[int]) -> int:
     return total
 
 
-def wakeups(pids: list[int]) -> int:
-    """Context switches (voluntary + involuntary) of every thread of the processes: how often they wake up."""
+def wakeups(pids: list[int], kinds: tuple[str, ...] = ("voluntary", "nonvoluntary")) -> int:
+    """Context switches of every thread of the processes: voluntary ones (the thread went to sleep, to be woken:
+    how often it wakes up) and nonvoluntary ones (preempted by other work while running)."""
     total = 0
+    prefixes = tuple(f"{k}_ctxt_switches" for k in kinds)
     for pid in pids:
         with contextlib.suppress(OSError):
             for task in os.listdir(f"/proc/{pid}/task"):
                 with contextlib.suppress(OSError):
                     for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
-                        if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        if line.startswith(prefixes):
                             total += int(line.split()[1])
     return total
 
 
 def per_thread(pid: int) -> dict[int, tuple[int, int]]:
-    """tid -> (context switches, ns on CPU) of each live thread of one process."""
+    """tid -> (voluntary context switches, i.e. wakeups; ns on CPU) of each live thread of one process."""
     out = {}
     with contextlib.suppress(OSError):
         for task in os.listdir(f"/proc/{pid}/task"):
             with contextlib.suppress(OSError, ValueError, IndexError):
                 lines = Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines()
-                switches = sum(
-                    int(ln.split()[1]) for ln in lines if ln.startswith(("voluntary_ctxt", "nonvoluntary_ctxt"))
-                )
+                switches = sum(int(ln.split()[1]) for ln in lines if ln.startswith("voluntary_ctxt"))
                 ns = int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
                 out[int(task)] = (switches, ns)
     return out
@@ -143,6 +143,7 @@ class ProcSampler:
         self.net: dict[str, int] = {}
         self.threads: list[tuple[float, float]] = []
         self.wakeups_per_s = 0.0
+        self.voluntary_per_s = 0.0
         self.peak_kb = 0
         self.window = 0.0
 
@@ -151,6 +152,7 @@ class ProcSampler:
         self._t0 = time.monotonic()
         self._ticks0 = cpu_ticks(self._pids)
         self._wake0 = wakeups(self._pids)
+        self._vol0 = wakeups(self._pids, ("voluntary",))
         self._ns0 = cpu_ns(self._pids)
         self._net0 = tcp_counters(self._pids)
         self._threads0 = per_thread(self.pid)
@@ -184,6 +186,7 @@ class ProcSampler:
             if t in end
         ]
         self.wakeups_per_s = (wake - self._wake0) / self.window
+        self.voluntary_per_s = (wakeups(self._pids, ("voluntary",)) - self._vol0) / self.window
         self.cpu_percent = 100.0 * (ticks - self._ticks0) / CLK_TCK / self.window
         rss, hwm = mem_kb(self._pids)
         if rss:
