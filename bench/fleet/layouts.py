@@ -7,6 +7,7 @@ import argparse
 import base64
 import io
 import json
+import os
 import resource
 import shutil
 import statistics
@@ -102,14 +103,17 @@ def main() -> None:  # noqa: PLR0915 - the measurement, step by step in the orde
         paths = {"venv": None, "zipapp": pyz, "zipapp + byte-code": pyc, "unpacked (role)": unpacked / "forwarder"}
         rows = {}
         for name, path in paths.items():
+            # -s -B with PYTHONPATH = the build: the unit's -I would ignore PYTHONPATH (the same imports otherwise)
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
             if path is None:
                 argv = [str(venv / "bin/python"), "-I", "-B", "-c", PROBE]
             else:
-                argv = [args.python, "-I", "-B", "-c", f"import sys; sys.path.insert(0, {str(path)!r}); " + PROBE]
+                argv = [args.python, "-s", "-B", "-c", PROBE]
+                env["PYTHONPATH"] = str(path)
             starts, imports, rss = [], [], []
             for _ in range(args.runs):
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout.split()
+                out = subprocess.run(argv, check=True, capture_output=True, text=True, env=env).stdout.split()
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
                 starts.append(cpu * 1000)

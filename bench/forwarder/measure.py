@@ -7,9 +7,11 @@ import bisect
 import contextlib
 import multiprocessing as mp
 import os
+import re
 import select
 import statistics
 import struct
+import subprocess
 import threading
 import time
 import tty
@@ -55,17 +57,62 @@ def cpu_ticks(pids: list[int]) -> int:
     return total
 
 
-def wakeups(pids: list[int]) -> int:
-    """Context switches (voluntary + involuntary) of every thread of the processes: how often they wake up."""
+def wakeups(pids: list[int], kinds: tuple[str, ...] = ("voluntary", "nonvoluntary")) -> int:
+    """Context switches of every thread of the processes: voluntary ones (the thread went to sleep, to be woken:
+    how often it wakes up) and nonvoluntary ones (preempted by other work while running)."""
     total = 0
+    prefixes = tuple(f"{k}_ctxt_switches" for k in kinds)
     for pid in pids:
         with contextlib.suppress(OSError):
             for task in os.listdir(f"/proc/{pid}/task"):
                 with contextlib.suppress(OSError):
                     for line in Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines():
-                        if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        if line.startswith(prefixes):
                             total += int(line.split()[1])
     return total
+
+
+def per_thread(pid: int) -> dict[int, tuple[int, int]]:
+    """tid -> (voluntary context switches, i.e. wakeups; ns on CPU) of each live thread of one process."""
+    out = {}
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                lines = Path(f"/proc/{pid}/task/{task}/status").read_text().splitlines()
+                switches = sum(int(ln.split()[1]) for ln in lines if ln.startswith("voluntary_ctxt"))
+                ns = int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+                out[int(task)] = (switches, ns)
+    return out
+
+
+def cpu_ns(pids: list[int]) -> int:
+    """Time on CPU of every live thread of the processes, in ns (/proc/<pid>/task/<tid>/schedstat): finer than
+    the 10 ms clock ticks of utime+stime, which a client near idle uses only a few of in a minute."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    total += int(Path(f"/proc/{pid}/task/{task}/schedstat").read_text().split()[0])
+    return total
+
+
+def tcp_counters(pids: list[int]) -> dict[str, int]:
+    """Kernel counters (`ss -tinp`) of the TCP connections the processes hold: payload bytes each way (TLS records,
+    MQTT/HTTP framing, keepalives, GGA) and segments each way (each adds ~52 bytes of IPv4+TCP header on the wire)."""
+    out = subprocess.run(["ss", "-tinpH"], capture_output=True, text=True, check=False).stdout
+    want = {f"pid={p}," for p in pids}
+    totals = {"bytes_sent": 0, "bytes_received": 0, "segs_out": 0, "segs_in": 0}
+    lines = out.splitlines()
+    for i, line in enumerate(lines):
+        if not any(w in line for w in want) or i + 1 >= len(lines):
+            continue
+        info = lines[i + 1]
+        for key in totals:
+            m = re.search(rf"\b{key}:(\d+)", info)
+            if m:
+                totals[key] += int(m.group(1))
+    return totals
 
 
 def mem_kb(pids: list[int]) -> tuple[int, int]:
@@ -92,7 +139,11 @@ class ProcSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.cpu_percent = 0.0
+        self.cpu_ns_percent = 0.0
+        self.net: dict[str, int] = {}
+        self.threads: list[tuple[float, float]] = []
         self.wakeups_per_s = 0.0
+        self.voluntary_per_s = 0.0
         self.peak_kb = 0
         self.window = 0.0
 
@@ -101,6 +152,10 @@ class ProcSampler:
         self._t0 = time.monotonic()
         self._ticks0 = cpu_ticks(self._pids)
         self._wake0 = wakeups(self._pids)
+        self._vol0 = wakeups(self._pids, ("voluntary",))
+        self._ns0 = cpu_ns(self._pids)
+        self._net0 = tcp_counters(self._pids)
+        self._threads0 = per_thread(self.pid)
         self._thread = threading.Thread(target=self._run, name="proc-sampler", daemon=True)
         self._thread.start()
         return self
@@ -118,8 +173,20 @@ class ProcSampler:
             self._thread.join(timeout=5)
         ticks = cpu_ticks(self._pids)
         wake = wakeups(self._pids)
+        ns = cpu_ns(self._pids)
+        net = tcp_counters(self._pids)
         self.window = time.monotonic() - self._t0
+        self.cpu_ns_percent = 100.0 * (ns - self._ns0) / 1e9 / self.window
+        self.net = {k: net[k] - self._net0[k] for k in net}
+        end = per_thread(self.pid)
+        # threads alive over the whole window, in start order (tid): wakeups/s and CPU %
+        self.threads = [
+            ((end[t][0] - a[0]) / self.window, 100.0 * (end[t][1] - a[1]) / 1e9 / self.window)
+            for t, a in sorted(self._threads0.items())
+            if t in end
+        ]
         self.wakeups_per_s = (wake - self._wake0) / self.window
+        self.voluntary_per_s = (wakeups(self._pids, ("voluntary",)) - self._vol0) / self.window
         self.cpu_percent = 100.0 * (ticks - self._ticks0) / CLK_TCK / self.window
         rss, hwm = mem_kb(self._pids)
         if rss:

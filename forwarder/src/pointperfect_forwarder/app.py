@@ -19,6 +19,7 @@ from .outputs import make_output
 from .receiver import Receiver
 from .redact import Redactor
 from .region import RegionSelector
+from .schedule import Schedule
 from .stats import Stats
 from .systemd import Notifier
 from .writer import Writer
@@ -26,6 +27,8 @@ from .writer import Writer
 log = logging.getLogger(__name__)
 STATUS_EVERY = 2.0  # seconds between status file writes
 CREDENTIALS_CHECK_EVERY = 5.0  # seconds between checks of credentials.json for a change (then reload)
+MAIN_WAIT_MAX = 60.0  # seconds the main loop sleeps at most (its jobs are due sooner)
+READ_WAIT_MAX = 10.0  # seconds the reader waits for the receiver at most (its heartbeat; STALL_LIMIT is 30 s)
 STALL_LIMIT = 30.0  # seconds a loop may go without a heartbeat (beyond its longest wait) before it counts as wedged
 POSITION_MAX_AGE = 120.0  # seconds the receiver's last good fix still counts as its position (then fixed_position)
 WAITING_FOR_POSITION = "waiting for a position fix"
@@ -57,6 +60,7 @@ class Pipeline:
             port=settings.receiver["port"],
             source=settings.receiver["source"],
             have_keys=lambda: self._key_frame is not None,
+            wake=self.output.wake,
         )
         self.health = Health(
             self.stats, lambda: self.settings.keys, settings.watchdog["no_data_timeout"], settings.certificate_not_after
@@ -171,13 +175,17 @@ class Pipeline:
 
     def region_tick(self) -> None:
         """Feed the current position to the region choice (called from the reader and the inputs' loops)."""
+        changed = False
         with self._region_lock:
             if self._region_active:
                 fix = self._fix()
                 if fix is not None and self.region.update(*fix):
                     r = self.region
                     log.info("region %s (from the %s; plan: %s)", r.selected, r.source, ", ".join(r.available))
+                    changed = True
             self._publish_region()
+        if changed and getattr(self, "input", None) is not None:
+            self.input.wake()  # the input sleeps until its next deadline: it follows the new region at once
 
     def _publish_region(self) -> None:
         s, st = self.settings, self.stats
@@ -225,8 +233,10 @@ class Pipeline:
             if not self.writer.opened.wait(0.5):
                 continue
             generation = self.writer.generation
+            # sleep until the receiver sends or its next VALSET try or key poll is due (bounded for the heartbeat)
+            wait = min(READ_WAIT_MAX, self.receiver.next_due() - self.receiver.now())
             try:
-                data = self.output.read()
+                data = self.output.read(wait)
             except OSError as exc:
                 self.writer.fail(generation, str(exc) or exc.__class__.__name__)
                 self._stop.wait(0.2)
@@ -248,6 +258,7 @@ class Pipeline:
 
     def stop(self) -> None:
         self._stop.set()
+        self.output.wake()
         self.input.stop()
         if self.d9s is not None:
             self.d9s.stop()
@@ -282,6 +293,7 @@ class Forwarder:
         self.pipeline: Pipeline | None = None
         self._metrics = None
         self.metrics_port: int | None = None
+        self.turns = 0  # main loop iterations (tests bound them: the loop sleeps until its next job)
 
     def request_stop(self, *_args) -> None:
         self._stop.set()
@@ -362,46 +374,40 @@ class Forwarder:
             except OSError as exc:
                 log.warning("status file %s: %s", path, exc)
 
+    def _schedule(self) -> Schedule:
+        """The main loop's jobs; the credentials check and the summary ride along with a status write when close."""
+        sched = Schedule()
+        sched.every("status", STATUS_EVERY)
+        sched.every("credentials", CREDENTIALS_CHECK_EVERY, slack=STATUS_EVERY, first=CREDENTIALS_CHECK_EVERY)
+        self._summary_interval = self.settings.health["summary_interval"]
+        sched.every("summary", self._summary_interval, slack=STATUS_EVERY)
+        interval = self.notifier.watchdog_interval
+        if interval:
+            sched.every("watchdog", interval, slack=interval / 4)
+        return sched
+
+    def _reschedule(self, sched: Schedule) -> None:
+        """After a reload: a changed summary interval takes effect (the other jobs keep their times)."""
+        interval = self.settings.health["summary_interval"]
+        if interval != self._summary_interval:
+            self._summary_interval = interval
+            sched.every("summary", interval, slack=STATUS_EVERY, first=interval)
+
     def run(self) -> int:
         self._start()
         self.notifier.ready(self._status_line())
-        last_status = last_summary = last_ping = last_cred_check = 0.0
-        cred_mtime = self._credentials_mtime()
-        last_status_line = ""
+        sched = self._schedule()
+        self._summary_started = False
+        self._cred_mtime = self._credentials_mtime()
+        self._last_status_line = ""
         while not self._stop.is_set():
-            now = time.monotonic()
+            self.turns += 1
             try:
-                if self._reload.is_set():
-                    self._reload.clear()
-                    self._do_reload("SIGHUP")
-                    cred_mtime = self._credentials_mtime()
-                if now - last_cred_check >= CREDENTIALS_CHECK_EVERY:
-                    last_cred_check = now
-                    mtime = self._credentials_mtime()
-                    if mtime is not None and mtime != cred_mtime:
-                        cred_mtime = mtime
-                        self._do_reload("credentials file changed", announce=False)
-                p = self.pipeline
-                if now - last_status >= STATUS_EVERY:
-                    last_status = now
-                    self._write_status()
-                    line = self._status_line()
-                    if line != last_status_line:
-                        self.notifier.status(line)
-                        last_status_line = line
-                if now - last_summary >= self.settings.health["summary_interval"]:
-                    if last_summary:
-                        log.info(p.health.summary())
-                    else:
-                        p.health.summary()  # start the first interval
-                    last_summary = now
-                interval = self.notifier.watchdog_interval
-                if interval and now - last_ping >= interval and p.alive():
-                    self.notifier.watchdog()
-                    last_ping = now
+                self._turn(sched)
             except Exception:
                 log.exception("main loop error (continuing)")
-            self._wake.wait(1.0)  # stop and reload requests wake it at once; a longer tick means fewer idle wakeups
+            # sleeps until the next job; stop and reload requests wake it at once
+            self._wake.wait(sched.wait(cap=MAIN_WAIT_MAX))
             self._wake.clear()
         log.info("stopping")
         self.notifier.stopping()
@@ -411,6 +417,40 @@ class Forwarder:
             self._write_status()
         self.notifier.close()
         return 0
+
+    def _turn(self, sched) -> None:
+        """One wakeup of the main loop: a reload, then the jobs that are due."""
+        if self._reload.is_set():
+            self._reload.clear()
+            self._do_reload("SIGHUP")
+            self._cred_mtime = self._credentials_mtime()
+            self._reschedule(sched)
+        due = sched.due()
+        if "credentials" in due:
+            mtime = self._credentials_mtime()
+            if mtime is not None and mtime != self._cred_mtime:
+                self._cred_mtime = mtime
+                self._do_reload("credentials file changed", announce=False)
+                self._reschedule(sched)
+        p = self.pipeline
+        if "status" in due:
+            self._write_status()
+            line = self._status_line()
+            if line != self._last_status_line:
+                self.notifier.status(line)
+                self._last_status_line = line
+        if "summary" in due:
+            if self._summary_started:
+                log.info(p.health.summary())
+            else:
+                p.health.summary()  # start the first interval
+                self._summary_started = True
+        if "watchdog" in due:
+            if p.alive():
+                self.notifier.watchdog()
+            else:  # not pinged: look again in a second, as long as the systemd watchdog allows
+                interval = self.notifier.watchdog_interval
+                sched.every("watchdog", interval, slack=interval / 4, first=min(1.0, interval))
 
 
 def install_signals(fwd: Forwarder) -> None:

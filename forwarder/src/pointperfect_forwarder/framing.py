@@ -67,11 +67,22 @@ def _ubx(buf: bytearray, p: int, n: int) -> int:
     total = length + 8
     if n - p < total:
         return _NEED
+    return total if ubx_checksum(buf[p + 2 : p + 6 + length]) == buf[p + total - 2 : p + total] else _BAD
+
+
+def ubx_checksum(body: bytes | bytearray) -> bytes:
+    """The two Fletcher-8 checksum bytes of a UBX frame's class, id, length and payload."""
     ck_a = ck_b = 0
-    for byte in buf[p + 2 : p + 6 + length]:
+    for byte in body:
         ck_a = (ck_a + byte) & 0xFF
         ck_b = (ck_b + ck_a) & 0xFF
-    return total if buf[p + total - 2] == ck_a and buf[p + total - 1] == ck_b else _BAD
+    return bytes((ck_a, ck_b))
+
+
+def ubx_frame(cls: int, msg_id: int, payload: bytes = b"") -> bytes:
+    """A UBX frame: sync, class, id, little-endian length, payload, checksum."""
+    body = bytes((cls, msg_id)) + len(payload).to_bytes(2, "little") + payload
+    return b"\xb5\x62" + body + ubx_checksum(body)
 
 
 def _rtcm(buf: bytearray, p: int, n: int) -> int:

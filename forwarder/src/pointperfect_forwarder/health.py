@@ -6,11 +6,15 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import __version__
@@ -149,9 +153,7 @@ class Health:
         fd, tmp = tempfile.mkstemp(prefix=".status.", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(doc)
-                fh.flush()
-                os.fsync(fh.fileno())
+                fh.write(doc)  # no fsync: runtime state on /run, replaced every ~2 s (a disk would commit each time)
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except BaseException:
@@ -267,9 +269,37 @@ class MetricsCollector:
         yield gauge("start_time_seconds", "Start time of the forwarder (Unix seconds).", s.started_at)
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format, *args):
+        """No line per scrape."""
+
+
+class MetricsServer(ThreadingMixIn, WSGIServer):
+    """prometheus_client's server, but its thread sleeps on the listening socket until a scrape (prometheus_client's
+    own wakes twice a second to look for a shutdown request); `shutdown` wakes it with a connection."""
+
+    daemon_threads = True
+
+    def serve(self) -> None:
+        self.serve_forever(poll_interval=None)
+
+    def shutdown(self) -> None:
+        stopper = threading.Thread(target=super().shutdown, name="metrics-stop", daemon=True)
+        stopper.start()  # sets the shutdown request, then waits for the loop to end
+        host, port = self.server_address[:2]
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - a wildcard is reached locally
+        while stopper.is_alive():
+            with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+                pass
+            stopper.join(0.05)
+
+
 def start_metrics(health: Health, address: str, port: int):
     """Serve /metrics; returns (server, bound port)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(MetricsCollector(health))
-    server, _thread = start_http_server(port, addr=address, registry=registry)
+    family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    server_class = type("MetricsServer", (MetricsServer,), {"address_family": family})
+    server = make_server(address, port, make_wsgi_app(registry), server_class, handler_class=_QuietHandler)
+    threading.Thread(target=server.serve, name="metrics", daemon=True).start()
     return server, server.server_address[1]

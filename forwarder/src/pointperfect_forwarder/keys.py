@@ -1,4 +1,4 @@
-"""ZTP dynamic keys: GPS week/TOW conversion, UBX-RXM-SPARTNKEY frames (pyubx2) and validity for health."""
+"""ZTP dynamic keys: GPS week/TOW conversion, UBX-RXM-SPARTNKEY frames and validity for health."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import json
 import struct
 from dataclasses import dataclass
 
-from pyubx2 import POLL, SET, UBXMessage, UBXReader
-
 from . import _credentials as contract
+from .framing import ubx_frame
 
 GPS_EPOCH_UNIX = 315964800  # 1980-01-06T00:00:00Z
 GPS_LEAP_SECONDS = 18  # GPS - UTC since 2017
@@ -88,18 +87,18 @@ def spartnkey_frame(keys: dict[str, DynamicKey]) -> bytes:
         week, tow = key.week_tow()
         payload += struct.pack("<BBHI", 0, len(key.value), week, tow)
     payload += b"".join(key.value for key in items)
-    return UBXMessage(b"\x02", b"\x36", SET, payload=payload).serialize()
+    return ubx_frame(0x02, 0x36, payload)
 
 
 def spartnkey_poll() -> bytes:
     """Poll for RXM-SPARTNKEY: the receiver answers with the keys it holds (it never ACKs a key write)."""
-    return UBXMessage("RXM", "RXM-SPARTN-KEY", POLL).serialize()
+    return ubx_frame(0x02, 0x36)
 
 
 def keys_in_frame(raw: bytes) -> int:
     """Number of keys in an RXM-SPARTNKEY frame (0 when the receiver holds none)."""
-    msg = UBXReader.parse(raw)
-    return int(getattr(msg, "numKeys", 0))
+    # payload: version (U1), numKeys (U1), ...; a framed UBX frame (checksum already checked) of class 0x02 0x36
+    return raw[7] if len(raw) >= 12 and raw[2:4] == b"\x02\x36" else 0
 
 
 def iso(ts: float | None) -> str | None:

@@ -7,9 +7,20 @@ import errno
 import os
 import select
 import socket
+import weakref
 from typing import Any
 
 import serial
+
+READ_WAIT = 1.0  # seconds a read waits for the receiver by default
+RECV_SIZE = 65536
+
+
+def _close_fds(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
 
 # open() errors that mean the device node is not there (USB unplug, power cycle): whatever was cut meanwhile is lost
 GONE_ERRNOS = (errno.ENOENT, errno.ENODEV, errno.ENXIO)
@@ -30,6 +41,7 @@ class Output:
     def __init__(self, target: str):
         self.target = target
         self._handle: Any = None  # what open() opened (a serial port, a socket, a descriptor); None when closed
+        self._waker: tuple[int, int] | None = None  # a pipe that ends a waiting read (made on the first read)
 
     def _live(self) -> Any:
         """The open handle; OSError when the output is closed."""
@@ -60,9 +72,27 @@ class Output:
         poller.register(self.fileno(), select.POLLOUT)
         return bool(poller.poll(max(0.0, timeout) * 1000))
 
-    def read(self) -> bytes:
-        """Bytes the receiver sent (waits up to ~0.2 s); b"" when none."""
+    def read(self, timeout: float = READ_WAIT) -> bytes:
+        """Bytes the receiver sent (waits up to `timeout` s, or until `wake`); b"" when none."""
         return b""
+
+    def wake(self) -> None:
+        """End a `read` that is waiting (stop, close, or work for the reading thread)."""
+        if self._waker is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._waker[1], b"\0")
+
+    def _wait_readable(self, fd: int, timeout: float) -> bool:
+        """Block until `fd` is readable (True), `timeout` s passed or `wake` was called (False)."""
+        if self._waker is None:
+            self._waker = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            weakref.finalize(self, _close_fds, self._waker)
+        wake_fd = self._waker[0]
+        ready, _writable, _errored = select.select([fd, wake_fd], [], [], max(0.0, timeout))
+        if wake_fd in ready:
+            with contextlib.suppress(OSError):
+                os.read(wake_fd, 4096)
+        return fd in ready
 
     def identity(self) -> tuple[int, int, int] | None:
         """(st_dev, st_ino, st_rdev) of the open device node or file; None when unknown (TCP: a new connection may
@@ -71,6 +101,7 @@ class Output:
         return st.st_dev, st.st_ino, st.st_rdev
 
     def close(self) -> None:
+        self.wake()  # a read waiting on the descriptor must not outlive it
         handle, self._handle = self._handle, None
         if handle is not None:
             with contextlib.suppress(Exception):  # the device or peer may be gone already
@@ -103,15 +134,19 @@ class SerialOutput(Output):
             raise OSError(self.closed)
         return ser.fileno()
 
-    def read(self) -> bytes:
-        ser = self._live()
+    def read(self, timeout: float = READ_WAIT) -> bytes:
+        # a select on the descriptor (not Serial.read, whose timeout is a port setting): the reader sleeps until
+        # the receiver sends or its next deadline, and `wake` ends the wait
+        fd = self.fileno()
+        if not self._wait_readable(fd, timeout):
+            return b""
         try:
-            data = ser.read(1)
-            waiting = ser.in_waiting if data else 0
-            return data + ser.read(waiting) if waiting else data
-        except (serial.SerialException, TypeError, ValueError) as exc:
-            # pyserial raises TypeError/ValueError when the port is closed under it by the writer thread
-            raise OSError(str(exc)) from None
+            data = os.read(fd, RECV_SIZE)
+        except BlockingIOError:
+            return b""
+        if not data:  # as pyserial says it: readable with no data is a vanished device
+            raise OSError("device reports readiness to read but returned no data (device disconnected?)")
+        return data
 
     def _release(self, handle: serial.Serial) -> None:
         handle.close()
@@ -139,13 +174,12 @@ class TcpOutput(Output):
     def fileno(self) -> int:
         return self._live().fileno()
 
-    def read(self) -> bytes:
+    def read(self, timeout: float = READ_WAIT) -> bytes:
         sock = self._live()
-        ready, _writable, _errored = select.select([sock], [], [], 0.2)
-        if not ready:
+        if not self._wait_readable(sock.fileno(), timeout):
             return b""
         try:
-            data = sock.recv(65536)
+            data = sock.recv(RECV_SIZE)
         except BlockingIOError:
             return b""
         if not data:

@@ -6,9 +6,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from pynmeagps import GET as NMEA_GET
-from pynmeagps import NMEAMessage, NMEAReader
-
 from .framing import NMEA, RTCM, UBX, Frame, Framer
 from .keys import keys_in_frame, spartnkey_poll
 from .stats import Stats
@@ -27,7 +24,11 @@ def valset_frame(port: str, source: str) -> bytes:
 
 
 def fixed_gga(position: dict) -> bytes:
-    """A GGA for a fixed position (receivers that output none), built with pynmeagps; time is now."""
+    """A GGA for a fixed position (receivers that output none), built with pynmeagps; time is now. Imported here:
+    only a gateway with a fixed position needs it (~0.6 MB of RSS)."""
+    from pynmeagps import GET as NMEA_GET  # noqa: PLC0415 - see docstring
+    from pynmeagps import NMEAMessage  # noqa: PLC0415 - see docstring
+
     msg = NMEAMessage(
         "GP",
         "GGA",
@@ -47,6 +48,30 @@ def fixed_gga(position: dict) -> bytes:
     return msg.serialize()
 
 
+def _degrees(dmm: bytes) -> float:
+    """NMEA (d)ddmm.mmmm to unsigned decimal degrees, rounded as pynmeagps' dmm2ddd does."""
+    dp = dmm.find(b".")
+    if dp < 4:
+        raise ValueError("not (d)ddmm.mmmm")
+    return round(abs(float(dmm[: dp - 2])) + float(dmm[dp - 2 :]) / 60, 10)
+
+
+def gga_position(raw: bytes) -> tuple[float, float] | None:
+    """(lat, lon) in signed decimal degrees of a GGA sentence with a fix (quality > 0), else None. The framer checked
+    its checksum; parsed here, not with pynmeagps: a GGA a second is most of an idle gateway's work."""
+    fields = raw.split(b"*", 1)[0].split(b",")
+    if len(fields) < 7:
+        return None
+    try:
+        if int(fields[6] or 0) <= 0:
+            return None
+        lat = _degrees(fields[2]) * (-1 if fields[3] == b"S" else 1)
+        lon = _degrees(fields[4]) * (-1 if fields[5] == b"W" else 1)
+    except ValueError:
+        return None
+    return lat, lon
+
+
 class Receiver(Device):
     """Fed with what the receiver sends; asks the writer (priority queue) to send config, keys and polls."""
 
@@ -61,8 +86,10 @@ class Receiver(Device):
         source: str = "ip",
         have_keys: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.monotonic,
+        wake: Callable[[], None] = lambda: None,
     ):
         self.stats = stats
+        self._wake = wake  # ends the reading thread's wait: a VALSET was requested from another thread
         self._send = send
         self._on_reset = on_reset
         self.configure = configure
@@ -94,6 +121,7 @@ class Receiver(Device):
     def request_config(self) -> None:
         if self.configure:
             self.valset.request()
+            self._wake()
 
     # --- what the receiver sends (Device hooks) ---------------------------------------------------------------------
 
@@ -109,16 +137,11 @@ class Receiver(Device):
         log.info("receiver: configuration applied (SPARTN input on %s, source %s)", self.port, self.source)
 
     def _gga(self, raw: bytes) -> None:
-        try:
-            msg = NMEAReader.parse(raw)
-            good = int(msg.quality or 0) > 0 and msg.lat != ""
-            lat, lon = float(msg.lat), float(msg.lon)
-        except Exception:  # a sentence pynmeagps cannot decode is not a position
-            return
-        if good:
+        fix = gga_position(raw)
+        if fix is not None:
             self.last_gga = raw
             self.last_gga_at = self._clock()
-            self.last_fix = (lat, lon, self.last_gga_at)
+            self.last_fix = (*fix, self.last_gga_at)
 
     def _after_reset(self, why: str) -> None:
         self.stats.receiver_resets += 1
@@ -136,6 +159,16 @@ class Receiver(Device):
             self._next_poll = now + KEY_POLL_INTERVAL
             if self._have_keys():
                 self._send(Frame(UBX, spartnkey_poll()))
+
+    def now(self) -> float:
+        return self._clock()
+
+    def next_due(self) -> float:
+        """clock() time of the next periodic action (a VALSET try or retry, a key poll): `tick` is idle until then."""
+        due = self._next_poll
+        if self.configure:
+            due = min(due, self.valset.next_due())
+        return due
 
     def position(self, max_age: float) -> tuple[float, float, float] | None:
         """(lat, lon, clock() of the fix) of the last good GGA when at most `max_age` s old."""

@@ -7,9 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from pyubx2 import UBXMessage
-
-from .framing import NMEA, UBX, Frame, Framer
+from .framing import NMEA, UBX, Frame, Framer, ubx_frame
 from .stats import Stats
 
 log = logging.getLogger(__name__)
@@ -21,9 +19,37 @@ RESET_DEBOUNCE = 5.0  # one boot banner is several lines: count one reset
 BOOT_MARKERS = (b"u-blox AG", b"HW UBX", b"ROM BASE", b"ROM CORE", b"FWVER=", b"PROTVER=", b"boot", b"Boot", b"RESET")
 
 
+# The configuration items the forwarder sets, with their key ids (u-blox interface descriptions; the same ids as
+# pyubx2's configuration database, which test_valset checks). Bits 28-30 of an id give its value's size.
+CFG_KEYS = {
+    "CFG_SPARTN_USE_SOURCE": 0x20A70001,
+    "CFG_USBINPROT_SPARTN": 0x10770005,
+    "CFG_UART1INPROT_SPARTN": 0x10730005,
+    "CFG_UART2INPROT_SPARTN": 0x10750005,
+    "CFG_PMP_CENTER_FREQUENCY": 0x40B10011,
+    "CFG_PMP_SEARCH_WINDOW": 0x30B10012,
+    "CFG_PMP_USE_SERVICE_ID": 0x10B10016,
+    "CFG_PMP_SERVICE_ID": 0x30B10017,
+    "CFG_PMP_DATA_RATE": 0x30B10013,
+    "CFG_PMP_USE_DESCRAMBLER": 0x10B10014,
+    "CFG_PMP_DESCRAMBLER_INIT": 0x30B10015,
+    "CFG_PMP_USE_PRESCRAMBLING": 0x10B10019,
+    "CFG_PMP_UNIQUE_WORD": 0x50B1001A,
+    "CFG_MSGOUT_UBX_RXM_PMP_USB": 0x20910320,
+    "CFG_MSGOUT_UBX_RXM_PMP_UART1": 0x2091031E,
+    "CFG_MSGOUT_UBX_RXM_PMP_UART2": 0x2091031F,
+}
+_VALUE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8}  # bits 28-30 of a key id -> bytes of its value
+
+
 def cfg_valset(data: list[tuple[str, int]]) -> bytes:
-    """CFG-VALSET of (key name, value) pairs to the RAM layer (lost on a reset: hence the reset detection)."""
-    return UBXMessage.config_set(1, 0, data).serialize()
+    """CFG-VALSET (RAM layer) of (key name, value) pairs; lost on a reset, hence the reset detection. Built here, not
+    with pyubx2: its configuration database alone costs ~1.4 MB of RSS for these 16 ids."""
+    payload = bytearray((0, 1, 0, 0))  # version 0, layers RAM, reserved
+    for name, value in data:
+        key = CFG_KEYS[name]
+        payload += key.to_bytes(4, "little") + int(value).to_bytes(_VALUE_SIZE[(key >> 28) & 0x7], "little")
+    return ubx_frame(0x06, 0x8A, bytes(payload))
 
 
 def is_valset_ack(raw: bytes) -> bool | None:
@@ -97,6 +123,10 @@ class Valset:
         self.stats.error(f"{self.name} rejected CFG-VALSET (NAK){hint}")
         log.warning("%s CFG-VALSET rejected (NAK)", self._prefix)
         return False
+
+    def next_due(self) -> float:
+        """clock() time `due` may next say True (infinity while applied: only a request or a reset starts again)."""
+        return self._next_action if self.state in ("pending", "failed") else float("inf")
 
     def due(self) -> bool:
         """From the periodic tick: True when a VALSET is to be sent now (counted as one try)."""

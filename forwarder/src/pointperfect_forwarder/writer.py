@@ -16,6 +16,7 @@ from .worker import Worker
 
 log = logging.getLogger(__name__)
 STOP_CHECK = 0.5  # seconds between stop checks while a write waits for the output
+IDLE_WAIT = 20.0  # seconds an idle writer sleeps between heartbeats (well inside the watchdog's limit)
 STALL_AFTER = 2.0  # seconds a write may wait before the output is reported "stalled" (not healthy)
 
 
@@ -263,7 +264,8 @@ class Writer(Worker):
             self.heartbeat = time.monotonic()
             with self._cond:
                 if self._busy or not self._has_work():
-                    self._cond.wait(2.0)  # notified on new work; the timeout only re-checks stop
+                    # notified on new work and on stop; the timeout only refreshes the heartbeat the watchdog reads
+                    self._cond.wait(IDLE_WAIT)
                     continue
                 self._busy = True
                 ready = self.opened.is_set() and self._failed_generation is None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import select
+import socket
 import ssl
 import threading
 import time
@@ -71,9 +74,37 @@ class Input(Worker):
         self.backoff = backoff
         self.no_data_timeout = no_data_timeout
         self._log = logging.getLogger(type(self).__module__)  # the input's own logger names its log lines
+        # a session sleeps on its socket until data or its next deadline; `wake` (stop, a region change) ends that
+        self._waker_r, self._waker_w = socket.socketpair()
+        self._waker_r.setblocking(False)
+        self._waker_w.setblocking(False)
+        self.turns = 0  # session loop iterations (tests bound them per message: no polling)
+
+    def wake(self) -> None:
+        """End the session's wait now (from any thread)."""
+        with contextlib.suppress(OSError):
+            self._waker_w.send(b"\0")
+
+    def _wake(self) -> None:
+        self.wake()
+
+    def wait_for(self, sock: socket.socket, timeout: float, write: bool = False) -> tuple[bool, bool]:
+        """Sleep until `sock` is readable or (with `write`) writable, `timeout` s passed, or `wake` was called;
+        returns (readable, writable). Decrypted TLS bytes already buffered count as readable."""
+        self.turns += 1
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True, False
+        ready, writable, _errored = select.select([sock, self._waker_r], [sock] if write else [], [], max(0.0, timeout))
+        if self._waker_r in ready:
+            with contextlib.suppress(OSError):
+                self._waker_r.recv(4096)
+        return sock in ready, bool(writable)
 
     def _stopped(self) -> None:
         self.stats.set_input("stopped")
+        if not self.alive():
+            self._waker_r.close()
+            self._waker_w.close()
 
     def stopping(self) -> bool:
         return self._stop.is_set()
@@ -116,6 +147,10 @@ class Input(Worker):
     def session(self) -> float | None:
         """One connection, until it ends; returns an explicit delay or None for the normal backoff."""
         raise NotImplementedError
+
+    def silence_left(self, since: float, limit: float) -> float:
+        """Seconds until `too_silent(since, limit)` turns True, if no data comes (a hair later: it tests `>`)."""
+        return limit - self.silent_for(since) + 0.01
 
     def silent_for(self, since: float) -> float:
         """Seconds without data in this session (`since` = monotonic session start)."""

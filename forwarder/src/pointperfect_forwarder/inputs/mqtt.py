@@ -24,6 +24,7 @@ from . import AUTH_FAILED, Input, tls_context
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 20.0  # seconds from TCP connect to CONNACK
+PACKETS_PER_TURN = 64  # packets read in one turn while TLS holds decrypted bytes (no select per packet)
 
 
 class MqttInput(Input):
@@ -225,7 +226,9 @@ class MqttInput(Input):
         try:
             while not self.stopping():
                 self.heartbeat = time.monotonic()
-                rc = client.loop(timeout=1.0)  # wakes on traffic; the timeout only bounds stop latency
+                rc = self._pump(client, self._wait_time(started))
+                if self.stopping():
+                    break
                 if self._refused or self._closed or rc != paho.MQTT_ERR_SUCCESS:
                     if self._connected and not self._refused:
                         self.report("backoff", f"connection lost ({paho.error_string(rc)})")
@@ -261,6 +264,40 @@ class MqttInput(Input):
             if sock is not None:
                 sock.close()
         return None
+
+    def _wait_time(self, started: float) -> float:
+        """Seconds until the session's next deadline: CONNACK, the SUBACK watchdog, the no-data watchdog, or paho's
+        keepalive check (a quarter of the keepalive: the PINGREQ goes out at most that late)."""
+        wait = self.cfg.keepalive / 4
+        if not self._connected:
+            return min(wait, started + CONNECT_TIMEOUT - time.monotonic() + 0.01)
+        if self._pending or self._denied:
+            return min(wait, self._subscribing_since + self.no_data_timeout - time.monotonic() + 0.01)
+        if self._corrections is not None:
+            return min(wait, self.silence_left(self._corrections_since, self.no_data_timeout))
+        return wait
+
+    def _pump(self, client: paho.Client, timeout: float) -> paho.MQTTErrorCode:
+        """One turn of paho's external-loop API: sleep on the socket (and our wake-up) until traffic or `timeout`,
+        then read, write what is queued, and run paho's keepalive check."""
+        sock = client.socket()
+        if sock is None:
+            return paho.MQTT_ERR_NO_CONN
+        try:
+            readable, _writable = self.wait_for(sock, timeout, write=client.want_write())
+        except (ValueError, TypeError, OSError):  # as paho's loop(): a socket closed under us is a lost connection
+            return paho.MQTT_ERR_CONN_LOST
+        for _packet in range(PACKETS_PER_TURN if readable else 0):
+            rc = client.loop_read()  # one packet
+            if rc != paho.MQTT_ERR_SUCCESS or client.socket() is None:
+                return rc  # as paho's own loop(): a closed session shows in on_disconnect
+            if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                break  # the next packet, if any, is still in the kernel: select again
+        if client.want_write():
+            rc = client.loop_write()
+            if rc != paho.MQTT_ERR_SUCCESS:
+                return rc
+        return client.loop_misc()
 
     def _tls_error(self, exc: ssl.SSLError) -> None:
         reason = getattr(exc, "reason", None) or str(exc)

@@ -266,7 +266,6 @@ class NtripInput(Input):
         started = time.monotonic()
         self._send_gga(sock)
         next_gga = started + self.cfg.gga_interval
-        sock.settimeout(0.5)
         data = body
         got_data = False  # the no-data watchdog starts at the session's first data
         while not self.stopping():
@@ -290,6 +289,11 @@ class NtripInput(Input):
                 limit, what = max(INITIAL_SILENCE, self.no_data_timeout), " since connecting"
             if self.too_silent(started, limit, what):
                 return None
+            # sleep on the socket until data, the next GGA or the no-data watchdog (or a stop)
+            wait = min(next_gga - time.monotonic(), self.silence_left(started, limit))
+            if not self.wait_for(sock, wait)[0]:
+                data = b""
+                continue
             try:
                 data = bytes(self._rx[: sock.recv_into(self._rx)])
             except (TimeoutError, ssl.SSLWantReadError):
