@@ -10,12 +10,11 @@ import threading
 import time
 
 import pytest
-from fwd_helpers import wait_until
+from fwd_helpers import SinkPipeline, wait_until
 from pointperfect_forwarder import config
 from pointperfect_forwarder.app import Forwarder
 from pointperfect_forwarder.backoff import Backoff
 from pointperfect_forwarder.config import MqttSettings, NtripSettings
-from pointperfect_forwarder.framing import Frame
 from pointperfect_forwarder.health import Health, start_metrics
 from pointperfect_forwarder.inputs.mqtt import MqttInput
 from pointperfect_forwarder.inputs.ntrip import NtripInput, ProtocolError
@@ -26,22 +25,9 @@ from pointperfect_forwarder.systemd import Notifier
 from pointperfect_sim import frames as F
 
 
-class _Sink:
-    output_ready = threading.Event()
-
-    def __init__(self):
-        self.frames: list[bytes] = []
-
-    def submit(self, frame: Frame, priority: bool = False) -> None:
-        self.frames.append(frame.data)
-
-    def gga(self):
-        return None
-
-
 def test_ntrip_session_wakes_once_per_message_not_on_a_tick():
     cfg = NtripSettings("caster", 2101, False, "NEAR-SPARTN", 2, "user", "pass", 10, 120, None)
-    sink = _Sink()
+    sink = SinkPipeline()
     inp = NtripInput(cfg, None, Stats("ntrip", "c:1", "serial", "/dev/x"), sink, backoff=Backoff(), no_data_timeout=30)
     ours, caster = socket.socketpair()
     ours.settimeout(5)
@@ -76,7 +62,7 @@ def test_ntrip_session_wakes_once_per_message_not_on_a_tick():
 def test_ntrip_stop_ends_the_wait_at_once():
     cfg = NtripSettings("caster", 2101, False, "NEAR-SPARTN", 2, "user", "pass", 10, 120, None)
     inp = NtripInput(
-        cfg, None, Stats("ntrip", "c:1", "serial", "/dev/x"), _Sink(), backoff=Backoff(), no_data_timeout=30
+        cfg, None, Stats("ntrip", "c:1", "serial", "/dev/x"), SinkPipeline(), backoff=Backoff(), no_data_timeout=30
     )
     ours, caster = socket.socketpair()
     done = threading.Event()
@@ -119,7 +105,12 @@ class _PumpClient:
 def _mqtt(no_data_timeout: float = 30, keepalive: int = 60) -> MqttInput:
     cfg = MqttSettings("h", 1, "cid", "c", "k", keepalive, "/pp/ubx/0236/ip", {"eu": "/pp/ip/eu"}, None, None)
     return MqttInput(
-        cfg, None, Stats("mqtt", "h:1", "serial", "/dev/x"), _Sink(), backoff=Backoff(), no_data_timeout=no_data_timeout
+        cfg,
+        None,
+        Stats("mqtt", "h:1", "serial", "/dev/x"),
+        SinkPipeline(),
+        backoff=Backoff(),
+        no_data_timeout=no_data_timeout,
     )
 
 

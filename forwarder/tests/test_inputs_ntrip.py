@@ -14,7 +14,7 @@ import time
 import tracemalloc
 
 import pytest
-from fwd_helpers import credentials, forwarder_config, lab_keys, wait_until
+from fwd_helpers import SinkPipeline, credentials, forwarder_config, lab_keys, wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pointperfect_forwarder.backoff import Backoff
@@ -320,21 +320,9 @@ def test_plain_tcp_warns_on_every_connect(fake_caster, caplog):
 # --- one receive buffer (heap fragmentation, docs/reliability.md) -----------------------------------------------------
 
 
-class _SinkPipeline:
-    def __init__(self):
-        self.output_ready = threading.Event()
-        self.frames: list[bytes] = []
-
-    def submit(self, frame, priority=False):
-        self.frames.append(frame.data)
-
-    def gga(self):
-        return None
-
-
 def test_stream_reads_whole_frames_without_a_large_allocation_per_read():
     cfg = NtripSettings("caster", 2101, False, "NEAR-SPARTN", 2, "user", "pass", 10, 120, None)
-    pipeline = _SinkPipeline()
+    pipeline = SinkPipeline()
     stats = Stats("ntrip", "caster:2101", "serial", "/dev/x")
     inp = NtripInput(cfg, None, stats, pipeline, backoff=Backoff(), no_data_timeout=30)
     sent = F.synthetic_spartn(40, size=80)
