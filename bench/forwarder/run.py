@@ -104,12 +104,6 @@ def install_ours(where: Path, python: str) -> Path:
 # ---------------------------------------------------------------- clients
 
 
-def allow_concurrent_sessions(caster: Caster) -> None:
-    """The reference client and the client under test share the lab's one NTRIP account at the same time; the lab
-    gate refuses a second session of one user (409, as the real service does), so that rule is lifted here."""
-    caster.gate._claim = lambda _user: True  # the bench's one exception to the lab's rule
-
-
 class Lab:
     """The shared world of one run: PKI, broker, caster, credentials, publisher."""
 
@@ -121,15 +115,19 @@ class Lab:
         self.runtime = Path(tempfile.mkdtemp(prefix="bench-forwarder-", dir=SHM)) if SHM.is_dir() else None
         self.broker = Mosquitto(self.pki, tmp / "broker").start()
         self.caster = (
-            # no GGA gate: the floor client sends no GGA, and this bench measures relay latency, not the gating
+            # no GGA gate: the floor client sends no GGA, and this bench measures relay latency, not the gating; the
+            # reference client and the client under test share the one account at once, so no 409 either
             Caster(
-                tmp / "caster", pki=self.pki, user=LAB_NTRIP_LOGIN[0], password=LAB_NTRIP_LOGIN[1], require_gga=False
+                tmp / "caster",
+                pki=self.pki,
+                user=LAB_NTRIP_LOGIN[0],
+                password=LAB_NTRIP_LOGIN[1],
+                require_gga=False,
+                one_session_per_user=False,
             ).start()
             if ntrip
             else None
         )
-        if self.caster is not None:
-            allow_concurrent_sessions(self.caster)
         self.keys = lab_keys()
         with MqttReplayer(self.broker) as replayer:  # the retained key frame, as the service publishes it
             replayer.publish_keys(self.keys)

@@ -103,10 +103,12 @@ class NtripGate:
         *,
         require_gga: bool = True,
         connect_burst: bytes | None = None,
+        one_session_per_user: bool = True,
     ) -> None:
         self.port, self.upstream_port = port, upstream_port
         self.user, self.password = user, password  # the one account whose sessions are counted and limited
         self.require_gga, self.connect_burst = require_gga, connect_burst
+        self.one_session_per_user = one_session_per_user  # False: no 409 (a bench shares the one account)
         self.sessions_total = 0  # 200 answers relayed
         self.conflicts = 0  # 409 answers given
         self.dropped_before_gga = 0  # stream bytes dropped because the client had not sent a valid GGA yet
@@ -226,7 +228,7 @@ class NtripGate:
                 return
             head, extra = got
             user = self._session_user(head)
-            if user is not None and not self._claim(user):
+            if user is not None and self.one_session_per_user and not self._claim(user):
                 user = None
                 with self._cond:
                     self.conflicts += 1
@@ -334,6 +336,7 @@ class Caster:
         *,
         require_gga: bool = True,
         connect_burst: bytes | None = None,
+        one_session_per_user: bool = True,
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -348,6 +351,7 @@ class Caster:
         self.host = LOOPBACK
         self.require_gga = require_gga
         self.connect_burst = connect_burst
+        self.one_session_per_user = one_session_per_user
         self.gate: NtripGate | None = None
         self._str2str: Proc | None = None
         self._stunnel: Proc | None = None
@@ -378,6 +382,7 @@ class Caster:
                 self.password,
                 require_gga=self.require_gga,
                 connect_burst=self.connect_burst,
+                one_session_per_user=self.one_session_per_user,
             ).start()
             self._wait_caster(self.port, timeout)
             if self.pki is not None:

@@ -334,6 +334,23 @@ def test_gate_sends_nothing_before_a_valid_gga(caster):
 
 
 @need_caster
+def test_gate_without_the_one_session_rule_admits_a_second_session(tmp_path):
+    """one_session_per_user=False (a bench's reference client shares the account): both sessions get 200."""
+    lone = Caster(tmp_path / "caster", user="u1", password="p1", one_session_per_user=False).start()
+    socks = []
+    try:
+        for rev in (1, 2):
+            sock, status, _ = _ntrip(lone.port, "u1", "p1", rev=rev)
+            socks.append(sock)
+            assert status in ("ICY 200 OK", "HTTP/1.1 200 OK"), status
+        assert lone.conflicts == 0
+    finally:
+        for sock in socks:
+            sock.close()
+        lone.stop()
+
+
+@need_caster
 def test_gate_one_session_per_user(caster, pki):
     first, status, _ = _ntrip(caster.port, "u1", "p1")
     assert status == "ICY 200 OK"
