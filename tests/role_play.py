@@ -19,7 +19,8 @@ def role_dir(collections_path) -> Path:
 
 PLAY_CASE = re.compile(r'^\s*"msg": "CASE (\S+)"$')
 PLAY_VALUE = re.compile(r'^\s*"msg": ("VALUE .*")$')
-PLAY_FAILED = re.compile(r"^fatal: \[localhost\]: FAILED! => (\{.*\})$")
+# a failed task, or a failed item of a loop (the role's checks are one task with one item per concern)
+PLAY_FAILED = re.compile(r"^(?:fatal: \[localhost\]: FAILED!|failed: \[localhost\] \(item=[^)]*\)) => (\{.*\})$")
 
 
 def run_role_tasks(ansible_env: dict, collections_path, workdir: Path, tasks: list, variables: dict) -> str:

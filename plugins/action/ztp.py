@@ -133,8 +133,9 @@ def region_error(region, regions):
 
 def probed_state(probed, target):
     """The probe's credentials state when it can stand for the module part's read of target (the same dest, owner,
-    group and mode, owner and group existing, every key the decision uses); None otherwise (read again)."""
-    if not isinstance(probed, dict) or probed.get("ids_known") is not True:
+    group and mode, every key the decision uses, and owner and group existing or no credential file deployed: a fresh
+    gateway is missing them whatever the ids); None otherwise (read again)."""
+    if not isinstance(probed, dict):
         return None
     try:
         wanted = {
@@ -148,11 +149,15 @@ def probed_state(probed, target):
     if probed.get("read_for") != wanted or probed.get("dest") != target["dest"]:
         return None
     files = probed.get("files")
-    if not isinstance(files, dict) or not all(isinstance(files.get(n), dict) for n in FILES):
+    complete = (
+        isinstance(files, dict)
+        and all(isinstance(files.get(n), dict) for n in FILES)
+        and all(k in probed for k in ("dest_exists", "credentials", "certificate_pem", "now"))
+    )
+    if not complete:
         return None
-    if not all(k in probed for k in ("dest_exists", "credentials", "certificate_pem", "now")):
-        return None
-    return probed
+    fresh = all(files[n].get("exists") is False for n in FILES)
+    return probed if probed.get("ids_known") is True or fresh else None
 
 
 def deployed_from_state(state):

@@ -49,6 +49,15 @@ options:
         together with systemd as PID 1. A failing check is reported in RV(gateway.preflight), never a failure.
       - Not set, the platform is not checked (RV(gateway.preflight) has no problems).
     type: path
+  wait_input_up:
+    description:
+      - Wait on the target, up to this many seconds, until the forwarder's input is up (RV(gateway.input_up)), and
+        report the state then. The target polls every half second, so the wait costs one round trip however long
+        it lasts (the gateway role's health gate after a restart).
+      - V(0) reads once, without waiting.
+    type: int
+    default: 0
+    version_added: 0.1.0
 notes:
   - Reading C(credentials.json) usually needs privileges (mode 0600 or 0640); run with O(ignore:become=true) or
     the file is reported as V(unreadable).
@@ -65,6 +74,12 @@ EXAMPLES = r"""
 - name: Show days until the certificate expires
   ansible.builtin.debug:
     msg: "{{ gw.gateway.credentials.certificate_days_remaining }}"
+
+- name: After a restart, wait up to 30 s for the forwarder to report its input up (one round trip)
+  gnss.pointperfect.gateway_info:
+    wait_input_up: 30
+  register: gw
+  failed_when: not gw.gateway.input_up
 
 - name: Non-default locations
   gnss.pointperfect.gateway_info:
@@ -85,6 +100,20 @@ gateway:
       type: str
       returned: always
       sample: "2025-11-25T21:00:00Z"
+    input_up:
+      description:
+        - Whether the forwarder runs with its input up, the condition O(wait_input_up) waits for - the service
+          active, the status file fresh and written by the service's main process (the same PID: not a file left by
+          an earlier process), and its input V(connected) or V(waiting_for_position) (an NTRIP input that waits
+          for the receiver's first fix).
+      type: bool
+      returned: always
+      sample: true
+    waited:
+      description: Seconds spent waiting for RV(gateway.input_up) (V(0) without O(wait_input_up)).
+      type: float
+      returned: always
+      sample: 1.5
     credentials:
       description:
         - Summary of C(credentials.json). C(state) is V(ok), V(missing) (not provisioned), V(unreadable) or
@@ -318,17 +347,50 @@ def service_summary(unit, run):
     return result
 
 
+# the input states of a forwarder that does its job (NTRIP: connected once the receiver has a position)
+INPUT_UP_STATES = ("connected", "waiting_for_position")
+
+
+def input_up(status, service):
+    """The forwarder runs with its input up: the service active, its status fresh and written by its main process,
+    and the input in INPUT_UP_STATES."""
+    data = status.get("data") if isinstance(status.get("data"), dict) else {}
+    state = (data.get("input") or {}).get("state") if isinstance(data.get("input"), dict) else None
+    return (
+        service.get("state") == "active"
+        and status.get("state") == "ok"
+        and service.get("main_pid") is not None
+        and data.get("pid") == service.get("main_pid")
+        and state in INPUT_UP_STATES
+    )
+
+
 def gather(dest, status_file, service, stale_after, run, *, now=None, python=None):
     """The whole snapshot; `run` as in service_summary."""
     now = time.time() if now is None else now
+    status, unit = status_summary(status_file, now, stale_after), service_summary(service, run)
     return {
         "collected_at": iso(now),
         "credentials": credentials_summary(dest, now),
-        "status": status_summary(status_file, now, stale_after),
-        "service": service_summary(service, run),
+        "status": status,
+        "service": unit,
+        "input_up": input_up(status, unit),
+        "waited": 0,
         # what the role's preflight checks of the platform (the fleet report shows a failing gateway unsupported)
         "preflight": _preflight.gather({"python": python, "systemd": True}) if python else {"problems": []},
     }
+
+
+def wait_for_input_up(read, timeout, *, clock=time.monotonic, sleep=time.sleep, interval=0.5):
+    """read() until its snapshot's input_up, or until `timeout` seconds have passed; the last snapshot, with the
+    seconds waited."""
+    start = clock()
+    snapshot = read()
+    while not snapshot["input_up"] and clock() - start < timeout:
+        sleep(min(interval, max(0.0, timeout - (clock() - start))))
+        snapshot = read()
+    snapshot["waited"] = round(clock() - start, 1)
+    return snapshot
 
 
 def main():
@@ -339,6 +401,7 @@ def main():
             service=dict(type="str", default="pointperfect-forwarder"),
             stale_after=dict(type="int", default=30),
             python=dict(type="path"),
+            wait_input_up=dict(type="int", default=0),
         ),
         supports_check_mode=True,
     )
@@ -349,15 +412,14 @@ def main():
         def run(args):
             return module.run_command([systemctl, *args], environ_update={"LC_ALL": "C", "SYSTEMD_PAGER": ""})
 
-    gateway = gather(
-        module.params["dest"],
-        module.params["status_file"],
-        module.params["service"],
-        module.params["stale_after"],
-        run,
-        python=module.params["python"],
-    )
-    module.exit_json(changed=False, gateway=gateway)
+    if module.params["wait_input_up"] < 0:
+        module.fail_json(msg="wait_input_up must be 0 (no wait) or more seconds")
+
+    def read():
+        p = module.params
+        return gather(p["dest"], p["status_file"], p["service"], p["stale_after"], run, python=p["python"])
+
+    module.exit_json(changed=False, gateway=wait_for_input_up(read, module.params["wait_input_up"]))
 
 
 if __name__ == "__main__":

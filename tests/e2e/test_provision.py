@@ -362,6 +362,11 @@ def test_second_run_changes_nothing_and_calls_no_api(lab, fleet, playbook, tmp_p
     assert lab.sim.calls() == before, "a no-op run called the ZTP API"
     assert {gw.name: show(gw, "InvocationID") for gw in fleet.gateways} == invocations
     assert trips() == {str(gw.ssh_port): 1 for gw in fleet.gateways}, run.out[-6000:]
+    # every gateway left the role after the ZTP decision: the install, config and service steps were not even
+    # included (their skipped tasks would cost controller CPU on each host)
+    assert "Install, configure and start the forwarder unless" in run.out, run.out[-6000:]
+    for step in ("Install the forwarder build", "Deploy the CA bundle", "Enable and start the forwarder"):
+        assert step not in run.out, (step, run.out[-6000:])
 
 
 def test_check_diff_shows_no_change_and_no_secret(lab, fleet, playbook):

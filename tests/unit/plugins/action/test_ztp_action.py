@@ -386,8 +386,11 @@ def test_probed_state_for_something_else_is_read_again(tmp_path, pki, run, provi
     assert (got["api_called"], got["changed"], got["reason"]) == (False, False, "valid")
 
 
-def test_probed_state_of_a_fresh_host_still_provisions(tmp_path, pki, provision):
+@pytest.mark.parametrize("ids_known", [True, False])
+def test_probed_state_of_a_fresh_host_still_provisions(tmp_path, pki, provision, ids_known):
+    """A fresh gateway: nothing deployed, so the decision is missing whether or not the group existed when probed
+    (it is created between the probe and the ztp task): no read of its own, one round trip (the write)."""
     api = FakeApi(lambda now: mqtt_body(pki))
     dest = tmp_path / "fresh"
-    got, parts = provision(api, dest, 1_800_000_000.0, probed(dest, 1_800_000_000.0))
+    got, parts = provision(api, dest, 1_800_000_000.0, dict(probed(dest, 1_800_000_000.0), ids_known=ids_known))
     assert parts == ["write"] and (got["api_called"], got["changed"], got["reason"]) == (True, True, "missing")

@@ -127,6 +127,59 @@ def test_service_without_systemd_is_unknown():
     assert gs.service_summary("pp", None)["error"] == "systemctl not found"
 
 
+def _status(pid=42, state="connected", status_state="ok"):
+    return {"state": status_state, "data": {"pid": pid, "input": {"state": state}}}
+
+
+def _unit(pid=42, state="active"):
+    return {"state": state, "main_pid": pid}
+
+
+@pytest.mark.parametrize(
+    ("status", "unit", "up"),
+    [
+        (_status(), _unit(), True),
+        (_status(state="waiting_for_position"), _unit(), True),  # NTRIP before the receiver's first fix
+        (_status(state="backoff"), _unit(), False),
+        (_status(state="auth_failed"), _unit(), False),
+        (_status(pid=41), _unit(), False),  # a status file left by the process before the restart
+        (_status(), _unit(pid=None), False),
+        (_status(pid=None), _unit(pid=None), False),
+        (_status(status_state="stale"), _unit(), False),
+        (_status(), _unit(state="activating"), False),
+        ({"state": "missing", "data": None}, _unit(), False),
+        ({"state": "ok", "data": {"pid": 42, "input": "connected"}}, _unit(), False),  # malformed input entry
+    ],
+)
+def test_input_up(status, unit, up):
+    assert gs.input_up(status, unit) is up
+
+
+def test_wait_for_input_up_polls_until_up_or_timeout():
+    """The health gate's wait: polls on the gateway until input_up, or returns the last snapshot at the timeout."""
+    clock = {"t": 0.0}
+    reads = []
+
+    def read(up_after):
+        reads.append(clock["t"])
+        return {"input_up": clock["t"] >= up_after, "waited": 0}
+
+    def sleep(seconds):
+        assert seconds > 0
+        clock["t"] += seconds
+
+    got = gs.wait_for_input_up(lambda: read(1.2), 10, clock=lambda: clock["t"], sleep=sleep)
+    assert got["input_up"] is True and got["waited"] == 1.5 and reads == [0.0, 0.5, 1.0, 1.5]
+    reads.clear()
+    clock["t"] = 0.0
+    got = gs.wait_for_input_up(lambda: read(99), 2, clock=lambda: clock["t"], sleep=sleep)
+    assert got["input_up"] is False and got["waited"] == 2.0 and reads == [0.0, 0.5, 1.0, 1.5, 2.0]
+    reads.clear()
+    clock["t"] = 0.0
+    got = gs.wait_for_input_up(lambda: read(99), 0, clock=lambda: clock["t"], sleep=sleep)
+    assert got["input_up"] is False and got["waited"] == 0 and reads == [0.0]  # no wait: one read
+
+
 def test_module_main_in_check_mode(tmp_path):
     """The module as Ansible runs it: check mode, one JSON result, changed false, nothing written."""
     fab.write_credentials(tmp_path / "etc", fab.credentials(time.time()))
