@@ -19,8 +19,7 @@ def role_dir(collections_path) -> Path:
 
 PLAY_CASE = re.compile(r'^\s*"msg": "CASE (\S+)"$')
 PLAY_VALUE = re.compile(r'^\s*"msg": ("VALUE .*")$')
-# a failed task, or a failed item of a loop (the role's checks are one task with one item per concern)
-PLAY_FAILED = re.compile(r"^(?:fatal: \[localhost\]: FAILED!|failed: \[localhost\] \(item=[^)]*\)) => (\{.*\})$")
+PLAY_FAILED = re.compile(r"^fatal: \[localhost\]: FAILED! => (\{.*\})$")
 
 
 def run_role_tasks(ansible_env: dict, collections_path, workdir: Path, tasks: list, variables: dict) -> str:
@@ -91,7 +90,8 @@ def failed_checks(
         if PLAY_CASE.match(line):
             case = PLAY_CASE.match(line).group(1)
         elif PLAY_FAILED.match(line):
-            found[case].append(json.loads(PLAY_FAILED.match(line).group(1))["msg"])
+            msg = json.loads(PLAY_FAILED.match(line).group(1))["msg"]
+            found[case].extend(msg if isinstance(msg, list) else [msg])  # a checks task: one message per concern
         elif PLAY_VALUE.match(line):
             found[case].append(json.loads(json.loads(PLAY_VALUE.match(line).group(1))[len("VALUE ") :]))
     return found

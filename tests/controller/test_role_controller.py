@@ -210,6 +210,26 @@ SCENARIOS = {
         {"__pointperfect_build_run": {"rc": 2, "msg": "[Errno 2] No such file or directory:\n b'/x'"}},
         1,
     ),
+    # a multi-region plan without a position: the input's own last_error is none, the forwarder's says why
+    "health_gate_region": (
+        "__pointperfect_health_failure",
+        {
+            "__pointperfect_health": {
+                "gateway": {
+                    "service": {"state": "active", "main_pid": 7},
+                    "status": {
+                        "state": "ok",
+                        "data": {
+                            "pid": 7,
+                            "last_error": "waiting for a position fix",
+                            "input": {"state": "starting", "last_error": None},
+                        },
+                    },
+                }
+            }
+        },
+        1,
+    ),
     "health_gate": (
         "__pointperfect_health_failure",
         {
@@ -319,6 +339,7 @@ def test_every_role_message_is_one_line(ansible_env, collections_path, tmp_path)
             assert "\n" not in msg and "  " not in msg and msg == msg.strip(), (name, msg)
     assert rendered["health_gate"].startswith("localhost: the forwarder did not report its input connected")
     assert "input backoff: refused (port 1)" in rendered["health_gate"]
+    assert "input starting: waiting for a position fix);" in rendered["health_gate_region"]
     assert rendered["install_enospc"].startswith("localhost: the forwarder install failed: the disk is full (ENOSPC)")
     assert rendered["install_bad_archive"] == "localhost: the forwarder install failed: File is not a zip file"
 
