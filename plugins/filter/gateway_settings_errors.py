@@ -1,0 +1,27 @@
+# The gateway_settings_errors filter: the gateway role's cross-field checks of its variables
+# (plugin_utils/_gateway_settings.py), one message per failing concern, for tasks/validate.yml.
+
+# Copyright (c) gnss.pointperfect maintainers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+
+# The documentation is in gateway_settings_errors.yml beside this file, like the other filters.
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._gateway_settings import errors
+
+
+def gateway_settings_errors(settings):
+    """The one-line message of every failing check of the role's settings (a mapping), an empty list when all pass."""
+    if not hasattr(settings, "keys"):
+        raise AnsibleFilterError("gateway_settings_errors expects a mapping of the role's settings")
+    try:
+        return errors(settings)
+    except KeyError as e:
+        raise AnsibleFilterError(str(e.args[0])) from None
+
+
+class FilterModule:
+    def filters(self):
+        return {"gateway_settings_errors": gateway_settings_errors}
