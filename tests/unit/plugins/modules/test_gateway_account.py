@@ -264,3 +264,23 @@ def test_documentation_matches_argument_spec_and_result(tmp_path, monkeypatch, o
         assert doc["options"][name].get("default") == opt.get("default"), name
     result = module.ensure(fresh(monkeypatch), params(str(tmp_path / "pp")), False)
     assert set(yaml.safe_load(module.RETURN)) == set(result) - {"changed", "diff"}
+
+
+def test_no_permission_bit_before_the_owner_is_right(tmp_path, monkeypatch):
+    seen = []
+    real_lchown = os.lchown
+
+    def lchown(path, uid, gid):
+        seen.append((os.path.basename(path), stat.S_IMODE(os.lstat(path).st_mode)))
+        real_lchown(path, uid, gid)
+
+    monkeypatch.setattr(os, "lchown", lchown)
+    module.make_directory(str(tmp_path / "a" / "b"), os.getuid(), os.getgid())
+    old = tmp_path / "old"
+    old.mkdir()
+    os.chmod(old, 0o705)
+    module.fix_directory(str(old), os.getuid(), os.getgid())
+    assert [name for name, _ in seen] == ["a", "b", "old"]
+    assert all(mode & 0o077 == 0 for name, mode in seen if name != "old")  # new: owner only until chown
+    assert seen[-1][1] == 0o705 & 0o750  # existing: only bits taken away until chown
+    assert [stat.S_IMODE(os.stat(p).st_mode) for p in (tmp_path / "a", tmp_path / "a" / "b", old)] == [0o750] * 3
