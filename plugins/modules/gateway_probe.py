@@ -279,15 +279,14 @@ preflight:
     problems: []
 """
 
-import grp  # noqa: E402 - Ansible modules import after DOCUMENTATION
-import hashlib  # noqa: E402
+import hashlib  # noqa: E402 - Ansible modules import after DOCUMENTATION
 import os  # noqa: E402
-import pwd  # noqa: E402
 import stat  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible.module_utils.common.text.converters import to_text  # noqa: E402
 from ansible_collections.gnss.pointperfect.plugins.module_utils import (  # noqa: E402
+    _account,
     _app_specific_id,
     _atomic,
     _preflight,
@@ -353,20 +352,6 @@ def read_small(path):
     return to_text(data, errors="surrogate_or_strict")
 
 
-def stat_path(path):
-    """Type, mode and owner of a path (links not followed), None when it does not exist."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise _atomic.AtomicWriteError("cannot stat %s: %s" % (path, e.strerror)) from None
-    kinds = ((stat.S_ISREG, "file"), (stat.S_ISDIR, "directory"), (stat.S_ISLNK, "link"))
-    info = {"type": next((name for test, name in kinds if test(st.st_mode)), "other")}
-    info.update(_atomic.describe_attributes(st))
-    return info
-
-
 def app_specific_id(path=MACHINE_ID):
     """The app-specific id of the machine id in path; None when it is missing, uninitialized, malformed or zero."""
     try:
@@ -375,59 +360,9 @@ def app_specific_id(path=MACHINE_ID):
         return None
 
 
-def _group_name(gid):
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)
-
-
-def _group(name):
-    """{name, gid, members} of a group, None when it is missing or not asked for."""
-    if not name:
-        return None
-    try:
-        entry = grp.getgrnam(name)
-    except KeyError:
-        return None
-    return {"name": entry.gr_name, "gid": entry.gr_gid, "members": list(entry.gr_mem)}
-
-
-def _user(name):
-    """{name, uid, gid, group, home, shell, groups} of a user (groups: the supplementary ones), None when missing."""
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        return None
-    gids = os.getgrouplist(entry.pw_name, entry.pw_gid)
-    groups = sorted(set(_group_name(gid) for gid in gids if gid != entry.pw_gid))
-    return {"name": entry.pw_name, "uid": entry.pw_uid, "gid": entry.pw_gid, "group": _group_name(entry.pw_gid),
-            "home": entry.pw_dir, "shell": entry.pw_shell, "groups": groups}  # fmt: skip
-
-
-def account(wanted):
-    """The account as found and whether it is as `wanted` ({user, group, serial_group, home, shell}; the unset
-    ones are not compared): what the role's account tasks would leave unchanged."""
-    user = _user(wanted["user"])
-    group = _group(wanted.get("group"))
-    serial_group = _group(wanted.get("serial_group"))
-    found = {"user": user, "group": group, "serial_group": serial_group}
-    checks = [user is not None]
-    if user is not None:
-        members = serial_group["members"] if serial_group else []
-        checks += [
-            wanted.get("group") is None or (group is not None and user["gid"] == group["gid"]),
-            wanted.get("serial_group") is None or user["name"] in members,
-            wanted.get("home") is None or user["home"] == wanted["home"],
-            wanted.get("shell") is None or user["shell"] == wanted["shell"],
-        ]
-    found["as_wanted"] = all(checks)
-    return found
-
-
 def file_hash(path):
     """Type, SHA-256 (regular files only, never the content), mode and owner of a path; None when missing."""
-    info = stat_path(path)
+    info = _account.stat_path(path)
     if info is None:
         return None
     try:
@@ -473,8 +408,8 @@ def probe(params, run_command=None):
     unit = params["unit"]
     return {
         "app_specific_id": app_specific_id() if params["machine_id"] else None,
-        "account": account(params["account"]) if params["account"] else None,
-        "config_dir": stat_path(params["config_dir"]) if params["config_dir"] else None,
+        "account": _account.account(params["account"]) if params["account"] else None,
+        "config_dir": _account.stat_path(params["config_dir"]) if params["config_dir"] else None,
         "unit": {"path": unit, "exists": os.path.isfile(unit)} if unit else None,
         "service": service_state(params["service"], run_command) if params.get("service") else None,
         "build_marker": read_small(params["build_marker"]) if params["build_marker"] else None,

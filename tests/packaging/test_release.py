@@ -42,6 +42,7 @@ REQUIRED = {
     "plugins/modules/gateway_info.py",
     "plugins/modules/gateway_files.py",
     "plugins/modules/gateway_probe.py",
+    "plugins/modules/gateway_account.py",
     "plugins/action/ztp.py",
     "plugins/filter/fleet.py",
     "plugins/filter/fleet_health.yml",
@@ -149,7 +150,7 @@ def test_first_release_notes(release):
 def test_first_release_lists_every_module_plugin_and_role(release):
     data, rst = release
     modules = {m["name"]: m["description"] for m in data.get("modules", [])}
-    assert set(modules) == {"ztp", "gateway_info", "gateway_files", "gateway_probe"}, modules
+    assert set(modules) == {"ztp", "gateway_info", "gateway_files", "gateway_probe", "gateway_account"}, modules
     filters = {p["name"]: p["description"] for p in data.get("plugins", {}).get("filter", [])}
     fleet = {"fleet_health", "fleet_report", "fleet_table", "fleet_html", "fleet_json"}
     assert set(filters) == fleet | {"app_specific_id", "ztp_token_error"}

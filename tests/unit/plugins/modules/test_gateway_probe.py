@@ -1,5 +1,6 @@
-"""Unit tests of gateway_probe: the machine id's app-specific id, the account against the wanted one, the config
-directory stat, the unit and build marker, the preflight, every key present, and the documentation in sync."""
+"""Unit tests of gateway_probe: the machine id's app-specific id, the account and config directory (read and compared
+by module_utils/_account, tested there), the unit and build marker, the preflight, every key present, and the
+documentation in sync."""
 
 import grp
 import hashlib
@@ -9,6 +10,7 @@ import pwd
 
 import pytest
 import yaml
+from ansible_collections.gnss.pointperfect.plugins.module_utils import _account
 from ansible_collections.gnss.pointperfect.plugins.modules import gateway_probe as module
 
 APP_ID = "c9f4d130385c5b1ea446272ce2bc630f"
@@ -65,39 +67,11 @@ def test_nothing_asked_returns_every_key_empty():
     }
 
 
-def test_account_as_wanted_and_each_difference():
-    groups = [grp.getgrgid(g).gr_name for g in os.getgrouplist(ME.pw_name, ME.pw_gid) if g != ME.pw_gid]
+def test_account_is_the_shared_read_and_compare():
     wanted = {"user": ME.pw_name, "group": MY_GROUP, "serial_group": None, "home": ME.pw_dir, "shell": ME.pw_shell}
-    got = module.account(wanted)
-    assert got["as_wanted"] is True
-    assert got["user"]["name"] == ME.pw_name and got["user"]["group"] == MY_GROUP
-    assert got["user"]["groups"] == sorted(set(groups))
-    assert got["group"] == {"name": MY_GROUP, "gid": os.getgid(), "members": list(grp.getgrgid(os.getgid()).gr_mem)}
-    assert module.account(dict(wanted, home="/nowhere"))["as_wanted"] is False
-    assert module.account(dict(wanted, shell="/usr/sbin/nologin-not"))["as_wanted"] is False
-    assert module.account(dict(wanted, group="no-such-group-pp"))["as_wanted"] is False
-    assert module.account(dict(wanted, serial_group="no-such-group-pp"))["as_wanted"] is False
-    missing = module.account(dict(wanted, user="no-such-user-pp"))
-    assert missing["as_wanted"] is False and missing["user"] is None
-
-
-def test_account_serial_group_membership(monkeypatch):
-    wanted = {"user": ME.pw_name, "group": None, "serial_group": "dialout-pp", "home": None, "shell": None}
-
-    def getgrnam(name, members=()):
-        if name != "dialout-pp":
-            raise KeyError(name)
-        return grp.struct_group(("dialout-pp", "x", 4242, list(members)))
-
-    monkeypatch.setattr(grp, "getgrnam", getgrnam)
-    assert module.account(wanted)["as_wanted"] is False  # the group exists, the user is not a member
-    monkeypatch.setattr(grp, "getgrnam", lambda name: getgrnam(name, [ME.pw_name]))
-    got = module.account(wanted)
-    assert got["as_wanted"] is True and got["serial_group"] == {
-        "name": "dialout-pp",
-        "gid": 4242,
-        "members": [ME.pw_name],
-    }
+    got = module.probe(params(account=wanted))["account"]
+    assert got == _account.account(wanted) and got["as_wanted"] is True
+    assert set(got) == {"user", "group", "serial_group", "as_wanted"}
 
 
 def test_config_dir_unit_and_build_marker(tmp_path):
@@ -135,32 +109,6 @@ def test_documentation_matches_argument_spec():
         assert set(doc[name].get("suboptions", {})) == set(opt.get("options", {})), name
     returned = yaml.safe_load(module.RETURN)
     assert set(returned) == set(module.probe(params()))
-
-
-def test_stat_path_reports_type_mode_owner(tmp_path):
-    folder = tmp_path / "conf"
-    folder.mkdir(mode=0o750)
-    os.chmod(folder, 0o750)
-    (tmp_path / "f").write_text("x")
-    os.chmod(tmp_path / "f", 0o640)
-    (tmp_path / "l").symlink_to(folder)
-    got = module.stat_path(str(folder))
-    me = pwd.getpwuid(os.getuid()).pw_name
-    assert got == {"type": "directory", "mode": "0750", "owner": me, "group": grp.getgrgid(os.getgid()).gr_name}
-    assert module.stat_path(str(tmp_path / "f"))["type"] == "file"
-    assert module.stat_path(str(tmp_path / "f"))["mode"] == "0640"
-    assert module.stat_path(str(tmp_path / "l"))["type"] == "link"
-    assert module.stat_path(str(tmp_path / "missing")) is None
-
-
-def test_stat_path_unnamed_ids_are_numbers(tmp_path, monkeypatch):
-    def unknown(_id):
-        raise KeyError(_id)
-
-    monkeypatch.setattr(pwd, "getpwuid", unknown)
-    monkeypatch.setattr(grp, "getgrgid", unknown)
-    got = module.stat_path(str(tmp_path))
-    assert (got["owner"], got["group"]) == (str(os.getuid()), str(os.getgid()))
 
 
 def test_read_follows_a_link_but_not_to_a_fifo(tmp_path):
