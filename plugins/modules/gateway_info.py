@@ -103,7 +103,7 @@ gateway:
     input_up:
       description:
         - Whether the forwarder runs with its input up, the condition O(wait_input_up) waits for - the service
-          active, the status file fresh and written by the service's main process (the same PID: not a file left by
+          active, the status file fresh and written by the service's main process (the same PID, not a file left by
           an earlier process), and its input V(connected) or V(waiting_for_position) (an NTRIP input that waits
           for the receiver's first fix).
       type: bool

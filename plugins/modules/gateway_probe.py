@@ -243,7 +243,8 @@ credentials:
     - For O(credentials), the state M(gnss.pointperfect.ztp) decides on (the credential files' attributes, the public
       summary and SHA-256 of C(credentials.json), the public certificate; never the private key or a secret value),
       plus C(read_for) (the O(credentials) it was read for, mode as an octal string) and C(ids_known) (whether owner
-      and group exist; when not, the ztp task reads again after the account is created). V(null) without it.
+      and group exist; when not and a credential file exists, the ztp task reads again after the account is created,
+      while a gateway with none is missing them whatever the ids). V(null) without it.
   returned: always
   type: dict
 files:
