@@ -27,6 +27,26 @@ Check = namedtuple("Check", "name ok message")
 REGION = re.compile(r"^(auto|[a-z]{2})$")
 MEMORY_MAX = re.compile(r"^([1-9][0-9]*[KMGT]?|infinity)$")
 
+# ReadWritePaths= of the unit is the output file's directory (output file only). It can never be / or a system
+# directory: the path is absolute and clean (a space would split the directive, a newline would add one, and a ..
+# segment could climb to /), its directory is not one of the broad directories below, and it is not inside a
+# protected tree (the role's own config and install directories included: the service must not rewrite its config).
+OUTPUT_PATH = re.compile(r"^(/(?![.][.]?(/|$))[A-Za-z0-9._@+-]+)+$")
+# (paths compared with, never written: not a temporary-file use)
+RW_TOO_BROAD = ("/", "/home", "/media", "/mnt", "/opt", "/run", "/srv", "/tmp", "/var", "/var/lib", "/var/tmp")  # noqa: S108
+RW_PROTECTED = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/root", "/sbin",
+                "/sys", "/usr")  # fmt: skip
+
+
+def output_dir_ok(path, *role_dirs):
+    """Whether the directory of the output file `path` may become the unit's ReadWritePaths= (role_dirs: the role's
+    config and install directories, protected too)."""
+    if not isinstance(path, str) or len(path) > 255 or not OUTPUT_PATH.match(path):
+        return False
+    directory = os.path.dirname(path)
+    protected = RW_PROTECTED + tuple(str(d).rstrip("/") for d in role_dirs if d and str(d).rstrip("/"))
+    return directory not in RW_TOO_BROAD and not any(directory == p or directory.startswith(p + "/") for p in protected)
+
 
 def as_int(value):
     """Jinja's `int` filter: an int, a numeric string or a float truncated; anything else 0."""
@@ -118,7 +138,9 @@ def _output_ok(s):
         return False
     if kind == "tcp" and not (str(s["pointperfect_output_host"] or "") and as_int(s["pointperfect_output_port"]) > 0):
         return False
-    if kind == "file" and not as_bool(s["output_dir_ok"]):
+    if kind == "file" and not output_dir_ok(
+        s["pointperfect_output_path"], s["pointperfect_config_dir"], s["pointperfect_install_dir"]
+    ):
         return False
     return as_int(s["pointperfect_output_queue_bytes"]) > 0
 
@@ -186,8 +208,7 @@ CHECKS = (
             "pointperfect_serial_device, and pointperfect_lband_baudrate a positive integer."
         ),
     ),
-    # output_dir_ok is vars/main.yml's __pointperfect_output_dir_ok, which the unit template also checks before it
-    # writes ReadWritePaths=
+    # output_dir_ok() is also what the unit template checks (gateway_output_dir_ok) before it writes ReadWritePaths=
     Check(
         "output settings",
         _output_ok,
@@ -238,7 +259,9 @@ INPUTS = (
     "pointperfect_output_host",
     "pointperfect_output_port",
     "pointperfect_output_queue_bytes",
-    "output_dir_ok",
+    "pointperfect_output_path",
+    "pointperfect_config_dir",
+    "pointperfect_install_dir",
     "pointperfect_metrics_port",
     "pointperfect_watchdog_sec",
     "pointperfect_restart_sec",

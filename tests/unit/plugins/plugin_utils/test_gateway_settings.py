@@ -37,7 +37,9 @@ GOOD = {
     "pointperfect_output_host": None,
     "pointperfect_output_port": 0,
     "pointperfect_output_queue_bytes": 1048576,
-    "output_dir_ok": False,
+    "pointperfect_output_path": None,
+    "pointperfect_config_dir": "/etc/pointperfect",
+    "pointperfect_install_dir": "/opt/pointperfect",
     "pointperfect_metrics_port": 9101,
     "pointperfect_watchdog_sec": 60,
     "pointperfect_restart_sec": 5,
@@ -74,7 +76,9 @@ BAD = [
     ({"pointperfect_serial_baudrate": 0}, "output settings"),
     ({"pointperfect_output_type": "tcp", "pointperfect_output_port": 2101}, "output settings"),
     ({"pointperfect_output_type": "tcp", "pointperfect_output_host": "rx.local"}, "output settings"),
-    ({"pointperfect_output_type": "file", "output_dir_ok": False}, "output settings"),
+    ({"pointperfect_output_type": "file"}, "output settings"),  # no path
+    ({"pointperfect_output_type": "file", "pointperfect_output_path": "/var/out.spartn"}, "output settings"),
+    ({"pointperfect_output_type": "file", "pointperfect_output_path": "/etc/pp/out"}, "output settings"),
     ({"pointperfect_output_queue_bytes": 0}, "output settings"),
     ({"pointperfect_metrics_port": 70000}, "health and service settings"),
     ({"pointperfect_metrics_port": -1}, "health and service settings"),
@@ -107,7 +111,11 @@ ALSO_GOOD = [
         "pointperfect_output_host": "h",
         "pointperfect_output_port": 2101,
     },
-    {"pointperfect_output_type": "file", "output_dir_ok": True, "pointperfect_serial_device": None},
+    {
+        "pointperfect_output_type": "file",
+        "pointperfect_output_path": "/var/lib/pp/o",
+        "pointperfect_serial_device": None,
+    },
     {"pointperfect_metrics_port": 0, "pointperfect_watchdog_sec": 0, "pointperfect_health_timeout": 0},
     {"pointperfect_systemd_memory_max": "infinity"},
     {"pointperfect_systemd_memory_max": "2G"},
@@ -153,6 +161,33 @@ def test_an_existing_ca_file_passes(tmp_path):
 )
 def test_as_int_is_jinjas_int(value, want):
     assert gs.as_int(value) == want
+
+
+@pytest.mark.parametrize(
+    ("path", "ok"),
+    [
+        ("/var/lib/pointperfect/corrections.spartn", True),
+        ("/srv/gnss/out.spartn", True),
+        ("/data/x", True),
+        ("/var/lib/x", False),  # its directory is a broad one
+        ("/x", False),
+        ("/etc/pointperfect/out", False),
+        ("/etc2/out", True),  # a prefix of a name is not the directory
+        ("/opt/pointperfect/out", False),  # the role's install directory
+        ("/opt/pointperfect2/out", True),
+        ("/usr/local/x/out", False),
+        ("/var/lib/../../etc/x", False),
+        ("/var/lib/pp/./x", False),
+        ("var/lib/pp/x", False),
+        ("/var/lib/pp/a b", False),
+        ("/var/lib/pp/a\nb", False),
+        ("/var/lib/pp/" + "x" * 250, False),
+        (None, False),
+        (7, False),
+    ],
+)
+def test_output_dir_rule(path, ok):
+    assert gs.output_dir_ok(path, "/etc/pointperfect", "/opt/pointperfect/") is ok
 
 
 def test_a_missing_input_is_the_callers_error():
