@@ -207,7 +207,7 @@ SCENARIOS = {
     ),
     "build_no_python": (
         "__pointperfect_build_failure",
-        {"__pointperfect_build_run": {"rc": 2, "msg": "[Errno 2] No such file or directory:\n b'/x'"}},
+        {"__pointperfect_build_run": {"rc": 127, "stdout": "", "stderr": "sh: 1: /x: not found\n"}},
         1,
     ),
     # a multi-region plan without a position: the input's own last_error is none, the forwarder's says why
