@@ -2,7 +2,9 @@
 four builtin tasks (group x2, user, file) made in four, with the same result; check mode on a fresh gateway changes
 nothing and reports the change; a re-run changes nothing; a user's other groups are kept. The tests run in file
 order on one fleet. With file output the module also makes the output file's directory (0770 root:<group>, missing
-parents 0750) and leaves an existing one as it is; gateway_probe's as_wanted agrees before and after."""
+parents 0750) and leaves an existing one as it is; gateway_probe's as_wanted agrees before and after. Last, the whole
+provision playbook with file output on the Debian 12 gateway (the lab's simulator and broker): the forwarder runs and
+writes its file (a missing ReadWritePaths= directory made systemd fail at NAMESPACE), and a re-run changes nothing."""
 
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from pointperfect_sim import frames as F
 from pointperfect_sim.fleet import Fleet
+
+from .conftest import MQTT_TOKEN, RECAP
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
@@ -241,3 +247,41 @@ def test_an_existing_output_dir_is_left_as_it_is_and_a_file_is_an_error(account_
 
 def sh_lines(gw, command: str) -> list[str]:
     return gw.run(command).stdout.splitlines()
+
+
+@pytest.mark.lab
+def test_the_role_with_file_output_runs_the_forwarder_writing_its_file(account_fleet, lab, ansible_env, tmp_path):
+    gw = next(g for g in account_fleet.gateways if g.suite == "bookworm")  # Debian 11's Python is too old for it
+    out = "/var/lib/pointperfect/corrections.spartn"
+    inv = tmp_path / "inventory"
+    (inv / "group_vars").mkdir(parents=True)
+    shutil.copy(account_fleet.inventory_path, inv / "hosts.ini")
+    (inv / "group_vars" / "pointperfect_gateways.yml").write_text(
+        f"pointperfect_ztp_api_url: {lab.sim.url}\npointperfect_ztp_ca_path: {lab.sim.ca_path}\n"
+        f"pointperfect_ca_file: {lab.pki.ca_path}\npointperfect_mqtt_port: {lab.broker.port}\n"
+        f"pointperfect_region: eu\npointperfect_output_type: file\npointperfect_output_path: {out}\n"
+    )
+    env = dict(account_fleet.ansible_env(ansible_env), POINTPERFECT_ZTP_TOKEN=MQTT_TOKEN)
+
+    def provision():
+        argv = [ANSIBLE_PLAYBOOK, "gnss.pointperfect.provision", "-i", str(inv), "--limit", gw.name]
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+        return {m.group(1): int(m.group(3)) for m in RECAP.finditer(proc.stdout)}
+
+    assert gw.run("test -e /var/lib/pointperfect", check=False).returncode != 0
+    assert provision()[gw.name] > 0
+    assert sh_lines(gw, "systemctl is-active pointperfect-forwarder") == ["active"]
+    assert sh_lines(gw, "stat -c '%F %a %U %G' /var/lib/pointperfect") == ["directory 770 root pointperfect"]
+    topic = json.loads(gw.run("cat /etc/pointperfect/credentials.json").stdout)["topics"]["corrections"]["eu"]
+    frames = F.synthetic_spartn(5)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for frame in frames:
+            lab.replayer.publish(topic, frame)
+        written = gw.run(f"cat {out}", text=False, check=False).stdout
+        if all(frame in written for frame in frames):
+            break
+        time.sleep(1)
+    assert all(frame in written for frame in frames), f"{len(written)} bytes in {out}"
+    assert provision() == {gw.name: 0}  # as_wanted with the directory in place: nothing to do
