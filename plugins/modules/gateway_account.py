@@ -1,6 +1,7 @@
 #!/usr/bin/python
-# The gateway's service account and config directory in one round trip (stdlib only): groupadd, useradd and usermod
-# run only for the parts that differ, as decided by the compare gateway_probe reports (module_utils/_account.py).
+# The gateway's service account, config directory and output directory in one round trip (stdlib only): groupadd,
+# useradd and usermod run only for the parts that differ, as decided by the compare gateway_probe reports
+# (module_utils/_account.py).
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -9,7 +10,7 @@
 DOCUMENTATION = r"""
 ---
 module: gateway_account
-short_description: Create the PointPerfect service account and config directory in one round trip
+short_description: Create the PointPerfect service account, config and output directories in one round trip
 version_added: 0.1.0
 description:
   - Ensures, in B(one) module run on the target, what four M(ansible.builtin.group), M(ansible.builtin.user) and
@@ -21,6 +22,10 @@ description:
   - The config directory O(config_dir) exists as a directory owned by C(root), group O(group), mode C(0750).
     Missing directories are created with these attributes from the start (missing parents too); an existing
     directory with other attributes never gets a permission bit before it has its final owner.
+  - The output directory O(output_dir), when asked for and missing, is created owned by C(root), group O(group),
+    mode C(0770), so that the service can create and write its file there (missing parents get C(root), O(group),
+    C(0750)); the same way, never exposed before its owner and mode are right. An existing directory, or a link to
+    one, is left as it is (it may be shared).
   - Uses the system tools C(groupadd), C(useradd) and C(usermod), each only when its part differs. Whether a part
     differs is decided by the same compare M(gnss.pointperfect.gateway_probe) reports in
     RV(gnss.pointperfect.gateway_probe#module:account.as_wanted), so the two never disagree.
@@ -39,7 +44,7 @@ attributes:
   diff_mode:
     details:
       - The diff shows the groups, the user (primary group, supplementary groups, home, shell, comment) and the
-        directory's type, mode and owner, before and after.
+        directories' type, mode and owner, before and after (O(output_dir) only when asked for).
   action:
     support: none
     details:
@@ -77,6 +82,13 @@ options:
   config_dir:
     description: The config and credentials directory, owned by C(root), group O(group), mode C(0750).
     type: path
+  output_dir:
+    description:
+      - The directory of the forwarder's output file (file output only). When it is missing it is created owned by
+        C(root), group O(group), mode C(0770); an existing directory is not changed.
+      - Anything else there (a file, a link to something other than a directory) fails the module, before any
+        change.
+    type: path
 notes:
   - The C(system) flag of an existing user or group is not changed (as with M(ansible.builtin.user)).
   - Changing the home directory of a user who has running processes fails in C(usermod); stop them first.
@@ -96,6 +108,15 @@ EXAMPLES = r"""
     config_dir: /etc/pointperfect
   register: account
 
+- name: The same, with file output (its directory is created if missing)
+  gnss.pointperfect.gateway_account:
+    user: pointperfect
+    group: pointperfect
+    serial_group: dialout
+    home: /opt/pointperfect
+    config_dir: /etc/pointperfect
+    output_dir: /var/lib/pointperfect
+
 - name: Only on a gateway where the service group did not exist yet
   ansible.builtin.debug:
     msg: a fresh gateway
@@ -104,8 +125,8 @@ EXAMPLES = r"""
 
 RETURN = r"""
 created:
-  description: What was (in check mode, would be) created, in order, from V(serial_group), V(group), V(user) and
-    V(config_dir).
+  description: What was (in check mode, would be) created, in order, from V(serial_group), V(group), V(user),
+    V(config_dir) and V(output_dir).
   returned: always
   type: list
   elements: str
@@ -126,7 +147,7 @@ commands:
            PointPerfect correction forwarder, pointperfect]]
 account:
   description: The account as found after the run (before it in check mode), as
-    RV(gnss.pointperfect.gateway_probe#module:account) returns it.
+    RV(gnss.pointperfect.gateway_probe#module:account) returns it (with O(output_dir), its C(output_dir) too).
   returned: always
   type: dict
   sample:
@@ -134,6 +155,7 @@ account:
            shell: /usr/sbin/nologin, groups: [dialout]}
     group: {name: pointperfect, gid: 997, members: []}
     serial_group: {name: dialout, gid: 20, members: [pointperfect]}
+    output_dir: {type: directory, mode: "0770", owner: root, group: pointperfect}
     as_wanted: true
 config_dir:
   description: The type, mode, owner and group of O(config_dir) after the run (before it in check mode); V(null)
@@ -157,6 +179,7 @@ ARGUMENT_SPEC = dict(
     shell=dict(type="path", default="/usr/sbin/nologin"),
     comment=dict(type="str", default="PointPerfect correction forwarder"),
     config_dir=dict(type="path"),
+    output_dir=dict(type="path"),
 )
 # What to do when a tool fails: (tool, exit code or None for any other) -> the fix, after the tool's own last line.
 FIXES = {
@@ -225,8 +248,8 @@ def run_tool(module, argv):
         raise AccountError("%s failed (exit %d): %s; %s" % (argv[0], rc, lines[-1] if lines else "no output", fix))
 
 
-def make_directory(path, uid, gid):
-    """Create path and its missing parents, each uid:gid 0750 from the start (mkdir 0700 by root first)."""
+def make_directory(path, uid, gid, mode=_account.DIRECTORY_MODE):
+    """Create path (mode) and its missing parents (0750), each uid:gid from the start (mkdir 0700 by root first)."""
     missing = []
     current = path
     while not os.path.lexists(current):
@@ -235,7 +258,7 @@ def make_directory(path, uid, gid):
     for directory in reversed(missing):
         os.mkdir(directory, 0o700)
         os.lchown(directory, uid, gid)
-        os.chmod(directory, _account.DIRECTORY_MODE)
+        os.chmod(directory, mode if directory == path else _account.DIRECTORY_MODE)
 
 
 def fix_directory(path, uid, gid):
@@ -260,18 +283,35 @@ def directory_step(params, found):
     return "modified"
 
 
+def output_dir_step(params, found):
+    """'created' or None for the output directory, given read_account's output_dir; anything but a directory (or a
+    link to one) there is an error."""
+    path = params.get("output_dir")
+    if not path or (found is not None and found["type"] == "directory"):
+        return None
+    if found is None and not os.path.lexists(path):
+        return "created"
+    raise AccountError(
+        "%s is a %s, not a directory; remove it or set another pointperfect_output_path"
+        % (path, found["type"] if found else "link to nothing")
+    )
+
+
 def view(found, directory):
     """The account and the directory as the diff shows them (names, not ids)."""
     user = found["user"]
     if user is not None:
         user = {"primary_group": user["group"], "groups": user["groups"], "home": user["home"],
                 "shell": user["shell"], "comment": found.get("comment")}  # fmt: skip
-    return {
+    shown = {
         "serial_group": "present" if found["serial_group"] else "absent",
         "group": "present" if found["group"] else "absent",
         "user": user,
         "config_dir": directory or "absent",
     }
+    if "output_dir" in found:
+        shown["output_dir"] = found["output_dir"] or "absent"
+    return shown
 
 
 def predicted(params, before, runs):
@@ -284,6 +324,8 @@ def predicted(params, before, runs):
                          "shell": params["shell"], "comment": params["comment"]}  # fmt: skip
     if params["config_dir"]:
         after["config_dir"] = _account.directory_wanted(params["group"])
+    if before.get("output_dir") == "absent":
+        after["output_dir"] = _account.directory_wanted(params["group"], _account.OUTPUT_DIR_MODE)
     return after
 
 
@@ -299,15 +341,21 @@ def ensure(module, params, check_mode):
     found, directory = read(params)
     runs, created, modified = commands(params, found)
     step = directory_step(params, directory)
+    output_step = output_dir_step(params, found.get("output_dir"))
     before = view(found, directory)
     if not check_mode:
         for argv in runs:
             run_tool(module, argv)
-        if step is not None:
+        if step is not None or output_step is not None:  # the group exists now
             ids = _atomic.resolve_uid(_account.DIRECTORY_OWNER), _atomic.resolve_gid(params["group"])
-            (make_directory if step == "created" else fix_directory)(params["config_dir"], *ids)
+            if step is not None:
+                (make_directory if step == "created" else fix_directory)(params["config_dir"], *ids)
+            if output_step is not None:
+                make_directory(params["output_dir"], *ids, mode=_account.OUTPUT_DIR_MODE)
     if step is not None:
         (created if step == "created" else modified).append("config_dir")
+    if output_step is not None:
+        created.append("output_dir")
     if check_mode:
         after, final_directory = predicted(params, before, runs), directory
     else:
@@ -317,7 +365,7 @@ def ensure(module, params, check_mode):
         if left or directory_step(params, final_directory):
             raise AccountError("%s still differs after the run (%s); check the gateway's name service (nsswitch.conf)"
                                % (params["user"], ", ".join(left) or params["config_dir"]))  # fmt: skip
-    account = dict((key, found[key]) for key in ("user", "group", "serial_group"))
+    account = dict((key, found[key]) for key in ("user", "group", "serial_group", "output_dir") if key in found)
     account["as_wanted"] = not _account.differences(params, found)
     result = {"changed": bool(created or modified), "created": created, "modified": modified, "commands": runs,
               "account": account, "config_dir": final_directory}  # fmt: skip

@@ -60,6 +60,10 @@ options:
       shell:
         description: Its login shell.
         type: path
+      output_dir:
+        description: A directory the service writes its output file in (file output); it must exist as a
+          directory (a link to one counts), which M(gnss.pointperfect.gateway_account) ensures.
+        type: path
   config_dir:
     description: A directory whose type, mode and owner are returned in RV(config_dir).
     type: path
@@ -204,9 +208,13 @@ account:
     serial_group:
       description: The group O(account.serial_group) (V(null) when missing or not asked for), its gid and members.
       type: dict
+    output_dir:
+      description: Only with O(account.output_dir), its type, mode and owner as RV(config_dir) reports them, links
+        followed; V(null) when it does not exist.
+      type: dict
     as_wanted:
-      description: Whether the user and the groups exist and the user has the wanted primary group, home, shell
-        and serial group membership.
+      description: Whether the user and the groups exist, the user has the wanted primary group, home, shell
+        and serial group membership, and O(account.output_dir) (when asked for) is a directory.
       type: bool
   sample:
     user: {name: pointperfect, uid: 998, gid: 997, group: pointperfect, home: /opt/pointperfect,
@@ -307,6 +315,7 @@ ARGUMENT_SPEC = dict(
             serial_group=dict(type="str"),
             home=dict(type="path"),
             shell=dict(type="path"),
+            output_dir=dict(type="path"),
         ),
     ),
     config_dir=dict(type="path"),

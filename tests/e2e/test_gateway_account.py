@@ -1,7 +1,10 @@
 """gateway_account on real gateways (Debian 11 and 12 in nspawn): the module makes in ONE round trip what the role's
 four builtin tasks (group x2, user, file) made in four, with the same result; check mode on a fresh gateway changes
 nothing and reports the change; a re-run changes nothing; a user's other groups are kept. The tests run in file
-order on one fleet."""
+order on one fleet. With file output the module also makes the output file's directory (0770 root:<group>, missing
+parents 0750) and leaves an existing one as it is; gateway_probe's as_wanted agrees before and after. Last, the whole
+provision playbook with file output on the Debian 12 gateway (the lab's simulator and broker): the forwarder runs and
+writes its file (a missing ReadWritePaths= directory made systemd fail at NAMESPACE), and a re-run changes nothing."""
 
 from __future__ import annotations
 
@@ -11,11 +14,15 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from pointperfect_sim import frames as F
 from pointperfect_sim.fleet import Fleet
+
+from .conftest import MQTT_TOKEN, RECAP
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
@@ -60,6 +67,24 @@ MODULE_TASK = """
         shell: "{{ a.shell }}"
         config_dir: "{{ a.config_dir }}"
       register: r1
+"""
+# MODULE_TASK with file output
+MODULE_TASK_OUTPUT = MODULE_TASK.replace(
+    "\n      register: r1", '\n        output_dir: "{{ a.output_dir }}"\n      register: r1'
+)
+# The probe's compare, the module, the probe again: for the output directory (file output).
+OUTPUT_TASKS = """
+    - gnss.pointperfect.gateway_probe:
+        account: &account {user: "{{ a.user }}", group: "{{ a.group }}", serial_group: "{{ a.serial_group }}",
+                           home: "{{ a.home }}", shell: "{{ a.shell }}", output_dir: "{{ a.output_dir }}"}
+      register: r1
+    - gnss.pointperfect.gateway_account:
+        <<: *account
+        config_dir: "{{ a.config_dir }}"
+      register: r2
+    - gnss.pointperfect.gateway_probe:
+        account: *account
+      register: r3
 """
 # Hands the registered results to the test: on the controller (a local connection, no round trip to the gateway).
 REPORT_TASK = """
@@ -176,3 +201,87 @@ def test_an_existing_user_keeps_its_other_groups(account_fleet, play):
         assert got["changed"] is True and got["created"] == [] and got["modified"] == ["user"], got
         assert facts(gw, a)["groups"] == ["gnss-serial-m", "plugdev", "ppm", "video"]
         assert facts(gw, a)["passwd"] == "PointPerfect correction forwarder:/opt/ppm:/usr/sbin/nologin"
+
+
+def test_output_dir_is_made_0770_for_the_service_and_then_left_alone(account_fleet, play):
+    a = dict(ACCOUNT["m"], output_dir="/srv/ppm-gnss/out")  # /srv exists, /srv/ppm-gnss does not
+    results, _ = play(OUTPUT_TASKS, a, "--check")
+    for gw in account_fleet.gateways:
+        before, got, _after = results[gw.name]
+        assert before["account"]["as_wanted"] is False and before["account"]["output_dir"] is None, before
+        assert got["changed"] is True and got["created"] == ["output_dir"], got
+        assert gw.run("test -e /srv/ppm-gnss", check=False).returncode != 0, gw.name
+    results, _ = play(OUTPUT_TASKS, a, "--diff")
+    for gw in account_fleet.gateways:
+        before, got, after = results[gw.name]
+        assert before["account"]["as_wanted"] is False and got["created"] == ["output_dir"], got
+        assert got["commands"] == [] and got["account"]["as_wanted"] is True
+        assert after["account"]["as_wanted"] is True
+        wanted = {"type": "directory", "mode": "0770", "owner": "root", "group": "ppm"}
+        assert got["account"]["output_dir"] == after["account"]["output_dir"] == wanted
+        assert sh_lines(gw, "stat -c '%F %a %U %G' /srv/ppm-gnss/out /srv/ppm-gnss") == [
+            "directory 770 root ppm",
+            "directory 750 root ppm",
+        ], gw.name
+        # the service user creates and writes its file there (as the forwarder does)
+        gw.run("setpriv --reuid ppm --regid ppm --init-groups sh -c 'echo x > /srv/ppm-gnss/out/c.spartn'")
+    results, trips = play(MODULE_TASK_OUTPUT, a)
+    for gw in account_fleet.gateways:
+        got = results[gw.name][0]
+        assert got["changed"] is False and got["created"] == got["modified"] == got["commands"] == [], got
+    assert trips == {gw.name: 1 for gw in account_fleet.gateways}
+
+
+def test_an_existing_output_dir_is_left_as_it_is_and_a_file_is_an_error(account_fleet, play):
+    a = dict(ACCOUNT["m"], output_dir="/srv/ppm-shared")
+    for gw in account_fleet.gateways:
+        gw.run("install -d -m 0755 -o root -g root /srv/ppm-shared && touch /srv/ppm-file")
+    results, _ = play(OUTPUT_TASKS, a)
+    for gw in account_fleet.gateways:
+        before, got, _after = results[gw.name]
+        assert before["account"]["as_wanted"] is True and got["changed"] is False, got
+        assert sh_lines(gw, "stat -c '%F %a %U %G' /srv/ppm-shared") == ["directory 755 root root"], gw.name
+    with pytest.raises(AssertionError, match=r"/srv/ppm-file is a file, not a directory; remove it or set another"):
+        play(OUTPUT_TASKS, dict(a, output_dir="/srv/ppm-file"))
+
+
+def sh_lines(gw, command: str) -> list[str]:
+    return gw.run(command).stdout.splitlines()
+
+
+@pytest.mark.lab
+def test_the_role_with_file_output_runs_the_forwarder_writing_its_file(account_fleet, lab, ansible_env, tmp_path):
+    gw = next(g for g in account_fleet.gateways if g.suite == "bookworm")  # Debian 11's Python is too old for it
+    out = "/var/lib/pointperfect/corrections.spartn"
+    inv = tmp_path / "inventory"
+    (inv / "group_vars").mkdir(parents=True)
+    shutil.copy(account_fleet.inventory_path, inv / "hosts.ini")
+    (inv / "group_vars" / "pointperfect_gateways.yml").write_text(
+        f"pointperfect_ztp_api_url: {lab.sim.url}\npointperfect_ztp_ca_path: {lab.sim.ca_path}\n"
+        f"pointperfect_ca_file: {lab.pki.ca_path}\npointperfect_mqtt_port: {lab.broker.port}\n"
+        f"pointperfect_region: eu\npointperfect_output_type: file\npointperfect_output_path: {out}\n"
+    )
+    env = dict(account_fleet.ansible_env(ansible_env), POINTPERFECT_ZTP_TOKEN=MQTT_TOKEN)
+
+    def provision():
+        argv = [ANSIBLE_PLAYBOOK, "gnss.pointperfect.provision", "-i", str(inv), "--limit", gw.name]
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+        assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+        return {m.group(1): int(m.group(3)) for m in RECAP.finditer(proc.stdout)}
+
+    assert gw.run("test -e /var/lib/pointperfect", check=False).returncode != 0
+    assert provision()[gw.name] > 0
+    assert sh_lines(gw, "systemctl is-active pointperfect-forwarder") == ["active"]
+    assert sh_lines(gw, "stat -c '%F %a %U %G' /var/lib/pointperfect") == ["directory 770 root pointperfect"]
+    topic = json.loads(gw.run("cat /etc/pointperfect/credentials.json").stdout)["topics"]["corrections"]["eu"]
+    frames = F.synthetic_spartn(5)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for frame in frames:
+            lab.replayer.publish(topic, frame)
+        written = gw.run(f"cat {out}", text=False, check=False).stdout
+        if all(frame in written for frame in frames):
+            break
+        time.sleep(1)
+    assert all(frame in written for frame in frames), f"{len(written)} bytes in {out}"
+    assert provision() == {gw.name: 0}  # as_wanted with the directory in place: nothing to do

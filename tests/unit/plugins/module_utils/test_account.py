@@ -102,3 +102,39 @@ def test_directory_wanted_is_what_stat_path_reports(tmp_path, monkeypatch):
     monkeypatch.setattr(_account, "DIRECTORY_OWNER", ME.pw_name)
     assert _account.stat_path(str(folder)) == _account.directory_wanted(MY_GROUP)
     assert _account.directory_wanted("pp") == {"type": "directory", "mode": "0750", "owner": ME.pw_name, "group": "pp"}
+
+
+def test_output_dir_differs_when_wanted_and_not_a_directory(tmp_path):
+    wanted = {"user": ME.pw_name, "group": MY_GROUP, "serial_group": None, "home": ME.pw_dir, "shell": ME.pw_shell}
+    assert "output_dir" not in _account.read_account(wanted)  # not asked for: not read, not compared
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "l").symlink_to(tmp_path)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for name, as_wanted in (("missing", False), ("f", False), ("dangling", False), ("l", True), (".", True)):
+        got = _account.account(dict(wanted, output_dir=str(tmp_path / name)))
+        assert got["as_wanted"] is as_wanted, name
+        differs = _account.differences(dict(wanted, output_dir=str(tmp_path / name)), got)
+        assert differs == ([] if as_wanted else ["output_dir"]), name
+    got = _account.read_account(dict(wanted, output_dir=str(tmp_path / "l")))["output_dir"]
+    assert got == _account.stat_path(str(tmp_path)) and got["type"] == "directory"  # the link is followed
+
+
+def test_output_dir_comes_last_even_without_a_user():
+    wanted = {"user": "pp", "group": "pp", "serial_group": None, "home": None, "shell": None, "output_dir": "/v/pp"}
+    nothing = {"user": None, "group": None, "serial_group": None, "output_dir": None}
+    assert _account.differences(wanted, nothing) == ["group", "user", "output_dir"]
+    user = {"name": "pp", "uid": 9, "gid": 7, "group": "pp", "home": "/h", "shell": "/s", "groups": []}
+    found = {"user": user, "group": {"name": "pp", "gid": 7, "members": []}, "serial_group": None,
+             "output_dir": {"type": "file", "mode": "0644", "owner": "root", "group": "root"}}  # fmt: skip
+    assert _account.differences(dict(wanted, home="/x"), found) == ["home", "output_dir"]
+    found["output_dir"] = {"type": "directory", "mode": "0755", "owner": "root", "group": "root"}
+    assert _account.differences(wanted, found) == []  # an existing directory as it is: its mode is not compared
+
+
+def test_output_dir_wanted_mode():
+    assert _account.directory_wanted("pp", _account.OUTPUT_DIR_MODE) == {
+        "type": "directory",
+        "mode": "0770",
+        "owner": "root",
+        "group": "pp",
+    }

@@ -1,6 +1,6 @@
 """Unit tests of gateway_account against a fake account database (grp/pwd and the groupadd/useradd/usermod it
 runs): what runs for each difference, idempotence, check mode, diff, kept memberships, one-line tool errors, the
-config directory, agreement with gateway_probe's as_wanted, and the documentation in sync."""
+config and output directories, agreement with gateway_probe's as_wanted, and the documentation in sync."""
 
 import grp
 import os
@@ -90,7 +90,7 @@ class FakeSystem:
 
 def params(config_dir=None, **kw):
     base = dict(user="pp", group="pp", serial_group="dialout", home="/opt/pp", shell="/usr/sbin/nologin",
-                comment="PointPerfect correction forwarder", config_dir=config_dir)  # fmt: skip
+                comment="PointPerfect correction forwarder", config_dir=config_dir, output_dir=None)  # fmt: skip
     return dict(base, **kw)
 
 
@@ -284,3 +284,91 @@ def test_no_permission_bit_before_the_owner_is_right(tmp_path, monkeypatch):
     assert all(mode & 0o077 == 0 for name, mode in seen if name != "old")  # new: owner only until chown
     assert seen[-1][1] == 0o705 & 0o750  # existing: only bits taken away until chown
     assert [stat.S_IMODE(os.stat(p).st_mode) for p in (tmp_path / "a", tmp_path / "a" / "b", old)] == [0o750] * 3
+
+
+def in_place(monkeypatch):
+    """A gateway whose account is as wanted (the service group is this process's gid)."""
+    groups = {"pp": [os.getgid(), []], "dialout": [20, ["pp"]]}
+    users = {"pp": dict(uid=9, gid=os.getgid(), home="/opt/pp", shell="/usr/sbin/nologin", comment="")}
+    return FakeSystem(groups=groups, users=users).install(monkeypatch)
+
+
+def test_output_dir_created_with_parents_0770_then_nothing(tmp_path, monkeypatch, owner):
+    system = fresh(monkeypatch)
+    out = tmp_path / "srv" / "gnss"
+    got = module.ensure(system, params(str(tmp_path / "conf"), output_dir=str(out)), False)
+    assert got["created"] == ["serial_group", "group", "user", "config_dir", "output_dir"] and got["modified"] == []
+    assert [c[0] for c in got["commands"]] == ["groupadd", "groupadd", "useradd"]  # no tool for the directory
+    modes = [(stat.S_IMODE(os.lstat(p).st_mode), os.lstat(p).st_uid, os.lstat(p).st_gid) for p in (out, out.parent)]
+    assert modes == [(0o770, os.getuid(), os.getgid()), (0o750, os.getuid(), os.getgid())]
+    wanted = {"type": "directory", "mode": "0770", "owner": ME.pw_name, "group": "pp"}
+    assert got["account"]["output_dir"] == wanted and got["account"]["as_wanted"] is True
+    assert got["diff"]["before"]["output_dir"] == "absent" and got["diff"]["after"]["output_dir"] == wanted
+    system.commands.clear()
+    again = module.ensure(system, params(str(tmp_path / "conf"), output_dir=str(out)), False)
+    assert again["changed"] is False and again["created"] == [] and system.commands == []
+
+
+def test_output_dir_check_mode_creates_nothing_and_predicts(tmp_path, monkeypatch, owner):
+    system = in_place(monkeypatch)
+    out = tmp_path / "a" / "out"
+    got = module.ensure(system, params(output_dir=str(out)), True)
+    assert got["changed"] is True and got["created"] == ["output_dir"] and got["commands"] == []
+    assert not (tmp_path / "a").exists() and system.commands == []
+    assert got["account"]["output_dir"] is None and got["account"]["as_wanted"] is False
+    assert got["diff"]["before"]["output_dir"] == "absent"
+    assert got["diff"]["after"]["output_dir"] == {"type": "directory", "mode": "0770", "owner": ME.pw_name,
+                                                  "group": "pp"}  # fmt: skip
+    assert "output_dir" not in module.ensure(system, params(), True)["diff"]["before"]  # not asked for: not shown
+
+
+def test_existing_output_dir_or_a_link_to_one_is_left_as_it_is(tmp_path, monkeypatch):
+    system = in_place(monkeypatch)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o705)
+    (tmp_path / "link").symlink_to(shared)
+    for path in (shared, tmp_path / "link"):
+        for check_mode in (True, False):
+            got = module.ensure(system, params(output_dir=str(path)), check_mode)
+            assert got["changed"] is False and got["created"] == got["modified"] == [], path
+            assert got["account"]["output_dir"]["mode"] == "0705" and got["account"]["as_wanted"] is True
+    assert stat.S_IMODE(os.lstat(shared).st_mode) == 0o705 and os.path.islink(tmp_path / "link")
+    assert system.commands == []
+
+
+def test_output_dir_not_a_directory_fails_in_one_line_before_any_change(tmp_path, monkeypatch, owner):
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for name, kind in (("f", "file"), ("dangling", "link to nothing")):
+        system = fresh(monkeypatch)
+        for check_mode in (True, False):
+            with pytest.raises(module.AccountError, match=f"/{name} is a {kind}, not a directory; remove it") as err:
+                module.ensure(system, params(str(tmp_path / "conf"), output_dir=str(tmp_path / name)), check_mode)
+            assert "\n" not in str(err.value)
+        assert system.commands == [] and not (tmp_path / "conf").exists() and "pp" not in system.users
+
+
+def test_output_dir_changed_is_never_other_than_the_probes_as_wanted(tmp_path, monkeypatch):
+    system = in_place(monkeypatch)
+    wanted = params(output_dir=str(tmp_path / "out"))
+    probe_wanted = {key: wanted[key] for key in ("user", "group", "serial_group", "home", "shell", "output_dir")}
+    for exists in (False, True):
+        if exists:
+            (tmp_path / "out").mkdir()
+        as_wanted = _account.account(probe_wanted)["as_wanted"]
+        assert as_wanted is exists and module.ensure(system, wanted, True)["changed"] is not as_wanted
+
+
+def test_new_output_dir_has_no_permission_bit_before_the_owner_is_right(tmp_path, monkeypatch):
+    seen = []
+    real_lchown = os.lchown
+
+    def lchown(path, uid, gid):
+        seen.append(stat.S_IMODE(os.lstat(path).st_mode))
+        real_lchown(path, uid, gid)
+
+    monkeypatch.setattr(os, "lchown", lchown)
+    module.make_directory(str(tmp_path / "a" / "b"), os.getuid(), os.getgid(), mode=_account.OUTPUT_DIR_MODE)
+    assert len(seen) == 2 and all(mode & 0o077 == 0 for mode in seen)
+    assert [stat.S_IMODE(os.stat(p).st_mode) for p in (tmp_path / "a", tmp_path / "a" / "b")] == [0o750, 0o770]
