@@ -1,4 +1,5 @@
-"""Health: Contract 3 status file (atomic, every ~2 s), Contract 4 Prometheus metrics, periodic summary log line."""
+"""Health: Contract 3 status file (atomic; written on changes and as a heartbeat), Contract 4 Prometheus metrics,
+periodic summary log line."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class Health:
         certificate_not_after: float | None,
     ):
         self.stats = stats
+        stats.quiet_after = no_data_timeout  # data after that long a silence makes it healthy again: a change
         self.keys = keys
         self.no_data_timeout = no_data_timeout
         self.certificate_not_after = certificate_not_after
@@ -77,6 +79,22 @@ class Health:
             return False
         last = max(s.d9s_applied_mono or 0.0, s.last_pmp_mono or 0.0)
         return time.monotonic() - last <= self.no_data_timeout
+
+    def healthy_for(self) -> float | None:
+        """Seconds until `healthy` turns false by time alone (the no-data timeout running out), if no data comes;
+        None when it is false already or no clock decides it."""
+        if not self.healthy():
+            return None
+        s = self.stats
+        if s.lband_mode == "keys_only":
+            return None
+        if s.lband_mode == "d9s":
+            last = max(s.d9s_applied_mono or 0.0, s.last_pmp_mono or 0.0)
+            return last + self.no_data_timeout - time.monotonic()
+        age = s.last_data_age()
+        if age is None:
+            return (s.connected_since or 0.0) + self.no_data_timeout - time.time()
+        return self.no_data_timeout - age
 
     def lband_status(self) -> dict:
         s = self.stats
@@ -144,8 +162,9 @@ class Health:
             "last_error": s.last_error,
         }
 
-    def write_status(self, path: str, redact: Callable[[dict], dict] | None = None) -> None:
-        """Atomic replace: readers never see a partial file. `redact` filters every string (the log's filter)."""
+    def write_status(self, path: str, redact: Callable[[dict], dict] | None = None) -> bool:
+        """Atomic replace: readers never see a partial file. `redact` filters every string (the log's filter).
+        Returns the `healthy` it wrote."""
         status = self.status()
         doc = json.dumps(redact(status) if redact else status, indent=2, sort_keys=True) + "\n"
         folder = os.path.dirname(os.path.abspath(path))
@@ -153,13 +172,14 @@ class Health:
         fd, tmp = tempfile.mkstemp(prefix=".status.", dir=folder)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(doc)  # no fsync: runtime state on /run, replaced every ~2 s (a disk would commit each time)
+                fh.write(doc)  # no fsync: runtime state on /run, replaced often (a disk would commit each time)
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        return status["healthy"]
 
     def summary(self) -> str:
         """One line for the log every summary_interval: rates since the previous summary, no per-message noise."""
