@@ -5,6 +5,7 @@ and `receiver`."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -18,7 +19,7 @@ from pointperfect_forwarder.config import MqttSettings, NtripSettings
 from pointperfect_forwarder.health import Health, start_metrics
 from pointperfect_forwarder.inputs.mqtt import MqttInput
 from pointperfect_forwarder.inputs.ntrip import NtripInput, ProtocolError
-from pointperfect_forwarder.outputs import TcpOutput
+from pointperfect_forwarder.outputs import SerialOutput, TcpOutput
 from pointperfect_forwarder.receiver import BATCH_MAX, BATCH_MIN, KEY_POLL_INTERVAL, TTY_BUDGET, ReadPace, Receiver
 from pointperfect_forwarder.stats import Stats
 from pointperfect_forwarder.systemd import Notifier
@@ -347,3 +348,17 @@ def test_reader_reads_promptly_only_while_something_waits_for_the_receiver():
         configure=False,
         clock=lambda: clock[0],
     ).awaiting_ack()
+
+
+def test_serial_read_in_batches_with_nothing_there_is_no_unplug():
+    master, slave = os.openpty()
+    out = SerialOutput(os.ttyname(slave), 38400)
+    try:
+        out.open()
+        assert out.read(0.2, prompt=False) == b""  # an empty tty read gives b"" too: no unplug
+        os.write(master, b"$GNGGA,1\r\n")
+        assert out.read(0.3, prompt=False) == b"$GNGGA,1\r\n"
+    finally:
+        out.close()
+        os.close(master)
+        os.close(slave)

@@ -86,7 +86,8 @@ class Output:
 
     def _wait_readable(self, fd: int, timeout: float, prompt: bool = True) -> bool:
         """Block until `fd` is readable (True), `timeout` s passed or `wake` was called (False). Not `prompt`: wait
-        for the timeout or `wake` only, then True (a non-blocking read takes whatever is there)."""
+        for the timeout or `wake` only, then say whether `fd` is readable now (a tty read with nothing there returns
+        b"" like a vanished device: only a readable descriptor is read)."""
         if self._waker is None:
             self._waker = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             weakref.finalize(self, _close_fds, self._waker)
@@ -95,7 +96,9 @@ class Output:
         if wake_fd in ready:
             with contextlib.suppress(OSError):
                 os.read(wake_fd, 4096)
-        return fd in ready or not prompt
+        if not prompt:
+            ready, _writable, _errored = select.select([fd], [], [], 0)
+        return fd in ready
 
     def identity(self) -> tuple[int, int, int] | None:
         """(st_dev, st_ino, st_rdev) of the open device node or file; None when unknown (TCP: a new connection may
