@@ -229,7 +229,7 @@ def test_main_loop_wakes_for_its_jobs_not_every_second(tmp_path):
         fwd.request_stop()
         runner.join(10)
     assert not runner.is_alive()
-    # the status write at start and on the start's changes (the heartbeat is 10 s, the credentials check 5 s); a 1 s
+    # the status write at start and on the start's changes (the heartbeat and the credentials check are 10 s); a 1 s
     # tick would have turned 5-6 times
     assert 2 <= turns <= 4, turns
 

@@ -27,7 +27,7 @@ from .writer import Writer
 log = logging.getLogger(__name__)
 STATUS_HEARTBEAT = 10.0  # seconds between status file writes when nothing a reader judges changed (counters lag)
 STATUS_MIN_GAP = 0.5  # seconds between two writes for changes at least (a burst of changes is one write)
-CREDENTIALS_CHECK_EVERY = 5.0  # seconds between checks of credentials.json for a change (then reload)
+CREDENTIALS_CHECK_EVERY = STATUS_HEARTBEAT  # seconds between checks of credentials.json for a change (then reload)
 MAIN_WAIT_MAX = 60.0  # seconds the main loop sleeps at most (its jobs are due sooner)
 READ_WAIT_MAX = 10.0  # seconds the reader waits for the receiver at most (its heartbeat; STALL_LIMIT is 30 s)
 STALL_LIMIT = 30.0  # seconds a loop may go without a heartbeat (beyond its longest wait) before it counts as wedged
@@ -415,7 +415,8 @@ class Forwarder:
         sched.every("healthy", STATUS_HEARTBEAT if soon else None, first=(left or 0.0) + 0.1)
 
     def _schedule(self) -> Schedule:
-        """The main loop's jobs; the credentials check and the summary ride along with a status write when close."""
+        """The main loop's jobs; the credentials check and the summary ride along with a status write when close (each
+        wake costs more than the work: an idle loop wakes once per heartbeat)."""
         sched = Schedule()
         sched.every("status", STATUS_HEARTBEAT, slack=STATUS_HEARTBEAT / 2)
         check = CREDENTIALS_CHECK_EVERY

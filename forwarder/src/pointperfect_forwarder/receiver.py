@@ -14,7 +14,7 @@ from .valset import Device, Valset, cfg_valset
 log = logging.getLogger(__name__)
 
 KEY_POLL_INTERVAL = 30.0  # seconds between RXM-SPARTNKEY polls (a receiver that lost its keys has reset)
-BATCH_MAX = 5.0  # seconds the reader lets the receiver's output accumulate at most when nothing waits for it
+BATCH_MAX = 10.0  # seconds the reader lets the receiver's output accumulate at most when nothing waits for it
 BATCH_MIN = 0.05  # seconds at least between two such reads (a receiver sending fast is read in chunks)
 TTY_BUDGET = 2048  # bytes to let accumulate at most: half of the kernel's 4 KiB tty read buffer (n_tty)
 _INPROT = {"USB": "CFG_USBINPROT_SPARTN", "UART1": "CFG_UART1INPROT_SPARTN", "UART2": "CFG_UART2INPROT_SPARTN"}
