@@ -21,6 +21,7 @@ from pointperfect_forwarder.inputs.mqtt import MqttInput
 from pointperfect_forwarder.inputs.ntrip import NtripInput, ProtocolError
 from pointperfect_forwarder.outputs import SerialOutput, TcpOutput
 from pointperfect_forwarder.receiver import BATCH_MAX, BATCH_MIN, KEY_POLL_INTERVAL, TTY_BUDGET, ReadPace, Receiver
+from pointperfect_forwarder.schedule import on_grid
 from pointperfect_forwarder.stats import Stats
 from pointperfect_forwarder.systemd import Notifier
 from pointperfect_sim import frames as F
@@ -242,6 +243,8 @@ def test_status_file_is_written_on_changes_and_as_a_heartbeat(tmp_path):
     try:
         assert wait_until(lambda: status.exists() and json.loads(status.read_text())["input"]["state"] != "starting", 5)
         time.sleep(1)  # the start's changes are written
+        started = status.stat().st_mtime_ns
+        assert wait_until(lambda: status.stat().st_mtime_ns != started, app.STATUS_HEARTBEAT + 1)  # a heartbeat
         first = status.stat().st_mtime_ns
         time.sleep(3)  # nothing changes: no write (the old rule wrote every 2 s)
         assert status.stat().st_mtime_ns == first
@@ -320,8 +323,8 @@ def test_read_pace_keeps_the_tty_buffer_from_filling():
     pace = ReadPace(lambda: clock[0])
     assert pace.wait() == BATCH_MAX  # an idle receiver: the longest batch
     clock[0] = 5.0
-    pace.read(400)  # 80 B/s of NMEA: still the longest batch
-    assert pace.wait() == BATCH_MAX
+    pace.read(400)  # 80 B/s of NMEA: still the longest batch, ending on the grid the main loop's heartbeat uses
+    assert pace.wait() == pytest.approx(on_grid(5.0, BATCH_MAX)) == pytest.approx(BATCH_MAX - 5.0)
     clock[0] = 10.0
     pace.read(4096)  # ~820 B/s: the buffer is reached sooner
     assert pace.wait() == pytest.approx(5.0 * TTY_BUDGET / 4096)
@@ -330,7 +333,7 @@ def test_read_pace_keeps_the_tty_buffer_from_filling():
     assert pace.wait() == pytest.approx(BATCH_MIN)
     clock[0] = 13.0
     pace.read(0)
-    assert pace.wait() == BATCH_MAX
+    assert pace.wait() == pytest.approx(2 * BATCH_MAX - 13.0)
 
 
 def test_reader_reads_promptly_only_while_something_waits_for_the_receiver():

@@ -16,16 +16,18 @@ from .inputs import Input
 from .keys import spartnkey_frame
 from .lband import D9s, parse_frequencies
 from .outputs import make_output
-from .receiver import ReadPace, Receiver
+from .receiver import BATCH_MAX, ReadPace, Receiver
 from .redact import Redactor
 from .region import RegionSelector
-from .schedule import Schedule
+from .schedule import Schedule, on_grid
 from .stats import Stats
 from .systemd import Notifier
 from .writer import Writer
 
 log = logging.getLogger(__name__)
-STATUS_HEARTBEAT = 10.0  # seconds between status file writes when nothing a reader judges changed (counters lag)
+# seconds between status file writes when nothing a reader judges changed (counters lag): the receiver's longest batch,
+# so both land on one grid (on_grid) and an idle forwarder wakes once per 10 s
+STATUS_HEARTBEAT = BATCH_MAX
 STATUS_MIN_GAP = 0.5  # seconds between two writes for changes at least (a burst of changes is one write)
 CREDENTIALS_CHECK_EVERY = STATUS_HEARTBEAT  # seconds between checks of credentials.json for a change (then reload)
 MAIN_WAIT_MAX = 60.0  # seconds the main loop sleeps at most (its jobs are due sooner)
@@ -401,7 +403,10 @@ class Forwarder:
     def _status(self, sched: Schedule) -> None:
         """Contract 3: the status file (and STATUS= when its line changed); the next heartbeat counts from now."""
         self._write_status()
-        sched.every("status", STATUS_HEARTBEAT, slack=STATUS_HEARTBEAT / 2, first=STATUS_HEARTBEAT)
+        # the next heartbeat on the grid the receiver's batch reads use: the two threads wake together
+        sched.every(
+            "status", STATUS_HEARTBEAT, slack=STATUS_HEARTBEAT / 2, first=on_grid(time.monotonic(), STATUS_HEARTBEAT)
+        )
         line = self._status_line()
         if line != self._last_status_line:
             self.notifier.status(line)
@@ -420,7 +425,7 @@ class Forwarder:
         sched = Schedule()
         sched.every("status", STATUS_HEARTBEAT, slack=STATUS_HEARTBEAT / 2)
         check = CREDENTIALS_CHECK_EVERY
-        sched.every("credentials", check, slack=check / 2, first=check)
+        sched.every("credentials", check, slack=check / 2, first=on_grid(time.monotonic(), check))
         self._summary_interval = self.settings.health["summary_interval"]
         sched.every("summary", self._summary_interval, slack=STATUS_HEARTBEAT)
         interval = self.notifier.watchdog_interval

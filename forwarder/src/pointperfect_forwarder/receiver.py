@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from .framing import NMEA, RTCM, UBX, Frame, Framer
 from .keys import keys_in_frame, spartnkey_poll
+from .schedule import on_grid
 from .stats import Stats
 from .valset import Device, Valset, cfg_valset
 
@@ -91,8 +92,11 @@ class ReadPace:
         self._wait = BATCH_MAX if size <= 0 else min(BATCH_MAX, max(BATCH_MIN, elapsed * TTY_BUDGET / size))
 
     def wait(self) -> float:
-        """Seconds until the next batch read."""
-        return max(0.0, self._last + self._wait - self._clock())
+        """Seconds until the next batch read; the longest batches end on the process's grid (`on_grid`)."""
+        now = self._clock()
+        if self._wait >= BATCH_MAX:
+            return on_grid(now, BATCH_MAX)
+        return max(0.0, self._last + self._wait - now)
 
 
 class Receiver(Device):
@@ -124,7 +128,7 @@ class Receiver(Device):
         self.last_gga: bytes | None = None
         self.last_gga_at: float | None = None
         self.last_fix: tuple[float, float, float] | None = None  # (lat, lon, clock()) of the last good GGA
-        self._next_poll = clock() + KEY_POLL_INTERVAL
+        self._next_poll = clock() + on_grid(clock(), KEY_POLL_INTERVAL)
         self.valset = Valset(
             stats,
             lambda state: setattr(stats, "receiver_state", state if configure else "disabled"),
@@ -179,7 +183,7 @@ class Receiver(Device):
         if self.configure and self.valset.due():
             self._send(Frame(UBX, valset_frame(self.port, self.source)))
         if now >= self._next_poll:
-            self._next_poll = now + KEY_POLL_INTERVAL
+            self._next_poll = now + on_grid(now, KEY_POLL_INTERVAL)  # with the batch reads
             if self._have_keys():
                 self._send(Frame(UBX, spartnkey_poll()))
 
