@@ -15,11 +15,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 import measure as M  # beside this script (a script's own directory is importable)
 import yaml
+from pointperfect_forwarder.app import CREDENTIALS_CHECK_EVERY, STATUS_HEARTBEAT
+from pointperfect_forwarder.receiver import BATCH_MAX
 from pointperfect_sim import frames as F
 from pointperfect_sim.broker import MOSQUITTO, Mosquitto
 from pointperfect_sim.caster import Caster
@@ -177,7 +180,7 @@ class Lab:
             "health": {"status_file": str(self.runtime_dir(work) / "status.json"), "metrics_port": free_port()},
         }
         (work / "forwarder.json").write_text(json.dumps(config, indent=2) + "\n")
-        self.last_status = self.runtime_dir(work) / "status.json"
+        self.last_metrics_port = config["health"]["metrics_port"]
         exe = self.ours_bin / "pointperfect-forwarder"
         return Proc([str(exe), "--config", str(work / "forwarder.json")], work / "forwarder.log").start()
 
@@ -544,7 +547,6 @@ def phase_ramp(world: Lab, who: str, factory, rates: list[int], step_s: float) -
                 break
         else:
             limit = "top of the ramp reached"
-        time.sleep(2.5 if who == OURS else 0)  # the status file is rewritten every ~2 s
         # where were frames lost: the broker (slow subscriber) or the client's own bounded queue
         client_id = world.last_client_id
         broker_drops = sum(
@@ -554,8 +556,8 @@ def phase_ramp(world: Lab, who: str, factory, rates: list[int], step_s: float) -
         )
         own_drops = None
         if who == OURS:
-            with contextlib.suppress(OSError, ValueError, KeyError):
-                own_drops = json.loads(world.last_status.read_text())["output"]["dropped_frames"]
+            with contextlib.suppress(OSError, ValueError):
+                own_drops = dropped_frames(world.last_metrics_port)
     return {
         "max_zero_loss": best,
         "steps": steps,
@@ -563,6 +565,13 @@ def phase_ramp(world: Lab, who: str, factory, rates: list[int], step_s: float) -
         "broker_drop_notices": broker_drops,
         "client_dropped_frames": own_drops,
     }
+
+
+def dropped_frames(port: int) -> int:
+    """Ours' own queue drops, from its metrics (current at once; the status file's counters lag its heartbeat)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return int(float(re.search(r"^pointperfect_forwarder_frames_dropped_total (\S+)$", text, re.M).group(1)))
 
 
 def factory_avg(factory: M.FrameFactory) -> float:
@@ -684,9 +693,11 @@ def idle_reading(res: dict) -> list[str]:
         parts = ", ".join(f"{n} {w:.2f}/s {c:.3f} %" for n, (w, c) in zip(names, threads, strict=False))  # voluntary
         out.append(
             f"{proto.upper()} at the real rate ({_f(o.get('msgs_per_s'))} messages/s), ours per thread (wakeups, CPU): "
-            f"{parts}. The input wakes once per message; the reader once per GGA the receiver sends (1/s: ours reads "
-            "it for the region, the NTRIP GGA and reset detection; the peer reads nothing from the receiver); the main "
-            "loop for the status file every 2 s (Contract 3; the peer writes none); writer and metrics sleep. The "
+            f"{parts}. The input wakes once per message; the reader reads what the receiver sent (its GGA, 1/s: ours "
+            f"reads it for the region, the NTRIP GGA and reset detection; the peer reads nothing from the receiver) in "
+            f"batches at most {BATCH_MAX:g} s apart; the main loop checks the credentials file every "
+            f"{CREDENTIALS_CHECK_EVERY:g} s and writes the status file on changes and every {STATUS_HEARTBEAT:g} s "
+            "(Contract 3; the peer writes none); writer and metrics sleep. The "
             f"peer: {_f(p.get('wakeups_per_s'), '.1f')} wakeups/s, {_f(p.get('cpu_ns_percent'), '.3f')} % CPU."
         )
         if names is OURS_THREADS and p.get("cpu_ns_percent") and o.get("msgs_per_s"):
@@ -697,7 +708,8 @@ def idle_reading(res: dict) -> list[str]:
                 f"{proto.upper()} floor: the relay itself (input, writer, metrics threads) takes {relay_cpu:.3f} % CPU "
                 f"({relay_cpu / p['cpu_ns_percent']:.2f} of the peer's whole) and {relay_wake:.2f} wakeups/s above the "
                 f"message rate; the rest is the receiver reader ({own['reader'][0]:.2f}/s, {own['reader'][1]:.3f} %) "
-                f"and the status file ({own['main'][0]:.2f}/s, {own['main'][1]:.3f} %), work the peer does not do "
+                f"and the main loop: status file and credentials check ({own['main'][0]:.2f}/s, "
+                f"{own['main'][1]:.3f} %), work the peer does not do "
                 "(per thread, wakeups are voluntary switches; preemptions are in the 'switches' row)."
             )
     return out

@@ -5,21 +5,23 @@ and `receiver`."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
 
 import pytest
 from fwd_helpers import SinkPipeline, wait_until
-from pointperfect_forwarder import config
+from pointperfect_forwarder import app, config
 from pointperfect_forwarder.app import Forwarder
 from pointperfect_forwarder.backoff import Backoff
 from pointperfect_forwarder.config import MqttSettings, NtripSettings
 from pointperfect_forwarder.health import Health, start_metrics
 from pointperfect_forwarder.inputs.mqtt import MqttInput
 from pointperfect_forwarder.inputs.ntrip import NtripInput, ProtocolError
-from pointperfect_forwarder.outputs import TcpOutput
-from pointperfect_forwarder.receiver import KEY_POLL_INTERVAL, Receiver
+from pointperfect_forwarder.outputs import SerialOutput, TcpOutput
+from pointperfect_forwarder.receiver import BATCH_MAX, BATCH_MIN, KEY_POLL_INTERVAL, TTY_BUDGET, ReadPace, Receiver
+from pointperfect_forwarder.schedule import on_grid
 from pointperfect_forwarder.stats import Stats
 from pointperfect_forwarder.systemd import Notifier
 from pointperfect_sim import frames as F
@@ -228,5 +230,138 @@ def test_main_loop_wakes_for_its_jobs_not_every_second(tmp_path):
         fwd.request_stop()
         runner.join(10)
     assert not runner.is_alive()
-    # status writes at 0, 2 and 4 s (credentials and summary ride along); a 1 s tick would have turned 5-6 times
+    # the status write at start and on the start's changes (the heartbeat and the credentials check are 10 s); a 1 s
+    # tick would have turned 5-6 times
     assert 2 <= turns <= 4, turns
+
+
+def test_status_file_is_written_on_changes_and_as_a_heartbeat(tmp_path):
+    fwd = Forwarder(_settings(tmp_path), notifier=Notifier({}))
+    runner = threading.Thread(target=fwd.run)
+    runner.start()
+    status = tmp_path / "status.json"
+    try:
+        assert wait_until(lambda: status.exists() and json.loads(status.read_text())["input"]["state"] != "starting", 5)
+        time.sleep(1)  # the start's changes are written
+        started = status.stat().st_mtime_ns
+        assert wait_until(lambda: status.stat().st_mtime_ns != started, app.STATUS_HEARTBEAT + 1)  # a heartbeat
+        first = status.stat().st_mtime_ns
+        time.sleep(3)  # nothing changes: no write (the old rule wrote every 2 s)
+        assert status.stat().st_mtime_ns == first
+        fwd.pipeline.stats.input_bytes += 1  # a counter: it waits for the heartbeat
+        time.sleep(0.8)
+        assert status.stat().st_mtime_ns == first
+        fwd.pipeline.stats.set_input("backoff", "refused")  # a state a reader judges: written at once
+        assert wait_until(lambda: json.loads(status.read_text())["input"]["state"] == "backoff", 1.5)
+        assert json.loads(status.read_text())["input"]["bytes"] == 1
+        mtime = status.stat().st_mtime_ns
+        assert wait_until(lambda: status.stat().st_mtime_ns != mtime, app.STATUS_HEARTBEAT + 1)  # the heartbeat
+    finally:
+        fwd.request_stop()
+        runner.join(10)
+    assert not runner.is_alive()
+
+
+def test_stats_report_changes_of_watched_fields_only():
+    stats = Stats("mqtt", "h:1", "serial", "/dev/x")
+    calls = []
+    stats.on_change = lambda: calls.append(1)
+    stats.output_state = "closed"  # the same value: no change
+    stats.input_bytes += 100  # a counter
+    stats.data_out("spartn", 10)
+    assert calls == []
+    stats.output_state = "open"
+    stats.region = {**stats.region, "selected": "eu"}
+    stats.set_input("connected")
+    stats.error("boom")
+    assert len(calls) == 4
+    stats.quiet_after = 30
+    stats.data_in("spartn", 10)  # the first data
+    assert len(calls) == 5
+    stats.data_in("spartn", 10)  # data flowing: no change
+    assert len(calls) == 5
+    stats.last_data_mono -= 31  # after a silence longer than the no-data timeout: healthy again, a change
+    stats.data_in("spartn", 10)
+    assert len(calls) == 6
+
+
+def test_healthy_for_counts_down_the_no_data_timeout():
+    stats = Stats("mqtt", "h:1", "serial", "/dev/x")
+    health = Health(stats, dict, 30, None)
+    assert health.healthy_for() is None  # not healthy: nothing to count down
+    stats.output_state = "open"
+    stats.set_input("connected")
+    assert health.healthy_for() == pytest.approx(30, abs=1)
+    stats.data_in("spartn", 10)
+    stats.last_data_mono -= 25
+    assert health.healthy_for() == pytest.approx(5, abs=1)
+    assert stats.quiet_after == 30
+
+
+def test_output_read_in_batches_sleeps_through_data_until_its_deadline():
+    server = socket.create_server(("127.0.0.1", 0))
+    out = TcpOutput("127.0.0.1", server.getsockname()[1])
+    try:
+        out.open()
+        peer, _addr = server.accept()
+        threading.Timer(0.1, peer.sendall, [b"$GNGGA,1"]).start()
+        threading.Timer(0.3, peer.sendall, [b"$GNGGA,2"]).start()
+        began = time.monotonic()
+        assert out.read(1.0, prompt=False) == b"$GNGGA,1$GNGGA,2"  # both sentences, in one wake
+        assert time.monotonic() - began >= 0.9
+        threading.Timer(0.2, out.wake).start()  # a VALSET requested: the batch wait ends at once
+        began = time.monotonic()
+        assert out.read(30, prompt=False) == b"" and time.monotonic() - began < 5
+        peer.close()
+    finally:
+        out.close()
+        server.close()
+
+
+def test_read_pace_keeps_the_tty_buffer_from_filling():
+    clock = [0.0]
+    pace = ReadPace(lambda: clock[0])
+    assert pace.wait() == BATCH_MAX  # an idle receiver: the longest batch
+    clock[0] = 5.0
+    pace.read(400)  # 80 B/s of NMEA: still the longest batch, ending on the grid the main loop's heartbeat uses
+    assert pace.wait() == pytest.approx(on_grid(5.0, BATCH_MAX)) == pytest.approx(BATCH_MAX - 5.0)
+    clock[0] = 10.0
+    pace.read(4096)  # ~820 B/s: the buffer is reached sooner
+    assert pace.wait() == pytest.approx(5.0 * TTY_BUDGET / 4096)
+    clock[0] = 12.5
+    pace.read(409600)  # a flood: read again soon, never busy
+    assert pace.wait() == pytest.approx(BATCH_MIN)
+    clock[0] = 13.0
+    pace.read(0)
+    assert pace.wait() == pytest.approx(2 * BATCH_MAX - 13.0)
+
+
+def test_reader_reads_promptly_only_while_something_waits_for_the_receiver():
+    clock = [0.0]
+    rx = Receiver(Stats("mqtt", "h:1", "serial", "/dev/x"), lambda f: None, lambda why: None, configure=True)
+    assert rx.awaiting_ack()  # the VALSET is pending: its ACK is read as it comes
+    rx.valset.ack(True)
+    assert not rx.awaiting_ack()
+    rx.request_config()
+    assert rx.awaiting_ack()
+    assert not Receiver(
+        Stats("mqtt", "h:1", "serial", "/dev/x"),
+        lambda f: None,
+        lambda why: None,
+        configure=False,
+        clock=lambda: clock[0],
+    ).awaiting_ack()
+
+
+def test_serial_read_in_batches_with_nothing_there_is_no_unplug():
+    master, slave = os.openpty()
+    out = SerialOutput(os.ttyname(slave), 38400)
+    try:
+        out.open()
+        assert out.read(0.2, prompt=False) == b""  # an empty tty read gives b"" too: no unplug
+        os.write(master, b"$GNGGA,1\r\n")
+        assert out.read(0.3, prompt=False) == b"$GNGGA,1\r\n"
+    finally:
+        out.close()
+        os.close(master)
+        os.close(slave)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from pointperfect_forwarder.schedule import Schedule
+from pointperfect_forwarder.schedule import Schedule, on_grid
 
 
 def _sched():
@@ -58,3 +58,10 @@ def test_wait_is_capped_none_without_jobs_and_jobs_can_be_removed():
     assert sched.wait() is None and sched.due() == []
     sched.every("x", 0)  # no period: no job
     assert sched.wait() is None
+
+
+def test_on_grid_lines_up_idle_deadlines():
+    assert on_grid(0.0, 10.0) == 10.0
+    assert on_grid(23.0, 10.0) == pytest.approx(7.0)
+    assert on_grid(19.5, 10.0) == pytest.approx(10.5)  # woken just before the grid point: not again at once
+    assert on_grid(61.0, 30.0) == pytest.approx(29.0)  # a multiple of the period: the same grid

@@ -30,7 +30,7 @@ options:
     type: path
     default: /etc/pointperfect
   status_file:
-    description: Status file the forwarder rewrites every few seconds.
+    description: Status file the forwarder rewrites on every change and at least every 10 seconds.
     type: path
     default: /run/pointperfect/status.json
   service:
@@ -40,7 +40,8 @@ options:
   stale_after:
     description:
       - Age in seconds of the status file's C(updated_at) (or, without it, of its mtime) after which the file
-        is reported as V(stale). The forwarder rewrites it about every 2 seconds.
+        is reported as V(stale). The forwarder rewrites it on every change of its states and at least every
+        10 seconds.
     type: int
     default: 30
   python:

@@ -16,17 +16,20 @@ from .inputs import Input
 from .keys import spartnkey_frame
 from .lband import D9s, parse_frequencies
 from .outputs import make_output
-from .receiver import Receiver
+from .receiver import BATCH_MAX, ReadPace, Receiver
 from .redact import Redactor
 from .region import RegionSelector
-from .schedule import Schedule
+from .schedule import Schedule, on_grid
 from .stats import Stats
 from .systemd import Notifier
 from .writer import Writer
 
 log = logging.getLogger(__name__)
-STATUS_EVERY = 2.0  # seconds between status file writes
-CREDENTIALS_CHECK_EVERY = 5.0  # seconds between checks of credentials.json for a change (then reload)
+# seconds between status file writes when nothing a reader judges changed (counters lag): the receiver's longest batch,
+# so both land on one grid (on_grid) and an idle forwarder wakes once per 10 s
+STATUS_HEARTBEAT = BATCH_MAX
+STATUS_MIN_GAP = 0.5  # seconds between two writes for changes at least (a burst of changes is one write)
+CREDENTIALS_CHECK_EVERY = STATUS_HEARTBEAT  # seconds between checks of credentials.json for a change (then reload)
 MAIN_WAIT_MAX = 60.0  # seconds the main loop sleeps at most (its jobs are due sooner)
 READ_WAIT_MAX = 10.0  # seconds the reader waits for the receiver at most (its heartbeat; STALL_LIMIT is 30 s)
 STALL_LIMIT = 30.0  # seconds a loop may go without a heartbeat (beyond its longest wait) before it counts as wedged
@@ -227,20 +230,33 @@ class Pipeline:
         self._send_keys()
         self._mga_full_wanted = True
 
+    def _read_promptly(self) -> bool:
+        """Read each frame as the receiver sends it while an ACK or a first position is awaited; otherwise in
+        batches (ReadPace): a steady NMEA output then wakes the reader every few seconds, not once per sentence."""
+        if self.receiver.awaiting_ack() or self._waiting == WAITING_FOR_POSITION:
+            return True
+        return self.stats.input_state == "waiting_for_position"
+
     def _read_loop(self) -> None:
+        pace = ReadPace()
         while not self._stop.is_set():
             self.reader_heartbeat = time.monotonic()
             if not self.writer.opened.wait(0.5):
                 continue
             generation = self.writer.generation
-            # sleep until the receiver sends or its next VALSET try or key poll is due (bounded for the heartbeat)
+            # sleep until the receiver sends (or its batch is due) or its next VALSET try or key poll is due
+            # (bounded for the heartbeat)
             wait = min(READ_WAIT_MAX, self.receiver.next_due() - self.receiver.now())
+            prompt = self._read_promptly()
+            if not prompt:
+                wait = min(wait, pace.wait())
             try:
-                data = self.output.read(wait)
+                data = self.output.read(wait, prompt)
             except OSError as exc:
                 self.writer.fail(generation, str(exc) or exc.__class__.__name__)
                 self._stop.wait(0.2)
                 continue
+            pace.read(len(data))
             if data:
                 self.receiver.feed(data)
             self.receiver.tick()
@@ -294,6 +310,14 @@ class Forwarder:
         self._metrics = None
         self.metrics_port: int | None = None
         self.turns = 0  # main loop iterations (tests bound them: the loop sleeps until its next job)
+        self._status_changed = False  # a watched field changed (any thread): the status file is rewritten at once
+        self._status_written = float("-inf")  # monotonic time of the last status write
+        self._status_healthy: bool | None = None  # `healthy` as last written
+
+    def _changed(self) -> None:
+        """Stats.on_change: a field the status file's readers judge changed; the main loop writes it at once."""
+        self._status_changed = True
+        self._wake.set()
 
     def request_stop(self, *_args) -> None:
         self._stop.set()
@@ -313,6 +337,7 @@ class Forwarder:
         self.redactor.set_secrets(self.settings.secrets())
         logging.getLogger().setLevel(self.settings.log_level.upper())
         self.pipeline = Pipeline(self.settings, self.started_at)
+        self.pipeline.stats.on_change = self._changed
         self.pipeline.start()
         h = self.settings.health
         if h["metrics_port"] is not None:
@@ -369,18 +394,40 @@ class Forwarder:
     def _write_status(self) -> None:
         path = self.settings.health["status_file"]
         if path and self.pipeline is not None:
+            self._status_written = time.monotonic()
             try:
-                self.pipeline.health.write_status(path, self.redactor.redact_obj)
+                self._status_healthy = self.pipeline.health.write_status(path, self.redactor.redact_obj)
             except OSError as exc:
                 log.warning("status file %s: %s", path, exc)
 
+    def _status(self, sched: Schedule) -> None:
+        """Contract 3: the status file (and STATUS= when its line changed); the next heartbeat counts from now."""
+        self._write_status()
+        # the next heartbeat on the grid the receiver's batch reads use: the two threads wake together
+        sched.every(
+            "status", STATUS_HEARTBEAT, slack=STATUS_HEARTBEAT / 2, first=on_grid(time.monotonic(), STATUS_HEARTBEAT)
+        )
+        line = self._status_line()
+        if line != self._last_status_line:
+            self.notifier.status(line)
+            self._last_status_line = line
+        self._watch_healthy(sched)
+
+    def _watch_healthy(self, sched: Schedule) -> None:
+        """A look at `healthy` when time alone (the no-data timeout) turns it false before the next heartbeat."""
+        left = self.pipeline.health.healthy_for() if self.pipeline is not None else None
+        soon = left is not None and left < STATUS_HEARTBEAT
+        sched.every("healthy", STATUS_HEARTBEAT if soon else None, first=(left or 0.0) + 0.1)
+
     def _schedule(self) -> Schedule:
-        """The main loop's jobs; the credentials check and the summary ride along with a status write when close."""
+        """The main loop's jobs; the credentials check and the summary ride along with a status write when close (each
+        wake costs more than the work: an idle loop wakes once per heartbeat)."""
         sched = Schedule()
-        sched.every("status", STATUS_EVERY)
-        sched.every("credentials", CREDENTIALS_CHECK_EVERY, slack=STATUS_EVERY, first=CREDENTIALS_CHECK_EVERY)
+        sched.every("status", STATUS_HEARTBEAT, slack=STATUS_HEARTBEAT / 2)
+        check = CREDENTIALS_CHECK_EVERY
+        sched.every("credentials", check, slack=check / 2, first=on_grid(time.monotonic(), check))
         self._summary_interval = self.settings.health["summary_interval"]
-        sched.every("summary", self._summary_interval, slack=STATUS_EVERY)
+        sched.every("summary", self._summary_interval, slack=STATUS_HEARTBEAT)
         interval = self.notifier.watchdog_interval
         if interval:
             sched.every("watchdog", interval, slack=interval / 4)
@@ -391,7 +438,7 @@ class Forwarder:
         interval = self.settings.health["summary_interval"]
         if interval != self._summary_interval:
             self._summary_interval = interval
-            sched.every("summary", interval, slack=STATUS_EVERY, first=interval)
+            sched.every("summary", interval, slack=STATUS_HEARTBEAT, first=interval)
 
     def run(self) -> int:
         self._start()
@@ -425,6 +472,10 @@ class Forwarder:
             self._do_reload("SIGHUP")
             self._cred_mtime = self._credentials_mtime()
             self._reschedule(sched)
+        if self._status_changed:  # written at once; a burst of changes once, STATUS_MIN_GAP apart
+            self._status_changed = False
+            gap = max(0.0, self._status_written + STATUS_MIN_GAP - time.monotonic())
+            sched.every("status", STATUS_HEARTBEAT, first=gap)
         due = sched.due()
         if "credentials" in due:
             mtime = self._credentials_mtime()
@@ -433,12 +484,10 @@ class Forwarder:
                 self._do_reload("credentials file changed", announce=False)
                 self._reschedule(sched)
         p = self.pipeline
-        if "status" in due:
-            self._write_status()
-            line = self._status_line()
-            if line != self._last_status_line:
-                self.notifier.status(line)
-                self._last_status_line = line
+        if "status" in due or ("healthy" in due and p.health.healthy() != self._status_healthy):
+            self._status(sched)
+        elif "healthy" in due:
+            self._watch_healthy(sched)
         if "summary" in due:
             if self._summary_started:
                 log.info(p.health.summary())

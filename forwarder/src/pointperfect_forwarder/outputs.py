@@ -72,8 +72,10 @@ class Output:
         poller.register(self.fileno(), select.POLLOUT)
         return bool(poller.poll(max(0.0, timeout) * 1000))
 
-    def read(self, timeout: float = READ_WAIT) -> bytes:
-        """Bytes the receiver sent (waits up to `timeout` s, or until `wake`); b"" when none."""
+    def read(self, timeout: float = READ_WAIT, prompt: bool = True) -> bytes:
+        """Bytes the receiver sent (waits up to `timeout` s, or until `wake`); b"" when none. `prompt`: return as
+        soon as any arrive; else sleep the whole `timeout` (or until `wake`) and take what accumulated meanwhile,
+        so a receiver's steady NMEA does not wake the reader once per sentence."""
         return b""
 
     def wake(self) -> None:
@@ -82,16 +84,20 @@ class Output:
             with contextlib.suppress(OSError):
                 os.write(self._waker[1], b"\0")
 
-    def _wait_readable(self, fd: int, timeout: float) -> bool:
-        """Block until `fd` is readable (True), `timeout` s passed or `wake` was called (False)."""
+    def _wait_readable(self, fd: int, timeout: float, prompt: bool = True) -> bool:
+        """Block until `fd` is readable (True), `timeout` s passed or `wake` was called (False). Not `prompt`: wait
+        for the timeout or `wake` only, then say whether `fd` is readable now (a tty read with nothing there returns
+        b"" like a vanished device: only a readable descriptor is read)."""
         if self._waker is None:
             self._waker = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             weakref.finalize(self, _close_fds, self._waker)
         wake_fd = self._waker[0]
-        ready, _writable, _errored = select.select([fd, wake_fd], [], [], max(0.0, timeout))
+        ready, _writable, _errored = select.select([fd, wake_fd] if prompt else [wake_fd], [], [], max(0.0, timeout))
         if wake_fd in ready:
             with contextlib.suppress(OSError):
                 os.read(wake_fd, 4096)
+        if not prompt:
+            ready, _writable, _errored = select.select([fd], [], [], 0)
         return fd in ready
 
     def identity(self) -> tuple[int, int, int] | None:
@@ -134,11 +140,11 @@ class SerialOutput(Output):
             raise OSError(self.closed)
         return ser.fileno()
 
-    def read(self, timeout: float = READ_WAIT) -> bytes:
+    def read(self, timeout: float = READ_WAIT, prompt: bool = True) -> bytes:
         # a select on the descriptor (not Serial.read, whose timeout is a port setting): the reader sleeps until
-        # the receiver sends or its next deadline, and `wake` ends the wait
+        # the receiver sends (prompt) or its next deadline, and `wake` ends the wait
         fd = self.fileno()
-        if not self._wait_readable(fd, timeout):
+        if not self._wait_readable(fd, timeout, prompt):
             return b""
         try:
             data = os.read(fd, RECV_SIZE)
@@ -174,9 +180,9 @@ class TcpOutput(Output):
     def fileno(self) -> int:
         return self._live().fileno()
 
-    def read(self, timeout: float = READ_WAIT) -> bytes:
+    def read(self, timeout: float = READ_WAIT, prompt: bool = True) -> bytes:
         sock = self._live()
-        if not self._wait_readable(sock.fileno(), timeout):
+        if not self._wait_readable(sock.fileno(), timeout, prompt):
             return b""
         try:
             data = sock.recv(RECV_SIZE)

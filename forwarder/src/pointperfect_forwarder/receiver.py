@@ -8,12 +8,16 @@ from collections.abc import Callable
 
 from .framing import NMEA, RTCM, UBX, Frame, Framer
 from .keys import keys_in_frame, spartnkey_poll
+from .schedule import on_grid
 from .stats import Stats
 from .valset import Device, Valset, cfg_valset
 
 log = logging.getLogger(__name__)
 
 KEY_POLL_INTERVAL = 30.0  # seconds between RXM-SPARTNKEY polls (a receiver that lost its keys has reset)
+BATCH_MAX = 10.0  # seconds the reader lets the receiver's output accumulate at most when nothing waits for it
+BATCH_MIN = 0.05  # seconds at least between two such reads (a receiver sending fast is read in chunks)
+TTY_BUDGET = 2048  # bytes to let accumulate at most: half of the kernel's 4 KiB tty read buffer (n_tty)
 _INPROT = {"USB": "CFG_USBINPROT_SPARTN", "UART1": "CFG_UART1INPROT_SPARTN", "UART2": "CFG_UART2INPROT_SPARTN"}
 _SOURCE = {"ip": 0, "lband": 1}
 
@@ -72,6 +76,29 @@ def gga_position(raw: bytes) -> tuple[float, float] | None:
     return lat, lon
 
 
+class ReadPace:
+    """When the reader may read the receiver's output in batches: at most BATCH_MAX s apart (the delay of reset
+    detection and of a new position), and sooner when the receiver sends fast, so the tty buffer never fills."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self._clock = clock
+        self._last = clock()
+        self._wait = BATCH_MAX
+
+    def read(self, size: int) -> None:
+        """`size` bytes were read now: the next batch is due when about TTY_BUDGET bytes will have come."""
+        now = self._clock()
+        elapsed, self._last = now - self._last, now
+        self._wait = BATCH_MAX if size <= 0 else min(BATCH_MAX, max(BATCH_MIN, elapsed * TTY_BUDGET / size))
+
+    def wait(self) -> float:
+        """Seconds until the next batch read; the longest batches end on the process's grid (`on_grid`)."""
+        now = self._clock()
+        if self._wait >= BATCH_MAX:
+            return on_grid(now, BATCH_MAX)
+        return max(0.0, self._last + self._wait - now)
+
+
 class Receiver(Device):
     """Fed with what the receiver sends; asks the writer (priority queue) to send config, keys and polls."""
 
@@ -101,7 +128,7 @@ class Receiver(Device):
         self.last_gga: bytes | None = None
         self.last_gga_at: float | None = None
         self.last_fix: tuple[float, float, float] | None = None  # (lat, lon, clock()) of the last good GGA
-        self._next_poll = clock() + KEY_POLL_INTERVAL
+        self._next_poll = clock() + on_grid(clock(), KEY_POLL_INTERVAL)
         self.valset = Valset(
             stats,
             lambda state: setattr(stats, "receiver_state", state if configure else "disabled"),
@@ -156,12 +183,16 @@ class Receiver(Device):
         if self.configure and self.valset.due():
             self._send(Frame(UBX, valset_frame(self.port, self.source)))
         if now >= self._next_poll:
-            self._next_poll = now + KEY_POLL_INTERVAL
+            self._next_poll = now + on_grid(now, KEY_POLL_INTERVAL)  # with the batch reads
             if self._have_keys():
                 self._send(Frame(UBX, spartnkey_poll()))
 
     def now(self) -> float:
         return self._clock()
+
+    def awaiting_ack(self) -> bool:
+        """A CFG-VALSET is pending: its ACK (or NAK) is read as soon as it comes."""
+        return self.configure and self.valset.state == "pending"
 
     def next_due(self) -> float:
         """clock() time of the next periodic action (a VALSET try or retry, a key poll): `tick` is idle until then."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 from .framing import STREAMS
 
@@ -13,10 +14,45 @@ def error_text(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
 
 
+class _Watched:
+    """A field the status file's readers judge (states, errors, region): a new value calls `Stats.on_change`, so the
+    status file is rewritten at once instead of at its next heartbeat. Counters stay plain attributes (no cost)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Stats | None, owner: type | None = None):
+        return self if obj is None else obj.__dict__[self.name]
+
+    def __set__(self, obj: Stats, value) -> None:
+        fields = obj.__dict__
+        changed = self.name in fields and fields[self.name] != value
+        fields[self.name] = value
+        if changed:
+            obj.on_change()
+
+
 class Stats:
-    """Plain attributes updated by the pipeline threads (single writers per field); `lock` guards compound updates."""
+    """Plain attributes updated by the pipeline threads (single writers per field); `lock` guards compound updates.
+    `on_change` is called (from any thread, maybe under `lock`: it must only signal) when a watched field changes."""
+
+    input_state = _Watched()
+    input_error = _Watched()
+    corrections_subscribed = _Watched()
+    output_state = _Watched()
+    keys_last_sent_at = _Watched()
+    receiver_state = _Watched()
+    receiver_resets = _Watched()
+    last_error = _Watched()
+    region = _Watched()
+    region_needed = _Watched()
+    lband_device_state = _Watched()
+    lband_frequency_hz = _Watched()
+    d9s_state = _Watched()
 
     def __init__(self, input_type: str, endpoint: str, output_type: str, target: str):
+        self.on_change: Callable[[], None] = _nothing
+        self.quiet_after = float("inf")  # s without data after which the next data counts as a change (healthy)
         self.lock = threading.Lock()
         self.started_at = time.time()
         # input
@@ -79,12 +115,15 @@ class Stats:
                 self.last_error = error
 
     def data_in(self, stream: str, size: int) -> None:
+        now = time.monotonic()
         with self.lock:
             self.input_bytes += size
             self.input_frames += 1
             _count(self.in_streams[stream], size)
             self.last_data_at = time.time()
-            self.last_data_mono = time.monotonic()
+            previous, self.last_data_mono = self.last_data_mono, now
+        if previous is None or now - previous > self.quiet_after:
+            self.on_change()  # the first data, or data again after a silence that made the forwarder unhealthy
 
     def data_out(self, stream: str, size: int) -> None:
         with self.lock:
@@ -94,10 +133,13 @@ class Stats:
 
     def pmp_in(self, size: int) -> None:
         """A UBX-RXM-PMP frame from the NEO-D9S."""
+        now = time.monotonic()
         with self.lock:
             self.pmp_frames += 1
             self.pmp_bytes += size
-            self.last_pmp_mono = time.monotonic()
+            previous, self.last_pmp_mono = self.last_pmp_mono, now
+        if previous is None or now - previous > self.quiet_after:
+            self.on_change()
 
     def garbage(self, size: int) -> None:
         """Input bytes that were no valid frame (corrupt or cut off), discarded by the framer."""
@@ -117,6 +159,10 @@ class Stats:
         if self.last_data_mono is None:
             return None
         return max(0.0, (now_mono or time.monotonic()) - self.last_data_mono)
+
+
+def _nothing() -> None:
+    """The default `on_change`: no status file to rewrite."""
 
 
 def _count(entry: dict[str, int], size: int) -> None:
