@@ -24,6 +24,7 @@ IO_TIMEOUT = 10.0
 RECV_SIZE = 65536
 INITIAL_SILENCE = 300.0  # s a session may stay silent before its first data (the caster waits for a valid GGA)
 POSITION_POLL = 1.0  # s between checks for a position while waiting for one
+GGA_SLACK = 1.0  # s a GGA may go out early or late to ride with data instead of waking the input on its own
 WAITING_FOR_POSITION = "waiting for a position fix (no GGA from the receiver and no fixed_position)"
 # answers other than 401 that refuse the session; the real caster allows one connection per account
 REFUSALS = (403, 409, 429, 503)
@@ -266,6 +267,8 @@ class NtripInput(Input):
         started = time.monotonic()
         self._send_gga(sock)
         next_gga = started + self.cfg.gga_interval
+        # a GGA rides with the data that wakes the input anyway: up to `slack` early, or late when no data comes
+        slack = min(GGA_SLACK, self.cfg.gga_interval / 10)
         data = body
         got_data = False  # the no-data watchdog starts at the session's first data
         while not self.stopping():
@@ -280,7 +283,7 @@ class NtripInput(Input):
                 if decoder is not None and decoder.done:
                     raise ProtocolError("caster ended the stream")
             now = time.monotonic()
-            if now >= next_gga:
+            if now >= next_gga - slack:
                 self._send_gga(sock)
                 next_gga = now + self.cfg.gga_interval
             if got_data:
@@ -290,7 +293,7 @@ class NtripInput(Input):
             if self.too_silent(started, limit, what):
                 return None
             # sleep on the socket until data, the next GGA or the no-data watchdog (or a stop)
-            wait = min(next_gga - time.monotonic(), self.silence_left(started, limit))
+            wait = min(next_gga + slack - time.monotonic(), self.silence_left(started, limit))
             if not self.wait_for(sock, wait)[0]:
                 data = b""
                 continue
