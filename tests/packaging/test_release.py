@@ -153,8 +153,13 @@ def test_first_release_lists_every_module_plugin_and_role(release):
     assert set(modules) == {"ztp", "gateway_info", "gateway_files", "gateway_probe", "gateway_account"}, modules
     filters = {p["name"]: p["description"] for p in data.get("plugins", {}).get("filter", [])}
     fleet = {"fleet_health", "fleet_report", "fleet_table", "fleet_html", "fleet_json"}
-    assert set(filters) == fleet | {"app_specific_id", "ztp_token_error"}
-    assert len(set(filters.values())) == 7, filters  # each filter's own description, not one repeated
+    assert set(filters) == fleet | {
+        "app_specific_id",
+        "ztp_token_error",
+        "gateway_settings_errors",
+        "gateway_output_dir_ok",
+    }
+    assert len(set(filters.values())) == 9, filters  # each filter's own description, not one repeated
     roles = {r["name"] for r in data.get("objects", {}).get("role", [])}
     assert roles == {"gateway"}, data.get("objects")
     for heading in ("New Modules", "New Plugins", "New Roles"):
