@@ -34,6 +34,7 @@ class MqttInput(Input):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._framers: dict[str, Framer] = {}
+        self._messages = 0  # PUBLISH packets read (the read loop goes on while they come)
         self._connected = False
         self._closed = False
         self._key_mid: int | None = None
@@ -154,6 +155,7 @@ class MqttInput(Input):
         return framer
 
     def _on_message(self, client, userdata, message):
+        self._messages += 1
         topic, payload = message.topic, message.payload
         if topic == self.cfg.key_topic:
             if payload[:1] == b"{":
@@ -288,11 +290,12 @@ class MqttInput(Input):
         except (ValueError, TypeError, OSError):  # as paho's loop(): a socket closed under us is a lost connection
             return paho.MQTT_ERR_CONN_LOST
         for _packet in range(PACKETS_PER_TURN if readable else 0):
-            rc = client.loop_read()  # one packet
+            before = self._messages
+            rc = client.loop_read()  # one packet (paho 2 reads one unless it has messages in flight)
             if rc != paho.MQTT_ERR_SUCCESS or client.socket() is None:
                 return rc  # as paho's own loop(): a closed session shows in on_disconnect
-            if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-                break  # the next packet, if any, is still in the kernel: select again
+            if self._messages == before and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                break  # nothing more was waiting (a busy stream is read on without a select per packet)
         if client.want_write():
             rc = client.loop_write()
             if rc != paho.MQTT_ERR_SUCCESS:
