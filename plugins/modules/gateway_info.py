@@ -366,8 +366,15 @@ def input_up(status, service):
     )
 
 
-def gather(dest, status_file, service, stale_after, run, *, now=None, python=None):
-    """The whole snapshot; `run` as in service_summary."""
+def platform(python):
+    """What the role's preflight checks of the platform (the fleet report shows a failing gateway unsupported); no
+    check without `python`."""
+    return _preflight.gather({"python": python, "systemd": True}) if python else {"problems": []}
+
+
+def gather(dest, status_file, service, stale_after, run, *, now=None, preflight=None):
+    """The whole snapshot; `run` as in service_summary, `preflight` as platform() returns it (read once by the
+    caller: the wait polls the rest)."""
     now = time.time() if now is None else now
     status, unit = status_summary(status_file, now, stale_after), service_summary(service, run)
     return {
@@ -377,8 +384,7 @@ def gather(dest, status_file, service, stale_after, run, *, now=None, python=Non
         "service": unit,
         "input_up": input_up(status, unit),
         "waited": 0,
-        # what the role's preflight checks of the platform (the fleet report shows a failing gateway unsupported)
-        "preflight": _preflight.gather({"python": python, "systemd": True}) if python else {"problems": []},
+        "preflight": preflight if preflight is not None else {"problems": []},
     }
 
 
@@ -416,9 +422,11 @@ def main():
     if module.params["wait_input_up"] < 0:
         module.fail_json(msg="wait_input_up must be 0 (no wait) or more seconds")
 
+    p = module.params
+    preflight = platform(p["python"])
+
     def read():
-        p = module.params
-        return gather(p["dest"], p["status_file"], p["service"], p["stale_after"], run, python=p["python"])
+        return gather(p["dest"], p["status_file"], p["service"], p["stale_after"], run, preflight=preflight)
 
     module.exit_json(changed=False, gateway=wait_for_input_up(read, module.params["wait_input_up"]))
 
