@@ -18,6 +18,13 @@ import re
 # prints it. Never change it: every derived hardware id, and so every Thingstream device, would change with it.
 APP_ID = "c9f4d130385c5b1ea446272ce2bc630f"
 
+# gateway_probe's hardware_id option (derived on the controller by its action plugin from what the probe read)
+HARDWARE_ID_OPTIONS = dict(
+    value=dict(type="str", default=""),
+    prefix=dict(type="str", default="pp-"),
+    source=dict(type="str", default="machine_id", choices=["machine_id", "mac"]),
+)
+
 _HEX = "[0-9a-fA-F]"
 _ID128 = re.compile(rf"^(?:{_HEX}{{32}}|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})$")
 

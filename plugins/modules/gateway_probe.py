@@ -39,6 +39,13 @@ options:
         images often share.
     type: bool
     default: false
+  default_mac:
+    description:
+      - Return RV(default_mac), the MAC address of the default IPv4 interface, as Ansible's setup module reports
+        C(default_ipv4.macaddress) (the device of C(ip -4 route get 8.8.8.8), a route lookup that sends nothing;
+        without C(ip), the default route of C(/proc/net/route) with the lowest metric).
+    type: bool
+    default: false
   account:
     description:
       - The service account as it should be; RV(account) returns it as found and whether it is as wanted.
@@ -146,6 +153,42 @@ options:
           variable:
             description: The setting it comes from, named in the problem message.
             type: str
+  hardware_id:
+    description:
+      - Derive the hardware id on the controller (the action plugin) and return it in RV(hardware_id), which is
+        O(hardware_id.value) when set, else O(hardware_id.prefix) and, for O(hardware_id.source=machine_id), the
+        app-specific id of C(/etc/machine-id) (O(machine_id) is then implied), for O(hardware_id.source=mac) the MAC
+        address of the default IPv4 interface without colons (Ansible's C(default_ipv4.macaddress) fact when
+        gathered, else O(default_mac)).
+      - The task fails with one line when nothing was derived (the prefix alone) or the id holds a character other
+        than letters, digits, C(.), C(_), C(:) and C(-).
+    type: dict
+    suboptions:
+      value:
+        description: A hardware id to use as it is.
+        type: str
+        default: ""
+      prefix:
+        description: Put before the derived suffix.
+        type: str
+        default: pp-
+      source:
+        description: Where the suffix comes from.
+        type: str
+        default: machine_id
+        choices: [machine_id, mac]
+  settings:
+    description:
+      - The gateway role's settings (its C(__pointperfect_settings)), checked on the controller (the action plugin) by
+        the rules of the gnss.pointperfect.gateway role's variable checks, before the probe runs; when one fails,
+        the task fails with the list of the failing checks' one-line messages and nothing is read on the target.
+      - Never returned or logged (it holds the ZTP token).
+    type: dict
+  fail_on_preflight:
+    description:
+      - Fail the task with one line (the host, then each problem's message) when RV(preflight.problems) is not empty.
+    type: bool
+    default: false
 seealso:
   - module: gnss.pointperfect.gateway_files
   - module: gnss.pointperfect.gateway_info
@@ -193,6 +236,17 @@ app_specific_id:
   returned: always
   type: str
   sample: 101d245a47334f9abe7ee6f8b590b709
+hardware_id:
+  description: With O(hardware_id), the derived hardware id; not returned without it.
+  returned: when O(hardware_id) is given
+  type: str
+  sample: pp-101d245a47334f9abe7ee6f8b590b709
+default_mac:
+  description: With O(default_mac), the MAC address of the default IPv4 interface; V(null) without O(default_mac),
+    without a default route, or when the interface has no MAC address (all zeros).
+  returned: always
+  type: str
+  sample: "52:54:00:12:34:56"
 account:
   description: With O(account), the account as found; V(null) without it.
   returned: always
@@ -304,9 +358,13 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils import (  # noqa
 
 MACHINE_ID = "/etc/machine-id"
 READ_LIMIT = 64 * 1024
+# the address Ansible's setup asks the routing table about for default_ipv4 (a lookup: nothing is sent)
+ROUTE_PROBE = "8.8.8.8"
+NO_MAC = "00:00:00:00:00:00"
 
 ARGUMENT_SPEC = dict(
     machine_id=dict(type="bool", default=False),
+    default_mac=dict(type="bool", default=False),
     account=dict(
         type="dict",
         options=dict(
@@ -333,6 +391,10 @@ ARGUMENT_SPEC = dict(
     ),
     files=dict(type="list", elements="path", default=[]),
     preflight=dict(type="dict", options=_preflight.ARGUMENT_SPEC),
+    # handled on the controller by the action plugin (never sent to the target)
+    hardware_id=dict(type="dict", options=_app_specific_id.HARDWARE_ID_OPTIONS),
+    fail_on_preflight=dict(type="bool", default=False),
+    settings=dict(type="dict", no_log=True),
 )
 SERVICE_PROPERTIES = (
     ("LoadState", "load_state"),
@@ -368,6 +430,35 @@ def app_specific_id(path=MACHINE_ID):
         return _app_specific_id.app_specific_id(read_small(path))
     except ValueError:
         return None
+
+
+def proc_default_device(route="/proc/net/route"):
+    """The interface of the IPv4 default route with the lowest metric in /proc/net/route (up routes only)."""
+    best = None
+    for line in (read_small(route) or "").splitlines()[1:]:
+        cols = line.split()
+        if len(cols) < 8 or cols[1] != "00000000" or cols[7] != "00000000" or not int(cols[3], 16) & 1:
+            continue
+        if best is None or int(cols[6]) < best[0]:
+            best = (int(cols[6]), cols[0])
+    return best[1] if best else None
+
+
+def default_mac(run_command, net="/sys/class/net", route="/proc/net/route"):
+    """The MAC of the default IPv4 interface as setup's default_ipv4.macaddress: run_command(argv) returns (rc, out,
+    err), or None when there is no `ip`; None without a default route or for an all-zero address."""
+    ran = run_command(["ip", "-4", "route", "get", ROUTE_PROBE])
+    device = None
+    if ran is None:
+        device = proc_default_device(route)
+    elif ran[0] == 0 and ran[1]:
+        words = ran[1].splitlines()[0].split()
+        if words and words[0] == ROUTE_PROBE and "dev" in words[:-1]:
+            device = words[words.index("dev") + 1]
+    if not device or "/" in device or device.startswith("."):
+        return None
+    mac = (read_small(os.path.join(net, device, "address")) or "").strip()
+    return mac if mac and mac != NO_MAC else None
 
 
 def file_hash(path):
@@ -418,6 +509,7 @@ def probe(params, run_command=None):
     unit = params["unit"]
     return {
         "app_specific_id": app_specific_id() if params["machine_id"] else None,
+        "default_mac": default_mac(run_command) if params.get("default_mac") else None,
         "account": _account.account(params["account"]) if params["account"] else None,
         "config_dir": _account.stat_path(params["config_dir"]) if params["config_dir"] else None,
         "unit": {"path": unit, "exists": os.path.isfile(unit)} if unit else None,
@@ -431,9 +523,14 @@ def probe(params, run_command=None):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+
+    def run_command(argv):
+        """(rc, stdout, stderr) of a program found on the target's PATH, None when it is not there."""
+        path = module.get_bin_path(argv[0])
+        return module.run_command([path, *argv[1:]], errors="surrogate_then_replace") if path else None
+
     try:
-        systemctl = module.get_bin_path("systemctl")
-        result = probe(module.params, lambda argv: module.run_command([systemctl, *argv[1:]]) if systemctl else None)
+        result = probe(module.params, run_command)
     except _atomic.AtomicWriteError as e:
         module.fail_json(msg=str(e))
     module.exit_json(changed=False, **result)

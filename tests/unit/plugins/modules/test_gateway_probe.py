@@ -56,6 +56,7 @@ def test_app_specific_id_of_the_machine_id(tmp_path, name):
 def test_nothing_asked_returns_every_key_empty():
     assert module.probe(params()) == {
         "app_specific_id": None,
+        "default_mac": None,
         "account": None,
         "config_dir": None,
         "unit": None,
@@ -65,6 +66,42 @@ def test_nothing_asked_returns_every_key_empty():
         "files": {},
         "preflight": {},
     }
+
+
+ROUTE_HEADER = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
+
+
+@pytest.mark.parametrize(
+    ("ran", "routes", "address", "expected"),
+    [
+        # `ip -4 route get 8.8.8.8` names the device, as Ansible's setup parses it
+        ((0, "8.8.8.8 via 10.0.0.1 dev eth0 src 10.0.0.5 uid 0\n    cache\n", ""), "", "52:54:00:12:34:56\n",
+         "52:54:00:12:34:56"),
+        ((2, "", "RTNETLINK answers: Network is unreachable"), "", "52:54:00:12:34:56\n", None),  # no default route
+        ((0, "8.8.8.8 dev eth0 src 10.0.0.5\n", ""), "", "00:00:00:00:00:00\n", None),  # no MAC (all zeros)
+        ((0, "8.8.8.8 dev ../x src 10.0.0.5\n", ""), "", "52:54:00:12:34:56\n", None),  # never a path out of net
+        # no `ip`: the up default route with the lowest metric
+        (None, "eth1\t00000000\t0100000A\t0003\t0\t0\t200\t00000000\t0\t0\t0\n"
+               "eth0\t00000000\t0100000A\t0003\t0\t0\t100\t00000000\t0\t0\t0\n"
+               "eth2\t00000000\t0100000A\t0002\t0\t0\t0\t00000000\t0\t0\t0\n"
+               "eth3\t0000000A\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0\n", "52:54:00:12:34:56\n",
+         "52:54:00:12:34:56"),
+        (None, "", "52:54:00:12:34:56\n", None),
+    ],
+)  # fmt: skip
+def test_default_mac(tmp_path, ran, routes, address, expected):
+    """The MAC of the default IPv4 interface (setup's default_ipv4.macaddress), read by the probe itself."""
+    (tmp_path / "net" / "eth0").mkdir(parents=True)
+    (tmp_path / "net" / "eth0" / "address").write_text(address)
+    (tmp_path / "route").write_text(ROUTE_HEADER + routes)
+    calls = []
+
+    def run_command(argv):
+        calls.append(argv)
+        return ran
+
+    assert module.default_mac(run_command, str(tmp_path / "net"), str(tmp_path / "route")) == expected
+    assert calls == [["ip", "-4", "route", "get", "8.8.8.8"]]
 
 
 def test_account_is_the_shared_read_and_compare():

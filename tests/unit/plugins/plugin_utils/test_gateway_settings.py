@@ -2,10 +2,10 @@
 gateway_settings_errors filter): the role's defaults pass, each bad value fails exactly its own concern, with one
 line that never quotes the token, and the Jinja semantics the checks had (int, bool, number) hold."""
 
-import re
 from pathlib import Path
 
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
 from ansible_collections.gnss.pointperfect.plugins.filter.gateway_settings_errors import gateway_settings_errors
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _gateway_settings as gs
@@ -200,7 +200,11 @@ def test_a_missing_input_is_the_callers_error():
 
 
 def test_the_inputs_are_what_the_role_passes():
-    """tasks/validate.yml passes exactly INPUTS (a new check's input must be added there too)."""
-    text = (Path(__file__).resolve().parents[4] / "roles" / "gateway" / "tasks" / "validate.yml").read_text()
-    passed = re.findall(r"^      (\w+): ", text, re.M)
-    assert sorted(passed) == sorted(gs.INPUTS)
+    """vars/main.yml's __pointperfect_settings (what validate.yml and the probe's task pass) is exactly INPUTS (a new
+    check's input must be added there too)."""
+    role = Path(__file__).resolve().parents[4] / "roles" / "gateway"
+    settings = yaml.safe_load((role / "vars" / "main.yml").read_text())["__pointperfect_settings"]
+    assert sorted(settings) == sorted(gs.INPUTS)
+    assert all(name in value or name == "pointperfect_ztp_token" for name, value in settings.items())
+    assert "__pointperfect_settings" in (role / "tasks" / "validate.yml").read_text()
+    assert 'settings: "{{ __pointperfect_settings }}"' in (role / "tasks" / "preflight.yml").read_text()
