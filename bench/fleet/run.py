@@ -130,14 +130,20 @@ def ansible_cfg(path: Path, inventory: Path, forks: int, pipelining: bool) -> No
     )
 
 
-def run_playbook(tool: str, cfg: Path, env: dict, rundir: Path, lab_handle) -> dict:
+# The collection's fresh provision in one batch (pointperfect_batch_size 100%: the baseline has no rolling upgrade);
+# the baseline runs the same plain fresh provision in that round.
+ONE_BATCH = "fresh-one-batch"
+PHASE_LABELS = {ONE_BATCH: "fresh, one batch"}
+
+
+def run_playbook(tool: str, cfg: Path, env: dict, rundir: Path, lab_handle, *, extra: tuple = ()) -> dict:
     """One timed ansible-playbook run: wall time, API calls, SSH invocations (total, per host, per task), recap."""
     rundir.mkdir(parents=True)
     env = dict(env, ANSIBLE_CONFIG=str(cfg), FLEET_STATS_OUT=str(rundir / "stats.json"),
                FLEET_SSH_LOG=str(rundir / "ssh.log"), ANSIBLE_SSH_CONTROL_PATH_DIR=str(rundir / "cp"))  # fmt: skip
     (rundir / "ssh.log").touch()
     playbook = "gnss.pointperfect.provision" if tool == "collection" else str(HERE / "baseline.yml")
-    argv = [str(BIN / "ansible-playbook"), playbook]
+    argv = [str(BIN / "ansible-playbook"), playbook, *extra]
     calls0 = lab_handle.calls()["total"]
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
@@ -215,6 +221,8 @@ def run_matrix(args, work: Path) -> dict:
                   + [("noop", f, False) for f in args.forks_no_pipelining]]  # fmt: skip
         if args.fresh_no_pipelining:
             rounds.append([("fresh", args.fresh_forks, False)])
+        if args.fresh_one_batch:
+            rounds.append([(ONE_BATCH, args.fresh_forks, True)])
         for i, plan in enumerate(rounds):
             order = TOOLS if i % 2 == 0 else TOOLS[::-1]
             step = work / f"round-{i + 1}"
@@ -232,13 +240,16 @@ def run_matrix(args, work: Path) -> dict:
                         ansible_cfg(cfgs[tool], invs[tool], forks, pipelining)
                         log(f"{phase} forks={forks} pipelining={pipelining}: {tool}")
                         name = f"{phase}-f{forks}-{'pipe' if pipelining else 'nopipe'}"
-                        r = run_playbook(tool, cfgs[tool], env, step / tool / name, lab_handle)
+                        extra = (
+                            ("-e", "pointperfect_batch_size=100%") if (phase, tool) == (ONE_BATCH, "collection") else ()
+                        )
+                        r = run_playbook(tool, cfgs[tool], env, step / tool / name, lab_handle, extra)
                         r.update(phase=phase, forks=forks, pipelining=pipelining)
-                        if phase == "fresh":
+                        if phase != "noop":
                             r["connected"] = check_running(fleets[tool])
                         log(f"  {r['wall']:.1f}s cpu={r['controller_cpu']}s api={r['api_calls']} ssh={r['ssh']} "
                             f"changed={r['changed']}"
-                            + (f" connected={r['connected']}/{args.gateways}" if phase == "fresh" else ""))  # fmt: skip
+                            + (f" connected={r['connected']}/{args.gateways}" if phase != "noop" else ""))  # fmt: skip
                         results.append(r)
             finally:
                 for fleet in fleets.values():
@@ -280,7 +291,8 @@ def summarize(data: dict) -> tuple[str, dict]:
         "SSH trips coll/base (max per host) | changed coll/base | controller CPU s/host coll/base |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    verdict = {"noop": [], "fresh": [], "noop_api_zero": True, "noop_trips": [], "noop_cpu": [], "fresh_trips": []}
+    verdict = {"noop": [], "fresh": [], "noop_api_zero": True, "noop_trips": [], "noop_cpu": [], "fresh_trips": [],
+               ONE_BATCH: [], f"{ONE_BATCH}_trips": []}  # fmt: skip
     for pipe, phase, forks in rows:
         c, b = pick(res, "collection", phase, forks, pipe), pick(res, "baseline", phase, forks, pipe)
         ratio = b["wall"] / c["wall"]
@@ -292,7 +304,8 @@ def summarize(data: dict) -> tuple[str, dict]:
             if phase == "noop" and "controller_cpu" in c:
                 verdict["noop_cpu"].append(c["controller_cpu"] / n)
         lines.append(
-            f"| {forks} | {'on' if pipe else 'off'} | {phase} | {c['wall']:.1f} | {b['wall']:.1f} | {ratio:.2f}x | "
+            f"| {forks} | {'on' if pipe else 'off'} | {PHASE_LABELS.get(phase, phase)} | {c['wall']:.1f} | "
+            f"{b['wall']:.1f} | {ratio:.2f}x | "
             f"{c['api_calls']}/{b['api_calls']} | {c['ssh']} ({c['ssh_per_host_max']}) / {b['ssh']} "
             f"({b['ssh_per_host_max']}) | {c['changed']}/{b['changed']} | {cpu(c, n)}/{cpu(b, n)} |"
         )
@@ -308,8 +321,12 @@ def summarize(data: dict) -> tuple[str, dict]:
         f"{min(verdict['noop']):.2f}x, best {max(verdict['noop']):.2f}x; {noop_trips} trips per host; "
         f"{noop_cpu:.2f} CPU-s per host); fresh provision >= 3x faster with at most 8 round trips per host: "
         f"{'met' if fresh_ok else 'MISSED'} (worst {min(verdict['fresh']):.2f}x, best {max(verdict['fresh']):.2f}x; "
-        f"{fresh_trips} trips per host).\n"
-    )
+        f"{fresh_trips} trips per host, in the default rolling batches of 5)"
+        + (f"; in one batch (`pointperfect_batch_size: 100%`, as the baseline provisions): "
+           f"{min(verdict[ONE_BATCH]):.2f}x, {max(verdict[f'{ONE_BATCH}_trips'])} trips per host"
+           if verdict[ONE_BATCH] else "")
+        + ".\n"
+    )  # fmt: skip
     return text, {"noop_met": noop_ok, "fresh_met": fresh_ok, **verdict}
 
 
@@ -375,18 +392,22 @@ def plot(data: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), gridspec_kw={"width_ratios": [1, 2, 2]})
     width = 0.38
     panels = [
-        ("fresh", "wall", "fresh provision: wall time (s)"),
-        ("noop", "wall", "no-op re-run: wall time (s)"),
-        ("noop", "ssh", "no-op re-run: SSH round trips"),
+        (("fresh", ONE_BATCH), "wall", "fresh provision: wall time (s)"),
+        (("noop",), "wall", "no-op re-run: wall time (s)"),
+        (("noop",), "ssh", "no-op re-run: SSH round trips"),
     ]
-    for ax, (phase, key, title) in zip(axes, panels, strict=True):
+    for ax, (phases, key, title) in zip(axes, panels, strict=True):
         configs = sorted(
-            {(r["forks"], r["pipelining"]) for r in res if r["phase"] == phase}, key=lambda c: (not c[1], c[0])
+            {(r["phase"], r["forks"], r["pipelining"]) for r in res if r["phase"] in phases},
+            key=lambda c: (not c[2], c[0], c[1]),
         )
-        labels = [f"forks {f}\n{'pipelining' if p else 'no pipelining'}" for f, p in configs]
+        labels = [
+            f"forks {f}\n{'pipelining' if p else 'no pipelining'}" + ("\none batch" if ph == ONE_BATCH else "")
+            for ph, f, p in configs
+        ]
         xs = range(len(configs))
         for k, (tool, color) in enumerate((("collection", "#1f77b4"), ("baseline", "#ff7f0e"))):
-            vals = [pick(res, tool, phase, f, p)[key] for f, p in configs]
+            vals = [pick(res, tool, ph, f, p)[key] for ph, f, p in configs]
             bars = ax.bar([x + (k - 0.5) * width for x in xs], vals, width, label=tool, color=color)
             ax.bar_label(bars, fmt="%.0f" if key == "ssh" else "%.1f", fontsize=7)
         ax.set_xticks(list(xs), labels, fontsize=8)
@@ -405,6 +426,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fresh-forks", type=int, default=20, help="fork count of the fresh provision")
     ap.add_argument("--forks-no-pipelining", default="20", help="fork counts of no-op re-runs without pipelining")
     ap.add_argument("--fresh-no-pipelining", action="store_true", help="also a fresh provision without pipelining")
+    ap.add_argument("--no-fresh-one-batch", dest="fresh_one_batch", action="store_false",
+                    help="skip the round that provisions the collection's fleet in one batch (pointperfect_batch_size "
+                         "100%%, as the baseline does)")  # fmt: skip
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/gnss-pointperfect-bench-fleet"))  # noqa: S108
     ap.add_argument("--plot", default=str(REPO / "docs/fleet-benchmark.png"), help="PNG path ('' = no plot)")
     ap.add_argument("--from-json", type=Path, help="only summarize/plot a previous results.json")

@@ -1,7 +1,7 @@
 # Controller helper of the gateway role: builds (once, cached by build id) the forwarder as ONE zipapp with its pinned
 # dependencies, plus its base64 text (what the role sends in one round trip, install_build.yml).
 # Prints one JSON object: name, version, build_id, pyz, b64, exists, built. Run with the controller's Python.
-# Standard library only, Python 3.10+ (every controller Python ansible-core 2.17+ supports): no tomllib (3.11+).
+# Standard library only, Python 3.10+ (pointperfect_controller_python need not be Ansible's Python): no tomllib.
 # A failure exits 1 with ONE line on stderr naming its cause; the role shows that line.
 import argparse
 import ast

@@ -213,7 +213,7 @@ def test_argument_specs_match_documentation():
         assert set(spec) <= {"type", "no_log"}, name
     assert all(internal[name]["no_log"] is True for name in ("_certificate", "_private_key", "_credentials"))
     ignores = sorted((REPO / "tests" / "sanity").glob("ignore-*.txt"))
-    assert [p.name for p in ignores] == ["ignore-2.17.txt", "ignore-2.18.txt", "ignore-2.19.txt", "ignore-2.20.txt"]
+    assert [p.name for p in ignores] == ["ignore-2.18.txt", "ignore-2.19.txt", "ignore-2.20.txt"]
     for path in ignores:
         assert path.read_text().startswith("plugins/modules/ztp.py validate-modules:undocumented-parameter # _state, ")
 
