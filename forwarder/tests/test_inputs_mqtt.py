@@ -1,8 +1,10 @@
-"""inputs/mqtt.py: one correction topic that follows the region, the L-band topics; in the lab (Mosquitto,
-mutual TLS, a receiver simulator): frames byte-exact and keys first, topics interleaved, reconnects, watchdog."""
+"""inputs/mqtt.py: one correction topic that follows the region, the L-band topics, a backlog read in one turn
+submitted together; in the lab (Mosquitto, mutual TLS, a receiver simulator): frames byte-exact and keys first, topics
+interleaved, reconnects, watchdog."""
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import pytest
@@ -36,9 +38,18 @@ class FakePipeline:
         self.topic: str | None = None
         self.submitted: list[Frame] = []
         self.freqs: list[bytes] = []
+        self.calls: list[tuple] = []  # submit, submit_many and new_keys in their order
 
     def submit(self, frame, priority=False):
         self.submitted.append(frame)
+        self.calls.append(("submit", frame.data))
+
+    def submit_many(self, frames):
+        self.submitted.extend(frames)
+        self.calls.append(("submit_many", [f.data for f in frames]))
+
+    def new_keys(self, frame):
+        self.calls.append(("new_keys", frame.data))
 
     def correction_topic(self):
         return self.topic
@@ -88,6 +99,54 @@ def test_mqtt_input_lband_subscribes_frequencies_and_no_corrections():
     payload = F.frequencies_payload({"us": "1556.29"})
     mqtt._on_message(client, None, Msg("/pp/frequencies/Lb", payload))
     assert pipe.freqs == [payload] and pipe.submitted == []
+
+
+class BacklogClient(FakeClient):
+    """paho's external-loop API on a socket pair: each loop_read hands one queued message to the input."""
+
+    def __init__(self, mqtt, sock, messages):
+        super().__init__()
+        self.mqtt, self.sock, self.messages = mqtt, sock, list(messages)
+
+    def socket(self):
+        return self.sock
+
+    def want_write(self):
+        return False
+
+    def loop_read(self):
+        if self.messages:
+            self.mqtt._on_message(self, None, self.messages.pop(0))
+        return 0
+
+    def loop_misc(self):
+        return 0
+
+
+def test_a_backlog_read_in_one_turn_is_submitted_together_after_the_first_message():
+    cfg = MqttSettings("h", 1, "cid", "c", "k", 60, "/pp/ubx/0236/ip", {"eu": "/pp/ip/eu"}, None, None)
+    pipe = FakePipeline()
+    pipe.topic = "/pp/ip/eu"
+    mqtt = MqttInput(
+        cfg, None, Stats("mqtt", "h:1", "serial", "/dev/x"), pipe, backoff=Backoff(1, 2, 5), no_data_timeout=30
+    )
+    mqtt._follow_region(FakeClient())
+    frames, key = F.synthetic_spartn(6), F.ubx_frame(0x02, 0x36, bytes(12))
+    messages = [Msg("/pp/ip/eu", f) for f in frames[:4]]
+    messages += [Msg("/pp/ubx/0236/ip", key), Msg("/pp/ip/eu", frames[4] + frames[5])]
+    ours, broker = socket.socketpair()
+    try:
+        broker.send(b"x")  # readable: one turn reads on while messages come
+        assert mqtt._pump(BacklogClient(mqtt, ours, messages), 5.0) == 0
+    finally:
+        ours.close()
+        broker.close()
+    assert pipe.calls[0] == ("submit", frames[0])  # the message that woke the input goes out at once
+    assert pipe.calls[1] == ("submit_many", frames[1:4])  # the backlog behind it in one go, before the keys
+    assert pipe.calls[2] == ("new_keys", key)
+    assert pipe.calls[3:] == [("submit_many", frames[4:6])]
+    assert [f.data for f in pipe.submitted] == frames  # every frame once, in order
+    assert mqtt._batch is None  # outside a turn, a message is submitted at once (as above)
 
 
 # --- lab: the daemon, Mosquitto and a receiver simulator --------------------------------------------------------------

@@ -25,6 +25,7 @@ from . import AUTH_FAILED, Input, tls_context
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 20.0  # seconds from TCP connect to CONNACK
 PACKETS_PER_TURN = 64  # packets read in one turn while TLS holds decrypted bytes (no select per packet)
+BATCH_BYTES = 8192  # corrections read in one turn go to the writer together once this much is collected
 
 
 class MqttInput(Input):
@@ -35,6 +36,8 @@ class MqttInput(Input):
         super().__init__(*args, **kwargs)
         self._framers: dict[str, Framer] = {}
         self._messages = 0  # PUBLISH packets read (the read loop goes on while they come)
+        self._batch: list[Frame] | None = None  # corrections of this read turn, submitted together (None: at once)
+        self._batch_bytes = 0
         self._connected = False
         self._closed = False
         self._key_mid: int | None = None
@@ -157,6 +160,10 @@ class MqttInput(Input):
     def _on_message(self, client, userdata, message):
         self._messages += 1
         topic, payload = message.topic, message.payload
+        if topic == self._corrections:
+            self._on_corrections(topic, payload)
+            return
+        self._flush()  # what comes on other topics (keys, AssistNow) goes after the corrections read before it
         if topic == self.cfg.key_topic:
             if payload[:1] == b"{":
                 try:
@@ -182,13 +189,30 @@ class MqttInput(Input):
                 self.pipeline.assistnow_full_done()
                 client.unsubscribe(self._mga_full)
                 client.subscribe(self._mga_updates, 0)  # optional and later: not awaited (stays `connected`)
-            return
-        if topic != self._corrections:
-            return  # still in flight from a topic left on a region switch
-        framer = self._framer(topic, (SPARTN,))
-        for frame in framer.feed(payload):
+        # any other topic: still in flight from a topic left on a region switch
+
+    def _on_corrections(self, topic: str, payload: bytes) -> None:
+        """The chosen region's corrections: submitted at once, or collected for the end of a read turn."""
+        batch = self._batch
+        for frame in self._framer(topic, (SPARTN,)).feed(payload):
             self.stats.data_in(frame.stream, len(frame.data))
-            self.pipeline.submit(frame)
+            if batch is None:
+                self.pipeline.submit(frame)
+            else:
+                batch.append(frame)
+                self._batch_bytes += len(frame.data)
+        if self._batch_bytes >= BATCH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Submit the corrections collected in this read turn, in one go."""
+        batch = self._batch
+        if batch:
+            self._batch, self._batch_bytes = [], 0
+            if len(batch) == 1:
+                self.pipeline.submit(batch[0])
+            else:
+                self.pipeline.submit_many(batch)
 
     # --- session ---------------------------------------------------------------------------------------------------
 
@@ -289,13 +313,20 @@ class MqttInput(Input):
             readable, _writable = self.wait_for(sock, timeout, write=client.want_write())
         except (ValueError, TypeError, OSError):  # as paho's loop(): a socket closed under us is a lost connection
             return paho.MQTT_ERR_CONN_LOST
-        for _packet in range(PACKETS_PER_TURN if readable else 0):
-            before = self._messages
-            rc = client.loop_read()  # one packet (paho 2 reads one unless it has messages in flight)
-            if rc != paho.MQTT_ERR_SUCCESS or client.socket() is None:
-                return rc  # as paho's own loop(): a closed session shows in on_disconnect
-            if self._messages == before and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
-                break  # nothing more was waiting (a busy stream is read on without a select per packet)
+        self._batch, self._batch_bytes = [], 0  # the corrections of this turn go to the writer together
+        try:
+            for packet in range(PACKETS_PER_TURN if readable else 0):
+                before = self._messages
+                rc = client.loop_read()  # one packet (paho 2 reads one unless it has messages in flight)
+                if rc != paho.MQTT_ERR_SUCCESS or client.socket() is None:
+                    return rc  # as paho's own loop(): a closed session shows in on_disconnect
+                if not packet:
+                    self._flush()  # the packet that woke us goes out at once; a backlog behind it goes together
+                if self._messages == before and not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                    break  # nothing more was waiting (a busy stream is read on without a select per packet)
+        finally:
+            self._flush()
+            self._batch = None
         if client.want_write():
             rc = client.loop_write()
             if rc != paho.MQTT_ERR_SUCCESS:
