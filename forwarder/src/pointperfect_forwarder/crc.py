@@ -46,11 +46,14 @@ _MASK_BYTES = 1100  # SPARTN: 3 + 8 (descriptor) + 1023 + 64 (authentication) by
 def _crc24_masks(nbits: int) -> tuple[tuple[int, int], ...]:
     """(j, mask_j): bit i of mask_j is bit j of x^(i+24) mod the CRC-24 polynomial, for i < nbits."""
     poly, limit = 0x864CFB, (1 << nbits) - 1
-    top, rem = [], poly  # top: bit 23 of x^(i+24) mod poly, i = 0, 1, ...
-    for _i in range(nbits):
-        top.append("1" if rem & 0x800000 else "0")
-        rem = ((rem << 1) ^ poly) & 0xFFFFFF if rem & 0x800000 else rem << 1
-    high = int("".join(reversed(top)), 2)
+    top, rem = bytearray((nbits + 7) // 8), poly  # top: bit 23 of x^(i+24) mod poly at bit i, i = 0, 1, ...
+    for i in range(nbits):
+        if rem & 0x800000:
+            top[-1 - (i >> 3)] |= 1 << (i & 7)
+            rem = ((rem << 1) ^ poly) & 0xFFFFFF
+        else:
+            rem <<= 1
+    high = int.from_bytes(top, "big")
     # bit j of x^(i+25) mod poly = bit j-1 of x^(i+24) mod poly, plus bit 23 of it where the polynomial has bit j
     masks, below = [], 0
     for j in range(24):

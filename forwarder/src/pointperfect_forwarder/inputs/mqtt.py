@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT = 20.0  # seconds from TCP connect to CONNACK
 PACKETS_PER_TURN = 64  # packets read in one turn while TLS holds decrypted bytes (no select per packet)
 BATCH_BYTES = 8192  # corrections read in one turn go to the writer together once this much is collected
-RECV_SIZE = 65536  # bytes asked of the socket per read (TLS gives at most one record, 16 kB)
+RECV_SIZE = 16384  # bytes asked of the socket per read: a TLS read gives at most one record (16 kB)
 PUBLISH_QOS0, PUBLISH_QOS_MASK = 0x30, 0xF6  # fixed-header byte of a QoS 0 PUBLISH (DUP and RETAIN bits ignored)
 
 
