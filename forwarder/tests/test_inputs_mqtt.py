@@ -220,6 +220,21 @@ def test_bulk_reader_handles_all_that_one_read_brought():
         client._sock.close()
 
 
+def test_bulk_reader_drops_a_partial_packet_on_reconnect(monkeypatch):
+    client, broker, seen = _reader(BulkReadClient)
+    try:
+        broker.sendall(_publish(b"/pp/ip/eu", b"cut")[:6])
+        assert client.loop_read() == paho.MQTT_ERR_SUCCESS and seen == []
+        monkeypatch.setattr(paho.Client, "reconnect", lambda self: paho.MQTT_ERR_SUCCESS)  # no broker here
+        client.reconnect()
+        broker.sendall(_publish(b"/pp/ip/eu", b"new"))
+        assert client.loop_read() == paho.MQTT_ERR_SUCCESS
+        assert seen == [("message", "/pp/ip/eu", b"new", 0)]
+    finally:
+        broker.close()
+        client._sock.close()
+
+
 @pytest.mark.parametrize("client_class", [paho.Client, BulkReadClient])
 def test_bulk_reader_refuses_a_remaining_length_of_five_bytes_as_paho(client_class):
     client, broker, seen = _reader(client_class)

@@ -50,6 +50,10 @@ class BulkReadClient(paho.Client):
         super().__init__(*args, **kwargs)
         self._rx = bytearray()  # bytes read and not yet handled: at most an incomplete packet between reads
 
+    def reconnect(self) -> paho.MQTTErrorCode:
+        self._rx.clear()  # as paho drops its partial packet: nothing of the last connection prefixes the next
+        return super().reconnect()
+
     def _packet_read(self) -> paho.MQTTErrorCode:
         try:
             data = self._sock_recv(RECV_SIZE)
