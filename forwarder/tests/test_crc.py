@@ -34,3 +34,15 @@ def test_spartn_crc_types_in_order():
 def test_frame_crc4_matches_the_simulator(head):
     head = head[:2] + bytes([head[2] & 0xF0])
     assert crc4_frame(head) == F.spartn_crc4(head)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 200, 598, 1099, 1100, 1101, 2500])
+def test_crc24_matches_the_simulator_on_both_sides_of_the_fast_path(size):
+    data = bytes((i * 131 + size) & 0xFF for i in range(size))
+    assert crc24(data) == F.crc24q(data)
+    assert crc24(b"\xff" * size) == F.crc24q(b"\xff" * size)  # every mask bit in use
+
+
+@given(st.binary(max_size=1200))
+def test_crc24_matches_the_simulator(data):
+    assert crc24(data) == F.crc24q(data)

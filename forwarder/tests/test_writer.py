@@ -196,6 +196,55 @@ def test_cut_frame_is_finished_first_after_a_timed_out_write(caplog):
         w.stop()
 
 
+def test_frames_submitted_together_go_out_in_one_write_from_an_idle_writer():
+    out = RecordingOutput()
+    w, stats = _writer(out)
+    w.start()
+    try:
+        wait_for(w.opened.is_set)
+        w.submit_many([Frame("spartn", b"frame-1"), Frame("spartn", b"frame-2"), Frame("spartn", b"frame-3")])
+        assert out.writes == [b"frame-1frame-2frame-3"] and out.threads == [threading.current_thread().name]
+        assert stats.output_frames == 3 and stats.output_bytes == 21 and w.queued_bytes() == 0
+    finally:
+        w.stop()
+
+
+def test_frames_submitted_together_and_cut_keep_their_order_and_stay_whole():
+    out = RecordingOutput()
+    w, stats = _writer(out, on_open=lambda: w.submit(Frame("ubx", b"KEY"), priority=True))
+    w.start()
+    try:
+        wait_for(lambda: out.writes == [b"KEY"])
+        out.room = 10  # the output takes frame-1 and 3 bytes of frame-2
+        w.submit_many([Frame("spartn", b"frame-1"), Frame("spartn", b"frame-2"), Frame("spartn", b"frame-3")])
+        assert out.stream == b"KEYframe-1fra" and stats.output_frames == 2  # the key and frame-1 are out whole
+        w.submit(Frame("ubx", b"KEY2"), priority=True)  # a priority frame waits for the cut frame's rest only
+        out.room = None
+        out.gate.set()
+        wait_for(lambda: stats.output_frames == 5)
+        assert out.stream == b"KEYframe-1frame-2KEY2frame-3" and out.opens == 1
+    finally:
+        w.stop()
+
+
+def test_frames_submitted_together_to_a_busy_writer_are_queued_in_order():
+    out = RecordingOutput()
+    w, stats = _writer(out)
+    out.gate.clear()
+    w.start()
+    try:
+        wait_for(w.opened.is_set)
+        w.submit(Frame("spartn", b"c0"))
+        wait_for(lambda: w.queued_bytes() == 0)  # c0 is in the writer thread, waiting on the gate
+        w.submit_many([Frame("spartn", b"c1"), Frame("spartn", b"c2")])
+        assert w.queued_bytes() == 4
+        out.gate.set()
+        wait_for(lambda: stats.output_frames == 3)
+        assert out.writes == [b"c0", b"c1", b"c2"]
+    finally:
+        w.stop()
+
+
 def test_stalled_output_is_reported_and_recovers(monkeypatch):
     monkeypatch.setattr(writer_mod, "STALL_AFTER", 0.2)
     out = RecordingOutput()

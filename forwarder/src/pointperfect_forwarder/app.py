@@ -120,6 +120,10 @@ class Pipeline:
     def submit(self, frame: Frame, priority: bool = False) -> None:
         self.writer.submit(frame, priority)
 
+    def submit_many(self, frames: list[Frame]) -> None:
+        """Corrections read in one turn of the input, in order (one write when the output is idle)."""
+        self.writer.submit_many(frames)
+
     def new_keys(self, frame: Frame) -> None:
         """Keys from the key topic: forwarded unchanged, before corrections, and kept for receiver resets."""
         self._key_frame = frame.data

@@ -74,28 +74,47 @@ class Writer(Worker):
     # --- producer side ---------------------------------------------------------------------------------------------
 
     def submit(self, frame: Frame, priority: bool = False) -> None:
-        size = len(frame.data)
+        self.submit_many([frame], priority)
+
+    def submit_many(self, frames: list[Frame], priority: bool = False) -> None:
+        """Frames in their order, as `submit` one by one would take them; when they go out from the caller's thread,
+        they go with one write (a busy input's frames of one turn: one system call instead of one per frame)."""
         with self._cond:
-            if priority and frame in self._high:
-                return  # the same key/config frame is already waiting (e.g. re-queued on a reopen)
+            if priority:
+                # the same key/config frame is already waiting (e.g. re-queued on a reopen)
+                frames = [frame for frame in frames if frame not in self._high]
             if self._busy or self._has_work():
-                self._enqueue(frame, priority)
+                for frame in frames:
+                    self._enqueue(frame, priority)
+                self._cond.notify()  # once for all of them
+                return
+            if not frames:
                 return
             self._busy = True  # idle and open: the output is this thread's for one write
+        data = frames[0].data if len(frames) == 1 else b"".join(frame.data for frame in frames)
         try:
-            done, reason = self.output.write_some(frame.data), None
+            done, reason = self.output.write_some(data), None
         except OSError as exc:
             done, reason = 0, error_text(exc)
+        sent = frames
         with self._cond:
             self._busy = False
-            if done < size:
-                self._keep(frame, done, priority)
+            if done < len(data):
+                cut, left = 0, done
+                while left >= len(frames[cut].data):
+                    left -= len(frames[cut].data)
+                    cut += 1
+                sent = frames[:cut]
+                # the cut (or first unwritten) frame goes first, the others behind it as if submitted now
+                self._keep(frames[cut], left, priority)
+                for frame in frames[cut + 1 :]:
+                    self._enqueue(frame, priority)
                 if reason is not None:
                     self._failed(self.generation, reason)
             if self._has_work():
                 self._cond.notify()
-        if done == size:
-            self.stats.data_out(frame.stream, size)
+        for frame in sent:
+            self.stats.data_out(frame.stream, len(frame.data))
 
     def queued_bytes(self) -> int:
         return self._queued
@@ -132,6 +151,7 @@ class Writer(Worker):
         )
 
     def _enqueue(self, frame: Frame, priority: bool) -> None:
+        """Queue a frame (the caller notifies the writer thread)."""
         size = len(frame.data)
         queue = self._high if priority else self._normal
         # make room by dropping the oldest corrections first, then (only if needed) the oldest priority frames
@@ -144,7 +164,6 @@ class Writer(Worker):
             return
         queue.append(frame)
         self._queued += size
-        self._cond.notify()
 
     def _keep(self, frame: Frame, done: int, priority: bool) -> None:
         """A frame that is not (all) out yet goes first: its rest if it was cut, else the whole of it."""
