@@ -243,7 +243,7 @@ def run_matrix(args, work: Path) -> dict:
                         extra = (
                             ("-e", "pointperfect_batch_size=100%") if (phase, tool) == (ONE_BATCH, "collection") else ()
                         )
-                        r = run_playbook(tool, cfgs[tool], env, step / tool / name, lab_handle, extra)
+                        r = run_playbook(tool, cfgs[tool], env, step / tool / name, lab_handle, extra=extra)
                         r.update(phase=phase, forks=forks, pipelining=pipelining)
                         if phase != "noop":
                             r["connected"] = check_running(fleets[tool])
