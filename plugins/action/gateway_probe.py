@@ -5,15 +5,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-import re
-
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible_collections.gnss.pointperfect.plugins.module_utils._app_specific_id import HARDWARE_ID_OPTIONS
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import HARDWARE_ID_PATTERN
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._gateway_settings import errors as settings_errors
 
 MODULE = "gnss.pointperfect.gateway_probe"
-HARDWARE_ID_CHARS = re.compile(r"^[A-Za-z0-9._:-]+$")
 # the options only this action reads (the module never sees them)
 ACTION_SPEC = {
     "hardware_id": {"type": "dict", "options": HARDWARE_ID_OPTIONS},
@@ -34,7 +32,7 @@ def derive_hardware_id(spec, app_specific_id, mac):
 def hardware_id_problem(spec, hardware_id, host):
     """One line when the id cannot be used (nothing derived, or characters the API refuses), else None."""
     derived = bool(spec["value"]) or len(hardware_id) > len(spec["prefix"])
-    if derived and HARDWARE_ID_CHARS.match(hardware_id):
+    if derived and HARDWARE_ID_PATTERN.match(hardware_id):
         return None
     return (
         'Cannot use hardware id "%s": set pointperfect_hardware_id, or make sure the %s fact exists on %s '

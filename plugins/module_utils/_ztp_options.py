@@ -19,7 +19,7 @@ DEFAULT_URL = "https://api.thingstream.io/ztp/pointperfect/credentials"
 # simulator refuses more than 128. The token is the device profile's token, a lowercase UUID.
 HARDWARE_ID_MAX = 64
 HARDWARE_ID_CHARS = "letters, digits, '.', '_', ':' and '-'"
-_HARDWARE_ID = re.compile(r"^[A-Za-z0-9._:-]+$")
+HARDWARE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]+$")  # also gateway_probe's check of the role's id
 _TOKEN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -63,7 +63,7 @@ def hardware_id_error(value):
             HARDWARE_ID_MAX,
             HARDWARE_ID_CHARS,
         )
-    if not _HARDWARE_ID.match(value):
+    if not HARDWARE_ID_PATTERN.match(value):
         bad = sorted(set(c for c in value if not re.match(r"[A-Za-z0-9._:-]", c)))
         return "hardware_id %r contains %s: use only %s" % (value, ", ".join(repr(c) for c in bad), HARDWARE_ID_CHARS)
     return None
