@@ -5,17 +5,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 
-import os
-
 from ansible.errors import AnsibleError
 from ansible.module_utils.common.text.converters import to_text
 from ansible.plugins.action import ActionBase
-from ansible_collections.gnss.pointperfect.plugins.plugin_utils._template_vars import template_vars
-
-try:  # ansible-core >= 2.19 renders templates marked as trusted
-    from ansible.template import trust_as_template
-except ImportError:  # older ansible-core
-    trust_as_template = None
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._template_vars import render
 
 MODULE = "gnss.pointperfect.gateway_files"
 SOURCES = ("content", "src", "template")
@@ -24,28 +17,9 @@ SOURCES = ("content", "src", "template")
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
 
-    def _template_vars(self, task_vars, name, fullpath, dest):
-        """Task variables plus template_* and ansible_managed, like ansible.builtin.template."""
-        extra = task_vars.copy()
-        extra.update(template_vars(name, fullpath, dest, include_ansible_managed="ansible_managed" not in extra))
-        return extra
-
     def _render(self, task_vars, name, dest):
-        """Render one template file on the controller with the task's templar."""
-        source = self._find_needle("templates", name)
-        text = to_text(self._loader.get_text_file_contents(source)) if trust_as_template is None else None
-        searchpath = [*list(task_vars.get("ansible_search_path", [])), self._loader._basedir, os.path.dirname(source)]
-        searchpath = [p for base in searchpath for p in (os.path.join(base, "templates"), base)]
-        templar = self._templar.copy_with_new_env(
-            searchpath=searchpath, available_variables=self._template_vars(task_vars, name, source, dest)
-        )
-        if trust_as_template is not None:
-            rendered = templar.template(
-                trust_as_template(self._loader.get_text_file_contents(source)), escape_backslashes=False
-            )
-        else:
-            rendered = templar.template(text, preserve_trailing_newlines=True, escape_backslashes=False)
-        return "" if rendered is None else to_text(rendered)
+        """Render one template file on the controller with the task's templar (plugin_utils/_template_vars.py)."""
+        return render(self._templar, self._loader, self._find_needle("templates", name), name, dest, task_vars)
 
     def _resolve(self, task_vars, spec):
         """One file spec with its content filled in (src read, template rendered); src/template removed."""

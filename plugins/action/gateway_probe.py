@@ -1,14 +1,17 @@
-# Controller side of gnss.pointperfect.gateway_probe: checks the gateway role's settings, runs the probe module (the one
-# round trip), then derives and checks the hardware id and, when asked, fails on the preflight's problems, each in one
-# line, with no task of its own (a task costs every host a worker process on the controller).
+# Controller side of gnss.pointperfect.gateway_probe: checks the gateway role's variables, runs the probe module (the
+# one round trip), then derives and checks the hardware id and, when asked, fails on the preflight's problems, each in
+# one line, with no task of its own (a task costs every host a worker process on the controller).
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
+import os
+
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible_collections.gnss.pointperfect.plugins.module_utils._app_specific_id import HARDWARE_ID_OPTIONS
-from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import HARDWARE_ID_PATTERN
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import HARDWARE_ID_PATTERN, TOKEN_ENV
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._gateway_settings import INPUTS
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._gateway_settings import errors as settings_errors
 
 MODULE = "gnss.pointperfect.gateway_probe"
@@ -16,8 +19,18 @@ MODULE = "gnss.pointperfect.gateway_probe"
 ACTION_SPEC = {
     "hardware_id": {"type": "dict", "options": HARDWARE_ID_OPTIONS},
     "fail_on_preflight": {"type": "bool", "default": False},
-    "settings": {"type": "dict", "no_log": True},
+    "check_role_variables": {"type": "bool", "default": False},
 }
+
+
+def role_settings(task_vars, template):
+    """The role variables the checks read (INPUTS), from the task's variables: each templated by itself (a plain value
+    costs no Jinja compile; a dict of "{{ var }}" strings costs one per entry), None when unset, and the token
+    falling back to the controller's POINTPERFECT_ZTP_TOKEN as the role's __pointperfect_token does."""
+    settings = {name: template(task_vars[name]) if name in task_vars else None for name in INPUTS}
+    if not settings["pointperfect_ztp_token"]:
+        settings["pointperfect_ztp_token"] = os.environ.get(TOKEN_ENV, "")
+    return settings
 
 
 def derive_hardware_id(spec, app_specific_id, mac):
@@ -60,8 +73,9 @@ class ActionModule(ActionBase):
             result.update(failed=True, msg="; ".join(checked.error_messages))
             return result
         mine = checked.validated_parameters
-        if mine["settings"] is not None:
-            failed = settings_errors(mine["settings"])  # before any round trip; never the values (the token)
+        if mine["check_role_variables"]:
+            # before any round trip; never the values (the token)
+            failed = settings_errors(role_settings(task_vars, self._templar.template))
             if failed:
                 result.update(failed=True, msg=failed)
                 return result

@@ -20,6 +20,7 @@ DEFAULT_URL = "https://api.thingstream.io/ztp/pointperfect/credentials"
 HARDWARE_ID_MAX = 64
 HARDWARE_ID_CHARS = "letters, digits, '.', '_', ':' and '-'"
 HARDWARE_ID_PATTERN = re.compile(r"^[A-Za-z0-9._:-]+$")  # also gateway_probe's check of the role's id
+TOKEN_ENV = "POINTPERFECT_ZTP_TOKEN"  # noqa: S105 - the name of the token option's fallback variable
 _TOKEN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
@@ -30,7 +31,7 @@ def ztp_argument_spec():
     from ansible.module_utils.common.parameters import env_fallback  # noqa: PLC0415
 
     return dict(
-        token=dict(type="str", no_log=True, fallback=(env_fallback, ["POINTPERFECT_ZTP_TOKEN"])),
+        token=dict(type="str", no_log=True, fallback=(env_fallback, [TOKEN_ENV])),
         hardware_id=dict(type="str", required=True),
         given_name=dict(type="str"),
         tags=dict(type="list", elements="str", default=[]),

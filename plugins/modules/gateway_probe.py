@@ -177,13 +177,15 @@ options:
         type: str
         default: machine_id
         choices: [machine_id, mac]
-  settings:
+  check_role_variables:
     description:
-      - The gateway role's settings (its C(__pointperfect_settings)), checked on the controller (the action plugin) by
-        the rules of the gnss.pointperfect.gateway role's variable checks, before the probe runs; when one fails,
-        the task fails with the list of the failing checks' one-line messages and nothing is read on the target.
-      - Never returned or logged (it holds the ZTP token).
-    type: dict
+      - Check the gnss.pointperfect.gateway role's variables on the controller (the action plugin) by the rules of
+        the role's variable checks, before the probe runs; when one fails, the task fails with the list of the
+        failing checks' one-line messages and nothing is read on the target.
+      - The action reads the variables from the task's own (an unset one counts as null; the ZTP token falls back to
+        E(POINTPERFECT_ZTP_TOKEN) on the controller). None of them is sent, returned or logged.
+    type: bool
+    default: false
   fail_on_preflight:
     description:
       - Fail the task with one line (the host, then each problem's message) when RV(preflight.problems) is not empty.
@@ -394,7 +396,7 @@ ARGUMENT_SPEC = dict(
     # handled on the controller by the action plugin (never sent to the target)
     hardware_id=dict(type="dict", options=_app_specific_id.HARDWARE_ID_OPTIONS),
     fail_on_preflight=dict(type="bool", default=False),
-    settings=dict(type="dict", no_log=True),
+    check_role_variables=dict(type="bool", default=False),
 )
 SERVICE_PROPERTIES = (
     ("LoadState", "load_state"),

@@ -1,6 +1,6 @@
-# The template_* variables and ansible_managed that ansible.builtin.template gives a template, for the action
-# plugins that render templates on the controller. Inlined here because ansible-core keeps its own function private
-# from 2.19 (ansible._internal) and asks collections to inline it.
+# Rendering a template file on the controller as ansible.builtin.template does (with the template_* variables and
+# ansible_managed), for gateway_files' action and the gateway_template lookup, so both render the same text. The
+# variables are inlined here because ansible-core keeps its own function private from 2.19 (ansible._internal).
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -15,6 +15,7 @@ import pwd
 import time
 
 from ansible import constants as C
+from ansible.module_utils.common.text.converters import to_text
 
 try:  # ansible-core >= 2.19: ansible_managed is itself a template (it names template_host...)
     from ansible.template import trust_as_template
@@ -51,3 +52,19 @@ def template_vars(path, fullpath, dest_path, include_ansible_managed=True):
             )
         result["ansible_managed"] = managed
     return result
+
+
+def render(templar, loader, source, name, dest, variables):  # noqa: PLR0917 - the caller's six parts
+    """The text of template file `source` (found as `name`) rendered for `dest` with `variables` plus the template_*
+    variables: a shallow copy of the variables (ansible.builtin.template's lookup deep-copies them all per call)."""
+    searchpath = [*list(variables.get("ansible_search_path", [])), loader._basedir, os.path.dirname(source)]
+    searchpath = [p for base in searchpath for p in (os.path.join(base, "templates"), base)]
+    extra = dict(variables)
+    extra.update(template_vars(name, source, dest, include_ansible_managed="ansible_managed" not in extra))
+    templar = templar.copy_with_new_env(searchpath=searchpath, available_variables=extra)
+    text = loader.get_text_file_contents(source)
+    if trust_as_template is not None:
+        rendered = templar.template(trust_as_template(text), escape_backslashes=False)
+    else:
+        rendered = templar.template(to_text(text), preserve_trailing_newlines=True, escape_backslashes=False)
+    return "" if rendered is None else to_text(rendered)

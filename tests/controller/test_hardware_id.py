@@ -70,6 +70,7 @@ def _run_action(args: dict, probed: dict, task_vars: dict | None = None):
 
     task = mock.MagicMock(args=args, async_val=0, check_mode=False, diff=False)
     plugin = action.ActionModule(task, mock.MagicMock(), mock.MagicMock(), None, mock.MagicMock(), None)
+    plugin._templar.template.side_effect = lambda value: value  # the task variables hold no templates here
     sent = {}
 
     def execute(module_name, module_args, task_vars):
@@ -105,15 +106,43 @@ def test_action_asks_the_probe_for_the_source_and_fails_on_preflight_problems():
     assert result["failed"] and "source" in result["msg"]
 
 
-def test_action_checks_the_settings_before_the_round_trip():
-    """settings: the role's variable checks on the controller; a failing one fails the task with the list of
-    one-line messages before the probe module runs, and the token is neither sent nor returned."""
+def test_action_checks_the_settings_before_the_round_trip(monkeypatch):
+    """check_role_variables: the role's variable checks on the controller, on the task's variables (templated one by
+    one, unset ones null, the token from POINTPERFECT_ZTP_TOKEN when the variable is empty); a failing one fails the
+    task with the list of one-line messages before the probe module runs, and the token is neither sent nor returned."""
     from tests.unit.plugins.plugin_utils.test_gateway_settings import GOOD, TOKEN  # noqa: PLC0415
 
     probed = {"app_specific_id": _expected(MACHINE_ID)[3:], "preflight": {}}
-    result, sent = _run_action({"settings": dict(GOOD), "hardware_id": {}}, probed)
-    assert not result.get("failed") and "settings" not in sent and TOKEN not in repr(result)
+    args = {"check_role_variables": True, "hardware_id": {}}
+    result, sent = _run_action(args, probed, dict(GOOD))
+    assert not result.get("failed") and "check_role_variables" not in sent and TOKEN not in repr(result)
     bad = dict(GOOD, pointperfect_ztp_throttle=-1, pointperfect_metrics_port=70000)
-    result, sent = _run_action({"settings": bad, "hardware_id": {}}, probed)
+    result, sent = _run_action(args, probed, bad)
     assert result["failed"] and sent == {} and len(result["msg"]) == 2
     assert all("\n" not in m and TOKEN not in m for m in result["msg"])
+    # not asked: the variables are not checked
+    result, sent = _run_action({"hardware_id": {}}, probed, bad)
+    assert not result.get("failed") and sent
+
+
+def test_role_settings_from_the_task_variables(monkeypatch):
+    """Each INPUT templated by itself, unset ones None, the token's fallback to the controller's environment."""
+    from tests.unit.plugins.plugin_utils.test_gateway_settings import GOOD, TOKEN  # noqa: PLC0415
+
+    templated = []
+
+    def template(value):
+        templated.append(value)
+        return "gw-01" if value == "{{ inventory_hostname }}" else value
+
+    task_vars = dict(GOOD, pointperfect_ztp_given_name="{{ inventory_hostname }}", pointperfect_ztp_token="",
+                     unrelated="{{ never }}")  # fmt: skip
+    del task_vars["pointperfect_ztp_renew_before_days"]
+    monkeypatch.setenv("POINTPERFECT_ZTP_TOKEN", TOKEN)
+    settings = action.role_settings(task_vars, template)
+    assert sorted(settings) == sorted(action.INPUTS) and "{{ never }}" not in templated
+    assert settings["pointperfect_ztp_given_name"] == "gw-01" and settings["pointperfect_ztp_token"] == TOKEN
+    assert settings["pointperfect_ztp_renew_before_days"] is None
+    monkeypatch.delenv("POINTPERFECT_ZTP_TOKEN")
+    assert action.role_settings(task_vars, template)["pointperfect_ztp_token"] == ""
+    assert action.role_settings(dict(GOOD), template)["pointperfect_ztp_token"] == TOKEN

@@ -160,6 +160,8 @@ def test_first_release_lists_every_module_plugin_and_role(release):
         "gateway_output_dir_ok",
     }
     assert len(set(filters.values())) == 9, filters  # each filter's own description, not one repeated
+    lookups = {p["name"] for p in data.get("plugins", {}).get("lookup", [])}
+    assert lookups == {"gateway_template"}, lookups
     roles = {r["name"] for r in data.get("objects", {}).get("role", [])}
     assert roles == {"gateway"}, data.get("objects")
     for heading in ("New Modules", "New Plugins", "New Roles"):

@@ -200,11 +200,11 @@ def test_a_missing_input_is_the_callers_error():
 
 
 def test_the_inputs_are_what_the_role_passes():
-    """vars/main.yml's __pointperfect_settings (what validate.yml and the probe's task pass) is exactly INPUTS (a new
-    check's input must be added there too)."""
+    """vars/main.yml's __pointperfect_settings (what validate.yml passes) is exactly INPUTS (a new check's input must
+    be added there too); the probe's task has its action read INPUTS from the task's variables."""
     role = Path(__file__).resolve().parents[4] / "roles" / "gateway"
     settings = yaml.safe_load((role / "vars" / "main.yml").read_text())["__pointperfect_settings"]
     assert sorted(settings) == sorted(gs.INPUTS)
     assert all(name in value or name == "pointperfect_ztp_token" for name, value in settings.items())
     assert "__pointperfect_settings" in (role / "tasks" / "validate.yml").read_text()
-    assert 'settings: "{{ __pointperfect_settings }}"' in (role / "tasks" / "preflight.yml").read_text()
+    assert "check_role_variables: true" in (role / "tasks" / "preflight.yml").read_text()
