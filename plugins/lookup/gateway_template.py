@@ -8,7 +8,7 @@
 DOCUMENTATION = r"""
 name: gateway_template
 author:
-  - gnss.pointperfect maintainers
+  - gnss.pointperfect maintainers (@gnss-pointperfect)
 version_added: 0.1.0
 short_description: Render a template file as gnss.pointperfect.gateway_files renders it
 description:
