@@ -29,6 +29,17 @@ options:
   dest:
     description: The path the file is deployed to (the C(template_destpath) variable).
     type: str
+  reuse:
+    description:
+      - Return the text rendered before (by this lookup, in the same C(ansible-playbook) run) for the same template,
+        O(dest) and values of every variable the template names, instead of rendering it again. Deciding that
+        costs templating those variables only; rendering a template costs compiling and evaluating all of it, for
+        every host.
+      - Only for templates whose text depends on their variables alone. A template that names C(lookup),
+        C(query), C(now), C(lipsum) or C(template_run_date), or uses the C(random), C(shuffle) or C(password_hash)
+        filter, is always rendered.
+    type: bool
+    default: false
 notes:
   - The templates see the variables of the task that calls the lookup.
 seealso:
@@ -54,7 +65,10 @@ _raw:
 
 from ansible.errors import AnsibleError  # noqa: E402
 from ansible.plugins.lookup import LookupBase  # noqa: E402
-from ansible_collections.gnss.pointperfect.plugins.plugin_utils._template_vars import render  # noqa: E402
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._template_vars import Reuse, render  # noqa: E402
+
+# the texts this controller process rendered (reuse: true); a lookup plugin's instance lives for one call only
+_REUSE = Reuse()
 
 
 class LookupModule(LookupBase):
@@ -66,5 +80,7 @@ class LookupModule(LookupBase):
             source = self.find_file_in_search_path(variables, "templates", term)
             if not source:
                 raise AnsibleError("gateway_template: template %s not found" % term)
-            rendered.append(render(self._templar, self._loader, source, term, self.get_option("dest"), variables))
+            reuse = _REUSE if self.get_option("reuse") else None
+            dest = self.get_option("dest")
+            rendered.append(render(self._templar, self._loader, source, term, dest, variables, reuse))
         return rendered

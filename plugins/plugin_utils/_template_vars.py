@@ -1,6 +1,7 @@
 # Rendering a template file on the controller as ansible.builtin.template does (with the template_* variables and
-# ansible_managed), for gateway_files' action and the gateway_template lookup, so both render the same text. The
-# variables are inlined here because ansible-core keeps its own function private from 2.19 (ansible._internal).
+# ansible_managed), for gateway_files' action and the gateway_template lookup, so both render the same text; and the
+# lookup's reuse of a text rendered before for the same values. The variables are inlined here because ansible-core
+# keeps its own function private from 2.19 (ansible._internal).
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
@@ -10,12 +11,16 @@
 
 
 import datetime
+import hashlib
+import json
 import os
 import pwd
 import time
+from collections import OrderedDict
 
 from ansible import constants as C
 from ansible.module_utils.common.text.converters import to_text
+from jinja2 import Environment, nodes
 
 try:  # ansible-core >= 2.19: ansible_managed is itself a template (it names template_host...)
     from ansible.template import trust_as_template
@@ -54,17 +59,79 @@ def template_vars(path, fullpath, dest_path, include_ansible_managed=True):
     return result
 
 
-def render(templar, loader, source, name, dest, variables):  # noqa: PLR0917 - the caller's six parts
+class Reuse:
+    """Texts rendered before in this process, by template and by the values of every variable the template names. A
+    template that depends on nothing else renders the same text for the same values; one that names a lookup, now(),
+    a random filter or template_run_date, or includes another template, is never reused (key() is None)."""
+
+    UNSAFE_NAMES = frozenset(("lookup", "query", "q", "now", "lipsum", "template_run_date"))
+    UNSAFE_FILTERS = frozenset(("random", "shuffle", "password_hash"))
+    KEEP = 256
+
+    def __init__(self):
+        self._names = {}
+        self._texts = OrderedDict()
+
+    def names(self, text):
+        """The variables a template text names (not those it sets), or None when its text must not be reused."""
+        if text not in self._names:
+            try:  # Jinja's default syntax (a "#jinja2:" header may change it: not reused)
+                tree = None if text.startswith("#jinja2:") else Environment().parse(text)  # noqa: S701 - parsed only
+            except Exception:  # an Ansible-only syntax: render it every time
+                tree = None
+            # every name read (a superset of the undeclared ones: a name the template sets itself only narrows reuse)
+            found = sorted({n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}) if tree else None
+            if found is not None and (
+                self.UNSAFE_NAMES.intersection(found)
+                or any(f.name in self.UNSAFE_FILTERS for f in tree.find_all(nodes.Filter))
+                or next(tree.find_all((nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)), None) is not None
+            ):
+                found = None
+            self._names[text] = found
+        return self._names[text]
+
+    def key(self, text, where, variables, template):
+        """A digest of the text, where it goes and the templated value of each variable it names; None when it must
+        be rendered (unsafe, or a value that does not template: the render reports that)."""
+        names = self.names(text)
+        if names is None:
+            return None
+        values = []
+        for name in names:
+            try:
+                values.append([name, template(variables[name]) if name in variables else "<unset>"])
+            except Exception:  # let the render fail with Ansible's own message
+                return None
+        blob = json.dumps([text, where, values], sort_keys=True, default=repr)
+        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def get(self, key):
+        return self._texts.get(key)
+
+    def keep(self, key, rendered):
+        self._texts[key] = rendered
+        while len(self._texts) > self.KEEP:
+            self._texts.popitem(last=False)
+
+
+def render(templar, loader, source, name, dest, variables, reuse=None):  # noqa: PLR0917 - the caller's parts
     """The text of template file `source` (found as `name`) rendered for `dest` with `variables` plus the template_*
-    variables: a shallow copy of the variables (ansible.builtin.template's lookup deep-copies them all per call)."""
+    variables: a shallow copy of the variables (ansible.builtin.template's lookup deep-copies them all per call).
+    With `reuse` (a Reuse), a text rendered before for the same values is returned instead."""
     searchpath = [*list(variables.get("ansible_search_path", [])), loader._basedir, os.path.dirname(source)]
     searchpath = [p for base in searchpath for p in (os.path.join(base, "templates"), base)]
     extra = dict(variables)
     extra.update(template_vars(name, source, dest, include_ansible_managed="ansible_managed" not in extra))
     templar = templar.copy_with_new_env(searchpath=searchpath, available_variables=extra)
     text = loader.get_text_file_contents(source)
+    key = reuse.key(to_text(text), [source, dest], extra, templar.template) if reuse is not None else None
+    if key is not None and reuse.get(key) is not None:
+        return reuse.get(key)
     if trust_as_template is not None:
         rendered = templar.template(trust_as_template(text), escape_backslashes=False)
     else:
         rendered = templar.template(to_text(text), preserve_trailing_newlines=True, escape_backslashes=False)
-    return "" if rendered is None else to_text(rendered)
+    rendered = "" if rendered is None else to_text(rendered)
+    if key is not None:
+        reuse.keep(key, rendered)
+    return rendered

@@ -1,6 +1,7 @@
 """The gateway_template lookup (the role's no-op decision hashes what it renders against the probe's hash of the
 deployed file): the same text as ansible.builtin.template renders for the role's two templates, for the plans and
-outputs that change them; a missing template is an error."""
+outputs that change them, also with reuse (rendered once per case, then reused: the case order A, B, A); a missing
+template is an error."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ CASES = {
         "pointperfect_output_path": "/var/lib/pointperfect/out.spartn",
     },
 }
+CASES["mqtt-serial-again"] = CASES["mqtt-serial"]
 TEMPLATES = {"forwarder.json.j2": "/etc/pointperfect/forwarder.json",
              "pointperfect-forwarder.service.j2": "/etc/systemd/system/pointperfect-forwarder.service"}  # fmt: skip
 
@@ -30,18 +32,20 @@ def test_renders_what_the_template_module_renders(ansible_env, collections_path,
             tasks.append({"name": f"template {case} {name}", "vars": case_vars,
                           "ansible.builtin.template": {"src": src, "dest": str(tmp_path / f"{case}-{name}.core"),
                                                        "mode": "0600"}})  # fmt: skip
-            lookup = "{{ lookup('gnss.pointperfect.gateway_template', '" + src + "', dest='" + dest + "') }}"
-            tasks.append({"name": f"lookup {case} {name}", "vars": case_vars,
-                          "ansible.builtin.copy": {"content": lookup, "dest": str(tmp_path / f"{case}-{name}.ours"),
-                                                   "mode": "0600"}})  # fmt: skip
+            for suffix, extra in (("ours", ""), ("reused", ", reuse=true")):
+                lookup = f"{{{{ lookup('gnss.pointperfect.gateway_template', '{src}', dest='{dest}'{extra}) }}}}"
+                tasks.append({"name": f"lookup {case} {name} {suffix}", "vars": case_vars,
+                              "ansible.builtin.copy": {"content": lookup, "mode": "0600",
+                                                       "dest": str(tmp_path / f"{case}-{name}.{suffix}")}})  # fmt: skip
     run_role_tasks(ansible_env, collections_path, tmp_path, tasks, {})
     seen = set()
     for case in CASES:
         for name in TEMPLATES:
             core = (tmp_path / f"{case}-{name}.core").read_bytes()
             assert (tmp_path / f"{case}-{name}.ours").read_bytes() == core, (case, name)
+            assert (tmp_path / f"{case}-{name}.reused").read_bytes() == core, (case, name)
             seen.add(core)
-    assert len(seen) == 4  # the cases do change both files
+    assert len(seen) == 4  # the cases do change both files (the third case is the first one again)
     unit = (tmp_path / "lband-file-pointperfect-forwarder.service.j2.ours").read_bytes()
     assert b"DeviceAllow=/dev/ttyACM1 rw" in unit
 

@@ -3,7 +3,7 @@
 import datetime
 
 import pytest
-from ansible_collections.gnss.pointperfect.plugins.plugin_utils._template_vars import template_vars
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._template_vars import Reuse, template_vars
 
 
 @pytest.mark.parametrize("managed", [True, False])
@@ -19,3 +19,63 @@ def test_same_variables_as_ansible_core(tmp_path, managed):
     for key in set(ours) - {"template_run_date"}:
         assert ours[key] == theirs[key], key
     assert abs(ours["template_run_date"] - theirs["template_run_date"]) < datetime.timedelta(seconds=5)
+
+
+# ----------------------------------------------------------------------------------- Reuse (gateway_template's reuse)
+
+UNIT = "# {{ ansible_managed }}\n{% set dev = lband_device %}ExecStart={{ command }} {{ j(port) }}{{ dev or '' }}\n"
+
+
+def test_reuse_keys_on_the_values_of_the_names_a_template_reads():
+    reuse = Reuse()
+    base = {"ansible_managed": "managed", "lband_device": None, "command": "{{ python }} -I", "port": 1,
+            "python": "/usr/bin/python3", "unrelated": "x"}  # fmt: skip
+    template = lambda value: value.replace("{{ python }}", "/usr/bin/python3") if isinstance(value, str) else value  # noqa: E731
+    key = reuse.key(UNIT, ["unit.j2", "/etc/x"], base, template)
+    assert key is not None and key == reuse.key(UNIT, ["unit.j2", "/etc/x"], dict(base), template)
+    # a variable the template does not read changes nothing; one it reads, the destination or the text do
+    assert reuse.key(UNIT, ["unit.j2", "/etc/x"], dict(base, unrelated="y"), template) == key
+    for changed in ({"port": 2}, {"lband_device": "/dev/ttyACM1"}, {"command": "python -I"}):
+        assert reuse.key(UNIT, ["unit.j2", "/etc/x"], dict(base, **changed), template) != key, changed
+    assert reuse.key(UNIT, ["unit.j2", "/etc/y"], base, template) != key
+    assert reuse.key(UNIT + "#", ["unit.j2", "/etc/x"], base, template) != key
+    # unset and set to something else differ
+    unset = dict(base)
+    del unset["port"]
+    assert reuse.key(UNIT, ["unit.j2", "/etc/x"], unset, template) not in (key, None)
+    reuse.keep(key, "text")
+    assert reuse.get(key) == "text" and reuse.get("other") is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{{ lookup('ansible.builtin.pipe', 'date') }}",
+        "{{ query('x') }}",
+        "{{ now() }}",
+        "{{ template_run_date }}",
+        "{{ [1, 2] | shuffle }}",
+        "{{ 10 | random }}",
+        "{{ 'x' | password_hash }}",
+        "{% include 'other.j2' %}",
+        "{% import 'macros.j2' as m %}{{ m.x() }}",
+        "#jinja2:variable_start_string:'[%'\n[% x %]",
+        "{{ unclosed",
+    ],
+)
+def test_reuse_never_keys_a_template_that_depends_on_more(text):
+    assert Reuse().key(text, ["t.j2", None], {"x": 1}, lambda value: value) is None
+
+
+def test_reuse_renders_when_a_value_does_not_template():
+    def broken(value):
+        raise ValueError("undefined")
+
+    assert Reuse().key("{{ x }}", ["t.j2", None], {"x": "{{ y }}"}, broken) is None
+
+
+def test_reuse_keeps_a_bounded_number_of_texts():
+    reuse = Reuse()
+    for i in range(Reuse.KEEP + 10):
+        reuse.keep(str(i), f"t{i}")
+    assert reuse.get("0") is None and reuse.get(str(Reuse.KEEP + 9)) == f"t{Reuse.KEEP + 9}"
