@@ -96,13 +96,11 @@ class Reuse:
         names = self.names(text)
         if names is None:
             return None
-        values = []
-        for name in names:
-            try:
-                values.append([name, template(variables[name]) if name in variables else "<unset>"])
-            except Exception:  # let the render fail with Ansible's own message
-                return None
-        blob = json.dumps([text, where, values], sort_keys=True, default=repr)
+        try:
+            values = [[name, template(variables[name]) if name in variables else "<unset>"] for name in names]
+            blob = json.dumps([text, where, values], sort_keys=True, default=repr)
+        except Exception:  # let the render fail with Ansible's own message
+            return None
         return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
 
     def get(self, key):

@@ -79,3 +79,11 @@ def test_reuse_keeps_a_bounded_number_of_texts():
     for i in range(Reuse.KEEP + 10):
         reuse.keep(str(i), f"t{i}")
     assert reuse.get("0") is None and reuse.get(str(Reuse.KEEP + 9)) == f"t{Reuse.KEEP + 9}"
+
+
+def test_reuse_renders_when_a_value_does_not_serialize():
+    class Odd(dict):
+        def items(self):
+            raise RuntimeError("a marker")
+
+    assert Reuse().key("{{ x }}", ["t.j2", None], {"x": Odd(a=1)}, lambda value: value) is None
