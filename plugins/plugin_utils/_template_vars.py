@@ -79,8 +79,15 @@ class Reuse:
                 tree = None if text.startswith("#jinja2:") else Environment().parse(text)  # noqa: S701 - parsed only
             except Exception:  # an Ansible-only syntax: render it every time
                 tree = None
-            # every name read (a superset of the undeclared ones: a name the template sets itself only narrows reuse)
-            found = sorted({n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}) if tree else None
+            # every name read (a superset of the undeclared ones: a name the template sets itself only narrows reuse),
+            # and the variables it reads with the vars lookup (their names as constants)
+            found = None
+            if tree is not None:
+                names = {n.name for n in tree.find_all(nodes.Name) if n.ctx == "load"}
+                looked_up = [self._vars_lookup(call) for call in tree.find_all(nodes.Call)]
+                if all(v is not None for v in looked_up):  # only vars lookups: "lookup" itself is no variable
+                    names.discard("lookup")
+                found = sorted(names.union(*[v or () for v in looked_up]))
             if found is not None and (
                 self.UNSAFE_NAMES.intersection(found)
                 or any(f.name in self.UNSAFE_FILTERS for f in tree.find_all(nodes.Filter))
@@ -89,6 +96,23 @@ class Reuse:
                 found = None
             self._names[text] = found
         return self._names[text]
+
+    @staticmethod
+    def _vars_lookup(call):
+        """The variable names a call reads when it is lookup('ansible.builtin.vars', 'name', ...) with constant
+        names; () for a call that is no lookup; None for any other lookup."""
+        if not (isinstance(call.node, nodes.Name) and call.node.name == "lookup"):
+            return ()
+        args = call.args
+        if (
+            call.kwargs
+            or call.dyn_args
+            or call.dyn_kwargs
+            or len(args) < 2
+            or not all(isinstance(a, nodes.Const) and isinstance(a.value, str) for a in args)
+        ):
+            return None
+        return [a.value for a in args[1:]] if args[0].value in ("ansible.builtin.vars", "vars") else None
 
     def key(self, text, where, variables, template):
         """A digest of the text, where it goes and the templated value of each variable it names; None when it must

@@ -51,6 +51,9 @@ def test_reuse_keys_on_the_values_of_the_names_a_template_reads():
     "text",
     [
         "{{ lookup('ansible.builtin.pipe', 'date') }}",
+        "{{ lookup('ansible.builtin.vars', 'x') }}{{ lookup('ansible.builtin.env', 'HOME') }}",
+        "{{ lookup('ansible.builtin.vars', x) }}",
+        "{{ lookup('ansible.builtin.vars', 'x', default='') }}",
         "{{ query('x') }}",
         "{{ now() }}",
         "{{ template_run_date }}",
@@ -87,3 +90,15 @@ def test_reuse_renders_when_a_value_does_not_serialize():
             raise RuntimeError("a marker")
 
     assert Reuse().key("{{ x }}", ["t.j2", None], {"x": Odd(a=1)}, lambda value: value) is None
+
+
+def test_reuse_follows_the_variables_a_vars_lookup_reads():
+    """lookup('ansible.builtin.vars', 'name') with constant names reads those variables: they join the key."""
+    text = "{% if kind == 'file' and lookup('ansible.builtin.vars', 'dir_ok') | bool %}RW={{ d }}{% endif %}"
+    reuse = Reuse()
+    assert reuse.names(text) == ["d", "dir_ok", "kind"]
+    base = {"kind": "file", "dir_ok": True, "d": "/var/lib/x"}
+    key = reuse.key(text, ["u.j2", None], base, lambda value: value)
+    assert key is not None
+    assert reuse.key(text, ["u.j2", None], dict(base, dir_ok=False), lambda value: value) != key
+    assert Reuse().names("{{ lookup('vars', 'a', 'b') }}") == ["a", "b"]
