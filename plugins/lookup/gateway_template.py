@@ -35,9 +35,10 @@ options:
         O(dest) and values of every variable the template names, instead of rendering it again. Deciding that
         costs templating those variables only; rendering a template costs compiling and evaluating all of it, for
         every host.
-      - Only for templates whose text depends on their variables alone. A template that names C(lookup),
-        C(query), C(now), C(lipsum) or C(template_run_date), or uses the C(random), C(shuffle) or C(password_hash)
-        filter, is always rendered.
+      - Only for templates whose text depends on their variables alone. A template that calls a lookup other than
+        C(ansible.builtin.vars) with constant variable names, names C(query), C(now), C(lipsum) or
+        C(template_run_date), uses the C(random), C(shuffle) or C(password_hash) filter, or includes or imports
+        another template, is always rendered.
     type: bool
     default: false
 notes:
