@@ -40,5 +40,8 @@ class SinkPipeline:
     def submit(self, frame, priority=False):
         self.frames.append(frame.data)
 
+    def submit_many(self, frames):
+        self.frames.extend(frame.data for frame in frames)
+
     def gga(self):
         return None

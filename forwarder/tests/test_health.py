@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import urllib.request
 
 import pytest
@@ -48,3 +49,14 @@ def test_status_file_and_metrics(tmp_path, broker, receiver, daemons):
         "healthy",
     ):
         assert f"pointperfect_forwarder_{name}" in body, name
+
+
+def test_status_text_is_the_document_one_top_level_field_per_line():
+    from pointperfect_forwarder.health import status_text  # noqa: PLC0415 - only here
+
+    doc = {"z": {"b": 1, "a": [None, True, 1.5]}, "a": 'é"\\', "m": None}
+    text = status_text(doc)
+    assert json.loads(text) == doc
+    lines = text.splitlines()
+    assert lines[0] == "{" and lines[-1] == "}" and text.endswith("}\n")
+    assert lines[1:-1] == ['  "a": "\\u00e9\\"\\\\",', '  "m": null,', '  "z": {"a": [null, true, 1.5], "b": 1}']

@@ -83,6 +83,9 @@ class _Pipeline:
     def submit(self, frame, priority=False):
         self.frames.append((frame.stream, frame.data))
 
+    def submit_many(self, frames):
+        self.frames.extend((frame.stream, frame.data) for frame in frames)
+
     def gga(self):
         self.gga_calls += 1
         return self.position

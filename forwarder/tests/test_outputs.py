@@ -199,3 +199,22 @@ def test_file_output_appends_whole_frames_keys_first(tmp_path, broker, daemons):
         assert path.read_bytes().startswith(before)
     finally:
         replayer.stop()
+
+
+def test_serial_output_keeps_its_descriptor_while_open(tmp_path):
+    master, slave = os.openpty()
+    try:
+        out = SerialOutput(os.ttyname(slave), 38400)
+        out.open()
+        fd = out.fileno()
+        assert fd == out._handle.fileno()
+        assert out.write_some(b"abc") == 3
+        assert os.read(master, 10) == b"abc"
+        out.close()
+        with pytest.raises(OSError, match="serial port closed"):
+            out.fileno()
+        with pytest.raises(OSError, match="serial port closed"):
+            out.write_some(b"x")
+    finally:
+        os.close(master)
+        os.close(slave)

@@ -92,3 +92,22 @@ def test_receiver_configured_and_reset_recovered(tmp_path, broker, receiver, dae
     assert receiver.wait_for(lambda r: r.key_loads > loads and len(r.keys) == 2)
     assert receiver.wait_for(lambda r: r.config == {0x20A70001: 0, 0x10770005: 1})  # the status may lead the ACK
     assert "reset detected" in fwd.log()
+
+
+def test_receiver_parses_only_the_newest_gga_with_a_fix_of_a_batch(monkeypatch):
+    from pointperfect_forwarder import receiver  # noqa: PLC0415 - only here
+
+    parsed = []
+    real = receiver.gga_position
+    monkeypatch.setattr(receiver, "gga_position", lambda raw: parsed.append(raw) or real(raw))
+    rx, _, _, _ = _receiver([0.0])
+    older, newer = F.gga_sentence(52.0, 5.0, 10.0), F.gga_sentence(48.0, 11.0, 10.0)
+    rx.feed(older + newer + F.gga_sentence(quality=0))  # the newest has no fix: the one before it counts
+    assert rx.last_gga == newer and rx.position(10)[:2] == pytest.approx((48.0, 11.0))
+    assert len(parsed) == 2
+    parsed.clear()
+    rx.feed(b"".join(F.gga_sentence(50.0 + i / 10, 5.0, 10.0) for i in range(10)))
+    assert len(parsed) == 1 and rx.position(10)[:2] == pytest.approx((50.9, 5.0))
+    parsed.clear()
+    rx.feed(F.gga_sentence(quality=0) + F.gga_sentence(quality=0))  # no fix in the batch: the last good one stays
+    assert len(parsed) == 2 and rx.position(10)[:2] == pytest.approx((50.9, 5.0))

@@ -105,3 +105,32 @@ def test_status_file_and_sd_notify_status_go_through_the_filter(tmp_path):
         fwd.notifier.close()
     finally:
         sock.close()
+
+
+def test_redact_json_matches_the_walk_and_skips_it_only_when_no_secret_shows():
+    from pointperfect_forwarder.health import status_text  # noqa: PLC0415 - only here
+
+    walks = []
+
+    class Counting(Redactor):
+        def redact_obj(self, obj):
+            walks.append(1)
+            return super().redact_obj(obj)
+
+    r = Counting(["s3cret-value", "pw"])
+    clean = {"b": {"x": [1, "é", None]}, "a": "nothing here", "pwd": "spw, pwx"}  # "pw" only inside words
+    assert r.redact_json(clean, status_text) == status_text(r.redact_obj(clean)) == status_text(clean)
+    walks.clear()
+    r.redact_json(clean, status_text)
+    assert walks  # "pw" shows in the text (inside words): the walk decides
+    plain = {"a": "ok", "n": 2}
+    walks.clear()
+    assert r.redact_json(plain, status_text) == status_text(plain)
+    assert walks == []  # no secret anywhere in the text: no walk
+    leaky = {"err": "bad s3cret-value", "s3cret-value": 1, "short": "pw"}
+    text = r.redact_json(leaky, status_text)
+    assert json.loads(text) == {"err": "bad ***", "***": 1, "short": "***"}
+    # a secret that json escapes (a quote, a backslash, non-ASCII) would not show verbatim: always walked
+    for secret in ('quo"te', "back\\slash", "pässword"):
+        escaped = Redactor([secret])
+        assert json.loads(escaped.redact_json({"e": f"x {secret} y"}, status_text)) == {"e": "x *** y"}

@@ -400,7 +400,7 @@ class Forwarder:
         if path and self.pipeline is not None:
             self._status_written = time.monotonic()
             try:
-                self._status_healthy = self.pipeline.health.write_status(path, self.redactor.redact_obj)
+                self._status_healthy = self.pipeline.health.write_status(path, self.redactor)
             except OSError as exc:
                 log.warning("status file %s: %s", path, exc)
 

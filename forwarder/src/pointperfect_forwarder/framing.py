@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from .crc import SPARTN_CRCS, crc4_frame, crc24
+from .crc import _T4, SPARTN_CRCS, crc24
 
 SPARTN, UBX, RTCM, NMEA = "spartn", "ubx", "rtcm", "nmea"
 STREAMS = (SPARTN, UBX, RTCM, NMEA)
@@ -23,11 +23,14 @@ class Frame(NamedTuple):
     data: bytes
 
 
+_new_frame = tuple.__new__  # Frame(stream, data) without the Python-level __new__ namedtuple adds: per frame
+
+
 def _spartn(buf: bytearray, p: int, n: int) -> int:
     if n - p < 5:
         return _NEED
     b1, b2, b3 = buf[p + 1], buf[p + 2], buf[p + 3]
-    if crc4_frame(bytes((b1, b2, b3 & 0xF0))) != b3 & 0x0F:
+    if _T4[(b3 & 0xF0) ^ _T4[b2 ^ _T4[b1]]] != b3 & 0x0F:  # crc4_frame of the three bytes, unrolled
         return _BAD
     ndata = ((b1 & 1) << 9) | (b2 << 1) | (b3 >> 7)
     eaf = (b3 >> 6) & 1
@@ -51,7 +54,7 @@ def _spartn(buf: bytearray, p: int, n: int) -> int:
     if n - p < total:
         return _NEED
     want = int.from_bytes(buf[body_end : p + total], "big")
-    return total if SPARTN_CRCS[crc_type](bytes(buf[p + 1 : body_end])) == want else _BAD
+    return total if SPARTN_CRCS[crc_type](buf[p + 1 : body_end]) == want else _BAD
 
 
 def _ubx(buf: bytearray, p: int, n: int) -> int:
@@ -160,16 +163,21 @@ class Framer:
         n = len(buf)
         p = 0
         out: list[Frame] = []
+        by_first = self._by_first
         while p < n:
-            m = self._scan.search(buf, p)
-            if m is None:
-                self.garbage_bytes += n - p
-                p = n
-                break
-            start = m.start()
-            self.garbage_bytes += start - p
-            p = start
-            stream, parse = self._by_first[buf[p]]
+            # a steady stream has its next frame right here (no regex); else the regex finds the next preamble
+            entry = by_first.get(buf[p])
+            if entry is None:
+                m = self._scan.search(buf, p)
+                if m is None:
+                    self.garbage_bytes += n - p
+                    p = n
+                    break
+                start = m.start()
+                self.garbage_bytes += start - p
+                p = start
+                entry = by_first[buf[p]]
+            stream, parse = entry
             size = parse(buf, p, n)
             if size == _NEED:
                 break
@@ -177,7 +185,7 @@ class Framer:
                 self.garbage_bytes += 1
                 p += 1
                 continue
-            out.append(Frame(stream, bytes(buf[p : p + size])))
+            out.append(_new_frame(Frame, (stream, bytes(buf[p : p + size]))))
             self.frames[stream] += 1
             self.bytes[stream] += size
             p += size

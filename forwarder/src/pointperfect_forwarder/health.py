@@ -20,10 +20,20 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from . import __version__
 from .framing import STREAMS
 from .keys import DynamicKey, iso, key_status
+from .redact import Redactor
 from .stats import Stats
 
 log = logging.getLogger(__name__)
 PREFIX = "pointperfect_forwarder_"
+_ENCODE = json.JSONEncoder(sort_keys=True).encode  # no indent: json's C encoder (an indent takes its Python one)
+
+
+def status_text(status: dict) -> str:
+    """The status document as written: one top-level field per line, keys sorted. Each line is encoded by json's C
+    encoder: about a fifth of the CPU of `json.dumps(indent=2)`, whose pure-Python encoder a status write spent most
+    of its time in."""
+    fields = ",\n".join(f"  {_ENCODE(name)}: {_ENCODE(value)}" for name, value in sorted(status.items()))
+    return "{\n" + fields + "\n}\n"
 
 
 class Health:
@@ -161,13 +171,13 @@ class Health:
             "last_error": s.last_error,
         }
 
-    def write_status(self, path: str, redact: Callable[[dict], dict] | None = None) -> bool:
-        """Atomic replace: readers never see a partial file. `redact` filters every string (the log's filter).
+    def write_status(self, path: str, redactor: Redactor | None = None) -> bool:
+        """Atomic replace: readers never see a partial file. `redactor` filters every string (the log's filter).
         Returns the `healthy` it wrote. One fixed temporary name beside it (the main loop is the one writer) and
         plain descriptors: a write after a long sleep then costs ~0.2 ms of CPU instead of ~0.6 ms (mkstemp, a text
         wrapper and a makedirs each time)."""
         status = self.status()
-        doc = (json.dumps(redact(status) if redact else status, indent=2, sort_keys=True) + "\n").encode()
+        doc = (redactor.redact_json(status, status_text) if redactor else status_text(status)).encode()
         folder, name = os.path.split(os.path.abspath(path))
         tmp = os.path.join(folder, f".{name}.tmp")
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW

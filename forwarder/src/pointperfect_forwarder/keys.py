@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import struct
 from dataclasses import dataclass
@@ -101,7 +102,9 @@ def keys_in_frame(raw: bytes) -> int:
     return raw[7] if len(raw) >= 12 and raw[2:4] == b"\x02\x36" else 0
 
 
+@functools.lru_cache(maxsize=32)
 def iso(ts: float | None) -> str | None:
+    """Contract time text; cached: most times in a status write (start, keys, certificate, session) repeat."""
     if ts is None:
         return None
     return contract.iso(ts)

@@ -122,6 +122,7 @@ class SerialOutput(Output):
     def __init__(self, device: str, baudrate: int):
         super().__init__(device)
         self.baudrate = baudrate
+        self._fd: int | None = None  # the open port's descriptor
 
     def open(self) -> None:
         try:
@@ -131,14 +132,20 @@ class SerialOutput(Output):
             err = OSError(str(exc))
             err.errno = exc.errno  # ENOENT etc.: the writer tells a vanished device from a busy one
             raise err from None
+        self._fd = self._handle.fileno()
 
     def fileno(self) -> int:
         # pyserial opens the port non-blocking; writing to its descriptor (not Serial.write, which loses the count
-        # of bytes written when it times out) lets the writer finish a cut frame
-        ser = self._live()
-        if not ser.is_open:
+        # of bytes written when it times out) lets the writer finish a cut frame. Kept from open() to close(): asking
+        # pyserial for it on every write was three calls per frame.
+        fd = self._fd
+        if fd is None or self._handle is None:
             raise OSError(self.closed)
-        return ser.fileno()
+        return fd
+
+    def close(self) -> None:
+        self._fd = None
+        super().close()
 
     def read(self, timeout: float = READ_WAIT, prompt: bool = True) -> bytes:
         # a select on the descriptor (not Serial.read, whose timeout is a port setting): the reader sleeps until

@@ -128,6 +128,7 @@ class Receiver(Device):
         self.last_gga: bytes | None = None
         self.last_gga_at: float | None = None
         self.last_fix: tuple[float, float, float] | None = None  # (lat, lon, clock()) of the last good GGA
+        self._ggas: list[bytes] = []  # the GGAs of the batch being fed
         self._next_poll = clock() + on_grid(clock(), KEY_POLL_INTERVAL)
         self.valset = Valset(
             stats,
@@ -152,9 +153,18 @@ class Receiver(Device):
 
     # --- what the receiver sends (Device hooks) ---------------------------------------------------------------------
 
+    def feed(self, data: bytes) -> None:
+        """A batch of what the receiver sent: only its newest GGA with a fix counts (the position, the GGA for the
+        caster), so the GGAs are parsed newest first once the batch is handled, until one has a fix."""
+        self._ggas = []
+        super().feed(data)
+        for raw in reversed(self._ggas):
+            if self._gga(raw):
+                break
+
     def _nmea(self, raw: bytes) -> None:
         if raw[3:6] == b"GGA":
-            self._gga(raw)
+            self._ggas.append(raw)
 
     def _ubx(self, raw: bytes) -> None:
         if raw[2:4] == b"\x02\x36" and len(raw) >= 12 and keys_in_frame(raw) == 0 and self._have_keys():
@@ -163,12 +173,15 @@ class Receiver(Device):
     def _applied(self) -> None:
         log.info("receiver: configuration applied (SPARTN input on %s, source %s)", self.port, self.source)
 
-    def _gga(self, raw: bytes) -> None:
+    def _gga(self, raw: bytes) -> bool:
+        """Take a GGA with a fix as the position (True); one without a fix changes nothing (False)."""
         fix = gga_position(raw)
-        if fix is not None:
-            self.last_gga = raw
-            self.last_gga_at = self._clock()
-            self.last_fix = (*fix, self.last_gga_at)
+        if fix is None:
+            return False
+        self.last_gga = raw
+        self.last_gga_at = self._clock()
+        self.last_fix = (*fix, self.last_gga_at)
+        return True
 
     def _after_reset(self, why: str) -> None:
         self.stats.receiver_resets += 1

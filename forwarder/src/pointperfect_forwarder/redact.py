@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 MASK = "***"
+# characters json.dumps writes as they are (ensure_ascii): a secret made of them only appears verbatim in the text
+_VERBATIM = frozenset(chr(c) for c in range(0x20, 0x80)) - {'"', "\\"}
 SHORT = 4  # secrets shorter than this are replaced only as a whole token, never inside a longer word
 
 
@@ -19,15 +22,21 @@ class Redactor:
     def __init__(self, secrets: list[str] | None = None):
         self._lock = threading.Lock()
         self._pattern: re.Pattern | None = None
+        self._anywhere: re.Pattern | None = None  # every secret as plain text (no word rule), for `redact_json`
+        self._verbatim = True  # every secret is written by json.dumps as it is
         self.set_secrets(secrets or [])
 
     def set_secrets(self, secrets: list[str]) -> None:
-        parts = []
-        for s in sorted({s for s in secrets if isinstance(s, str) and s}, key=len, reverse=True):
+        parts, plain = [], []
+        known = sorted({s for s in secrets if isinstance(s, str) and s}, key=len, reverse=True)
+        for s in known:
             esc = re.escape(s)
+            plain.append(esc)
             parts.append(esc if len(s) >= SHORT else rf"(?<![A-Za-z0-9]){esc}(?![A-Za-z0-9])")
         with self._lock:
             self._pattern = re.compile("|".join(parts)) if parts else None
+            self._anywhere = re.compile("|".join(plain)) if plain else None
+            self._verbatim = all(_VERBATIM.issuperset(s) for s in known)
 
     def redact(self, text: str) -> str:
         pattern = self._pattern
@@ -44,6 +53,16 @@ class Redactor:
         if isinstance(obj, (list, tuple)):
             return [self.redact_obj(v) for v in obj]
         return obj
+
+    def redact_json(self, obj: Any, dumps: Callable[[Any], str]) -> str:
+        """`dumps(redact_obj(obj))`, without the walk when no secret occurs anywhere in `dumps(obj)`: a secret that
+        json writes verbatim would show there, so the text is then the same."""
+        with self._lock:
+            anywhere, verbatim = self._anywhere, self._verbatim
+        text = dumps(obj)
+        if anywhere is None or (verbatim and anywhere.search(text) is None):
+            return text
+        return dumps(self.redact_obj(obj))
 
 
 class RedactFilter(logging.Filter, Redactor):

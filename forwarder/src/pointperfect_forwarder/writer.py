@@ -65,7 +65,10 @@ class Writer(Worker):
         self._queued = 0
         self._tail: tuple[Frame, int, bool] | None = None  # a cut frame: (frame, bytes already out, priority)
         self._busy = False  # a thread is using the output (writing, closing or opening); guarded by _cond
-        self._cond = threading.Condition()
+        # the hot path (submit) takes the lock itself: Condition's own __enter__/__exit__ are Python calls. A plain
+        # lock: nothing that holds it takes it again
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._failed_generation: int | None = None
         self.generation = 0
         self._identity: tuple | None = None  # the open device node (Output.identity) of the last successful open
@@ -79,7 +82,7 @@ class Writer(Worker):
     def submit_many(self, frames: list[Frame], priority: bool = False) -> None:
         """Frames in their order, as `submit` one by one would take them; when they go out from the caller's thread,
         they go with one write (a busy input's frames of one turn: one system call instead of one per frame)."""
-        with self._cond:
+        with self._lock:
             if priority:
                 # the same key/config frame is already waiting (e.g. re-queued on a reopen)
                 frames = [frame for frame in frames if frame not in self._high]
@@ -97,7 +100,7 @@ class Writer(Worker):
         except OSError as exc:
             done, reason = 0, error_text(exc)
         sent = frames
-        with self._cond:
+        with self._lock:
             self._busy = False
             if done < len(data):
                 cut, left = 0, done

@@ -150,14 +150,14 @@ class Input(Worker):
         """One connection, until it ends; returns an explicit delay or None for the normal backoff."""
         raise NotImplementedError
 
-    def silence_left(self, since: float, limit: float) -> float:
+    def silence_left(self, since: float, limit: float, now: float | None = None) -> float:
         """Seconds until `too_silent(since, limit)` turns True, if no data comes (a hair later: it tests `>`)."""
-        return limit - self.silent_for(since) + 0.01
+        return limit - self.silent_for(since, now) + 0.01
 
-    def silent_for(self, since: float) -> float:
-        """Seconds without data in this session (`since` = monotonic session start)."""
+    def silent_for(self, since: float, now: float | None = None) -> float:
+        """Seconds without data in this session (`since` = monotonic session start) at `now` (monotonic, else now)."""
         last = self.stats.last_data_mono
-        return time.monotonic() - max(since, last or since)
+        return (time.monotonic() if now is None else now) - max(since, last or since)
 
     # --- what a session reports (the input state, `last_error` and one warning) ------------------------------------
 
@@ -169,10 +169,10 @@ class Input(Worker):
     def connect_failed(self, endpoint: str, exc: BaseException) -> None:
         self.report("connecting", f"connect to {endpoint} failed: {error_text(exc)}")
 
-    def too_silent(self, since: float, limit: float, what: str = "") -> bool:
+    def too_silent(self, since: float, limit: float, what: str = "", now: float | None = None) -> bool:
         """The no-data watchdog: True (reported, the session is to end) after more than `limit` s without data since
         `since`; `what` words the start when it is not the last data (" since connecting")."""
-        silent = self.silent_for(since)
+        silent = self.silent_for(since, now)
         if silent <= limit:
             return False
         self.report("backoff", f"no data for {silent:.0f} s{what}: reconnecting")

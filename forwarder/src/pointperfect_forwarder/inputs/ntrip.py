@@ -271,18 +271,20 @@ class NtripInput(Input):
         slack = min(GGA_SLACK, self.cfg.gga_interval / 10)
         data = body
         got_data = False  # the no-data watchdog starts at the session's first data
+        data_in, submit = self.stats.data_in, self.pipeline.submit_many
         while not self.stopping():
-            self.heartbeat = time.monotonic()
             if data:
                 if decoder is not None:
                     data = decoder.feed(data)
-                for frame in self.framer.feed(data):
-                    self.stats.data_in(frame.stream, len(frame.data))
-                    self.pipeline.submit(frame)
+                frames = self.framer.feed(data)
+                if frames:
+                    for frame in frames:
+                        data_in(frame.stream, len(frame.data))
+                    submit(frames)  # the frames of one read go out together (one write)
                     got_data = True
                 if decoder is not None and decoder.done:
                     raise ProtocolError("caster ended the stream")
-            now = time.monotonic()
+            self.heartbeat = now = time.monotonic()
             if now >= next_gga - slack:
                 self._send_gga(sock)
                 next_gga = now + self.cfg.gga_interval
@@ -290,10 +292,10 @@ class NtripInput(Input):
                 limit, what = self.no_data_timeout, ""
             else:
                 limit, what = max(INITIAL_SILENCE, self.no_data_timeout), " since connecting"
-            if self.too_silent(started, limit, what):
+            if self.too_silent(started, limit, what, now):
                 return None
             # sleep on the socket until data, the next GGA or the no-data watchdog (or a stop)
-            wait = min(next_gga + slack - time.monotonic(), self.silence_left(started, limit))
+            wait = min(next_gga + slack - now, self.silence_left(started, limit, now))
             if not self.wait_for(sock, wait)[0]:
                 data = b""
                 continue
