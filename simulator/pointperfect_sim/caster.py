@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import errno
 import re
 import select
 import shutil
@@ -340,6 +341,7 @@ class Caster:
     ) -> None:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._port_chosen = not port  # chosen here: another one may be chosen if it is taken by the time it is bound
         self.port = port or free_port()
         self.tls_port = tls_port or (free_port() if pki is not None else None)
         self.upstream_port = free_port()
@@ -375,19 +377,31 @@ class Caster:
         with stopped_on_error(self):
             self._connect_feed(timeout)
             self._wait_caster(self.upstream_port, timeout)
-            self.gate = NtripGate(
-                self.port,
-                self.upstream_port,
-                self.user,
-                self.password,
-                require_gga=self.require_gga,
-                connect_burst=self.connect_burst,
-                one_session_per_user=self.one_session_per_user,
-            ).start()
+            self.gate = self._start_gate()
             self._wait_caster(self.port, timeout)
             if self.pki is not None:
                 self._start_stunnel(timeout)
         return self
+
+    def _start_gate(self) -> NtripGate:
+        """The gate on self.port. A port this caster chose can be taken between the choice and the bind (by the
+        ephemeral source port of any outgoing connection, such as the waits above): then it chooses another."""
+        for attempt in range(3):
+            try:
+                return NtripGate(
+                    self.port,
+                    self.upstream_port,
+                    self.user,
+                    self.password,
+                    require_gga=self.require_gga,
+                    connect_burst=self.connect_burst,
+                    one_session_per_user=self.one_session_per_user,
+                ).start()
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or not self._port_chosen or attempt == 2:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
 
     def _connect_feed(self, timeout: float) -> None:
         wait_port(self.feed_port, timeout, proc=self._str2str.popen)

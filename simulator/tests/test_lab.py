@@ -485,3 +485,23 @@ def test_lab_up_cli(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
     assert not (tmp_path / "lab.json").exists()
+
+
+def test_caster_chooses_another_port_when_its_own_was_taken(tmp_path, monkeypatch):
+    """A port the caster chose can be taken before it binds it (an outgoing connection's ephemeral port): it
+    chooses another; a port the caller gave stays an error."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        caster = Caster(tmp_path / "chosen", mountpoint="NEAR-SPARTN", user="u1", password="p1")
+        caster.port = taken.getsockname()[1]  # as if another socket took it after the choice
+        with caster:
+            assert caster.port != taken.getsockname()[1]
+            with socket.create_connection(("127.0.0.1", caster.port), timeout=5):
+                pass
+        given = Caster(tmp_path / "given", port=taken.getsockname()[1], user="u1", password="p1")
+        with pytest.raises(OSError), given:
+            pass
+    finally:
+        taken.close()
