@@ -76,12 +76,11 @@ class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         self.set_options(var_options=variables, direct=kwargs)
         variables = variables or {}
+        dest, reuse = self.get_option("dest"), (_REUSE if self.get_option("reuse") else None)
         rendered = []
         for term in terms:
             source = self.find_file_in_search_path(variables, "templates", term)
             if not source:
                 raise AnsibleError("gateway_template: template %s not found" % term)
-            reuse = _REUSE if self.get_option("reuse") else None
-            dest = self.get_option("dest")
             rendered.append(render(self._templar, self._loader, source, term, dest, variables, reuse))
         return rendered

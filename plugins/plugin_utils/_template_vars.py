@@ -147,8 +147,9 @@ def render(templar, loader, source, name, dest, variables, reuse=None):  # noqa:
     templar = templar.copy_with_new_env(searchpath=searchpath, available_variables=extra)
     text = loader.get_text_file_contents(source)
     key = reuse.key(to_text(text), [source, dest], extra, templar.template) if reuse is not None else None
-    if key is not None and reuse.get(key) is not None:
-        return reuse.get(key)
+    kept = reuse.get(key) if key is not None else None
+    if kept is not None:
+        return kept
     if trust_as_template is not None:
         rendered = templar.template(trust_as_template(text), escape_backslashes=False)
     else:
