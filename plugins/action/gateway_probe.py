@@ -1,12 +1,14 @@
-# Controller side of gnss.pointperfect.gateway_probe: checks the gateway role's variables, runs the probe module (the
-# one round trip), then derives and checks the hardware id and, when asked, fails on the preflight's problems, each in
-# one line, with no task of its own (a task costs every host a worker process on the controller).
+# Controller side of gnss.pointperfect.gateway_probe: checks the gateway role's variables (its argument specification
+# and its cross-field rules), runs the probe module (the one round trip), then derives and checks the hardware id and,
+# when asked, fails on the preflight's problems, each in one line, with no task of its own (a task costs every host a
+# worker process on the controller).
 # Copyright (c) gnss.pointperfect maintainers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 import os
 
+import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible_collections.gnss.pointperfect.plugins.module_utils._app_specific_id import HARDWARE_ID_OPTIONS
@@ -23,14 +25,34 @@ ACTION_SPEC = {
 }
 
 
-def role_settings(task_vars, template):
-    """The role variables the checks read (INPUTS), from the task's variables: each templated by itself (a plain value
-    costs no Jinja compile; a dict of "{{ var }}" strings costs one per entry), None when unset, and the token
-    falling back to the controller's POINTPERFECT_ZTP_TOKEN as the role's __pointperfect_token does."""
-    settings = {name: template(task_vars[name]) if name in task_vars else None for name in INPUTS}
+def role_settings(task_vars, template, names=INPUTS):
+    """The role variables the checks read (INPUTS, and those of `names`), from the task's variables: each templated by
+    itself (a plain value costs no Jinja compile; a dict of "{{ var }}" strings costs one per entry), None when unset,
+    and the token falling back to the controller's POINTPERFECT_ZTP_TOKEN as the role's __pointperfect_token does."""
+    settings = {name: template(task_vars[name]) if name in task_vars else None for name in {*INPUTS, *names}}
     if not settings["pointperfect_ztp_token"]:
         settings["pointperfect_ztp_token"] = os.environ.get(TOKEN_ENV, "")
     return settings
+
+
+_SPECS = {}
+
+
+def role_argument_spec(role_path):
+    """The options of the role's entry point main (meta/argument_specs.yml), read once per process."""
+    path = os.path.join(role_path, "meta", "argument_specs.yml")
+    if path not in _SPECS:
+        with open(path, "rb") as f:
+            loaded = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+        _SPECS[path] = loaded["argument_specs"]["main"].get("options") or {}
+    return _SPECS[path]
+
+
+def argument_spec_errors(spec, task_vars, settings):
+    """Ansible's own role argument validation (ansible.builtin.validate_argument_spec) of the variables the task sees,
+    by their values in `settings` (templated once for both checks): the failures' messages."""
+    values = {name: settings[name] for name in spec if name in task_vars}
+    return ArgumentSpecValidator(spec).validate(values, validate_role_argument_spec=True).error_messages
 
 
 def derive_hardware_id(spec, app_specific_id, mac):
@@ -74,8 +96,13 @@ class ActionModule(ActionBase):
             return result
         mine = checked.validated_parameters
         if mine["check_role_variables"]:
-            # before any round trip; never the values (the token)
-            failed = settings_errors(role_settings(task_vars, self._templar.template))
+            # before any round trip; never the values (the token). The argument specification first (a wrong type
+            # makes the cross-field rules moot); it is the role's automatic validation, which the provision playbook
+            # turns off (rolespec_validate: false) to save each host that task's worker process.
+            role = getattr(self._task, "_role", None)
+            spec = role_argument_spec(role._role_path) if role is not None else {}
+            settings = role_settings(task_vars, self._templar.template, spec)
+            failed = settings_errors(settings, argument_spec_errors(spec, task_vars, settings))
             if failed:
                 result.update(failed=True, msg=failed)
                 return result

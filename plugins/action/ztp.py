@@ -11,19 +11,14 @@ from collections import namedtuple
 
 from ansible.module_utils.common.parameters import remove_values
 from ansible.plugins.action import ActionBase
-from ansible_collections.gnss.pointperfect.plugins.module_utils._atomic import AtomicWriteError, parse_mode
 from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials import (
     CERT,
-    CREDS,
     FILES,
     KEY,
     days_left,
     dumps,
-    iso,
     normalize_topics,
-    parse_iso,
     public_view,
-    region_code,
 )
 from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import (
     hardware_id_error,
@@ -31,11 +26,15 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options imp
     ztp_argument_spec,
 )
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_decision import decide
-from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_response import (
-    ZtpError,
-    certificate_info,
-    credentials_dict,
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_deployed import (
+    deployed_from_state,
+    deployed_view,
+    misattributed,
+    probed_state,
+    region_error,
+    region_option,
 )
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_response import ZtpError, credentials_dict
 
 
 def _client():
@@ -110,90 +109,6 @@ def redact(text, secrets, limit=300):
         if joined:
             text = text.replace(joined, MASK)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def region_option(value):
-    """The region option as 'auto' or a region code ('EU' and 'Japan' are accepted as eu and jp)."""
-    text = (value or "auto").strip()
-    if text.lower() == "auto":
-        return "auto"
-    code = region_code(text)
-    if code is None:
-        raise ZtpError("region %r is not a region code: set region to auto or a code such as eu, us, kr, au, jp" % text)
-    return code
-
-
-def region_error(region, regions):
-    """The one-line error when an explicit region is not in the plan; None when it is (or nothing to check)."""
-    regions = [r for r in regions or [] if isinstance(r, str)]
-    if region == "auto" or not regions or region in regions:
-        return None  # NTRIP and L-band-only plans list no correction regions: nothing to check against
-    return "region %r is not in this plan (%s): set region to one of them or auto" % (region, ", ".join(regions))
-
-
-def probed_state(probed, target):
-    """The probe's credentials state when it can stand for the module part's read of target (the same dest, owner,
-    group and mode, every key the decision uses, and owner and group existing or no credential file deployed: a fresh
-    gateway is missing them whatever the ids); None otherwise (read again)."""
-    if not isinstance(probed, dict):
-        return None
-    try:
-        wanted = {
-            "dest": target["dest"],
-            "owner": target["owner"],
-            "group": target["group"],
-            "mode": "%04o" % parse_mode(target["mode"]),
-        }
-    except AtomicWriteError:
-        return None
-    if probed.get("read_for") != wanted or probed.get("dest") != target["dest"]:
-        return None
-    files = probed.get("files")
-    complete = (
-        isinstance(files, dict)
-        and all(isinstance(files.get(n), dict) for n in FILES)
-        and all(k in probed for k in ("dest_exists", "credentials", "certificate_pem", "now"))
-    )
-    if not complete:
-        return None
-    fresh = all(files[n].get("exists") is False for n in FILES)
-    return probed if probed.get("ids_known") is True or fresh else None
-
-
-def deployed_from_state(state):
-    """Turn the module part's read result into the decision input (and the deployed certificate facts)."""
-    creds = state.get("credentials") or None
-    files = state.get("files") or {}
-    deployed = {"credentials": creds is not None, "fingerprint": None}
-    if creds is None:
-        return deployed
-    deployed["hardware_id"] = creds.get("hardware_id")
-    deployed["mqtt"] = creds.get("mqtt") is not None
-    deployed["ntrip"] = creds.get("ntrip") is not None
-    deployed["confirmed_at"] = (files.get(CREDS) or {}).get("mtime")
-    keys_end = creds.get("keys_end_ms")
-    deployed["keys_end"] = keys_end / 1000.0 if isinstance(keys_end, (int, float)) else None
-    deployed["recorded_not_after"] = parse_iso(creds.get("certificate_not_after"), strict=True)
-    pem = state.get("certificate_pem")
-    if pem and (files.get(KEY) or {}).get("regular"):
-        try:
-            not_after, fp = certificate_info(pem)
-        except ZtpError:
-            pass
-        else:
-            deployed["certificate_ok"] = True
-            deployed["certificate_not_after"] = not_after.timestamp()
-            deployed["fingerprint"] = fp
-    return deployed
-
-
-def deployed_view(state, deployed):
-    """RETURN values describing what is deployed (no API call made): the certificate's own not-after counts."""
-    not_after = deployed.get("certificate_not_after") if deployed.get("mqtt") else None
-    view = public_view(state.get("credentials") or {})
-    view["certificate_not_after"] = None if not_after is None else iso(not_after)
-    view["days_remaining"] = days_left(not_after, state.get("now") or time.time())
-    return view
 
 
 def summary(view, fingerprint):
@@ -302,10 +217,7 @@ class ActionModule(ActionBase):
         wrong = region_error(args["region"], out.get("regions"))
         if wrong:
             return dict(out, failed=True, changed=False, msg=wrong)
-        # only regular files are re-attributed: a symlink, fifo or directory is never changed through
-        bad = [
-            n for n, f in state["files"].items() if f.get("exists") and f.get("regular") and not f.get("attributes_ok")
-        ]
+        bad = misattributed(state)
         if bad:
             out["changed"] = True
             if not self._task.check_mode:
@@ -313,7 +225,7 @@ class ActionModule(ActionBase):
                 if fixed.get("failed"):
                     return {"failed": True, "msg": fixed.get("msg"), "reason": decision.reason, "api_called": False}
                 out["changed"] = bool(fixed.get("changed"))
-            out["msg"] = "credentials are valid; fixed mode/owner of %s" % ", ".join(sorted(bad))
+            out["msg"] = "credentials are valid; fixed mode/owner of %s" % ", ".join(bad)
         return out
 
     def _predict(self, run, out, before_view, before, files_now):

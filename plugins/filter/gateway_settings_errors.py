@@ -13,12 +13,13 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._gateway_settings import errors, output_dir_ok
 
 
-def gateway_settings_errors(settings):
-    """The one-line message of every failing check of the role's settings (a mapping), an empty list when all pass."""
+def gateway_settings_errors(settings, argument_errors=None):
+    """The one-line message of every failing check of the role's settings (a mapping), an empty list when all pass;
+    one line naming the argument specification's failures instead, when `argument_errors` holds any."""
     if not hasattr(settings, "keys"):
         raise AnsibleFilterError("gateway_settings_errors expects a mapping of the role's settings")
     try:
-        return errors(settings)
+        return errors(settings, argument_errors)
     except KeyError as e:
         raise AnsibleFilterError(str(e.args[0])) from None
 

@@ -179,9 +179,12 @@ options:
         choices: [machine_id, mac]
   check_role_variables:
     description:
-      - Check the gnss.pointperfect.gateway role's variables on the controller (the action plugin) by the rules of
-        the role's variable checks, before the probe runs; when one fails, the task fails with the list of the
-        failing checks' one-line messages and nothing is read on the target.
+      - Check the gnss.pointperfect.gateway role's variables on the controller (the action plugin) before the probe
+        runs, first against the role's argument specification (its C(meta/argument_specs.yml), as Ansible's
+        automatic role argument validation checks them; the collection's playbooks import the role with
+        C(rolespec_validate=false), so this task does it without a task of its own), then by the rules of the role's
+        variable checks. When one fails, the task fails with the list of one-line messages (one line for the
+        argument specification) and nothing is read on the target.
       - The action reads the variables from the task's own (an unset one counts as null; the ZTP token falls back to
         E(POINTPERFECT_ZTP_TOKEN) on the controller). None of them is sent, returned or logged.
     type: bool

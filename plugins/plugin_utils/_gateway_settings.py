@@ -274,9 +274,24 @@ INPUTS = (
 )
 
 
-def errors(settings):
-    """The message of every check that fails, in CHECKS order (empty when all pass). A missing input is a
-    programming error of the caller (KeyError names it), not a user's mistake."""
+def argument_spec_message(argument_errors, token=None):
+    """The one line that names every failure of the role's argument specification (meta/argument_specs.yml, as
+    Ansible's validate_argument_spec reports them), never the token; None when there is none."""
+    if not argument_errors:
+        return None
+    text = "; ".join(" ".join(str(e).split()) for e in argument_errors)
+    if token:
+        text = text.replace(token, "********")
+    return "Validation of the role's variables against its argument specification failed: " + text
+
+
+def errors(settings, argument_errors=None):
+    """The message of every check that fails, in CHECKS order (empty when all pass); only the argument
+    specification's one line when it failed (a wrong type makes the rules moot). A missing input is a programming
+    error of the caller (KeyError names it), not a user's mistake."""
+    spec_failed = argument_spec_message(argument_errors, settings.get("pointperfect_ztp_token"))
+    if spec_failed:
+        return [spec_failed]
     missing = [name for name in INPUTS if name not in settings]
     if missing:
         raise KeyError("gateway settings without %s" % ", ".join(missing))

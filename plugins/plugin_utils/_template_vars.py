@@ -115,17 +115,24 @@ class Reuse:
         return [a.value for a in args[1:]] if args[0].value in ("ansible.builtin.vars", "vars") else None
 
     def key(self, text, where, variables, template):
-        """A digest of the text, where it goes and the templated value of each variable it names; None when it must
-        be rendered (unsafe, or a value that does not template: the render reports that)."""
+        """The digest of keyed() alone."""
+        return self.keyed(text, where, variables, template)[0]
+
+    def keyed(self, text, where, variables, template):
+        """(digest, values): a digest of the text, where it goes and the templated value of each variable it names,
+        and those values by name (the render takes them instead of templating each variable again at each use);
+        (None, None) when it must be rendered as it is (unsafe, or a value that does not template: the render
+        reports that)."""
         names = self.names(text)
         if names is None:
-            return None
+            return None, None
         try:
-            values = [[name, template(variables[name]) if name in variables else "<unset>"] for name in names]
-            blob = json.dumps([text, where, values], sort_keys=True, default=repr)
+            values = {name: template(variables[name]) for name in names if name in variables}
+            named = [[name, values.get(name, "<unset>")] for name in names]
+            blob = json.dumps([text, where, named], sort_keys=True, default=repr)
         except Exception:  # let the render fail with Ansible's own message
-            return None
-        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest()
+            return None, None
+        return hashlib.sha256(blob.encode("utf-8", "surrogatepass")).hexdigest(), values
 
     def get(self, key):
         return self._texts.get(key)
@@ -146,10 +153,12 @@ def render(templar, loader, source, name, dest, variables, reuse=None):  # noqa:
     extra.update(template_vars(name, source, dest, include_ansible_managed="ansible_managed" not in extra))
     templar = templar.copy_with_new_env(searchpath=searchpath, available_variables=extra)
     text = loader.get_text_file_contents(source)
-    key = reuse.key(to_text(text), [source, dest], extra, templar.template) if reuse is not None else None
+    key, values = reuse.keyed(to_text(text), [source, dest], extra, templar.template) if reuse else (None, None)
     kept = reuse.get(key) if key is not None else None
     if kept is not None:
         return kept
+    if values:  # templated once for the key: each use in the render reads the value
+        templar.available_variables = dict(extra, **values)
     if trust_as_template is not None:
         rendered = templar.template(trust_as_template(text), escape_backslashes=False)
     else:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
 
 import pytest
 from ansible_collections.gnss.pointperfect.plugins.action import gateway_probe as action
 
 APP_ID = "c9f4d130385c5b1ea446272ce2bc630f"  # uuid5(NAMESPACE_DNS, "gnss.pointperfect"): never changes
 MACHINE_ID = "0123456789abcdef0123456789abcdef"
+ROLE_PATH = Path(__file__).resolve().parents[2] / "roles" / "gateway"
 ROLE_DEFAULTS = {"value": "", "prefix": "pp-", "source": "machine_id"}  # pointperfect_hardware_id* defaults
 
 
@@ -69,6 +71,7 @@ def _run_action(args: dict, probed: dict, task_vars: dict | None = None):
     from unittest import mock  # noqa: PLC0415
 
     task = mock.MagicMock(args=args, async_val=0, check_mode=False, diff=False)
+    task._role._role_path = str(ROLE_PATH)  # the role's meta/argument_specs.yml
     plugin = action.ActionModule(task, mock.MagicMock(), mock.MagicMock(), None, mock.MagicMock(), None)
     plugin._templar.template.side_effect = lambda value: value  # the task variables hold no templates here
     sent = {}
@@ -79,7 +82,9 @@ def _run_action(args: dict, probed: dict, task_vars: dict | None = None):
         return dict(probed)
 
     with mock.patch.object(plugin, "_execute_module", side_effect=execute):
-        return plugin.run(task_vars={"inventory_hostname": "gw-01", **(task_vars or {})}), sent
+        # an unset role variable (None in the settings' test data) is absent from a task's variables
+        given = {k: v for k, v in (task_vars or {}).items() if v is not None}
+        return plugin.run(task_vars={"inventory_hostname": "gw-01", **given}), sent
 
 
 def test_action_asks_the_probe_for_the_source_and_fails_on_preflight_problems():
@@ -123,6 +128,38 @@ def test_action_checks_the_settings_before_the_round_trip(monkeypatch):
     # not asked: the variables are not checked
     result, sent = _run_action({"hardware_id": {}}, probed, bad)
     assert not result.get("failed") and sent
+
+
+@pytest.mark.parametrize(
+    ("bad", "named"),
+    [
+        ({"pointperfect_metrics_port": "nine"}, "pointperfect_metrics_port"),  # not an int
+        ({"pointperfect_input": "carrier-pigeon"}, "pointperfect_input"),  # not one of the choices
+        ({"pointperfect_ztp_tags": {"a": 1}}, "pointperfect_ztp_tags"),  # not a list
+    ],
+)
+def test_action_checks_the_argument_specification_first(bad, named):
+    """check_role_variables also runs Ansible's role argument validation (meta/argument_specs.yml, which the
+    playbooks' rolespec_validate: false leaves to this task): a wrong type or choice fails the task in one line before
+    the probe module runs, and the token is never in the message."""
+    from tests.unit.plugins.plugin_utils.test_gateway_settings import GOOD, TOKEN  # noqa: PLC0415
+
+    probed = {"app_specific_id": _expected(MACHINE_ID)[3:], "preflight": {}}
+    args = {"check_role_variables": True, "hardware_id": {}}
+    result, sent = _run_action(args, probed, dict(GOOD, **bad))
+    assert result["failed"] and sent == {}, result
+    assert len(result["msg"]) == 1, result["msg"]  # one line; the cross-field rules are moot then
+    msg = result["msg"][0]
+    assert msg.startswith("Validation of the role's variables against its argument specification failed")
+    assert named in msg and "\n" not in msg and TOKEN not in msg
+    # the role's automatic validation would have said the same
+    from ansible.module_utils.common.arg_spec import ArgumentSpecValidator  # noqa: PLC0415
+
+    spec = action.role_argument_spec(str(ROLE_PATH))
+    own = ArgumentSpecValidator(spec).validate(
+        {k: v for k, v in dict(GOOD, **bad).items() if k in spec and v is not None}
+    )
+    assert own.error_messages and all(m in msg for m in own.error_messages)
 
 
 def test_role_settings_from_the_task_variables(monkeypatch):

@@ -55,8 +55,8 @@ def load_builder():
 
 
 def run_install_step(ansible_env, tmp_path: Path, controller_python: str, cache: Path) -> tuple[int, str]:
-    """The role's install tasks (the controller build step, then the install converge.yml runs) in check mode on
-    localhost, as a gateway whose probe found no build marker and no unit."""
+    """The role's install tasks (the controller build step, the batch's checks, then the install converge.yml runs)
+    in check mode on localhost, as a gateway whose probe found no build marker and no unit."""
     play = tmp_path / "install.yml"
     play.write_text(
         "- hosts: localhost\n"
@@ -65,6 +65,9 @@ def run_install_step(ansible_env, tmp_path: Path, controller_python: str, cache:
         "    - ansible.builtin.include_role:\n"
         "        name: gnss.pointperfect.gateway\n"
         "        tasks_from: install\n"
+        "    - ansible.builtin.include_role:\n"
+        "        name: gnss.pointperfect.gateway\n"
+        "        tasks_from: checks\n"
         "    - ansible.builtin.include_role:\n"
         "        name: gnss.pointperfect.gateway\n"
         "        tasks_from: install_build\n"

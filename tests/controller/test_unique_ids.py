@@ -1,4 +1,4 @@
-"""The role's check that the hardware ids derived so far are unique across the play (preflight.yml: cloned images
+"""The role's check that the hardware ids derived so far are unique across the play (checks.yml: cloned images
 share machine ids), run as it is with ansible-playbook: several local hosts with probe results, hosts not probed
 (a later batch) or whose probe failed are ignored, a duplicate fails with one message naming each host's id."""
 
@@ -12,13 +12,13 @@ import yaml
 
 from tests.role_play import PLAYBOOK_BIN, role_dir
 
-TASK = "Check hardware ids are unique across the play so far (cloned images share machine ids)"
+TASK = "Stop the batch when the forwarder build failed or gateways share a hardware id"
 
 
 def run_check(ansible_env, collections_path, tmp_path, probes: dict) -> subprocess.CompletedProcess:
     """One play over the hosts of `probes` (host -> registered probe result, None = never probed): the probe result
     set as the role registers it, then the role's own task."""
-    tasks = yaml.safe_load((role_dir(collections_path) / "tasks" / "preflight.yml").read_text())
+    tasks = yaml.safe_load((role_dir(collections_path) / "tasks" / "checks.yml").read_text())
     check = next(t for t in tasks if t["name"] == TASK)
     inventory = tmp_path / "hosts.ini"
     inventory.write_text("".join(f"{h} ansible_connection=local\n" for h in probes))

@@ -363,12 +363,14 @@ def test_second_run_changes_nothing_and_calls_no_api(lab, fleet, playbook, tmp_p
     assert lab.sim.calls() == before, "a no-op run called the ZTP API"
     assert {gw.name: show(gw, "InvocationID") for gw in fleet.gateways} == invocations
     assert trips() == {str(gw.ssh_port): 1 for gw in fleet.gateways}, run.out[-6000:]
-    # every gateway left the role after the ZTP decision (meta: end_role, decided in the controller's main process):
-    # the install, config and service steps were not even included (their skipped tasks would cost controller CPU on
-    # each host), nor was absent.yml's include evaluated
+    # every gateway left the role after the probe and the build check (meta: end_role, decided in the controller's
+    # main process, the ZTP decision included): the account, ZTP, install, config and service steps were not even
+    # started (each task costs every host a worker process on the controller), nor was absent.yml's include evaluated,
+    # nor did Ansible's automatic argument validation run (the probe's action checks the same specification)
     assert "Leave the role when the gateway is already as wanted" in run.out, run.out[-6000:]
     steps = ("Install, configure and start the forwarder", "Remove the forwarder", "Install the forwarder build",
-             "Deploy the CA bundle", "Enable and start the forwarder")  # fmt: skip
+             "Deploy the CA bundle", "Enable and start the forwarder", "Provision PointPerfect credentials (ZTP)",
+             "Create the serial group", "Validating arguments against arg spec")  # fmt: skip
     for step in steps:
         assert step not in run.out, (step, run.out[-6000:])
 

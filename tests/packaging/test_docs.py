@@ -17,6 +17,7 @@ FILTERS = (
     "fleet_json",
     "app_specific_id",
     "ztp_token_error",
+    "ztp_deployed",
 )
 
 

@@ -338,10 +338,12 @@ def probed(dest, now, **wanted):
 def provision(monkeypatch):
     """provision(api, dest, now, probed_state, check=False) -> (the task result, the module part's runs)."""
 
-    def _provision(api, dest, now, probed_state, check=False):
+    def _provision(api, dest, now, probed_state, check=False, **options):
         monkeypatch.setattr(action, "ZtpClient", api.client)
         api.now = now
-        params = {"token": TOKEN, "hardware_id": "gw-01", "dest": str(dest), "_probed_state": probed_state}
+        params = dict(
+            {"token": TOKEN, "hardware_id": "gw-01", "dest": str(dest), "_probed_state": probed_state}, **options
+        )
         result = ArgumentSpecValidator(dict(action.ARGUMENT_SPEC, **action.PRIVATE_SPEC)).validate(params)
         assert not result.error_messages, result.error_messages
         args = result.validated_parameters
@@ -394,3 +396,87 @@ def test_probed_state_of_a_fresh_host_still_provisions(tmp_path, pki, provision,
     dest = tmp_path / "fresh"
     got, parts = provision(api, dest, 1_800_000_000.0, dict(probed(dest, 1_800_000_000.0), ids_known=ids_known))
     assert parts == ["write"] and (got["api_called"], got["changed"], got["reason"]) == (True, True, "missing")
+
+
+# What the gateway role's no-op decision reads (the ztp_deployed filter) against what the action does with the same
+# probed state and options: `current` exactly when the action calls no API, changes nothing and does not fail.
+DEPLOYED_CASES = {
+    "valid": ({}, None),
+    "expiring": ({"renew_before_days": 100000}, None),
+    "forced": ({"force": True}, None),
+    "region not in the plan": ({"region": "kr"}, None),
+    "region in the plan": ({"region": "EU"}, None),
+    "another hardware id": ({"hardware_id": "gw-02"}, None),
+    "a key file's mode": ({}, lambda dest: os.chmod(dest / "client.key", 0o644)),
+    "no credentials": ({}, lambda dest: os.remove(dest / "credentials.json")),
+    "ntrip stale": ({"refresh_after_days": 0}, "ntrip"),
+}
+
+
+@pytest.mark.parametrize("case", list(DEPLOYED_CASES))
+def test_ztp_deployed_filter_agrees_with_the_action(tmp_path, pki, run, provision, case):
+    from ansible_collections.gnss.pointperfect.plugins.filter.ztp_deployed import ztp_deployed  # noqa: PLC0415
+
+    options, spoil = DEPLOYED_CASES[case]
+    ntrip = spoil == "ntrip"
+    api = FakeApi(lambda now: ntrip_body() if ntrip else mqtt_body(pki))
+    dest = tmp_path / "d"
+    run(api, dest, 1_800_000_000.0)
+    if callable(spoil):
+        spoil(dest)
+    now = 1_800_000_000.0 + (2 * DAY if ntrip else 100)
+    state = probed(dest, now)
+    opts = dict(options)
+    hardware_id = opts.pop("hardware_id", "gw-01")
+    seen = ztp_deployed(state, hardware_id, str(dest), None, None, "0600", **opts)
+    got, _parts = provision(api, dest, now, state, **dict(opts, hardware_id=hardware_id))
+    kept = not got.get("failed") and not got["api_called"] and not got["changed"]
+    assert seen["current"] is kept, (seen, got)
+    assert seen["reason"] == got["reason"], (seen, got)
+    if seen["current"]:
+        assert {k: seen[k] for k in ("plan", "service", "regions", "client_id")} == {
+            k: got[k] for k in ("plan", "service", "regions", "client_id")
+        }
+
+
+def test_ztp_deployed_filter_is_never_current_on_a_probe_read_for_something_else(tmp_path, pki, run):
+    from ansible_collections.gnss.pointperfect.plugins.filter.ztp_deployed import ztp_deployed  # noqa: PLC0415
+
+    api = FakeApi(lambda now: mqtt_body(pki))
+    dest = tmp_path / "d"
+    run(api, dest, 1_800_000_000.0)
+    state = probed(dest, 1_800_000_100.0)
+    assert ztp_deployed(state, "gw-01", str(dest), None, None, "0600")["current"] is True
+    assert ztp_deployed(state, "gw-01", str(dest), None, None, "0640")["current"] is False  # another mode
+    assert ztp_deployed(dict(state, ids_known=False), "gw-01", str(dest), None, None, "0600")["current"] is False
+    assert ztp_deployed(None, "gw-01", str(dest), None, None, "0600")["current"] is False
+    assert ztp_deployed(state, "", str(dest), None, None, "0600")["current"] is False
+    assert ztp_deployed(state, "gw-01", str(dest), None, None, "0600", region="nowhere")["current"] is False
+
+
+def test_ztp_deployed_defaults_are_the_modules():
+    from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import ztp_argument_spec  # noqa: PLC0415
+    from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_deployed import DECISION_DEFAULTS  # noqa: PLC0415
+
+    spec = ztp_argument_spec()
+    assert {name: spec[name]["default"] for name in DECISION_DEFAULTS} == DECISION_DEFAULTS
+
+
+def test_the_roles_no_op_decision_gives_the_filter_the_ztp_tasks_options():
+    """vars/main.yml's __pointperfect_ztp_deployed (the no-op decision) passes the filter the same role variables as
+    credentials.yml passes the ztp task, for every option the decision reads."""
+    import re  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    import yaml  # noqa: PLC0415
+
+    role = Path(__file__).resolve().parents[4] / "roles" / "gateway"
+    decision = yaml.safe_load((role / "vars" / "main.yml").read_text())["__pointperfect_ztp_deployed"]
+    task = yaml.safe_load((role / "tasks" / "credentials.yml").read_text())[0]["gnss.pointperfect.ztp"]
+    variable = re.compile(r"(?:__)?pointperfect_\w+(?:\.\w+)?")
+    for option in ("renew_before_days", "refresh_after_days", "force", "region", "dest", "owner", "mode"):
+        given = variable.findall(str(task[option]))
+        assert given, option
+        assert re.search(rf"\b{option}={re.escape(given[-1])}\b", decision), (option, given, decision)
+    assert "group=__pointperfect_credentials_target.group" in decision  # the task omits it only on a fresh check run
+    assert "__pointperfect_probe.hardware_id" in decision and "__pointperfect_probe.hardware_id" in task["hardware_id"]

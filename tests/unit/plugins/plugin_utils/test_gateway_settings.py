@@ -208,3 +208,14 @@ def test_the_inputs_are_what_the_role_passes():
     assert all(name in value or name == "pointperfect_ztp_token" for name, value in settings.items())
     assert "__pointperfect_settings" in (role / "tasks" / "validate.yml").read_text()
     assert "check_role_variables: true" in (role / "tasks" / "preflight.yml").read_text()
+
+
+def test_argument_specification_failures_are_one_line_first_and_never_the_token():
+    """The argument specification's failures (validate_argument_spec's argument_errors) come as one line instead of
+    the rules' messages (a wrong type makes them moot), the token masked even if a message quoted it."""
+    bad = dict(GOOD, pointperfect_ztp_throttle=-1)
+    assert gs.errors(bad) and gs.errors(bad, []) == gs.errors(bad)
+    got = gateway_settings_errors(bad, ["value of pointperfect_input must be\n one of: a, b", f"x {TOKEN} y"])
+    assert len(got) == 1 and "\n" not in got[0] and TOKEN not in got[0], got
+    assert got[0].startswith("Validation of the role's variables against its argument specification failed: ")
+    assert "pointperfect_input must be one of: a, b; x ******** y" in got[0]
