@@ -6,7 +6,6 @@
 
 
 import re
-import time
 from collections import namedtuple
 
 from ansible.module_utils.common.parameters import remove_values
@@ -25,9 +24,8 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options imp
     token_error,
     ztp_argument_spec,
 )
-from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_decision import decide
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_deployed import (
-    deployed_from_state,
+    assess,
     deployed_view,
     misattributed,
     probed_state,
@@ -188,16 +186,7 @@ class ActionModule(ActionBase):
             if read.get("failed"):
                 return {"failed": True, "msg": read.get("msg", "reading %s failed" % args["dest"])}
             state = read["state"]
-        deployed = deployed_from_state(state)
-        now = state.get("now") or time.time()
-        decision = decide(
-            deployed,
-            args["hardware_id"],
-            now,
-            renew_before_days=args["renew_before_days"],
-            refresh_after_days=args["refresh_after_days"],
-            force=args["force"],
-        )
+        deployed, decision, now = assess(state, args["hardware_id"], args)
         out = {"reason": decision.reason, "api_called": False, "changed": False, "region": args["region"]}
         run = Run(args, task_vars, target, state, decision, now, secrets)
         before_view = deployed_view(state, deployed) if deployed.get("credentials") else {}

@@ -124,6 +124,22 @@ def misattributed(state):
     )
 
 
+def assess(state, hardware_id, options):
+    """(facts, decision, now): the renewal decision on a read state (the module part's, or the probe's standing for
+    it), with the options renew_before_days, refresh_after_days and force."""
+    facts = deployed_from_state(state)
+    now = state.get("now") or time.time()
+    decision = decide(
+        facts,
+        hardware_id,
+        now,
+        renew_before_days=options["renew_before_days"],
+        refresh_after_days=options["refresh_after_days"],
+        force=options["force"],
+    )
+    return facts, decision, now
+
+
 def deployed(probed, target, hardware_id, options):
     """What the ztp task would do with the probe's credentials state, decided as its action decides (no I/O):
     `current` is true when it would call no API, change nothing and not fail; with the deployed credentials' view
@@ -134,19 +150,16 @@ def deployed(probed, target, hardware_id, options):
     state = probed_state(probed, target)
     if state is None or not isinstance(hardware_id, str) or not hardware_id:
         return result
-    facts = deployed_from_state(state)
     try:
         region = region_option(opts["region"])
-        decision = decide(
-            facts,
-            hardware_id,
-            state.get("now") or time.time(),
-            renew_before_days=int(opts["renew_before_days"]),
-            refresh_after_days=int(opts["refresh_after_days"]),
-            force=boolean(opts["force"]),
-        )
+        typed = {
+            "renew_before_days": int(opts["renew_before_days"]),
+            "refresh_after_days": int(opts["refresh_after_days"]),
+            "force": boolean(opts["force"]),
+        }
     except (ZtpError, TypeError, ValueError) as e:  # the ztp task names the bad option
         return dict(result, detail=str(e))
+    facts, decision, _now = assess(state, hardware_id, typed)
     result.update(reason=decision.reason, detail=decision.detail)
     if facts.get("credentials"):
         result.update(deployed_view(state, facts))

@@ -10,7 +10,7 @@ import ssl
 import time
 from pathlib import Path
 
-from .proc import LOOPBACK, Proc, free_port, stopped_on_error, write_atomic
+from .proc import LOOPBACK, Proc, free_port, port_taken, stopped_on_error, write_atomic
 
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
 PUBLISHER_CN = "pp-replayer"
@@ -27,6 +27,7 @@ class Mosquitto:
         self.pki = pki
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._port_chosen = not port  # chosen here: another one may be chosen if it is taken before the first bind
         self.port = port or free_port()
         self.host = LOOPBACK
         self.conf_path = self.workdir / "mosquitto.conf"
@@ -92,14 +93,28 @@ class Mosquitto:
         self.conf_path.write_text("\n".join(lines) + "\n")
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
+        """Start on self.port. A port this broker chose can be taken before its first start binds it (by the
+        ephemeral source port of any outgoing connection): then it chooses another. A restart keeps its port."""
         if MOSQUITTO is None:
             raise RuntimeError("mosquitto is not installed")
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+            except (RuntimeError, TimeoutError):
+                if not self._port_chosen or attempt == 2 or not port_taken(self.port):
+                    raise
+                self.port = free_port()
+            else:
+                self._port_chosen = False  # clients know it now
+                return self
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> None:
         self._write_config()
         self.publisher_tls()
         self._proc = Proc([MOSQUITTO, "-c", str(self.conf_path)], self.workdir / "mosquitto.out").start()
         with stopped_on_error(self):
             self._wait_tls(timeout)
-        return self
 
     def _wait_tls(self, timeout: float) -> None:
         """Ready = a TLS handshake with the publisher identity succeeds."""

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from .frames import nmea_checksum
-from .proc import LOOPBACK, Proc, free_port, stopped_on_error, wait_port, write_atomic
+from .proc import LOOPBACK, Proc, free_port, port_taken, stopped_on_error, wait_port, write_atomic
 
 STUNNEL = shutil.which("stunnel4") or shutil.which("stunnel")
 STR2STR = shutil.which("str2str")
@@ -346,6 +346,8 @@ class Caster:
         self.tls_port = tls_port or (free_port() if pki is not None else None)
         self.upstream_port = free_port()
         self.feed_port = free_port()
+        # the other ports chosen here, which the first start may choose again (str2str's and stunnel's)
+        self._chosen = ("upstream_port", "feed_port") + (("tls_port",) if pki is not None and not tls_port else ())
         self.mountpoint = mountpoint
         self.user = user
         self.password = password
@@ -369,8 +371,26 @@ class Caster:
         return Path(self.pki.ca_path) if self.pki is not None else None
 
     def start(self, timeout: float = 10.0) -> Caster:
+        """Start on the ports chosen or given. A port chosen here can be taken before the first start binds it (by
+        the ephemeral source port of any outgoing connection): the gate then chooses another at once, str2str and
+        stunnel after their start failed. A restart keeps every port (clients know them)."""
         if STR2STR is None:
             raise RuntimeError("str2str (rtklib) is not installed")
+        for attempt in range(3):
+            try:
+                self._start_once(timeout)
+            except (RuntimeError, TimeoutError):
+                taken = [name for name in self._chosen if port_taken(getattr(self, name))]
+                if not taken or attempt == 2:
+                    raise
+                for name in taken:
+                    setattr(self, name, free_port())
+            else:
+                self._chosen, self._port_chosen = (), False
+                return self
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> None:
         out = f"ntripc://{self.user}:{self.password}@:{self.upstream_port}/{self.mountpoint}"
         argv = [STR2STR, "-in", f"tcpsvr://:{self.feed_port}", "-out", out, "-b", "1"]
         self._str2str = Proc(argv, self.workdir / "str2str.log", cwd=self.workdir).start()
@@ -381,7 +401,6 @@ class Caster:
             self._wait_caster(self.port, timeout)
             if self.pki is not None:
                 self._start_stunnel(timeout)
-        return self
 
     def _start_gate(self) -> NtripGate:
         """The gate on self.port. A port this caster chose can be taken between the choice and the bind (by the

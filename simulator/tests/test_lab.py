@@ -505,3 +505,52 @@ def test_caster_chooses_another_port_when_its_own_was_taken(tmp_path, monkeypatc
             pass
     finally:
         taken.close()
+
+
+@pytest.mark.skipif(MOSQUITTO is None, reason="mosquitto not installed")
+def test_broker_chooses_another_port_when_its_own_was_taken(pki, tmp_path):
+    """The broker's own port taken before its first start (bound, not listening: as by an outgoing connection's
+    ephemeral port): it chooses another; a restart keeps the port it has, and a port the caller gave stays an
+    error."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    try:
+        broker = Mosquitto(pki, tmp_path / "chosen")
+        broker.port = taken.getsockname()[1]  # as if another socket took it after the choice
+        with broker:
+            assert broker.port != taken.getsockname()[1]
+            port = broker.port
+            assert _mqtt_connack(port, broker.ca_path, *broker.issue_device("d1"))[3] == 0
+            broker.restart()
+            assert broker.port == port
+        with pytest.raises(RuntimeError), Mosquitto(pki, tmp_path / "given", port=taken.getsockname()[1]):
+            pass
+    finally:
+        taken.close()
+
+
+@pytest.mark.skipif(STR2STR is None or STUNNEL is None, reason="str2str or stunnel not installed")
+@pytest.mark.parametrize("which", ["tls_port", "feed_port"])
+def test_caster_chooses_another_tls_or_str2str_port_when_its_own_was_taken(pki, tmp_path, which):
+    """stunnel's TLS port or str2str's feed port, chosen by the caster and taken before its first start (bound, not
+    listening: as by an outgoing connection's ephemeral port): the start fails, finds the port taken, and starts
+    again on another."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    try:
+        caster = Caster(tmp_path / which, mountpoint="NEAR-SPARTN", user="u1", password="p1", pki=pki)
+        setattr(caster, which, taken.getsockname()[1])
+        try:
+            caster.start(timeout=3)
+            assert getattr(caster, which) != taken.getsockname()[1]
+            ctx = ssl.create_default_context(cafile=str(caster.ca_path))
+            with (
+                socket.create_connection(("127.0.0.1", caster.tls_port), timeout=5) as raw,
+                ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
+            ):
+                sock.sendall(b"GET / HTTP/1.0\r\nUser-Agent: NTRIP lab-probe\r\n\r\n")
+                assert sock.recv(64).startswith(b"SOURCETABLE 200")
+        finally:
+            caster.stop()
+    finally:
+        taken.close()

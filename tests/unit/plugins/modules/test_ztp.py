@@ -17,6 +17,7 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials imp
 from ansible_collections.gnss.pointperfect.plugins.modules import ztp as module
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils import _ztp_response as resp
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_decision import decide
+from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_deployed import deployed_from_state
 
 from tests.unit.ztp_samples import KEY_A, KEY_B, make_pair, mqtt_body, ntrip_body
 
@@ -138,7 +139,7 @@ def test_interrupted_commit_is_detected_as_missing(tmp_path, pki, mqtt_model, mo
         module.write_files(str(dest), files_of(new, dest), 0o600, None, None)
     assert sorted(os.listdir(dest)) == ["client.crt", "client.key", "credentials.json"]  # no temp files left
     state = module.read_state(str(dest), 0o600, None, None)
-    deployed = action.deployed_from_state(state)
+    deployed = deployed_from_state(state)
     decision = decide(deployed, "gw-01", state["now"])
     assert (decision.reason, decision.detail) == ("missing", "client certificate does not match credentials.json")
 
@@ -152,7 +153,7 @@ def test_switch_to_ntrip_removes_certificate_and_key(tmp_path, mqtt_model):
         is True
     )
     assert sorted(os.listdir(dest)) == ["credentials.json"]
-    deployed = action.deployed_from_state(module.read_state(str(dest), 0o600, None, None))
+    deployed = deployed_from_state(module.read_state(str(dest), 0o600, None, None))
     assert deployed["ntrip"] and not deployed["mqtt"]
 
 
@@ -161,13 +162,13 @@ def test_unreadable_credentials_read_as_missing(tmp_path, content):
     (tmp_path / "credentials.json").write_bytes(content)
     state = module.read_state(str(tmp_path), 0o600, None, None)
     assert state["credentials"] is None and state["credentials_error"]
-    assert action.deployed_from_state(state) == {"credentials": False, "fingerprint": None}
+    assert deployed_from_state(state) == {"credentials": False, "fingerprint": None}
 
 
 def test_broken_certificate_on_disk_reads_as_not_ok(tmp_path, mqtt_model):
     module.write_files(str(tmp_path), files_of(mqtt_model, tmp_path), 0o600, None, None)
     (tmp_path / "client.crt").write_text("garbage")
-    deployed = action.deployed_from_state(module.read_state(str(tmp_path), 0o600, None, None))
+    deployed = deployed_from_state(module.read_state(str(tmp_path), 0o600, None, None))
     assert deployed["credentials"] and not deployed.get("certificate_ok")
 
 
