@@ -233,6 +233,22 @@ SCENARIOS = {
         },
         1,
     ),
+    # systemd refused the restart (the handler's result, failed_when: false): its two-line message in one line
+    "restart_refused": (
+        "__pointperfect_start_failure",
+        {
+            "__pointperfect_restart": {
+                "changed": False,
+                "failed_when_result": False,
+                "msg": "Unable to restart service pointperfect-forwarder: Job for pointperfect-forwarder.service "
+                'failed because the control process exited with error code.\nSee "systemctl status '
+                'pointperfect-forwarder.service" and "journalctl -xeu pointperfect-forwarder.service" for '
+                "details.\n",
+            },
+            "__pointperfect_start": {"changed": False, "skipped": True},
+        },
+        1,
+    ),
     "health_gate": (
         "__pointperfect_health_failure",
         {
@@ -338,6 +354,10 @@ def test_every_role_message_is_one_line(ansible_env, collections_path, tmp_path)
         for msg in messages:
             assert isinstance(msg, str) and msg, (name, msg)
             assert "\n" not in msg and "  " not in msg and msg == msg.strip(), (name, msg)
+    assert rendered["restart_refused"].startswith("localhost: the forwarder did not start: Unable to restart service")
+    assert rendered["restart_refused"].endswith(
+        "for details. (journalctl -u pointperfect-forwarder on the gateway shows why)"
+    ), rendered["restart_refused"]
     assert rendered["health_gate"].startswith("localhost: the forwarder did not report its input connected")
     assert "input backoff: refused (port 1)" in rendered["health_gate"]
     assert "input starting: waiting for a position fix);" in rendered["health_gate_region"]

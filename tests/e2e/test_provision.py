@@ -406,6 +406,30 @@ def test_drifted_config_directory_is_repaired_without_restart(lab, fleet, playbo
     assert show(gw, "InvocationID") == invocation
 
 
+def test_a_start_systemd_refuses_fails_in_one_line_and_the_fixed_run_recovers(lab, fleet, playbook, tmp_path):
+    """A unit systemd cannot start (an ExecStartPre= that fails, through pointperfect_systemd_extra): the restart fails
+    the gateway with one line naming systemd's refusal (its own message spans two lines), and the next run without it
+    restores the unit and the service."""
+    gw = gateways(fleet)["gw-02"]
+    extra = tmp_path / "refused.json"
+    extra.write_text(json.dumps({"pointperfect_systemd_extra": {"ExecStartPre": "/bin/false"}}))
+    before = lab.sim.calls()
+    run = playbook("provision", "--limit", "gw-02", "-e", f"@{extra}")
+    assert run.rc != 0, run.out[-6000:]
+    fatal = [ln for ln in run.out.splitlines() if ln.startswith("fatal: [gw-02]")]
+    assert len(fatal) == 1, run.out[-6000:]
+    msg = json.loads(fatal[0].split("=> ", 1)[1])["msg"]
+    assert msg.startswith("gw-02: the forwarder did not start: Unable to "), msg
+    assert "pointperfect-forwarder" in msg and "journalctl -u pointperfect-forwarder" in msg, msg
+    assert "\n" not in msg and "  " not in msg, msg
+    run = playbook("provision", "--limit", "gw-02")
+    assert run.rc == 0, run.out[-6000:]
+    assert run.changed()["gw-02"] > 0, run.out[-6000:]
+    assert "ExecStartPre" not in sh(gw, "cat /etc/systemd/system/pointperfect-forwarder.service")
+    assert show(gw, "ActiveState") == "active"
+    assert lab.sim.calls() == before  # the credentials were never in question
+
+
 def test_mac_hardware_id_source_in_check_mode(lab, fleet, playbook):
     """hardware_id_source=mac derives pp-<MAC of the default IPv4 interface>, or fails naming the missing fact."""
     gw = gateways(fleet)["gw-01"]
