@@ -114,10 +114,6 @@ class Reuse:
             return None
         return [a.value for a in args[1:]] if args[0].value in ("ansible.builtin.vars", "vars") else None
 
-    def key(self, text, where, variables, template):
-        """The digest of keyed() alone."""
-        return self.keyed(text, where, variables, template)[0]
-
     def keyed(self, text, where, variables, template):
         """(digest, values): a digest of the text, where it goes and the templated value of each variable it names,
         and those values by name (the render takes them instead of templating each variable again at each use);

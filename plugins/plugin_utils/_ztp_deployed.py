@@ -12,7 +12,7 @@
 
 import time
 
-from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible_collections.gnss.pointperfect.plugins.module_utils._atomic import AtomicWriteError, parse_mode
 from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials import (
     CREDS,
@@ -24,12 +24,23 @@ from ansible_collections.gnss.pointperfect.plugins.module_utils._credentials imp
     public_view,
     region_code,
 )
+from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import ztp_argument_spec
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_decision import decide
 from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_response import ZtpError, certificate_info
 
-# The ztp module's defaults of the options the decision reads (module_utils/_ztp_options.py; a unit test keeps them
-# equal): an unset role variable leaves them to the module.
-DECISION_DEFAULTS = {"renew_before_days": 30, "refresh_after_days": 7, "force": False, "region": "auto"}
+# The ztp module's options the decision reads: typed and defaulted by the module's own argument spec.
+DECISION_OPTIONS = ("renew_before_days", "refresh_after_days", "force", "region")
+
+
+def decision_options(options):
+    """`options` (an unset one, None, takes the module's default) as the ztp module's argument spec types them;
+    ZtpError naming a bad one."""
+    spec = ztp_argument_spec()
+    given = {k: v for k, v in (options or {}).items() if k in DECISION_OPTIONS and v is not None}
+    checked = ArgumentSpecValidator({name: spec[name] for name in DECISION_OPTIONS}).validate(given)
+    if checked.error_messages:
+        raise ZtpError("; ".join(checked.error_messages))
+    return checked.validated_parameters
 
 
 def region_option(value):
@@ -145,19 +156,14 @@ def deployed(probed, target, hardware_id, options):
     `current` is true when it would call no API, change nothing and not fail; with the deployed credentials' view
     (plan, service, regions, ...: what the role's templates read) whenever the state can be used. `target` holds
     dest, owner, group and mode; `options` the decision's options (an unset one takes the module's default)."""
-    opts = dict(DECISION_DEFAULTS, **{k: v for k, v in (options or {}).items() if v is not None})
     result = {"current": False, "reason": None, "detail": "the probe's read cannot stand for the module's"}
     state = probed_state(probed, target)
     if state is None or not isinstance(hardware_id, str) or not hardware_id:
         return result
     try:
-        region = region_option(opts["region"])
-        typed = {
-            "renew_before_days": int(opts["renew_before_days"]),
-            "refresh_after_days": int(opts["refresh_after_days"]),
-            "force": boolean(opts["force"]),
-        }
-    except (ZtpError, TypeError, ValueError) as e:  # the ztp task names the bad option
+        typed = decision_options(options)
+        region = region_option(typed["region"])
+    except ZtpError as e:  # the ztp task names the bad option
         return dict(result, detail=str(e))
     facts, decision, _now = assess(state, hardware_id, typed)
     result.update(reason=decision.reason, detail=decision.detail)

@@ -455,11 +455,18 @@ def test_ztp_deployed_filter_is_never_current_on_a_probe_read_for_something_else
 
 
 def test_ztp_deployed_defaults_are_the_modules():
+    """An unset option (None) takes the ztp module's own default, typed as the module types it."""
     from ansible_collections.gnss.pointperfect.plugins.module_utils._ztp_options import ztp_argument_spec  # noqa: PLC0415
-    from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_deployed import DECISION_DEFAULTS  # noqa: PLC0415
+    from ansible_collections.gnss.pointperfect.plugins.plugin_utils._ztp_deployed import (  # noqa: PLC0415
+        DECISION_OPTIONS,
+        decision_options,
+    )
 
     spec = ztp_argument_spec()
-    assert {name: spec[name]["default"] for name in DECISION_DEFAULTS} == DECISION_DEFAULTS
+    assert decision_options({}) == {name: spec[name]["default"] for name in DECISION_OPTIONS}
+    assert decision_options({"renew_before_days": "9", "force": "yes", "region": None})["renew_before_days"] == 9
+    with pytest.raises(ZtpError, match="renew_before_days"):
+        decision_options({"renew_before_days": "soon"})
 
 
 def test_the_roles_no_op_decision_gives_the_filter_the_ztp_tasks_options():

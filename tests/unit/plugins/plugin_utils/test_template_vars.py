@@ -31,18 +31,18 @@ def test_reuse_keys_on_the_values_of_the_names_a_template_reads():
     base = {"ansible_managed": "managed", "lband_device": None, "command": "{{ python }} -I", "port": 1,
             "python": "/usr/bin/python3", "unrelated": "x"}  # fmt: skip
     template = lambda value: value.replace("{{ python }}", "/usr/bin/python3") if isinstance(value, str) else value  # noqa: E731
-    key = reuse.key(UNIT, ["unit.j2", "/etc/x"], base, template)
-    assert key is not None and key == reuse.key(UNIT, ["unit.j2", "/etc/x"], dict(base), template)
+    key = reuse.keyed(UNIT, ["unit.j2", "/etc/x"], base, template)[0]
+    assert key is not None and key == reuse.keyed(UNIT, ["unit.j2", "/etc/x"], dict(base), template)[0]
     # a variable the template does not read changes nothing; one it reads, the destination or the text do
-    assert reuse.key(UNIT, ["unit.j2", "/etc/x"], dict(base, unrelated="y"), template) == key
+    assert reuse.keyed(UNIT, ["unit.j2", "/etc/x"], dict(base, unrelated="y"), template)[0] == key
     for changed in ({"port": 2}, {"lband_device": "/dev/ttyACM1"}, {"command": "python -I"}):
-        assert reuse.key(UNIT, ["unit.j2", "/etc/x"], dict(base, **changed), template) != key, changed
-    assert reuse.key(UNIT, ["unit.j2", "/etc/y"], base, template) != key
-    assert reuse.key(UNIT + "#", ["unit.j2", "/etc/x"], base, template) != key
+        assert reuse.keyed(UNIT, ["unit.j2", "/etc/x"], dict(base, **changed), template)[0] != key, changed
+    assert reuse.keyed(UNIT, ["unit.j2", "/etc/y"], base, template)[0] != key
+    assert reuse.keyed(UNIT + "#", ["unit.j2", "/etc/x"], base, template)[0] != key
     # unset and set to something else differ
     unset = dict(base)
     del unset["port"]
-    assert reuse.key(UNIT, ["unit.j2", "/etc/x"], unset, template) not in (key, None)
+    assert reuse.keyed(UNIT, ["unit.j2", "/etc/x"], unset, template)[0] not in (key, None)
     reuse.keep(key, "text")
     assert reuse.get(key) == "text" and reuse.get("other") is None
 
@@ -67,14 +67,14 @@ def test_reuse_keys_on_the_values_of_the_names_a_template_reads():
     ],
 )
 def test_reuse_never_keys_a_template_that_depends_on_more(text):
-    assert Reuse().key(text, ["t.j2", None], {"x": 1}, lambda value: value) is None
+    assert Reuse().keyed(text, ["t.j2", None], {"x": 1}, lambda value: value)[0] is None
 
 
 def test_reuse_renders_when_a_value_does_not_template():
     def broken(value):
         raise ValueError("undefined")
 
-    assert Reuse().key("{{ x }}", ["t.j2", None], {"x": "{{ y }}"}, broken) is None
+    assert Reuse().keyed("{{ x }}", ["t.j2", None], {"x": "{{ y }}"}, broken)[0] is None
 
 
 def test_reuse_keeps_a_bounded_number_of_texts():
@@ -89,7 +89,7 @@ def test_reuse_renders_when_a_value_does_not_serialize():
         def items(self):
             raise RuntimeError("a marker")
 
-    assert Reuse().key("{{ x }}", ["t.j2", None], {"x": Odd(a=1)}, lambda value: value) is None
+    assert Reuse().keyed("{{ x }}", ["t.j2", None], {"x": Odd(a=1)}, lambda value: value)[0] is None
 
 
 def test_reuse_follows_the_variables_a_vars_lookup_reads():
@@ -98,7 +98,7 @@ def test_reuse_follows_the_variables_a_vars_lookup_reads():
     reuse = Reuse()
     assert reuse.names(text) == ["d", "dir_ok", "kind"]
     base = {"kind": "file", "dir_ok": True, "d": "/var/lib/x"}
-    key = reuse.key(text, ["u.j2", None], base, lambda value: value)
+    key = reuse.keyed(text, ["u.j2", None], base, lambda value: value)[0]
     assert key is not None
-    assert reuse.key(text, ["u.j2", None], dict(base, dir_ok=False), lambda value: value) != key
+    assert reuse.keyed(text, ["u.j2", None], dict(base, dir_ok=False), lambda value: value)[0] != key
     assert Reuse().names("{{ lookup('vars', 'a', 'b') }}") == ["a", "b"]
